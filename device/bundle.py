@@ -1,0 +1,297 @@
+"""Bundles: a directory (or a ``NAME.spinal`` archive of it) of model files plus ``manifest.json``.
+
+Opening a bundle verifies it before anything uses it: the manifest parses, every file it
+lists exists as a regular file inside the bundle with the recorded size and sha256, and an
+archive holds nothing but regular files with safe names and sane sizes. The toolchain
+writes bundles with :func:`write_manifest` and :func:`pack_archive`; the format is defined
+here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import BundleError
+from device.manifest import MANIFEST_NAME, Manifest, parse_manifest, unsafe_path_reason
+
+ARCHIVE_SUFFIX = ".spinal"
+SIGNATURE_NAME = "manifest.sig"
+# Limits that no real edge model comes near; they stop a hostile archive early.
+MAX_FILE_BYTES = 1 << 30  # 1 GiB per member
+MAX_TOTAL_BYTES = 2 << 30  # 2 GiB unpacked in all
+MAX_MEMBERS = 1000
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size in bytes of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+@dataclass
+class Bundle:
+    """A verified bundle on disk. Use :func:`open_bundle` (a context manager for archives)."""
+
+    root: Path
+    manifest: Manifest
+    source: Path
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    def path_of(self, relative: str) -> Path:
+        """Absolute path of a file named in the manifest."""
+        return self.root / relative
+
+    @property
+    def is_archive(self) -> bool:
+        """Whether this bundle was unpacked from a ``.spinal`` archive."""
+        return self._tmp is not None
+
+    def load_golden(self) -> dict[str, np.ndarray]:
+        """The golden vectors as arrays keyed ``input/<name>`` and ``output/<artifact>/<name>``."""
+        golden = self.manifest.golden
+        if golden is None:
+            raise BundleError(f"{self.source}: manifest.json has no golden vectors")
+        path = self.path_of(golden.path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except Exception as exc:  # numpy raises many types for a corrupt npz
+            raise BundleError(f"{path}: unreadable golden file ({type(exc).__name__}: {exc})") from None
+        for spec in self.manifest.inputs:
+            key = f"input/{spec.name}"
+            if key not in arrays:
+                raise BundleError(f"{path}: no {key!r} array (has {', '.join(sorted(arrays)) or 'none'})")
+            if arrays[key].shape[0] != golden.count:
+                raise BundleError(f"{path}: {key} holds {arrays[key].shape[0]} samples, manifest says {golden.count}")
+        return arrays
+
+    def close(self) -> None:
+        """Remove the unpacked copy of an archive (a no-op for a directory bundle)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_bundle_path(path: Path) -> bool:
+    """Whether ``path`` looks like a bundle (a directory with a manifest, or a ``.spinal`` file)."""
+    return path.suffix == ARCHIVE_SUFFIX or (path.is_dir() and (path / MANIFEST_NAME).exists())
+
+
+def open_bundle(path: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None) -> Bundle:
+    """Open and verify a bundle directory or ``.spinal`` archive.
+
+    An archive is checked member by member and unpacked into a private temporary directory
+    (under ``workdir`` if given) that lives until :meth:`Bundle.close`.
+    Raises :class:`BundleError` naming the file or manifest key at fault.
+    """
+    source = Path(path)
+    if not source.exists():
+        raise BundleError(f"{source}: no such bundle (expected a directory with {MANIFEST_NAME} or a "
+                          f"{ARCHIVE_SUFFIX} file)")
+    if source.is_dir():
+        return Bundle(root=source, manifest=verify_directory(source), source=source)
+    if source.suffix != ARCHIVE_SUFFIX:
+        raise BundleError(f"{source}: not a bundle (expected a directory or a {ARCHIVE_SUFFIX} archive)")
+    tmp = tempfile.TemporaryDirectory(prefix="spinal-bundle-", dir=workdir)
+    try:
+        root = Path(tmp.name)
+        unpack_archive(source, root)
+        manifest = verify_directory(root, label=source)
+    except BaseException:
+        tmp.cleanup()
+        raise
+    return Bundle(root=root, manifest=manifest, source=source, _tmp=tmp)
+
+
+def read_manifest(root: Path, label: Path | None = None) -> Manifest:
+    """Read and parse ``root/manifest.json`` without checking the files it lists."""
+    label = label or root
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file() or manifest_path.is_symlink():
+        raise BundleError(f"{label}: no {MANIFEST_NAME} (is this a bundle?)")
+    return parse_manifest(manifest_path.read_bytes(), source=f"{label}/{MANIFEST_NAME}")
+
+
+def verify_directory(root: Path, label: Path | None = None) -> Manifest:
+    """Parse the manifest and check every file it lists (existence, type, size, sha256)."""
+    label = label or root
+    manifest = read_manifest(root, label)
+    real_root = root.resolve()
+    for key, rel, sha256, size in manifest.files():
+        path = root / rel
+        where = f"{label}/{rel} ({MANIFEST_NAME} {key})"
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            raise BundleError(f"{where}: file is missing") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise BundleError(f"{where}: is a symbolic link; bundles hold regular files only")
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{where}: not a regular file")
+        if real_root not in path.resolve().parents:
+            raise BundleError(f"{where}: resolves outside the bundle")
+        if info.st_size != size:
+            raise BundleError(f"{where}: size is {info.st_size} bytes, manifest says {size}; "
+                              "the file was changed or truncated")
+        actual, _ = file_digest(path)
+        if actual != sha256:
+            raise BundleError(f"{where}: sha256 mismatch (file {actual[:12]}…, manifest {sha256[:12]}…); "
+                              "the file was changed after the bundle was made")
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Archives
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path, seen: set[str]) -> None:
+    name = member.name
+    problem = unsafe_path_reason(name)
+    if problem:
+        raise BundleError(f"{archive}: member {name!r} {problem}; refusing the archive")
+    if member.issym() or member.islnk():
+        raise BundleError(f"{archive}: member {name!r} is a link; bundles hold regular files only")
+    if not member.isfile():
+        raise BundleError(f"{archive}: member {name!r} is not a regular file (type {member.type!r})")
+    if name in seen:
+        raise BundleError(f"{archive}: member {name!r} appears twice; refusing the archive")
+    if member.size > MAX_FILE_BYTES:
+        raise BundleError(f"{archive}: member {name!r} claims {member.size} bytes, more than the "
+                          f"{MAX_FILE_BYTES} allowed")
+
+
+def unpack_archive(archive: Path, dest: Path) -> list[str]:
+    """Check every member of a ``.spinal`` archive, then unpack it into ``dest``.
+
+    Refuses absolute paths, ``..``, links, devices, directories-as-files tricks, duplicate
+    names, more than :data:`MAX_MEMBERS` members and anything over the size limits (counting
+    the bytes actually decompressed, so a compression bomb stops at the limit).
+    Nothing is written until every header has been checked. Returns the member names.
+    """
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            members: list[tarfile.TarInfo] = []
+            seen: set[str] = set()
+            for member in tar:
+                if member.isdir():
+                    continue
+                if len(members) >= MAX_MEMBERS:
+                    raise BundleError(f"{archive}: more than {MAX_MEMBERS} members; refusing the archive")
+                _check_member(member, archive, seen)
+                seen.add(member.name)
+                members.append(member)
+            if MANIFEST_NAME not in seen:
+                raise BundleError(f"{archive}: no {MANIFEST_NAME} inside (is this a bundle?)")
+            total = 0
+            for member in members:
+                target = dest / member.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                assert src is not None  # regular files always have a payload
+                with src, open(target, "xb") as out:
+                    written = 0
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        total += len(chunk)
+                        if written > MAX_FILE_BYTES or total > MAX_TOTAL_BYTES:
+                            raise BundleError(f"{archive}: member {member.name!r} unpacks past the size "
+                                              "limit; refusing the archive")
+                        out.write(chunk)
+                os.chmod(target, 0o644)
+    except BundleError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive ({type(exc).__name__}: "
+                          f"{exc})") from None
+    allowed = {MANIFEST_NAME, SIGNATURE_NAME}
+    manifest = read_manifest(dest, archive)
+    allowed |= {path for _, path, _, _ in manifest.files()}
+    strays = sorted(seen - allowed)
+    if strays:
+        raise BundleError(f"{archive}: member {strays[0]!r} is not listed in {MANIFEST_NAME}; "
+                          "refusing the archive")
+    return sorted(seen)
+
+
+def pack_archive(root: Path, out: Path) -> Path:
+    """Write the verified bundle directory ``root`` as a reproducible ``.spinal`` archive.
+
+    Only the manifest, the files it lists and a signature (if present) go in; members are
+    sorted with fixed owner and mtime, so the same bundle always packs to the same bytes.
+    The archive is written to a temporary name and renamed into place.
+    """
+    if out.suffix != ARCHIVE_SUFFIX:
+        raise BundleError(f"{out}: an archive name must end in {ARCHIVE_SUFFIX}")
+    manifest = verify_directory(root)
+    names = [MANIFEST_NAME] + sorted(path for _, path, _, _ in manifest.files())
+    if (root / SIGNATURE_NAME).is_file():
+        names.append(SIGNATURE_NAME)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_output(out) as tmp_path:
+        with open(tmp_path, "wb") as raw:
+            import gzip  # local: only writers need it
+
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(
+                fileobj=gz, mode="w", format=tarfile.PAX_FORMAT
+            ) as tar:
+                for name in names:
+                    data = (root / name).read_bytes()
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    info.mode = 0o644
+                    info.mtime = 0
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+def write_manifest(root: Path, manifest: Manifest) -> Path:
+    """Write ``manifest.json`` atomically after checking it round-trips through the parser."""
+    text = manifest.to_json()
+    parse_manifest(text, source=f"{root}/{MANIFEST_NAME} (being written)")
+    path = root / MANIFEST_NAME
+    with _atomic_output(path) as tmp_path:
+        tmp_path.write_text(text, encoding="utf-8")
+    return path
+
+
+@contextmanager
+def _atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync and rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+

@@ -1,0 +1,202 @@
+"""The ``spinal`` command line.
+
+Exit codes everywhere: 0 ok, 1 a check failed, 2 bad input or usage. Host-only commands
+import ``toolchain`` lazily and explain how to install the ``host`` extra when it is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from device import __version__
+from device.bundle import Bundle, is_bundle_path, open_bundle
+from device.cli_common import console, print_json, reports_errors
+from device.modelfile import ModelInfo, check_model_file, inspect_model_file
+
+app = typer.Typer(
+    name="spinal",
+    help="Spinal: quantize and verify models on the workstation, run them next to the sensors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+PathArg = Annotated[Path, typer.Argument(help="A bundle (directory or .spinal archive), or a .onnx/.tflite file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"spinal {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Spinal: quantize and verify models on the workstation, run them next to the sensors."""
+
+
+# --------------------------------------------------------------------------------------------
+# inspect
+
+
+def _model_info_dict(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "path": info.path, "format": info.format, "bytes": info.bytes, "sha256": info.sha256,
+        "quantized": info.quantized,
+        "inputs": [vars(t) for t in info.inputs], "outputs": [vars(t) for t in info.outputs],
+        "ops": info.ops, "details": info.details,
+    }
+
+
+def _tensor_table(title: str, info: ModelInfo) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("", "name", "shape", "dtype", "quantization"):
+        table.add_column(col)
+    for kind, tensors in (("in", info.inputs), ("out", info.outputs)):
+        for t in tensors:
+            q = t.quantization
+            quant = ""
+            if q:
+                quant = (f"scale={q['scale'][0]:.6g} zp={q['zero_point'][0]}" if len(q["scale"]) == 1
+                         else f"per-channel ({len(q['scale'])}) axis={q['axis']}")
+            table.add_row(kind, t.name, str(t.shape), t.dtype, quant)
+    return table
+
+
+def _ops_line(ops: dict[str, int]) -> str:
+    total = sum(ops.values())
+    shown = ", ".join(f"{name}×{count}" for name, count in list(ops.items())[:12])
+    more = f", … {len(ops) - 12} more kinds" if len(ops) > 12 else ""
+    return f"{total} ops: {shown}{more}" if ops else "ops: unknown"
+
+
+def _print_model(info: ModelInfo) -> None:
+    console.print(f"[bold]{info.path}[/]  {info.format}, {info.bytes:,} bytes, sha256 {info.sha256[:16]}…"
+                  f"{', quantized' if info.quantized else ''}")
+    console.print(_tensor_table("tensors", info))
+    console.print(_ops_line(info.ops))
+    if info.details:
+        console.print(", ".join(f"{k}: {v}" for k, v in info.details.items() if v not in (None, "", [], {})))
+
+
+def _bundle_dict(bundle: Bundle, models: dict[str, ModelInfo]) -> dict[str, Any]:
+    data = bundle.manifest.to_dict()
+    data["source"] = str(bundle.source)
+    data["models"] = {path: _model_info_dict(info) for path, info in models.items()}
+    return data
+
+
+def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
+    m = bundle.manifest
+    console.print(f"[bold]{m.name}[/]  bundle format {m.format_version}, created {m.created}"
+                  f"{'  (' + m.description + ')' if m.description else ''}")
+    io_table = Table(title="logical inputs and outputs", title_justify="left")
+    for col in ("", "name", "shape", "dtype", "layout", "channels", "rate / window / hop"):
+        io_table.add_column(col)
+    for kind, specs in (("in", m.inputs), ("out", m.outputs)):
+        for s in specs:
+            timing = ""
+            if s.sample_rate_hz or s.window:
+                timing = f"{s.sample_rate_hz or '-'} Hz / {s.window or '-'} / {s.hop or '-'}"
+            io_table.add_row(kind, s.name, str(list(s.shape)), s.dtype, s.layout or "",
+                             ", ".join(s.channels), timing)
+    console.print(io_table)
+    task = m.task
+    meaning = {
+        "classification": f"classes: {', '.join(task.labels)} ({task.activation or 'scores'})",
+        "regression": f"targets: {', '.join(task.targets)} [{', '.join(task.units)}]",
+        "anomaly": f"anomaly score ({task.score or 'score'}), threshold {task.threshold}",
+    }[task.kind]
+    console.print(f"task: {task.kind} on output {task.output!r}; {meaning}")
+    art_table = Table(title="artifacts", title_justify="left")
+    for col in ("path", "format", "precision", "bytes", "input dtype", "ops", "metrics"):
+        art_table.add_column(col)
+    for art in m.artifacts:
+        info = models.get(art.path)
+        metrics = m.report.get("artifacts", {}).get(art.path, {}) if isinstance(m.report, dict) else {}
+        art_table.add_row(
+            art.path, art.format, art.precision, f"{art.bytes:,}",
+            ", ".join(t.dtype for t in art.inputs) or "",
+            str(sum(info.ops.values())) if info else "?",
+            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
+        )
+    console.print(art_table)
+    if m.golden:
+        console.print(f"golden: {m.golden.count} vectors in {m.golden.path}")
+    for note in m.notes:
+        console.print(f"note: {note}")
+
+
+def _inspect_artifacts(bundle: Bundle) -> dict[str, ModelInfo]:
+    return {a.path: inspect_model_file(bundle.path_of(a.path)) for a in bundle.manifest.artifacts}
+
+
+@app.command()
+@reports_errors
+def inspect(path: PathArg, json_out: JsonOpt = False) -> None:
+    """Show what a bundle or model file holds: inputs, outputs, dtypes, shapes, quantization, ops, size."""
+    if is_bundle_path(path):
+        with open_bundle(path) as bundle:
+            models = _inspect_artifacts(bundle)
+            if json_out:
+                print_json(_bundle_dict(bundle, models))
+            else:
+                _print_bundle(bundle, models)
+        return
+    info = inspect_model_file(path)
+    if json_out:
+        print_json(_model_info_dict(info))
+    else:
+        _print_model(info)
+
+
+# --------------------------------------------------------------------------------------------
+# verify
+
+
+@app.command()
+@reports_errors
+def verify(path: PathArg, json_out: JsonOpt = False) -> None:
+    """Check a bundle's integrity (every file's size and sha256) or a model file's soundness.
+
+    Exit 0 when everything checks out, 2 when the bundle or file is corrupt or tampered with.
+    """
+    checks: list[dict[str, Any]] = []
+    if is_bundle_path(path):
+        with open_bundle(path) as bundle:
+            checks.append({"check": "manifest", "ok": True, "detail": f"format {bundle.manifest.format_version}"})
+            for key, rel, sha256, size in bundle.manifest.files():
+                checks.append({"check": f"{key} {rel}", "ok": True, "detail": f"{size} bytes, sha256 {sha256[:12]}…"})
+            for art in bundle.manifest.artifacts:
+                info = inspect_model_file(bundle.path_of(art.path))
+                checks.append({"check": f"loads {art.path}", "ok": True,
+                               "detail": f"{info.format}, {sum(info.ops.values())} ops"})
+        kind = "bundle"
+    else:
+        check_model_file(path)
+        info = inspect_model_file(path)
+        checks.append({"check": "model file", "ok": True, "detail": f"{info.format}, {info.bytes} bytes"})
+        kind = "model"
+    ok = all(c["ok"] for c in checks)
+    if json_out:
+        print_json({"path": str(path), "kind": kind, "ok": ok, "checks": checks})
+    else:
+        for c in checks:
+            console.print(f"{'[green]ok[/]  ' if c['ok'] else '[red]FAIL[/]'} {c['check']}: {c['detail']}")
+        console.print(f"{path}: {'verified' if ok else 'FAILED'}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="spinal")

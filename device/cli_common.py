@@ -1,0 +1,68 @@
+"""What every command group of the ``spinal`` CLI shares: error reporting and output.
+
+Libraries raise :class:`device.errors.SpinalError`; :func:`reports_errors` turns it into one
+line on stderr and the error's exit code (0 ok, 1 a check failed, 2 bad input or usage).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from device.errors import MissingDependency, SpinalError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+HOST_INSTALL_HINT = "pip install 'spinal[host]'"
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the ``typer.Exit`` to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+    return typer.Exit(code)
+
+
+def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a command so that project errors end it with one line and their exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except SpinalError as exc:
+            raise fail(_escape(str(exc)), exc.exit_code) from None
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+            raise fail(_escape(f"{exc.filename or ''}: {exc.strerror}"), 2) from None
+
+    return wrapper
+
+
+def require_host() -> None:
+    """Raise :class:`MissingDependency` unless the converter stack (``host`` extra) is importable."""
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependency(f"this command needs the converter stack ({', '.join(missing)} not "
+                                f"installed); install it with: {HOST_INSTALL_HINT}")
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as indented JSON to stdout (plain print: no rich markup or wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,40 @@
+"""The project's exception types.
+
+Libraries raise these; only ``device/cli.py`` turns them into messages and exit codes
+(0 ok, 1 a check failed, 2 bad input or usage). Every message is one line that names the
+file, key or device concerned and, where there is one, the fix.
+"""
+
+
+class SpinalError(Exception):
+    """Base class of every error Spinal reports to a user."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str) -> None:
+        # One line, always: a multi-line message from a library would break log parsing.
+        super().__init__(" ".join(str(message).split()))
+
+
+class BadInput(SpinalError):
+    """The user gave us something we cannot use: a corrupt file, a wrong key, a bad option."""
+
+    exit_code = 2
+
+
+class BundleError(BadInput):
+    """A bundle (directory or ``.spinal`` archive) is malformed, tampered with or unsafe."""
+
+
+class ModelFileError(BadInput):
+    """A model file (.onnx / .tflite) is unreadable, truncated or of the wrong format."""
+
+
+class MissingDependency(BadInput):
+    """An optional package is not installed; the message says which extra to install."""
+
+
+class CheckFailed(SpinalError):
+    """A check ran to completion and found a problem (parity mismatch, accuracy gate)."""
+
+    exit_code = 1

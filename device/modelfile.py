@@ -1,0 +1,193 @@
+"""Plain model files (.onnx, .tflite): format detection, front checks and inspection.
+
+``inspect_model_file`` answers "what is in this file?" on the device, without host-only
+packages: ONNX through :mod:`device.onnx_reader`, TFLite through the installed TFLite
+interpreter (LiteRT or tflite-runtime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from device.bundle import file_digest
+from device.errors import MissingDependency, ModelFileError
+from device.onnx_reader import read_onnx
+
+MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
+MAX_MODEL_BYTES = 1 << 30
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+@dataclass
+class TensorInfo:
+    """One input or output of a model file."""
+
+    name: str
+    shape: list[int | str | None]
+    dtype: str
+    quantization: dict[str, Any] | None = None
+
+
+@dataclass
+class ModelInfo:
+    """A summary of one model file, the same for both formats."""
+
+    path: str
+    format: str
+    bytes: int
+    sha256: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    ops: dict[str, int]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the file holds int8/uint8 tensors or (de)quantize operators."""
+        quant_ops = {"QuantizeLinear", "DequantizeLinear", "QUANTIZE", "DEQUANTIZE"}
+        return bool(quant_ops & set(self.ops)) or any(
+            t.dtype in ("int8", "uint8") for t in self.inputs + self.outputs
+        )
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format the first bytes of a file show (``tflite``/``onnx``), or ``None``."""
+    if len(head) >= 8 and head[4:8] == _TFLITE_IDENTIFIER:
+        return "tflite"
+    # An ONNX ModelProto starts with field 1 (ir_version, varint: 0x08) in every exporter we
+    # know; field order is not guaranteed by protobuf, so other first tags still get parsed.
+    if head[:1] in (b"\x08", b"\x12", b"\x1a", b"\x22", b"\x3a", b"\x42"):
+        return "onnx"
+    return None
+
+
+def check_model_file(path: Path, expected: str | None = None) -> str:
+    """Front checks before any runtime sees the file: exists, sane size, format matches suffix.
+
+    Returns the format (``onnx`` or ``tflite``). Raises :class:`ModelFileError` naming the
+    file and the fix.
+    """
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"{path}: file is empty")
+    if size > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{path}: {size} bytes is larger than the {MAX_MODEL_BYTES} a model may be")
+    by_suffix = MODEL_SUFFIXES.get(path.suffix.lower())
+    expected = expected or by_suffix
+    if expected is None:
+        raise ModelFileError(f"{path}: unknown model type (expected a .onnx or .tflite file, or a bundle)")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    sniffed = sniff_format(head)
+    if sniffed is None:
+        raise ModelFileError(f"{path}: not a model file (neither ONNX nor TFLite; starts with {head[:8].hex()})")
+    if sniffed != expected:
+        raise ModelFileError(f"{path}: this is a {sniffed} file, not {expected}; rename it to "
+                             f"{path.with_suffix('.' + sniffed).name}")
+    return sniffed
+
+
+def inspect_model_file(path: Path) -> ModelInfo:
+    """Inputs, outputs, dtypes, shapes, quantization and operator counts of a model file."""
+    fmt = check_model_file(path)
+    sha256, size = file_digest(path)
+    if fmt == "onnx":
+        return _inspect_onnx(path, sha256, size)
+    return _inspect_tflite(path, sha256, size)
+
+
+def _inspect_onnx(path: Path, sha256: str, size: int) -> ModelInfo:
+    info = read_onnx(path.read_bytes(), source=str(path))
+    missing = sorted(f for f in info.external_data if not (path.parent / f).is_file())
+    if missing:
+        raise ModelFileError(f"{path}: external data file {missing[0]!r} is missing next to the model")
+    return ModelInfo(
+        path=str(path), format="onnx", bytes=size, sha256=sha256,
+        inputs=[TensorInfo(v.name, v.shape, v.dtype) for v in info.inputs],
+        outputs=[TensorInfo(v.name, v.shape, v.dtype) for v in info.outputs],
+        ops=dict(info.ops.most_common()),
+        details={"ir_version": info.ir_version, "producer": info.producer, "opsets": info.opsets,
+                 "initializers": info.initializers, "external_data": sorted(info.external_data)},
+    )
+
+
+def tflite_interpreter_class() -> tuple[Any, str]:
+    """The TFLite ``Interpreter`` class of the installed runtime and the runtime's name."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter, "tflite-runtime"
+    except ImportError:
+        pass
+    raise MissingDependency("no TFLite runtime installed; install one with: pip install 'spinal[device]'")
+
+
+def _inspect_tflite(path: Path, sha256: str, size: int) -> ModelInfo:
+    interpreter_class, runtime = tflite_interpreter_class()
+    try:
+        # LiteRT prints an INFO banner to stderr on creation; keep inspect's output clean.
+        with _quiet_stderr():
+            interp = interpreter_class(model_path=str(path))
+    except (ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: the TFLite runtime cannot load it ({str(exc).splitlines()[0]})") from None
+
+    def tensor(d: dict[str, Any]) -> TensorInfo:
+        q = d.get("quantization_parameters") or {}
+        scales = [float(s) for s in q.get("scales", [])]
+        quant = None
+        if scales:
+            quant = {"scale": scales, "zero_point": [int(z) for z in q.get("zero_points", [])],
+                     "axis": int(q.get("quantized_dimension", 0)) if len(scales) > 1 else None}
+        return TensorInfo(d["name"], [int(x) for x in d["shape"]], _np_name(d["dtype"]), quant)
+
+    ops: Counter[str] = Counter()
+    with contextlib.suppress(AttributeError, RuntimeError):  # a private API; absent in some versions
+        ops.update(op["op_name"] for op in interp._get_ops_details())
+    return ModelInfo(
+        path=str(path), format="tflite", bytes=size, sha256=sha256,
+        inputs=[tensor(d) for d in interp.get_input_details()],
+        outputs=[tensor(d) for d in interp.get_output_details()],
+        ops=dict(ops.most_common()),
+        details={"runtime": runtime, "signatures": sorted(interp.get_signature_list())},
+    )
+
+
+def _np_name(dtype: Any) -> str:
+    import numpy as np
+
+    return np.dtype(dtype).name
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Any:
+    """Silence writes to file descriptor 2 (C++ runtimes log there directly)."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
