@@ -246,26 +246,25 @@ def pack_archive(root: Path, out: Path) -> Path:
     if out.suffix != ARCHIVE_SUFFIX:
         raise BundleError(f"{out}: an archive name must end in {ARCHIVE_SUFFIX}")
     manifest = verify_directory(root)
-    names = [MANIFEST_NAME] + sorted(path for _, path, _, _ in manifest.files())
+    names = [MANIFEST_NAME, *sorted(path for _, path, _, _ in manifest.files())]
     if (root / SIGNATURE_NAME).is_file():
         names.append(SIGNATURE_NAME)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_output(out) as tmp_path:
-        with open(tmp_path, "wb") as raw:
-            import gzip  # local: only writers need it
+    with _atomic_output(out) as tmp_path, open(tmp_path, "wb") as raw:
+        import gzip  # local: only writers need it
 
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(
-                fileobj=gz, mode="w", format=tarfile.PAX_FORMAT
-            ) as tar:
-                for name in names:
-                    data = (root / name).read_bytes()
-                    info = tarfile.TarInfo(name)
-                    info.size = len(data)
-                    info.mode = 0o644
-                    info.mtime = 0
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    tar.addfile(info, io.BytesIO(data))
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(
+            fileobj=gz, mode="w", format=tarfile.PAX_FORMAT
+        ) as tar:
+            for name in names:
+                data = (root / name).read_bytes()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o644
+                info.mtime = 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
     return out
 
 
