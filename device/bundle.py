@@ -205,6 +205,10 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
                 members.append(member)
             if MANIFEST_NAME not in seen:
                 raise BundleError(f"{archive}: no {MANIFEST_NAME} inside (is this a bundle?)")
+            declared = sum(m.size for m in members)
+            if declared > MAX_TOTAL_BYTES:
+                raise BundleError(f"{archive}: members add up to {declared} bytes, more than the "
+                                  f"{MAX_TOTAL_BYTES} allowed; refusing the archive")
             total = 0
             for member in members:
                 target = dest / member.name
@@ -253,7 +257,7 @@ def pack_archive(root: Path, out: Path) -> Path:
     with _atomic_output(out) as tmp_path, open(tmp_path, "wb") as raw:
         import gzip  # local: only writers need it
 
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(
+        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(
             fileobj=gz, mode="w", format=tarfile.PAX_FORMAT
         ) as tar:
             for name in names:

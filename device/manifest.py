@@ -367,6 +367,14 @@ def unsafe_path_reason(path: str) -> str | None:
 def _tensor_spec(r: _Reader) -> TensorSpec:
     shape = r.shape("shape")
     channels = r.str_list("channels")
+    layout = r.text("layout", required=False)
+    if layout is not None:
+        if not _LAYOUT_RE.match(layout) or len(set(layout)) != len(layout):
+            r.fail(f"{layout!r} is not a layout (distinct capital letters such as NTC or NCHW)", "layout")
+        if len(layout) != len(shape):
+            r.fail(f"{layout!r} has {len(layout)} axes but shape {list(shape)} has {len(shape)}", "layout")
+        if channels and "C" in layout and shape[layout.index("C")] != len(channels):
+            r.fail(f"{len(channels)} channel names for {shape[layout.index('C')]} channels", "channels")
     norm = None
     if (n := r.sub("normalization", required=False)) is not None:
         mean = n.float_list("mean")
@@ -376,14 +384,6 @@ def _tensor_spec(r: _Reader) -> TensorSpec:
         if channels and len(mean) not in (1, len(channels)):
             n.fail(f"has {len(mean)} values for {len(channels)} channels (give 1 or {len(channels)})")
         norm = Normalization(mean=mean, std=std)
-    layout = r.text("layout", required=False)
-    if layout is not None:
-        if not _LAYOUT_RE.match(layout) or len(set(layout)) != len(layout):
-            r.fail(f"{layout!r} is not a layout (distinct capital letters such as NTC or NCHW)", "layout")
-        if len(layout) != len(shape):
-            r.fail(f"{layout!r} has {len(layout)} axes but shape {list(shape)} has {len(shape)}", "layout")
-        if channels and "C" in layout and shape[layout.index("C")] != len(channels):
-            r.fail(f"{len(channels)} channel names for {shape[layout.index('C')]} channels", "channels")
     window = r.integer("window", required=False, minimum=1)
     hop = r.integer("hop", required=False, minimum=1)
     return TensorSpec(

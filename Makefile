@@ -1,0 +1,43 @@
+# Spinal. A newcomer needs two commands, each doing its own set-up:
+#   make demo   the main job (spinal run) on simulated sensors, no hardware needed
+#   make test   lint + the whole test suite (+ the device tests on Python 3.13 with only the device extras)
+
+PYTHON ?= python3.11
+# The device side must work on Python 3.11-3.13; these machines have 3.13 under pyenv.
+PYTHON_DEVICE ?= $(shell command -v python3.13 2>/dev/null || ls -d /root/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+VENV := .venv
+DEVICE_VENV := .venv-device
+# Tests that need only the device extras (numpy 2, LiteRT, onnxruntime, paho): run again in DEVICE_VENV.
+DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py
+
+.PHONY: test lint venv device-venv clean
+
+# The developer venv: every extra. onnx2tf pins numpy/onnx/onnxruntime/tensorflow exactly (see pyproject.toml).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[device,onnx-runtime,mqtt,host,dev]"
+	$(VENV)/bin/pip check
+	touch $@
+
+# A device-only venv: what a Raspberry Pi gets (no host stack), on the newest Python we support.
+$(DEVICE_VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON_DEVICE)" || { echo "error: python3.13 not found; set PYTHON_DEVICE=/path/to/python3.13"; exit 2; }
+	$(PYTHON_DEVICE) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/pip install -q --upgrade pip
+	$(DEVICE_VENV)/bin/pip install -q -e ".[device,onnx-runtime,mqtt]" "pytest>=8" "pytest-timeout>=2.3" "hypothesis>=6.100"
+	$(DEVICE_VENV)/bin/pip check
+	touch $@
+
+venv: $(VENV)/.installed
+device-venv: $(DEVICE_VENV)/.installed
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: lint $(DEVICE_VENV)/.installed
+	$(VENV)/bin/python -m pytest
+	SPINAL_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -p no:cacheprovider $(DEVICE_TESTS)
+
+clean:
+	rm -rf $(VENV) $(DEVICE_VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

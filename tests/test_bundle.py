@@ -1,0 +1,222 @@
+"""Bundles on disk: verified on open; tampered bundles and malicious archives are refused."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device import bundle as bundle_mod
+from device.bundle import open_bundle, pack_archive, unpack_archive
+from device.errors import BundleError
+
+
+def test_directory_bundle_opens_and_loads_golden(make_bundle):
+    root = make_bundle()
+    with open_bundle(root) as b:
+        assert b.manifest.name == "tiny-activity"
+        assert not b.is_archive
+        golden = b.load_golden()
+        assert golden["input/x"].shape == (5, 1, 8, 3)
+        assert set(golden) == {"input/x", "output/model.fp32.onnx/logits", "output/model.fp32.tflite/logits"}
+
+
+def test_archive_round_trip_is_reproducible(make_bundle, tmp_path):
+    root = make_bundle()
+    a = pack_archive(root, tmp_path / "a.spinal")
+    b = pack_archive(root, tmp_path / "b.spinal")
+    assert a.read_bytes() == b.read_bytes()
+    with open_bundle(a) as opened:
+        unpacked = opened.root
+        assert opened.is_archive
+        assert (unpacked / "model.fp32.onnx").read_bytes() == (root / "model.fp32.onnx").read_bytes()
+    assert not unpacked.exists(), "the unpacked copy is removed on close"
+
+
+def test_changed_byte_in_model_is_refused(make_bundle):
+    root = make_bundle()
+    path = root / "model.fp32.tflite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model\.fp32\.tflite \(manifest\.json artifacts\[1\]\): sha256 mismatch"):
+        open_bundle(root)
+
+
+def test_truncated_file_is_refused(make_bundle):
+    root = make_bundle()
+    path = root / "golden.npz"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(BundleError, match=r"golden\.npz \(manifest\.json golden\): size is .* manifest says"):
+        open_bundle(root)
+
+
+def test_missing_file_is_refused(make_bundle):
+    root = make_bundle()
+    (root / "model.fp32.onnx").unlink()
+    with pytest.raises(BundleError, match=r"model\.fp32\.onnx .*: file is missing"):
+        open_bundle(root)
+
+
+def test_symlinked_file_is_refused(make_bundle, tmp_path):
+    root = make_bundle()
+    outside = tmp_path / "outside.onnx"
+    os.replace(root / "model.fp32.onnx", outside)
+    (root / "model.fp32.onnx").symlink_to(outside)
+    with pytest.raises(BundleError, match="is a symbolic link"):
+        open_bundle(root)
+
+
+def test_bad_manifest_is_refused(make_bundle):
+    root = make_bundle()
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["artifacts"][0]["precision"] = "int3"
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"manifest\.json: artifacts\[0\]\.precision: 'int3' is not one of"):
+        open_bundle(root)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="no such bundle"):
+        open_bundle(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="no manifest.json"):
+        open_bundle(tmp_path / "empty")
+    (tmp_path / "junk.spinal").write_bytes(b"this is not a tar file at all" * 20)
+    with pytest.raises(BundleError, match=r"junk\.spinal: not a readable \.spinal archive"):
+        open_bundle(tmp_path / "junk.spinal")
+
+
+def test_golden_with_wrong_count(make_bundle):
+    root = make_bundle(count=3)
+    np.savez(root / "other.npz", **{"input/x": np.zeros((2, 1, 8, 3), np.float32)})
+    os.replace(root / "other.npz", root / "golden.npz")
+    # A replaced golden file no longer matches its hash: refused at open, before any numbers are read.
+    with pytest.raises(BundleError, match="golden.npz"):
+        open_bundle(root)
+
+
+# --------------------------------------------------------------------------------------------
+# Malicious archives: each is refused, and nothing is left behind.
+
+
+def _archive(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], name: str = "evil.spinal") -> Path:
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def _special(name: str, kind: bytes, target: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, None
+
+
+@pytest.fixture
+def manifest_bytes(make_bundle) -> bytes:
+    return (make_bundle() / "manifest.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (_file("/etc/passwd"), "member '/etc/passwd' is an absolute path"),
+        (_file("../escape.onnx"), "member '../escape.onnx' contains '..'"),
+        (_file("a/../../escape"), "contains '..'"),
+        (_special("model.fp32.onnx", tarfile.SYMTYPE, "/etc/shadow"), "member 'model.fp32.onnx' is a link"),
+        (_special("model.fp32.onnx", tarfile.LNKTYPE, "manifest.json"), "is a link"),
+        (_special("dev", tarfile.CHRTYPE), "member 'dev' is not a regular file"),
+        (_special("fifo", tarfile.FIFOTYPE), "member 'fifo' is not a regular file"),
+    ],
+)
+def test_malicious_members_refused(tmp_path, manifest_bytes, member, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes), member])
+    with pytest.raises(BundleError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        unpack_archive(archive, out)
+    assert list(out.iterdir()) == [], "nothing is written before every header is checked"
+
+
+def test_duplicate_member_refused(tmp_path, manifest_bytes):
+    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes), _file("manifest.json", b"{}")])
+    with pytest.raises(BundleError, match="appears twice"):
+        unpack_archive(archive, tmp_path)
+
+
+def test_huge_member_claim_refused(tmp_path, manifest_bytes, monkeypatch):
+    monkeypatch.setattr(bundle_mod, "MAX_FILE_BYTES", 1000)
+    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes[:900]), _file("big.bin", b"0" * 5000)])
+    with pytest.raises(BundleError, match=r"member 'big\.bin' claims 5000 bytes, more than the 1000 allowed"):
+        unpack_archive(archive, tmp_path / "x")
+
+
+def test_compression_bomb_refused(tmp_path, manifest_bytes, monkeypatch):
+    # Each member is under the per-file limit; together they exceed the total: refused before writing.
+    monkeypatch.setattr(bundle_mod, "MAX_TOTAL_BYTES", 3 * 1024 * 1024)
+    zeros = bytes(2 * 1024 * 1024)
+    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes), _file("a.bin", zeros), _file("b.bin", zeros)])
+    assert archive.stat().st_size < 50_000, "highly compressed"
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BundleError, match="members add up to"):
+        unpack_archive(archive, out)
+    assert list(out.iterdir()) == []
+
+
+def test_too_many_members_refused(tmp_path, manifest_bytes, monkeypatch):
+    monkeypatch.setattr(bundle_mod, "MAX_MEMBERS", 3)
+    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes)] + [_file(f"f{i}") for i in range(5)])
+    with pytest.raises(BundleError, match="more than 3 members"):
+        unpack_archive(archive, tmp_path)
+
+
+def test_member_not_in_manifest_refused(make_bundle, tmp_path):
+    root = make_bundle()
+    members = [_file(p.name, p.read_bytes()) for p in sorted(root.iterdir())] + [_file("payload.sh", b"rm -rf /")]
+    archive = _archive(tmp_path, members)
+    with pytest.raises(BundleError, match=r"member 'payload\.sh' is not listed in manifest\.json"):
+        open_bundle(archive)
+
+
+def test_archive_without_manifest_refused(tmp_path):
+    archive = _archive(tmp_path, [_file("model.onnx", b"x")])
+    with pytest.raises(BundleError, match=r"no manifest\.json inside"):
+        open_bundle(archive)
+
+
+def test_archive_with_tampered_member_refused(make_bundle, tmp_path):
+    root = make_bundle()
+    members = []
+    for p in sorted(root.iterdir()):
+        data = p.read_bytes()
+        if p.name == "model.fp32.onnx":
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
+        members.append(_file(p.name, data))
+    with pytest.raises(BundleError, match=r"evil\.spinal/model\.fp32\.onnx .*sha256 mismatch"):
+        open_bundle(_archive(tmp_path, members))
+
+
+def test_failed_open_leaves_no_temporary_directory(make_bundle, tmp_path):
+    root = make_bundle()
+    (root / "model.fp32.onnx").write_bytes(b"changed")
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = _archive(tmp_path, [_file(p.name, p.read_bytes()) for p in sorted(root.iterdir())])
+    with pytest.raises(BundleError):
+        open_bundle(archive, workdir=work)
+    assert list(work.iterdir()) == []
