@@ -1,0 +1,467 @@
+"""The maths between sensor samples and sink records: windows, normalization, layout, post-processing.
+
+Pure: no I/O, no clocks, no threads. The daemon feeds it samples and model outputs; the host
+(reference models in ``models/``, the converter in ``toolchain/``) uses the same functions to
+cut and normalize training data, so a model sees on the device exactly what it saw in training:
+
+- :func:`sliding_windows` cuts a ``(N, C)`` series into ``(M, window, C)`` windows that start at
+  ``0, hop, 2*hop, ...``; :class:`Windower` produces the same windows one sample at a time.
+- :func:`normalize` is ``(x - mean) / std`` per channel (last axis), in float32.
+- :func:`to_layout` turns a ``(T, C)`` window into the model input's declared shape and layout
+  (``NTC``, ``NCT``, ``TC``, ``NCHW`` with a singleton axis, ...).
+- :class:`PostProcessor` turns model outputs into predictions: softmax and labels, a confidence
+  threshold, smoothing over the last ``k`` windows, emit every window or only on change.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from device.errors import BadInput
+from device.manifest import Manifest, Task, TensorSpec
+
+EMIT_MODES = ("every", "change")
+
+
+# --------------------------------------------------------------------------------------------
+# Windows
+
+
+def sliding_windows(series: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """Cut a ``(N, C)`` series into windows ``(M, window, C)`` starting at ``0, hop, 2*hop, ...``.
+
+    Only complete windows are returned (``M = 0`` when ``N < window``). This is the offline twin
+    of :class:`Windower`: fed the same samples without gaps, both give identical windows.
+    """
+    if window < 1 or hop < 1:
+        raise ValueError(f"window and hop must be >= 1, got window={window} hop={hop}")
+    data = np.asarray(series)
+    if data.ndim != 2:
+        raise ValueError(f"expected a (samples, channels) array, got shape {data.shape}")
+    n = data.shape[0]
+    if n < window:
+        return np.empty((0, window, data.shape[1]), dtype=data.dtype)
+    starts = np.arange(0, n - window + 1, hop)
+    index = starts[:, None] + np.arange(window)[None, :]
+    return data[index]
+
+
+def window_count(n_samples: int, window: int, hop: int) -> int:
+    """How many complete windows :func:`sliding_windows` cuts from ``n_samples`` samples."""
+    return 0 if n_samples < window else (n_samples - window) // hop + 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """One complete window from :class:`Windower`.
+
+    ``data`` is ``(window, channels)`` float64 in time order; ``first_seq``/``last_seq`` are the
+    sample sequence numbers (0-based count of samples pushed) and ``start_ns``/``end_ns`` the
+    timestamps of its first and last samples.
+    """
+
+    data: np.ndarray
+    first_seq: int
+    last_seq: int
+    start_ns: int
+    end_ns: int
+
+
+@dataclass
+class Windower:
+    """Streaming windows over a ring buffer, with gap detection.
+
+    Push one sample at a time with its *slot*: the index of the sampling tick it belongs to
+    (tick ``k`` is due at ``t0 + k * period``). Consecutive samples have consecutive slots; a
+    jump (a failed read, a missed tick) is a gap, and so is an explicit :meth:`mark_gap`. Windows
+    follow the same hop grid as :func:`sliding_windows` over the samples actually received; a
+    window whose samples straddle a gap is skipped and counted in ``skipped_gap`` rather than
+    handed to the model.
+    """
+
+    window: int
+    hop: int
+    channels: int
+    emitted: int = 0
+    skipped_gap: int = 0
+    gaps: int = 0
+    samples: int = 0
+    _buf: np.ndarray = field(init=False, repr=False)
+    _times: np.ndarray = field(init=False, repr=False)
+    _last_slot: int | None = field(default=None, init=False, repr=False)
+    _last_gap_seq: int = field(default=0, init=False, repr=False)
+    _gap_pending: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.hop < 1 or self.channels < 1:
+            raise ValueError(f"window, hop and channels must be >= 1 (got {self.window}, {self.hop}, {self.channels})")
+        self._buf = np.zeros((self.window, self.channels), dtype=np.float64)
+        self._times = np.zeros(self.window, dtype=np.int64)
+
+    def mark_gap(self) -> None:
+        """Declare that samples were lost before the next one (a failed read, a reset sensor)."""
+        self._gap_pending = True
+
+    def push(self, slot: int, t_ns: int, values: Sequence[float] | np.ndarray) -> Window | None:
+        """Add one sample; return the window it completes, if any (and if it has no gap)."""
+        seq = self.samples
+        if self._gap_pending or (self._last_slot is not None and slot != self._last_slot + 1):
+            if seq > 0:
+                self.gaps += 1
+                self._last_gap_seq = seq
+            self._gap_pending = False
+        self._last_slot = slot
+        pos = seq % self.window
+        self._buf[pos] = values
+        self._times[pos] = t_ns
+        self.samples = seq + 1
+        n = self.samples
+        if n < self.window or (n - self.window) % self.hop:
+            return None
+        first = n - self.window
+        if self._last_gap_seq > first:
+            self.skipped_gap += 1
+            return None
+        self.emitted += 1
+        order = (np.arange(self.window) + n) % self.window  # oldest first
+        return Window(data=self._buf[order].copy(), first_seq=first, last_seq=n - 1,
+                      start_ns=int(self._times[order[0]]), end_ns=int(self._times[order[-1]]))
+
+
+# --------------------------------------------------------------------------------------------
+# Normalization and layout
+
+
+def normalize(x: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` along the last (channel) axis, as float32.
+
+    ``mean``/``std`` hold one value per channel or a single value for all channels.
+    """
+    m = np.asarray(mean, dtype=np.float64)
+    s = np.asarray(std, dtype=np.float64)
+    return ((np.asarray(x, dtype=np.float64) - m) / s).astype(np.float32)
+
+
+def time_channel_axes(spec: TensorSpec) -> tuple[int, int]:
+    """The axes of ``spec.shape`` that hold time and channels.
+
+    Taken from the layout when it names ``T`` and ``C``; else inferred from the shape, the
+    window and the channel names (every other axis must be 1). Raises :class:`BadInput`.
+    """
+    shape = spec.shape
+    where = f"model input {spec.name!r} (shape {list(shape)}, layout {spec.layout or 'unset'})"
+    if spec.layout and "T" in spec.layout and "C" in spec.layout:
+        t_axis, c_axis = spec.layout.index("T"), spec.layout.index("C")
+    else:
+        window = spec.window
+        n_ch = len(spec.channels) or None
+        candidates = [i for i, d in enumerate(shape) if d > 1] or [len(shape) - 1]
+        if len(candidates) == 1:
+            # One non-trivial axis: either a single channel over time or a single time step.
+            axis = candidates[0]
+            if n_ch not in (None, 1) and shape[axis] == n_ch:
+                c_axis, t_axis = axis, _other_unit_axis(shape, axis, where)
+            else:
+                t_axis, c_axis = axis, _other_unit_axis(shape, axis, where)
+        elif len(candidates) == 2:
+            a, b = candidates
+            if window is not None and shape[a] == window and shape[b] != window:
+                t_axis, c_axis = a, b
+            elif window is not None and shape[b] == window and shape[a] != window:
+                t_axis, c_axis = b, a
+            elif n_ch is not None and shape[b] == n_ch:
+                t_axis, c_axis = a, b
+            elif n_ch is not None and shape[a] == n_ch:
+                t_axis, c_axis = b, a
+            else:
+                t_axis, c_axis = a, b  # channels-last, the common case
+        else:
+            raise BadInput(f"{where}: cannot tell time from channels; give the input a layout such as NTC")
+    for i, d in enumerate(shape):
+        if i not in (t_axis, c_axis) and d != 1:
+            raise BadInput(f"{where}: axis {i} has size {d}; only time and channel axes may exceed 1")
+    return t_axis, c_axis
+
+
+def _other_unit_axis(shape: tuple[int, ...], axis: int, where: str) -> int:
+    for i in range(len(shape) - 1, -1, -1):
+        if i != axis and shape[i] == 1:
+            return i
+    raise BadInput(f"{where}: needs separate time and channel axes")
+
+
+def to_layout(window_tc: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Arrange a ``(T, C)`` window (or a ``(M, T, C)`` batch) into ``spec.shape`` (batched on axis 0).
+
+    A single window gives an array of exactly ``spec.shape``; a batch gives ``(M, *spec.shape[1:])``
+    when the model's first axis is a batch axis of 1, else ``(M, *spec.shape)``.
+    """
+    x = np.asarray(window_tc)
+    t_axis, c_axis = time_channel_axes(spec)
+    t_len, c_len = spec.shape[t_axis], spec.shape[c_axis]
+    if x.shape[-2:] != (t_len, c_len):
+        raise BadInput(f"model input {spec.name!r}: expects {t_len} time steps x {c_len} channels, "
+                       f"got a window of {x.shape[-2]} x {x.shape[-1]}")
+    rank = len(spec.shape)
+    order = sorted([t_axis, c_axis])
+    # Place T and C in the order the model wants, then insert unit axes around them.
+    core = x if t_axis < c_axis else np.swapaxes(x, -1, -2)
+    if x.ndim == 2:
+        shape = [1] * rank
+        shape[order[0]], shape[order[1]] = core.shape
+        return core.reshape(shape)
+    batch = x.shape[0]
+    shape = [1] * rank
+    shape[order[0]], shape[order[1]] = core.shape[-2:]
+    if rank > 2 and spec.shape[0] == 1 and 0 not in order:
+        return core.reshape([batch, *shape[1:]])
+    return core.reshape([batch, *shape])
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """How one window becomes the model's input tensor: normalization, layout, dtype."""
+
+    spec: TensorSpec
+    mean: np.ndarray | None
+    std: np.ndarray | None
+
+    @classmethod
+    def for_input(cls, spec: TensorSpec) -> InputPlan:
+        """The plan the manifest declares for ``spec`` (checks that time/channel axes exist)."""
+        time_channel_axes(spec)
+        norm = spec.normalization
+        if norm is None:
+            return cls(spec=spec, mean=None, std=None)
+        return cls(spec=spec, mean=np.asarray(norm.mean, dtype=np.float64), std=np.asarray(norm.std, dtype=np.float64))
+
+    @property
+    def window(self) -> int:
+        return self.spec.shape[time_channel_axes(self.spec)[0]]
+
+    @property
+    def hop(self) -> int:
+        return self.spec.hop or self.window
+
+    @property
+    def channels(self) -> int:
+        return self.spec.shape[time_channel_axes(self.spec)[1]]
+
+    def prepare(self, window_tc: np.ndarray) -> np.ndarray:
+        """Normalize a ``(T, C)`` window (or ``(M, T, C)`` batch) and arrange it as the model input."""
+        x = normalize(window_tc, self.mean, self.std) if self.mean is not None else np.asarray(window_tc, np.float32)
+        return np.ascontiguousarray(to_layout(x, self.spec), dtype=np.float32)
+
+
+def model_windows(series: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Host helper: cut, normalize and arrange a ``(N, C)`` series exactly as the device does.
+
+    Returns the batch ``(M, *input shape without its batch axis)`` ready for the model.
+    """
+    plan = InputPlan.for_input(spec)
+    return plan.prepare(sliding_windows(np.asarray(series, dtype=np.float64), plan.window, plan.hop))
+
+
+# --------------------------------------------------------------------------------------------
+# Channel binding
+
+
+@dataclass(frozen=True)
+class ChannelSource:
+    """Where one model input channel comes from: sensor ``sensor``'s channel ``channel``."""
+
+    sensor: str
+    channel: str
+
+    def __str__(self) -> str:
+        return f"{self.sensor}.{self.channel}"
+
+
+def parse_channel_ref(ref: str) -> ChannelSource:
+    """``"imu.accel_x"`` → ``ChannelSource("imu", "accel_x")`` (the sensor id is before the first dot)."""
+    sensor, dot, channel = ref.partition(".")
+    if not dot or not sensor or not channel:
+        raise BadInput(f"{ref!r} is not a channel reference; expected SENSOR_ID.CHANNEL such as imu.accel_x")
+    return ChannelSource(sensor, channel)
+
+
+def bind_channels(
+    model_channels: Sequence[str],
+    sensor_channels: dict[str, Sequence[str]],
+    overrides: dict[str, str] | None = None,
+    where: str = "binding",
+) -> tuple[ChannelSource, ...]:
+    """Map every model input channel to a sensor channel.
+
+    By default a model channel named ``imu.accel_x`` reads sensor ``imu``'s channel ``accel_x``;
+    ``overrides`` maps a model channel name to another ``SENSOR.CHANNEL``. ``sensor_channels``
+    lists each configured sensor's channels. Raises :class:`BadInput` naming the channel.
+    """
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(model_channels))
+    if unknown:
+        raise BadInput(f"{where}.{unknown[0]}: the model has no input channel {unknown[0]!r} "
+                       f"(its channels: {', '.join(model_channels)})")
+    out = []
+    for name in model_channels:
+        ref = overrides.get(name, name)
+        key = f"{where}.{name}" if name in overrides else f"model channel {name!r}"
+        try:
+            src = parse_channel_ref(ref)
+        except BadInput:
+            raise BadInput(f"{key}: {ref!r} is not SENSOR_ID.CHANNEL; bind it in [binding], "
+                           f'e.g. "{name}" = "imu.accel_x"') from None
+        if src.sensor not in sensor_channels:
+            raise BadInput(f"{key}: no sensor with id {src.sensor!r} (sensors: "
+                           f"{', '.join(sensor_channels) or 'none'}); add it or bind the channel in [binding]")
+        if src.channel not in sensor_channels[src.sensor]:
+            raise BadInput(f"{key}: sensor {src.sensor!r} has no channel {src.channel!r} (it has: "
+                           f"{', '.join(sensor_channels[src.sensor])})")
+        out.append(src)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Post-processing
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax."""
+    z = np.asarray(x, dtype=np.float64)
+    z = z - np.max(z, axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+@dataclass(frozen=True)
+class PostSettings:
+    """User post-processing choices (from the config's ``[postprocess]``)."""
+
+    labels: tuple[str, ...] = ()
+    threshold: float | None = None
+    smoothing: int = 1
+    emit: str = "every"
+    unknown_label: str = "unknown"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one window amounted to after post-processing.
+
+    ``label`` is the reported class (classification), ``"anomaly"``/``"normal"`` (anomaly) or
+    ``None`` (regression); ``values`` hold the smoothed per-class probabilities, regression
+    targets or the anomaly score; ``emit`` says whether the emit policy wants it sent.
+    """
+
+    label: str | None
+    score: float | None
+    values: dict[str, float]
+    emit: bool
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label, "score": self.score, "values": self.values}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+class PostProcessor:
+    """Turns one model output per window into a :class:`Prediction` (stateful: smoothing, change)."""
+
+    def __init__(self, task: Task, output: TensorSpec, settings: PostSettings) -> None:
+        self.task = task
+        self.settings = settings
+        if settings.emit not in EMIT_MODES:
+            raise BadInput(f"postprocess.emit: {settings.emit!r} is not one of {', '.join(EMIT_MODES)}")
+        if settings.smoothing < 1:
+            raise BadInput(f"postprocess.smoothing: must be >= 1, got {settings.smoothing}")
+        size = int(np.prod(output.shape))
+        if task.kind == "classification":
+            labels = settings.labels or task.labels
+            if len(labels) != size:
+                src = "postprocess.labels" if settings.labels else "the manifest's task.labels"
+                raise BadInput(f"{src}: {len(labels)} labels for a model output of {size} classes")
+            self.names: tuple[str, ...] = tuple(labels)
+            if settings.threshold is not None and not 0.0 <= settings.threshold <= 1.0:
+                raise BadInput(f"postprocess.threshold: a class probability threshold must be in [0, 1], "
+                               f"got {settings.threshold}")
+        elif task.kind == "regression":
+            self.names = tuple(task.targets) if len(task.targets) == size else tuple(f"y{i}" for i in range(size))
+            if settings.threshold is not None:
+                raise BadInput("postprocess.threshold: has no meaning for a regression model; remove it")
+            if settings.emit == "change":
+                raise BadInput('postprocess.emit: "change" needs a class or anomaly model; use "every"')
+            if settings.labels:
+                raise BadInput("postprocess.labels: a regression model has no labels; remove them")
+        else:
+            self.names = (task.score or "score",)
+            if settings.labels:
+                raise BadInput("postprocess.labels: an anomaly model has no labels; remove them")
+        self._history: deque[np.ndarray] = deque(maxlen=settings.smoothing)
+        self._last_label: str | None = None
+        self._emitted_any = False
+
+    @property
+    def threshold(self) -> float | None:
+        if self.task.kind == "anomaly":
+            return self.settings.threshold if self.settings.threshold is not None else self.task.threshold
+        return self.settings.threshold
+
+    def reset(self) -> None:
+        """Forget the smoothing history (after a model swap or a long gap)."""
+        self._history.clear()
+
+    def __call__(self, output: np.ndarray) -> Prediction:
+        raw = np.asarray(output, dtype=np.float64).reshape(-1)
+        if self.task.kind == "classification" and self.task.activation == "logits":
+            raw = softmax(raw)
+        self._history.append(raw)
+        smoothed = np.mean(np.stack(self._history), axis=0)
+        values = {name: float(v) for name, v in zip(self.names, smoothed, strict=True)}
+        label: str | None
+        score: float | None
+        if self.task.kind == "classification":
+            best = int(np.argmax(smoothed))
+            score = float(smoothed[best])
+            label = self.names[best]
+            if self.threshold is not None and score < self.threshold:
+                label = self.settings.unknown_label
+        elif self.task.kind == "anomaly":
+            score = float(smoothed[0])
+            threshold = self.threshold
+            label = "anomaly" if threshold is not None and score > threshold else "normal"
+        else:
+            label, score = None, None
+        changed = label != self._last_label or not self._emitted_any
+        emit = self.settings.emit == "every" or changed
+        if emit:
+            self._emitted_any = True
+            self._last_label = label
+        return Prediction(label=label, score=score, values=values, emit=emit, changed=changed)
+
+
+def pick_input(manifest: Manifest, name: str | None) -> TensorSpec:
+    """The model input the sensors feed: ``name`` or the only input."""
+    if name is None:
+        if len(manifest.inputs) != 1:
+            names = ", ".join(i.name for i in manifest.inputs)
+            raise BadInput(f"model.input: the model has {len(manifest.inputs)} inputs ({names}); say which one "
+                           "the sensors feed")
+        return manifest.inputs[0]
+    for spec in manifest.inputs:
+        if spec.name == name:
+            return spec
+    raise BadInput(f"model.input: the model has no input {name!r} (inputs: "
+                   f"{', '.join(i.name for i in manifest.inputs)})")
+
+
+def task_output(manifest: Manifest) -> TensorSpec:
+    """The output the manifest's task describes."""
+    for spec in manifest.outputs:
+        if spec.name == manifest.task.output:
+            return spec
+    raise BadInput(f"manifest task.output {manifest.task.output!r} names no output")
