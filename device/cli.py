@@ -197,6 +197,10 @@ def verify(path: PathArg, json_out: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+app.command(name="convert")(__import__("device.cli_convert", fromlist=["convert"]).convert)
+app.command(name="run")(__import__("device.cli_run", fromlist=["run"]).run)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="spinal")

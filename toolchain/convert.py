@@ -1,0 +1,634 @@
+"""The conversion pipeline: load → fp32 ONNX → quantize → TFLite → validate → bundle.
+
+``convert(ConvertOptions(...))`` is the whole of ``spinal convert``. Work happens in a private
+temporary directory next to the output; the bundle appears (renamed into place, or packed as a
+``.spinal`` archive) only when everything worked, so a failed run leaves nothing half-written.
+
+Artifacts (``--formats``; the default is every one that applies):
+
+==============  ======================  ===================================================
+key             file                    how
+==============  ======================  ===================================================
+onnx-fp32       model.fp32.onnx         the imported model, one file, fixed shapes
+onnx-int8       model.int8.onnx         onnxruntime static QDQ int8
+tflite-fp32     model.fp32.tflite       onnx2tf SavedModel (or Keras) → TFLiteConverter
+tflite-fp16     model.fp16.tflite       float16 weights
+tflite-int8     model.int8.tflite       full-integer kernels, float input/output
+tflite-int8-io  model.int8-io.tflite    full-integer, int8 input/output tensors
+==============  ======================  ===================================================
+
+Every quantized artifact goes through the accuracy gate (:mod:`toolchain.validate`): one that
+loses more than ``max_drop`` points against fp32 is re-made with the remedies (per-channel ↔
+per-tensor, other calibration methods, the most sensitive nodes kept in float) and is shipped
+only if one of them passes. Every attempt is reported.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device import __version__
+from device.bundle import ARCHIVE_SUFFIX, file_digest, pack_archive, verify_directory, write_manifest
+from device.errors import BadInput, CheckFailed, ModelFileError, SpinalError
+from device.manifest import (
+    Artifact,
+    ArtifactTensor,
+    Attachment,
+    Golden,
+    Manifest,
+    Normalization,
+    Task,
+    TensorSpec,
+    Tolerance,
+)
+from toolchain import report as report_mod
+from toolchain.calibration import CsvOptions, DataSet, read_dataset, read_raw, synthetic
+from toolchain.validate import Metrics, Runner, latency_us, onnx_io, run_all, score, tolerance_for
+
+FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
+    "onnx-fp32": ("onnx", "fp32", "model.fp32.onnx"),
+    "onnx-int8": ("onnx", "int8", "model.int8.onnx"),
+    "tflite-fp32": ("tflite", "fp32", "model.fp32.tflite"),
+    "tflite-fp16": ("tflite", "fp16", "model.fp16.tflite"),
+    "tflite-int8": ("tflite", "int8", "model.int8.tflite"),
+    "tflite-int8-io": ("tflite", "int8-io", "model.int8-io.tflite"),
+}
+TASKS = ("classification", "regression", "anomaly")
+DROP_MEANING = {
+    "accuracy": "top-1 accuracy points lost against fp32",
+    "regression": "MAE increase in percent of fp32's MAE",
+    "fidelity": "100 × (1 − cosine similarity) of outputs against fp32",
+}
+
+
+@dataclass
+class ConvertOptions:
+    """Everything ``spinal convert`` takes. ``model`` is a path or ``package.module:factory``."""
+
+    model: str
+    out: Path
+    formats: tuple[str, ...] = ()
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # "" = the first input
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    calibration: Path | None = None
+    calibration_method: str = "minmax"
+    calibration_samples: int = 200
+    validation: Path | None = None
+    validation_samples: int = 2000
+    max_drop: float = 1.0
+    per_channel: bool = True
+    remedies: bool = True
+    keep_float: tuple[str, ...] = ()
+    golden_count: int = 8
+    name: str | None = None
+    description: str = ""
+    task: str | None = None
+    task_output: str | None = None
+    labels: tuple[str, ...] = ()
+    activation: str | None = None
+    targets: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    threshold: float | None = None
+    channels: tuple[str, ...] = ()
+    sample_rate_hz: float | None = None
+    window: int | None = None
+    hop: int | None = None
+    layout: str | None = None
+    norm_mean: tuple[float, ...] = ()
+    norm_std: tuple[float, ...] = ()
+    opset: int = 17
+    force: bool = False
+    latency_runs: int = 50
+    seed: int = 0
+
+
+@dataclass
+class ConvertResult:
+    """What ``convert`` made."""
+
+    out: Path
+    manifest: Manifest
+    report: dict[str, Any]
+
+
+class Progress:
+    """Hooks the CLI fills in (rich progress); the defaults do nothing."""
+
+    def start(self, total: int) -> None:  # pragma: no cover - trivial
+        pass
+
+    def step(self, description: str) -> None:  # pragma: no cover - trivial
+        pass
+
+    def advance(self) -> None:  # pragma: no cover - trivial
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Option checks
+
+
+def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
+    unknown = [f for f in opts.formats if f not in FORMATS]
+    if unknown:
+        raise BadInput(f"--formats: unknown {unknown[0]!r} (choose from {', '.join(FORMATS)})")
+    if opts.calibration_method not in ("minmax", "entropy", "percentile"):
+        raise BadInput(f"--calibration-method {opts.calibration_method!r}: choose minmax, entropy or percentile")
+    if opts.task is not None and opts.task not in TASKS:
+        raise BadInput(f"--task {opts.task!r}: choose {', '.join(TASKS)}")
+    if opts.task == "anomaly" and opts.threshold is None:
+        raise BadInput("--task anomaly needs --threshold")
+    if opts.max_drop < 0:
+        raise BadInput(f"--max-drop must be >= 0, got {opts.max_drop}")
+    if opts.golden_count < 1:
+        raise BadInput(f"--golden must be >= 1, got {opts.golden_count}")
+    if len(opts.norm_mean) != len(opts.norm_std):
+        raise BadInput(f"--norm-mean has {len(opts.norm_mean)} values but --norm-std has {len(opts.norm_std)}")
+    if any(s <= 0 for s in opts.norm_std):
+        raise BadInput("--norm-std values must be > 0")
+    out = opts.out
+    if out.exists() and not opts.force:
+        raise BadInput(f"{out}: already exists; remove it or pass --force")
+    if out.exists() and out.is_dir() and out.suffix != ARCHIVE_SUFFIX and any(out.iterdir()) and \
+            not (out / "manifest.json").exists():
+        raise BadInput(f"{out}: is a non-empty directory that is not a bundle; refusing to replace it")
+    return opts.formats or tuple(FORMATS)
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def convert(opts: ConvertOptions, progress: Progress | None = None) -> ConvertResult:
+    """Convert ``opts.model`` into a verified bundle at ``opts.out``. Raises SpinalError subclasses."""
+    progress = progress or Progress()
+    wanted = _check_options(opts)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".spinal-convert-", dir=opts.out.parent))
+    try:
+        return _Pipeline(opts, wanted, work, progress).run()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _Pipeline:
+    def __init__(self, opts: ConvertOptions, wanted: tuple[str, ...], work: Path, progress: Progress) -> None:
+        self.opts = opts
+        self.wanted = wanted
+        self.work = work
+        self.stage = work / "bundle"
+        self.stage.mkdir()
+        self.progress = progress
+        self.notes: list[str] = []
+        self.shipped: dict[str, dict[str, Any]] = {}  # key -> record
+        self.rejected: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, dict[str, Any]] = {}
+        self.timings: dict[str, float] = {}
+
+    # ---- helpers
+
+    def _timed(self, label: str, fn: Callable[[], Any]) -> Any:
+        self.progress.step(label)
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.timings[label] = round(time.perf_counter() - t0, 3)
+            self.progress.advance()
+
+    # ---- main
+
+    def run(self) -> ConvertResult:
+        from toolchain.sources import SourceOptions, load_source
+
+        t_start = time.perf_counter()
+        opts = self.opts
+        steps = 4 + len(self.wanted)
+        self.progress.start(steps)
+        hints = {}
+        if opts.calibration is not None and opts.calibration.suffix in (".npz", ".npy"):
+            hints = {k: tuple(v.shape) for k, v in read_raw(opts.calibration).items()}
+        src_opts = SourceOptions(input_shapes=opts.input_shapes, hint_shapes=hints, input_names=opts.input_names,
+                                 output_names=opts.output_names, opset=opts.opset)
+        self.source = self._timed("import model", lambda: load_source(opts.model, self.work, src_opts))
+        self.notes += self.source.notes
+        fp32 = self.source.onnx_path
+        try:
+            self.inputs, self.outputs = onnx_io(fp32)
+        except Exception as exc:
+            raise ModelFileError(f"{opts.model}: onnxruntime cannot run the imported model "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        if "" in hints and len(self.inputs) == 1:
+            hints = {self.inputs[0].name: hints[""]}
+        self.layouts = self._logical_layouts()
+        self.calib, self.val = self._timed("read data", self._read_data)
+        self.ref = self._timed("reference outputs", self._reference)
+        self.task_output = self._task_output()
+        self.baseline = score(self.ref, self.ref, self.val, self.task_output, None)
+        self.drop_kind = self.baseline.kind
+        for key in self.wanted:
+            self._timed(key, lambda key=key: self._make(key))
+        if not self.shipped:
+            reasons = [f"{k}: {v.get('reason', 'rejected by the accuracy gate')}" for k, v in
+                       {**self.rejected, **self.failed}.items()]
+            raise CheckFailed("no artifact passed; " + "; ".join(reasons))
+        report = self._timed("bundle", lambda: self._bundle(time.perf_counter() - t_start))
+        return report
+
+    # ---- data
+
+    def _logical_layouts(self) -> dict[str, str | None]:
+        opts = self.opts
+        layouts: dict[str, str | None] = {}
+        for i, spec in enumerate(self.inputs):
+            layout = opts.layout if i == 0 and opts.layout else None
+            if layout is None and i == 0 and len(spec.shape) == 3:
+                if opts.channels:
+                    n = len(opts.channels)
+                    layout = "NCT" if spec.shape[1] == n else ("NTC" if spec.shape[2] == n else None)
+                elif opts.window:
+                    layout = "NTC" if spec.shape[1] == opts.window else ("NCT" if spec.shape[2] == opts.window
+                                                                         else None)
+            if layout is not None and len(layout) != len(spec.shape):
+                raise BadInput(f"--layout {layout!r} has {len(layout)} axes but input {spec.name!r} has shape "
+                               f"{list(spec.shape)}")
+            layouts[spec.name] = layout
+        for spec in self.outputs:
+            layouts[spec.name] = None
+        return layouts
+
+    def _read_data(self) -> tuple[DataSet, DataSet]:
+        opts = self.opts
+        csv_opts = CsvOptions(channels=opts.channels, window=opts.window, hop=opts.hop)
+        if opts.calibration is not None:
+            calib = read_dataset(opts.calibration, self.inputs, csv_opts, limit=opts.calibration_samples)
+        else:
+            calib = synthetic(self.inputs, 64, opts.seed)
+            self.notes.append("calibration: no --calibration given, Gaussian noise used: int8 accuracy will be poor")
+        if opts.validation is not None:
+            val = read_dataset(opts.validation, self.inputs, csv_opts, limit=opts.validation_samples,
+                               purpose="validation")
+        elif opts.calibration is not None:
+            val = read_dataset(opts.calibration, self.inputs, csv_opts, limit=opts.validation_samples,
+                               purpose="validation")
+            val.notes.append("no --validation given: the calibration data stands in (optimistic)")
+        else:
+            val = synthetic(self.inputs, 32, opts.seed + 1)
+        return calib, val
+
+    def _reference(self) -> dict[str, np.ndarray]:
+        fp32 = self.source.onnx_path
+        sess_runner = Runner(fp32, "onnx", self._onnx_tensors()[0], self._onnx_tensors()[1], self.inputs,
+                             self.outputs, self.layouts)
+        ref = run_all(sess_runner, self.val, self.inputs)
+        self.source_parity: dict[str, Any] | None = None
+        if self.source.reference is not None:
+            sub = self.val.take(min(self.val.count, 16))
+            src_out = run_all(self.source.reference, sub, self.inputs)
+            diffs = [float(np.max(np.abs(src_out[k].astype(np.float64) - ref[k][: sub.count].astype(np.float64))))
+                     for k in ref if k in src_out and np.issubdtype(ref[k].dtype, np.floating)]
+            self.source_parity = {"samples": sub.count, "max_abs": max(diffs, default=0.0)}
+            peak = max(float(np.max(np.abs(ref[k]))) for k in ref)
+            if self.source_parity["max_abs"] > 1e-3 * max(1.0, peak):
+                self.notes.append(f"fp32 ONNX differs from the {self.source.kind} model by up to "
+                                  f"{self.source_parity['max_abs']:.3g}")
+        return ref
+
+    def _task_output(self) -> str:
+        names = [o.name for o in self.outputs]
+        if self.opts.task_output:
+            if self.opts.task_output not in names:
+                raise BadInput(f"--task-output {self.opts.task_output!r} is not an output ({', '.join(names)})")
+            return self.opts.task_output
+        floats = [o for o in self.outputs if np.dtype(o.dtype).kind == "f"]
+        multi = [o for o in floats if o.shape and o.shape[-1] > 1]
+        return (multi or floats or list(self.outputs))[0].name
+
+    # ---- artifacts
+
+    def _onnx_tensors(self, path: Path | None = None) -> tuple[tuple[ArtifactTensor, ...], tuple[ArtifactTensor, ...]]:
+        ins = tuple(ArtifactTensor(name=s.name, shape=s.shape, dtype=s.dtype, layout=self.layouts.get(s.name))
+                    for s in self.inputs)
+        outs = tuple(ArtifactTensor(name=s.name, shape=s.shape, dtype=s.dtype, layout=self.layouts.get(s.name))
+                     for s in self.outputs)
+        return ins, outs
+
+    def _evaluate(self, path: Path, fmt: str, ins: tuple[ArtifactTensor, ...],
+                  outs: tuple[ArtifactTensor, ...]) -> tuple[Metrics, Runner]:
+        runner = Runner(path, fmt, ins, outs, self.inputs, self.outputs, self.layouts)
+        outputs = run_all(runner, self.val, self.inputs)
+        return score(outputs, self.ref, self.val, self.task_output, self.baseline), runner
+
+    def _record(self, key: str, path: Path, ins: tuple[ArtifactTensor, ...], outs: tuple[ArtifactTensor, ...],
+                metrics: Metrics, runner: Runner, extra: dict[str, Any]) -> None:
+        fmt, precision, name = FORMATS[key]
+        entry: dict[str, Any] = {"format": fmt, "precision": precision, "bytes": path.stat().st_size,
+                                 **metrics.values, "drop": metrics.drop, **extra}
+        entry["latency_us"] = latency_us(runner, self.val.sample(0, self.inputs), self.opts.latency_runs)
+        passed = (precision == "fp32" and fmt == "onnx") or metrics.drop <= self.opts.max_drop
+        if passed:
+            shutil.copyfile(path, self.stage / name)
+            self.shipped[key] = {"entry": entry, "ins": ins, "outs": outs, "runner": runner}
+        else:
+            entry["reason"] = (f"drop {metrics.drop:.3f} > max {self.opts.max_drop} "
+                               f"({DROP_MEANING[metrics.kind]})")
+            self.rejected[name] = entry
+
+    def _make(self, key: str) -> None:
+        fmt, precision, name = FORMATS[key]
+        try:
+            if key == "onnx-fp32":
+                ins, outs = self._onnx_tensors()
+                metrics, runner = self._evaluate(self.source.onnx_path, "onnx", ins, outs)
+                self._record(key, self.source.onnx_path, ins, outs, metrics, runner, {})
+            elif key == "onnx-int8":
+                self._make_onnx_int8()
+            else:
+                self._make_tflite(key, precision)
+        except SpinalError as exc:
+            if isinstance(exc, BadInput) and not isinstance(exc, ModelFileError):
+                raise
+            self.failed[name] = {"format": fmt, "precision": precision, "reason": str(exc)}
+            self.notes.append(f"{name} not produced: {exc}")
+
+    def _gate(self, key: str, attempts: list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]],
+              more: Callable[[], list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]] | None) -> None:
+        """Try configurations in turn until one passes the gate; report every attempt."""
+        tried: list[dict[str, Any]] = []
+        best: tuple[float, Any] | None = None
+        queue = list(attempts)
+        extended = False
+        while queue:
+            label, make = queue.pop(0)
+            try:
+                path, ins, outs = make()
+            except SpinalError as exc:
+                tried.append({"config": label, "drop": float("nan"), "error": str(exc)})
+                continue
+            metrics, runner = self._evaluate(path, FORMATS[key][0], ins, outs)
+            tried.append({"config": label, "drop": metrics.drop})
+            if best is None or metrics.drop < best[0]:
+                best = (metrics.drop, (label, path, ins, outs, metrics, runner))
+            if metrics.drop <= self.opts.max_drop:
+                break
+            if not queue and more is not None and not extended and self.opts.remedies:
+                extended = True
+                try:
+                    queue.extend(more())
+                except Exception as exc:  # the debugger is best effort
+                    self.notes.append(f"{FORMATS[key][2]}: sensitivity analysis failed ({type(exc).__name__}: {exc})")
+        if best is None:
+            errors = "; ".join(t.get("error", "") for t in tried)
+            raise ModelFileError(errors or "quantization failed")
+        label, path, ins, outs, metrics, runner = best[1]
+        for t in tried:
+            t["chosen"] = t["config"] == label
+        self._record(key, path, ins, outs, metrics, runner, {"quantization": label,
+                                                             "attempts": tried if len(tried) > 1 else []})
+
+    def _make_onnx_int8(self) -> None:
+        from toolchain.quantize import QuantConfig, quantize_onnx, sensitive_nodes
+
+        fp32 = self.source.onnx_path
+        base = QuantConfig(per_channel=self.opts.per_channel, method=self.opts.calibration_method,
+                           keep_float=self.opts.keep_float)
+        counter = iter(range(1000))
+
+        def attempt(cfg: QuantConfig) -> tuple[str, Callable[[], tuple[Path, tuple, tuple]]]:
+            def make() -> tuple[Path, tuple, tuple]:
+                out = self.work / f"int8-{next(counter)}.onnx"
+                result = quantize_onnx(fp32, out, self.inputs, self.calib, cfg, self.work)
+                if result.quantized_nodes == 0:
+                    raise ModelFileError("onnxruntime found no node it can quantize (ops: "
+                                         f"{_op_summary(fp32)}); the fp32 artifact is the one to use")
+                if result.float_nodes and not cfg.keep_float:
+                    self.notes.append(f"model.int8.onnx: kept in float by onnxruntime: "
+                                      f"{', '.join(result.float_nodes[:6])}")
+                return out, *self._onnx_tensors()
+            return cfg.label(), make
+
+        remedies = [base]
+        if self.opts.remedies:
+            remedies.append(base.with_(per_channel=not base.per_channel))
+            for method in ("entropy", "percentile", "minmax"):
+                if method != base.method:
+                    remedies.append(base.with_(method=method))
+
+        def sensitive() -> list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]:
+            probe = self.work / "int8-probe.onnx"
+            quantize_onnx(fp32, probe, self.inputs, self.calib, base, self.work)
+            ranked = sensitive_nodes(fp32, probe, self.inputs, self.calib, self.work)
+            return [attempt(base.with_(keep_float=tuple(ranked[:k]))) for k in (1, 2, 4, 8) if k <= len(ranked)]
+
+        self._gate("onnx-int8", [attempt(c) for c in remedies], sensitive)
+
+    def _saved_model(self) -> Any:
+        if getattr(self, "_sm", None) is None:
+            from toolchain.tflite import keras_saved_model, onnx_to_saved_model
+
+            if self.source.tflite_blocked:
+                raise ModelFileError(self.source.tflite_blocked)
+            if self.source.saved_model is not None:
+                self._sm = keras_saved_model(self.source.saved_model, self.inputs, self.outputs)
+            else:
+                self._sm = onnx_to_saved_model(self.source.onnx_path, self.work, self.inputs, self.outputs)
+        return self._sm
+
+    def _make_tflite(self, key: str, precision: str) -> None:
+        from toolchain.tflite import TfliteOptions, convert_saved_model, describe_tflite, sensitive_tf_nodes
+
+        sm = self._saved_model()
+        counter = iter(range(1000))
+
+        def attempt(options: TfliteOptions, label: str) -> tuple[str, Callable[[], tuple[Path, tuple, tuple]]]:
+            def make() -> tuple[Path, tuple, tuple]:
+                content = convert_saved_model(sm, precision, self.inputs, self.calib, options)
+                out = self.work / f"{key}-{next(counter)}.tflite"
+                out.write_bytes(content)
+                ins, outs = describe_tflite(content, sm, self.inputs, self.outputs, self.layouts)
+                return out, ins, outs
+            return label, make
+
+        if precision in ("fp32", "fp16"):
+            _, make = attempt(TfliteOptions(), precision)
+            path, ins, outs = make()
+            metrics, runner = self._evaluate(path, "tflite", ins, outs)
+            self._record(key, path, ins, outs, metrics, runner, {})
+            return
+        base = TfliteOptions(per_channel=self.opts.per_channel)
+        tries = [attempt(base, "per-channel" if base.per_channel else "per-tensor")]
+        if self.opts.remedies:
+            tries.append(attempt(TfliteOptions(per_channel=not base.per_channel),
+                                 "per-tensor" if base.per_channel else "per-channel"))
+
+        def sensitive() -> list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]:
+            ranked = sensitive_tf_nodes(sm, self.inputs, self.calib)
+            return [attempt(TfliteOptions(per_channel=base.per_channel, denylist=tuple(ranked[:k])),
+                            f"{'per-channel' if base.per_channel else 'per-tensor'}, {k} node(s) kept in float "
+                            f"({', '.join(ranked[:k])})") for k in (1, 2, 4) if k <= len(ranked)]
+
+        self._gate(key, tries, sensitive)
+
+    # ---- bundle
+
+    def _specs(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        opts = self.opts
+        norm = Normalization(mean=opts.norm_mean, std=opts.norm_std) if opts.norm_mean else None
+        ins = []
+        for i, s in enumerate(self.inputs):
+            first = i == 0
+            ins.append(TensorSpec(
+                name=s.name, shape=s.shape, dtype=s.dtype, layout=self.layouts.get(s.name),
+                channels=opts.channels if first else (), sample_rate_hz=opts.sample_rate_hz if first else None,
+                window=opts.window if first else None, hop=opts.hop if first else None,
+                normalization=norm if first else None,
+            ))
+        outs = tuple(TensorSpec(name=s.name, shape=s.shape, dtype=s.dtype, units=opts.units
+                                if s.name == self.task_output else ()) for s in self.outputs)
+        return tuple(ins), outs
+
+    def _task(self) -> Task:
+        opts = self.opts
+        out = next(o for o in self.outputs if o.name == self.task_output)
+        kind = opts.task or ("classification" if opts.labels or self.val.labels is not None else
+                             "regression" if opts.targets or self.val.targets is not None else
+                             "anomaly" if opts.threshold is not None else
+                             "classification" if out.shape and out.shape[-1] > 1 else "regression")
+        if kind == "classification":
+            labels = opts.labels
+            classes = out.shape[-1] if out.shape else 1
+            if not labels:
+                labels = tuple(str(i) for i in range(classes))
+                self.notes.append("no --labels given: class ids stand in for class names")
+            elif len(labels) != classes:
+                raise BadInput(f"--labels gives {len(labels)} names but output {out.name!r} has {classes} classes")
+            activation = opts.activation or self._guess_activation()
+            return Task(kind="classification", output=out.name, labels=labels, activation=activation)
+        if kind == "regression":
+            return Task(kind="regression", output=out.name, targets=opts.targets, units=opts.units)
+        if opts.threshold is None:
+            raise BadInput("--task anomaly needs --threshold")
+        return Task(kind="anomaly", output=out.name, threshold=opts.threshold, score=out.name)
+
+    def _guess_activation(self) -> str:
+        values = self.ref[self.task_output].reshape(self.val.count, -1).astype(np.float64)
+        probs = bool(np.all(values >= -1e-6) and np.all(values <= 1 + 1e-6)
+                     and np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
+        return "probabilities" if probs else "logits"
+
+    def _bundle(self, elapsed_before: float) -> ConvertResult:
+        opts = self.opts
+        name = opts.name or _default_name(opts.model)
+        inputs, outputs = self._specs()
+        task = self._task()
+        artifacts: list[Artifact] = []
+        golden_arrays: dict[str, np.ndarray] = {}
+        gold = self.val.take(min(self.opts.golden_count, self.val.count))
+        for spec in self.inputs:
+            golden_arrays[f"input/{spec.name}"] = np.stack([gold.sample(i, self.inputs)[spec.name]
+                                                            for i in range(gold.count)])
+        tolerances: dict[str, Tolerance] = {}
+        report_artifacts: dict[str, Any] = {}
+        for key in FORMATS:
+            if key not in self.shipped:
+                continue
+            fmt, precision, file_name = FORMATS[key]
+            rec = self.shipped[key]
+            sha, size = file_digest(self.stage / file_name)
+            artifacts.append(Artifact(path=file_name, format=fmt, precision=precision, sha256=sha, bytes=size,
+                                      inputs=rec["ins"], outputs=rec["outs"]))
+            outs = run_all(rec["runner"], gold, self.inputs)
+            for out_name, value in outs.items():
+                golden_arrays[f"output/{file_name}/{out_name}"] = value
+            atol, rtol = tolerance_for(precision, outs, rec["outs"])
+            tolerances[file_name] = Tolerance(atol=atol, rtol=rtol)
+            report_artifacts[file_name] = rec["entry"]
+        golden_path = self.stage / "golden.npz"
+        np.savez_compressed(golden_path, **golden_arrays)
+        gsha, gsize = file_digest(golden_path)
+        elapsed = elapsed_before
+        report: dict[str, Any] = {
+            "name": name,
+            "source": {"model": opts.model, "kind": self.source.kind, "parity_vs_fp32_onnx": self.source_parity},
+            "calibration": {**self.calib.summary(), "method": opts.calibration_method},
+            "validation": self.val.summary(),
+            "metric": self.baseline.kind,
+            "max_drop": opts.max_drop,
+            "drop_meaning": DROP_MEANING[self.baseline.kind],
+            "artifacts": report_artifacts,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "timings_s": self.timings,
+            "conversion_seconds": round(elapsed, 2),
+            "notes": self.notes,
+        }
+        report = report_mod.clean(report)
+        (self.stage / "report.json").write_text(report_mod.to_json(report), encoding="utf-8")
+        (self.stage / "report.md").write_text(report_mod.markdown(report), encoding="utf-8")
+        attachments = []
+        for att in ("report.md", "report.json"):
+            sha, size = file_digest(self.stage / att)
+            attachments.append(Attachment(path=att, sha256=sha, bytes=size))
+        notes = list(self.notes)
+        if self.source.tflite_blocked:
+            notes.append(f"no TFLite artifacts: {self.source.tflite_blocked}")
+        manifest = Manifest(
+            format_version=1, name=name,
+            created=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            inputs=inputs, outputs=outputs, task=task, artifacts=tuple(artifacts),
+            golden=Golden(path="golden.npz", sha256=gsha, bytes=gsize, count=gold.count, tolerances=tolerances),
+            report=report, attachments=tuple(attachments), description=opts.description,
+            producer={"tool": "spinal convert", "version": __version__, **_versions()},
+            notes=tuple(dict.fromkeys(notes)),
+        )
+        write_manifest(self.stage, manifest)
+        verify_directory(self.stage)
+        out = opts.out
+        if out.suffix == ARCHIVE_SUFFIX:
+            tmp_out = self.work / out.name
+            pack_archive(self.stage, tmp_out)
+            if out.exists() and out.is_dir():
+                shutil.rmtree(out)
+            tmp_out.replace(out)
+        else:
+            if out.exists():
+                old = self.work / "old-bundle"
+                out.replace(old) if out.is_dir() else out.unlink()
+            self.stage.replace(out)
+        return ConvertResult(out=out, manifest=manifest, report=report)
+
+
+def _op_summary(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path))
+    ops = sorted({n.op_type for n in model.graph.node})
+    return ", ".join(ops[:12])
+
+
+def _default_name(model: str) -> str:
+    import re
+
+    stem = model.split(":")[-1] if ":" in model and not Path(model).exists() else Path(model).stem
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).strip("-.") or "model"
+    return name[:128]
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for mod in ("onnx", "onnxruntime", "tensorflow", "onnx2tf", "torch"):
+        import sys
+
+        if mod in sys.modules:
+            out[mod] = str(getattr(sys.modules[mod], "__version__", "?"))
+    return out

@@ -1,0 +1,143 @@
+"""PyTorch importer: an ``nn.Module`` to one fp32 ONNX file.
+
+The model is given as ``package.module:factory`` (a callable returning a module, or a module
+attribute), a saved ExportedProgram (``.pt2``), a TorchScript file or a pickled module
+(``.pt``/``.pth``). It is exported with the TorchScript exporter (``dynamo=False``), which writes
+one file with no external data; torch 2.13's default dynamo exporter would need onnxscript and
+writes external data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.errors import BadInput, ModelFileError
+from toolchain.sources import SourceModel, SourceOptions
+from toolchain.sources.onnx import finalize
+
+
+def load_module(spec: str) -> tuple[Any, tuple[Any, ...] | None]:
+    """The ``nn.Module`` named by ``spec`` (in eval mode) and example inputs when the file carries them."""
+    import torch
+
+    path = Path(spec)
+    if path.suffix in (".pt2", ".pt", ".pth", ".ts"):
+        if not path.is_file():
+            raise BadInput(f"{path}: no such PyTorch file")
+        if path.suffix == ".pt2":
+            try:
+                program = torch.export.load(str(path))
+            except Exception as exc:
+                raise ModelFileError(f"{path}: not a loadable ExportedProgram ({type(exc).__name__}: {exc})") from None
+            example = getattr(program, "example_inputs", None)
+            args = tuple(example[0]) if example else None
+            return program.module(), args
+        try:
+            return torch.jit.load(str(path)).eval(), None
+        except Exception:
+            pass
+        try:
+            module = torch.load(str(path), weights_only=False, map_location="cpu")
+        except Exception as exc:
+            raise ModelFileError(f"{path}: not a loadable PyTorch model ({type(exc).__name__}: {exc})") from None
+        if not isinstance(module, torch.nn.Module):
+            raise BadInput(f"{path}: holds a {type(module).__name__}, not an nn.Module (a state_dict needs the model "
+                           "class: give 'package.module:factory' instead)")
+        return module.eval(), None
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise BadInput(f"{spec}: expected 'package.module:factory'")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        mod = importlib.import_module(module_name)
+    except Exception as exc:
+        raise BadInput(f"{spec}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); is it on PYTHONPATH?") \
+            from None
+    target: Any = mod
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise BadInput(f"{spec}: {module_name!r} has no attribute {part!r}")
+        target = getattr(target, part)
+    if not isinstance(target, torch.nn.Module):
+        if not callable(target):
+            raise BadInput(f"{spec}: {attr!r} is neither an nn.Module nor a callable returning one")
+        try:
+            target = target()
+        except Exception as exc:
+            raise BadInput(f"{spec}: calling {attr}() failed ({type(exc).__name__}: {exc})") from None
+        if not isinstance(target, torch.nn.Module):
+            raise BadInput(f"{spec}: {attr}() returned a {type(target).__name__}, not an nn.Module")
+    return target.eval(), None
+
+
+def _flatten(outputs: Any) -> list[Any]:
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        return [t for v in outputs.values() for t in _flatten(v)]
+    if isinstance(outputs, list | tuple):
+        return [t for v in outputs for t in _flatten(v)]
+    return []
+
+
+def load_torch(spec: str, workdir: Path, opts: SourceOptions) -> SourceModel:
+    """Export the module to ``workdir/model.fp32.onnx``; the reference runs the module itself."""
+    import torch
+
+    module, example = load_module(spec)
+    if example is None:
+        if not opts.input_shapes:
+            raise BadInput(f"{spec}: a PyTorch model needs --input-shape (e.g. --input-shape 1,3,64, or "
+                           "--input-shape NAME:1,3,64 once per input)")
+        shapes = list(opts.input_shapes.values())
+        example = tuple(torch.randn(*shape) for shape in shapes)
+        names = [n for n in opts.input_shapes if n] if all(opts.input_shapes) else []
+    else:
+        names = []
+    input_names = list(opts.input_names) or names or (
+        ["input"] if len(example) == 1 else [f"input_{i}" for i in range(len(example))])
+    if len(input_names) != len(example):
+        raise BadInput(f"{spec}: {len(input_names)} input names for {len(example)} inputs")
+    with torch.no_grad():
+        try:
+            outputs = _flatten(module(*example))
+        except Exception as exc:
+            shapes_txt = ", ".join(str(list(t.shape)) for t in example)
+            raise BadInput(f"{spec}: the module fails on inputs of shape {shapes_txt} ({type(exc).__name__}: "
+                           f"{exc}); check --input-shape") from None
+    if not outputs:
+        raise BadInput(f"{spec}: the module returned no tensors")
+    output_names = list(opts.output_names) or (
+        ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))])
+    raw = workdir / "torch_export.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, example, str(raw), dynamo=False, input_names=input_names,
+                              output_names=output_names, opset_version=opts.opset, do_constant_folding=True)
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelFileError(f"{spec}: torch.onnx.export failed ({type(exc).__name__}: {message})") from None
+    import onnx
+
+    notes: list[str] = [f"exported with torch {torch.__version__} (TorchScript exporter, opset {opts.opset})"]
+    out = workdir / "model.fp32.onnx"
+    finalize(onnx.load(str(raw)), out, SourceOptions(opset=opts.opset), label=spec, notes=notes)
+    raw.unlink()
+
+    def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in input_names]
+        with torch.no_grad():
+            result = _flatten(module(*args))
+        return {name: t.detach().cpu().numpy() for name, t in zip(output_names, result, strict=True)}
+
+    return SourceModel(kind="torch", onnx_path=out, reference=reference, notes=notes)

@@ -1,0 +1,327 @@
+"""TFLite export: ONNX → SavedModel (onnx2tf) → TFLite (TensorFlow's converter).
+
+onnx2tf is told to keep every input's shape exactly as ONNX has it, so the logical layout
+(``NCW``, ``NCHW``...) is the same for every artifact; whatever layout a tensor of the TFLite file
+still has is worked out by :func:`describe_tflite` and recorded, so the runner can adapt.
+We drive ``tf.lite.TFLiteConverter`` ourselves from the SavedModel onnx2tf writes (onnx2tf's own
+``-oiqt`` wants calibration files or downloads some). Keras models skip onnx2tf.
+
+Precisions: ``fp32``; ``fp16`` (float16 weights); ``int8`` (full-integer kernels, float I/O);
+``int8-io`` (full-integer with int8 input and output tensors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import permutations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.errors import ModelFileError
+from device.manifest import ArtifactTensor, Quantization
+from toolchain.calibration import DataSet, InputSpec
+
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8", "int8-io")
+
+
+@dataclass
+class SavedModel:
+    """A SavedModel ready for the TFLite converter, and how its signature names map to the logical ones."""
+
+    path: Path
+    input_keys: dict[str, str]  # logical input name -> signature key
+    output_keys: dict[str, str]  # logical output name -> signature key
+    producer: str  # onnx2tf | keras
+
+
+@contextlib.contextmanager
+def quiet_native() -> Iterator[None]:
+    """Send stdout/stderr (Python and C level) to a buffer while TF/onnx2tf chatter; restore after."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _quiet_tf_env() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+    # onnx2tf runs onnxsim through PATH: make this interpreter's bin directory visible.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
+
+
+def match_keys(logical: list[str], keys: list[str], what: str, label: str) -> dict[str, str]:
+    """Map logical tensor names to signature keys: exact, then sanitized, then by position."""
+    out: dict[str, str] = {}
+    free = list(keys)
+    for name in logical:
+        hit = name if name in free else next((k for k in free if _sanitize(k) == _sanitize(name)), None)
+        if hit is None:
+            hit = next((k for k in free if _sanitize(k).startswith(_sanitize(name))), None)
+        if hit is not None:
+            out[name] = hit
+            free.remove(hit)
+    rest = [n for n in logical if n not in out]
+    if len(rest) == len(free):
+        out.update(zip(rest, free, strict=True))
+    elif rest:
+        raise ModelFileError(f"{label}: cannot match {what} {rest} to the SavedModel signature ({keys})")
+    return out
+
+
+def onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec, ...],
+                        outputs: tuple[InputSpec, ...]) -> SavedModel:
+    """Convert the fp32 ONNX model with onnx2tf, keeping every input's layout as it is."""
+    _quiet_tf_env()
+    out_dir = workdir / "onnx2tf"
+    try:
+        with quiet_native():
+            import onnx2tf
+    except ImportError as exc:
+        raise ModelFileError(f"onnx2tf is not importable ({exc}); install the host extra") from None
+    try:
+        with quiet_native():
+            onnx2tf.convert(
+                input_onnx_file_path=str(onnx_path),
+                output_folder_path=str(out_dir),
+                keep_shape_absolutely_input_names=[s.name for s in inputs],
+                copy_onnx_input_output_names_to_tflite=True,
+                non_verbose=True,
+                verbosity="error",
+            )
+    except SystemExit as exc:  # onnx2tf exits on some unsupported graphs
+        raise ModelFileError(f"{onnx_path.name}: onnx2tf gave up (exit {exc.code}); {unsupported_hint(onnx_path)}") \
+            from None
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelFileError(f"{onnx_path.name}: onnx2tf failed ({type(exc).__name__}: {message}); "
+                             f"{unsupported_hint(onnx_path)}") from None
+    if not (out_dir / "saved_model.pb").exists():
+        raise ModelFileError(f"{onnx_path.name}: onnx2tf wrote no SavedModel; {unsupported_hint(onnx_path)}")
+    in_keys, out_keys = _signature_keys(out_dir)
+    return SavedModel(
+        path=out_dir,
+        input_keys=match_keys([s.name for s in inputs], in_keys, "inputs", onnx_path.name),
+        output_keys=match_keys([s.name for s in outputs], out_keys, "outputs", onnx_path.name),
+        producer="onnx2tf",
+    )
+
+
+def unsupported_hint(onnx_path: Path) -> str:
+    """Name the nodes of the model that onnx2tf has no converter for, if any."""
+    try:
+        import onnx
+        import onnx2tf.ops as ops_pkg
+
+        ops_dir = Path(ops_pkg.__file__).parent
+        known = {p.stem for p in ops_dir.glob("*.py")}
+        model = onnx.load(str(onnx_path))
+        missing = [(n.name or "?", n.op_type) for n in model.graph.node if n.op_type not in known]
+        if missing:
+            listed = ", ".join(f"{name} ({op})" for name, op in missing[:5])
+            return f"no TFLite conversion for node(s) {listed}"
+    except Exception:
+        pass
+    return "the ONNX artifacts are still produced"
+
+
+def import_tf() -> Any:
+    """TensorFlow, imported with its start-up chatter (CUDA probing, absl) silenced."""
+    _quiet_tf_env()
+    with quiet_native():
+        import tensorflow as tf
+    return tf
+
+
+def _signature_keys(saved_model: Path) -> tuple[list[str], list[str]]:
+    tf = import_tf()
+    with quiet_native():
+        loaded = tf.saved_model.load(str(saved_model))
+    sig = loaded.signatures["serving_default"]
+    in_keys = list(sig.structured_input_signature[1].keys())
+    out_keys = list(sig.structured_outputs.keys())
+    return in_keys, out_keys
+
+
+def keras_saved_model(saved_model: Path, inputs: tuple[InputSpec, ...], outputs: tuple[InputSpec, ...]) -> SavedModel:
+    """Describe a SavedModel exported from Keras (signature keys mapped to the ONNX names)."""
+    _quiet_tf_env()
+    in_keys, out_keys = _signature_keys(saved_model)
+    return SavedModel(
+        path=saved_model,
+        input_keys=match_keys([s.name for s in inputs], in_keys, "inputs", str(saved_model)),
+        output_keys=match_keys([s.name for s in outputs], out_keys, "outputs", str(saved_model)),
+        producer="keras",
+    )
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    """Knobs of one TFLite conversion (the accuracy gate's remedies turn them)."""
+
+    per_channel: bool = True
+    denylist: tuple[str, ...] = ()  # TF node names kept in float (quantization debugger)
+
+
+def convert_saved_model(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], calib: DataSet,
+                        options: TfliteOptions = TfliteOptions()) -> bytes:
+    """One TFLite flatbuffer of ``sm`` at ``precision``."""
+    tf = import_tf()
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(sm.path))
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision in ("int8", "int8-io"):
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative(sm, inputs, calib)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if precision == "int8-io":
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+        if not options.per_channel:
+            conv._experimental_disable_per_channel = True
+        if options.denylist:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            debug_options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(options.denylist))
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=conv, debug_dataset=representative(sm, inputs, calib), debug_options=debug_options)
+            with quiet_native():
+                return bytes(debugger.get_nondebug_quantized_model())
+    elif precision != "fp32":
+        raise ValueError(f"unknown TFLite precision {precision!r}")
+    try:
+        with quiet_native():
+            return bytes(conv.convert())
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelFileError(f"TFLite {precision} conversion failed ({type(exc).__name__}: {message})") from None
+
+
+def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet) -> Any:
+    """A representative-dataset generator keyed by signature input name."""
+
+    def gen() -> Iterator[dict[str, np.ndarray]]:
+        for i in range(calib.count):
+            sample = calib.sample(i, inputs)
+            yield {sm.input_keys[name]: value.astype(np.float32) if value.dtype.kind == "f" else value
+                   for name, value in sample.items()}
+
+    return gen
+
+
+def sensitive_tf_nodes(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, limit: int = 4) -> list[str]:
+    """TF node names whose int8 version adds the most error, per the TFLite quantization debugger."""
+    tf = import_tf()
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(sm.path))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative(sm, inputs, calib.take(min(calib.count, 64)))
+    with quiet_native():
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=representative(sm, inputs, calib.take(min(calib.count, 32))))
+        debugger.run()
+        buf = io.StringIO()
+        debugger.layer_statistics_dump(buf)
+    import csv
+
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    scored = []
+    for row in rows:
+        try:
+            rmse, scale = float(row["mean_squared_error"]) ** 0.5, float(row["scale"])
+        except (KeyError, ValueError):
+            continue
+        if scale > 0 and np.isfinite(rmse):
+            scored.append((rmse / scale, row.get("tensor_name", "")))
+    scored.sort(reverse=True)
+    return [name for _, name in scored[:limit] if name]
+
+
+# --------------------------------------------------------------------------------------------
+# Describing a TFLite file: tensors in logical order, their layout and quantization
+
+
+def describe_tflite(content: bytes, sm: SavedModel, inputs: tuple[InputSpec, ...], outputs: tuple[InputSpec, ...],
+                    logical_layouts: dict[str, str | None]) -> tuple[tuple[ArtifactTensor, ...],
+                                                                     tuple[ArtifactTensor, ...]]:
+    """The file's input and output tensors, in the manifest's logical order, with layout and int8 parameters.
+
+    ``ArtifactTensor.name`` is the tensor's name inside the TFLite file; ``layout`` is the logical
+    layout permuted the way the file holds it (recorded only when the file differs from the logical
+    layout, or when the logical layout is known).
+    """
+    from device.modelfile import tflite_interpreter_class
+
+    cls, _ = tflite_interpreter_class()
+    interp = cls(model_content=content)
+    runner = interp.get_signature_runner()
+    details = {d["index"]: d for d in interp.get_input_details() + interp.get_output_details()}
+    sig_in = runner.get_input_details()
+    sig_out = runner.get_output_details()
+
+    def one(spec: InputSpec, key: str, sig: dict[str, Any]) -> ArtifactTensor:
+        d = details[sig[key]["index"]] if sig[key].get("index") in details else sig[key]
+        shape = tuple(int(x) for x in d["shape"])
+        layout = _permuted_layout(spec.shape, shape, logical_layouts.get(spec.name))
+        qp = d.get("quantization_parameters") or {}
+        quant = None
+        scales = np.asarray(qp.get("scales", []))
+        if np.dtype(d["dtype"]).kind in "iu" and scales.size:
+            zps = np.asarray(qp.get("zero_points", []))
+            quant = Quantization(scale=tuple(float(s) for s in scales), zero_point=tuple(int(z) for z in zps),
+                                 axis=int(qp.get("quantized_dimension", 0)) if scales.size > 1 else None)
+        return ArtifactTensor(name=str(d.get("name", key)), shape=shape, dtype=np.dtype(d["dtype"]).name,
+                              layout=layout, quantization=quant)
+
+    ins = tuple(one(s, sm.input_keys[s.name], sig_in) for s in inputs)
+    outs = tuple(one(s, sm.output_keys[s.name], sig_out) for s in outputs)
+    return ins, outs
+
+
+def _permuted_layout(logical: tuple[int, ...], actual: tuple[int, ...], layout: str | None) -> str | None:
+    """The artifact layout string: the logical layout letters permuted to match ``actual``."""
+    if tuple(logical) == tuple(actual):
+        return layout
+    letters = layout or "ABCDEFGH"[: len(logical)]
+    if len(logical) != len(actual):
+        return None
+    # onnx2tf moves channels last: prefer that permutation when it fits.
+    rank = len(logical)
+    preferred = (0, *range(2, rank), 1)
+    candidates = [preferred, *permutations(range(rank))]
+    for perm in candidates:
+        if tuple(logical[p] for p in perm) == tuple(actual):
+            return "".join(letters[p] for p in perm)
+    return None
+
+
+def layout_permutation(logical: str, artifact: str) -> tuple[int, ...]:
+    """Axes to transpose a logical-layout array into the artifact's layout."""
+    return tuple(logical.index(c) for c in artifact)

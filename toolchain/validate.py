@@ -1,0 +1,225 @@
+"""Running artifacts on real runtimes, measuring them, and the accuracy gate's arithmetic.
+
+Runners take and return LOGICAL tensors (the manifest's layout and float dtype): they quantize
+int8 inputs and dequantize int8 outputs with the scale/zero point recorded for the artifact, and
+transpose to and from the artifact's recorded layout. So the figures measured here also prove
+that what the manifest records is what the device needs.
+
+Metrics, and what ``drop`` means for ``--max-drop`` (points):
+
+- labels → top-1 accuracy in percent; drop = fp32 accuracy − artifact accuracy.
+- targets → MAE and RMSE; drop = MAE increase in percent of fp32's MAE.
+- neither → cosine similarity and max-abs error against fp32 outputs; drop = 100 × (1 − cosine).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.manifest import ArtifactTensor
+from toolchain.calibration import DataSet, InputSpec
+
+
+def _ort_dtype(text: str) -> str:
+    inner = text[len("tensor("):-1] if text.startswith("tensor(") else text
+    return {"float": "float32", "double": "float64", "float16": "float16", "int64": "int64", "int32": "int32",
+            "int8": "int8", "uint8": "uint8", "bool": "bool", "int16": "int16"}.get(inner, inner)
+
+
+def onnx_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_io(path: Path) -> tuple[tuple[InputSpec, ...], tuple[InputSpec, ...]]:
+    """Inputs (fixed shapes) and outputs (shapes from one run on zeros) of an ONNX file."""
+    sess = onnx_session(path)
+    inputs = []
+    for i in sess.get_inputs():
+        if not all(isinstance(d, int) and d > 0 for d in i.shape):
+            raise ValueError(f"input {i.name} still has a dynamic shape {i.shape}")
+        inputs.append(InputSpec(i.name, tuple(int(d) for d in i.shape), _ort_dtype(i.type)))
+    feeds = {s.name: np.zeros(s.shape, dtype=s.dtype) for s in inputs}
+    results = sess.run(None, feeds)
+    outputs = tuple(InputSpec(o.name, tuple(int(d) for d in r.shape), _ort_dtype(o.type))
+                    for o, r in zip(sess.get_outputs(), results, strict=True))
+    return tuple(inputs), outputs
+
+
+class Runner:
+    """One artifact on its runtime, fed and read in logical form."""
+
+    def __init__(self, path: Path, fmt: str, inputs: tuple[ArtifactTensor, ...], outputs: tuple[ArtifactTensor, ...],
+                 logical_in: tuple[InputSpec, ...], logical_out: tuple[InputSpec, ...],
+                 logical_layouts: dict[str, str | None]) -> None:
+        self.fmt = fmt
+        self.inputs = inputs
+        self.outputs = outputs
+        self.logical_in = logical_in
+        self.logical_out = logical_out
+        self.layouts = logical_layouts
+        self.input_names = [t.name for t in inputs]
+        self.output_names = [t.name for t in outputs]
+        if fmt == "onnx":
+            self.sess = onnx_session(path)
+        else:
+            from device.modelfile import tflite_interpreter_class
+
+            cls, _ = tflite_interpreter_class()
+            self.interp = cls(model_path=str(path), num_threads=1)
+            self.interp.allocate_tensors()
+            details = self.interp.get_input_details() + self.interp.get_output_details()
+            by_name = {d["name"]: d["index"] for d in details}
+            self.in_index = [by_name[t.name] for t in inputs]
+            self.out_index = [by_name[t.name] for t in outputs]
+
+    def _to_artifact(self, spec: InputSpec, tensor: ArtifactTensor, value: np.ndarray) -> np.ndarray:
+        logical = self.layouts.get(spec.name)
+        if tensor.layout and logical and tensor.layout != logical:
+            value = np.transpose(value, [logical.index(c) for c in tensor.layout])
+        q = tensor.quantization
+        if q is not None:
+            info = np.iinfo(np.dtype(tensor.dtype))
+            value = np.clip(np.round(value / q.scale[0]) + q.zero_point[0], info.min, info.max)
+        return np.ascontiguousarray(value.reshape(tensor.shape).astype(tensor.dtype))
+
+    def _to_logical(self, spec: InputSpec, tensor: ArtifactTensor, value: np.ndarray) -> np.ndarray:
+        q = tensor.quantization
+        if q is not None:
+            value = (value.astype(np.float32) - q.zero_point[0]) * np.float32(q.scale[0])
+        logical = self.layouts.get(spec.name)
+        if tensor.layout and logical and tensor.layout != logical:
+            value = np.transpose(value, [tensor.layout.index(c) for c in logical])
+        return value.reshape(spec.shape)
+
+    def prepare(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Logical inputs converted to what the file takes (layout, dtype, quantization)."""
+        return [self._to_artifact(s, t, feeds[s.name]) for s, t in zip(self.logical_in, self.inputs, strict=True)]
+
+    def invoke(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
+        """One raw inference on prepared inputs; the file's own outputs."""
+        if self.fmt == "onnx":
+            return self.sess.run(self.output_names, dict(zip(self.input_names, prepared, strict=True)))
+        for idx, value in zip(self.in_index, prepared, strict=True):
+            self.interp.set_tensor(idx, value)
+        self.interp.invoke()
+        return [self.interp.get_tensor(idx) for idx in self.out_index]
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.invoke(self.prepare(feeds))
+        return {s.name: self._to_logical(s, t, r)
+                for s, t, r in zip(self.logical_out, self.outputs, results, strict=True)}
+
+
+def run_all(fn: Any, data: DataSet, inputs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]:
+    """Every sample through ``fn``; outputs stacked on a new first axis."""
+    collected: dict[str, list[np.ndarray]] = {}
+    for i in range(data.count):
+        for name, value in fn(data.sample(i, inputs)).items():
+            collected.setdefault(name, []).append(np.asarray(value))
+    return {name: np.stack(values) for name, values in collected.items()}
+
+
+def latency_us(runner: Runner, feeds: dict[str, np.ndarray], runs: int = 50) -> float:
+    """Median wall time of one raw inference (inputs prepared beforehand), in microseconds, one thread."""
+    prepared = runner.prepare(feeds)
+    for _ in range(3):
+        runner.invoke(prepared)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner.invoke(prepared)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e6)
+
+
+@dataclass
+class Metrics:
+    """How one artifact did on the validation data."""
+
+    kind: str  # accuracy | regression | fidelity
+    values: dict[str, float] = field(default_factory=dict)
+    drop: float = 0.0
+
+    def headline(self) -> str:
+        if self.kind == "accuracy":
+            return f"top-1 {self.values['accuracy']:.2f}%"
+        if self.kind == "regression":
+            return f"MAE {self.values['mae']:.4g}"
+        return f"cos {self.values['cosine']:.5f}"
+
+
+def _flat(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
+    value = outputs[name]
+    return value.reshape(value.shape[0], -1).astype(np.float64)
+
+
+def fidelity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
+    """Worst per-sample cosine similarity (mean over samples) and max-abs error against reference outputs."""
+    cos_all, max_abs = [], 0.0
+    for name in reference:
+        a, b = _flat(outputs, name), _flat(reference, name)
+        if not np.issubdtype(reference[name].dtype, np.floating):
+            cos_all.append(float(np.mean(np.all(a == b, axis=1))))
+            continue
+        num = np.sum(a * b, axis=1)
+        den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        cos = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(np.all(a == b, axis=1), 1.0, 0.0))
+        cos_all.append(float(np.mean(cos)))
+        max_abs = max(max_abs, float(np.max(np.abs(a - b))) if a.size else 0.0)
+    return {"cosine": float(min(cos_all)) if cos_all else 1.0, "max_abs": max_abs}
+
+
+def score(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: DataSet, task_output: str,
+          baseline: Metrics | None) -> Metrics:
+    """Metrics of one artifact's outputs; ``baseline`` (fp32's metrics) turns them into a drop."""
+    fid = fidelity(outputs, reference)
+    if data.labels is not None:
+        logits = _flat(outputs, task_output)
+        acc = float(np.mean(np.argmax(logits, axis=1) == data.labels) * 100.0)
+        m = Metrics("accuracy", {"accuracy": acc, **fid})
+        m.drop = 0.0 if baseline is None else baseline.values["accuracy"] - acc
+        return m
+    if data.targets is not None:
+        pred = _flat(outputs, task_output)
+        tgt = data.targets.reshape(len(data.targets), -1)
+        if pred.shape != tgt.shape:
+            raise ValueError(f"targets have shape {list(tgt.shape)} but output {task_output!r} gives "
+                             f"{list(pred.shape)}")
+        err = pred - tgt
+        m = Metrics("regression", {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
+                                   **fid})
+        if baseline is not None:
+            base = baseline.values["mae"]
+            m.drop = 100.0 * (m.values["mae"] - base) / max(base, 1e-12)
+        return m
+    m = Metrics("fidelity", fid)
+    m.drop = 100.0 * (1.0 - fid["cosine"])
+    return m
+
+
+def tolerance_for(precision: str, outputs: dict[str, np.ndarray], tensors: tuple[ArtifactTensor, ...]) -> tuple[
+        float, float]:
+    """(atol, rtol) a device must meet against this artifact's golden outputs.
+
+    Float artifacts differ across CPUs only by rounding order; int8 ones may move by a quantization
+    step or two where a value sits on a rounding edge.
+    """
+    peak = max((float(np.max(np.abs(v))) for v in outputs.values() if v.size), default=1.0)
+    peak = max(peak, 1e-6)
+    if precision == "fp32":
+        return 1e-4 * max(peak, 1.0), 1e-3
+    if precision == "fp16":
+        return 2e-3 * max(peak, 1.0), 1e-2
+    steps = [t.quantization.scale[0] for t in tensors if t.quantization is not None]
+    step = max(steps) if steps else 0.01 * peak
+    return float(max(3.0 * step, 0.02 * peak)), 0.0
