@@ -1,0 +1,135 @@
+"""Types every runtime backend shares: the policy, what actually runs, and a loaded model file.
+
+A *session* is one model file loaded in one runtime (LiteRT, tflite-runtime or onnxruntime);
+it speaks the file's own tensors. :class:`device.runtime.model.Model` wraps a session and speaks
+the bundle's *logical* tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from device.errors import BadInput, CheckFailed
+from device.manifest import Quantization
+
+log = logging.getLogger("spinal.runtime")
+
+RUNTIMES: tuple[str, ...] = ("litert", "tflite-runtime", "onnxruntime")
+RUNTIME_FORMAT: dict[str, str] = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx"}
+# The distribution that provides each runtime, for versions and install hints.
+RUNTIME_PACKAGE: dict[str, str] = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime",
+                                   "onnxruntime": "onnxruntime"}
+RUNTIME_MODULE: dict[str, str] = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime",
+                                  "onnxruntime": "onnxruntime"}
+INSTALL_HINT: dict[str, str] = {
+    "litert": "pip install 'spinal[device]' (ai-edge-litert)",
+    "tflite-runtime": "pip install tflite-runtime (Python <= 3.12, numpy < 2; prefer ai-edge-litert)",
+    "onnxruntime": "pip install 'spinal[onnx-runtime]' (onnxruntime)",
+}
+
+
+class DelegateError(CheckFailed):
+    """A delegate or execution provider could not be used (missing, refused, or wrong results)."""
+
+
+class InputError(BadInput):
+    """An input handed to :meth:`Model.run` has the wrong name, shape, dtype or non-finite values."""
+
+
+@dataclass(frozen=True)
+class RuntimePolicy:
+    """How to pick and load a model.
+
+    - ``runtime``: ``auto`` or one of ``litert``, ``tflite-runtime``, ``onnxruntime``.
+    - ``artifact``: an artifact path inside the bundle, or a precision (``fp32``, ``fp16``, ``int8``,
+      ``int8-io``); ``None`` lets ``auto`` choose.
+    - ``threads``: CPU threads for the runtime (``None``: the runtime's default).
+    - ``delegate``: ``None``/``cpu`` (XNNPACK for TFLite, the CPU provider for onnxruntime), ``none``
+      (TFLite builtin kernels only), ``edgetpu[:usb|:pci]``, ``gpu``, a delegate library path
+      (``/path/lib.so[,key=value...]``) or an onnxruntime provider (``cuda``, ``tensorrt``,
+      ``openvino``, ``CUDAExecutionProvider`` ...).
+    - ``fail_closed``: refuse to run instead of falling back to CPU when the delegate fails.
+    - ``autotune``: let ``auto`` micro-benchmark the candidates once (cached per device and bundle).
+    - ``cache_dir``: where ``auto`` keeps its measurements (default ``$SPINAL_CACHE_DIR`` or
+      ``~/.cache/spinal``).
+    """
+
+    runtime: str = "auto"
+    artifact: str | None = None
+    threads: int | None = None
+    delegate: str | None = None
+    fail_closed: bool = False
+    autotune: bool = True
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime not in ("auto", *RUNTIMES):
+            raise BadInput(f"runtime {self.runtime!r} is not one of auto, {', '.join(RUNTIMES)}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or not 1 <= self.threads <= 256):
+            raise BadInput(f"threads must be an integer from 1 to 256, got {self.threads!r}")
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What actually runs, for logs, ``verify``/``bench`` output and the daemon's metrics."""
+
+    runtime: str
+    version: str
+    artifact: str
+    precision: str
+    delegate: str | None
+    provider: str | None
+    threads: int | None
+    fallback_reason: str | None = None
+
+    def describe(self) -> str:
+        """One line: ``litert 2.1.0 model_int8.tflite (int8) on XNNPACK, 2 threads``."""
+        on = self.delegate or self.provider or "CPU"
+        threads = f", {self.threads} threads" if self.threads else ""
+        fallback = f" (fallback: {self.fallback_reason})" if self.fallback_reason else ""
+        return f"{self.runtime} {self.version} {self.artifact} ({self.precision}) on {on}{threads}{fallback}"
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """A tensor as the model file declares it (``-1`` marks a dynamic dimension)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    quantization: Quantization | None = None
+
+
+class Session(Protocol):
+    """One model file loaded in one runtime. ``run`` takes and returns the file's own tensors, in order."""
+
+    runtime: str
+    version: str
+    path: Path
+    inputs: tuple[RawTensor, ...]
+    outputs: tuple[RawTensor, ...]
+    delegate: str | None
+    provider: str | None
+    threads: int | None
+    fallback_reason: str | None
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+    def resize(self, shapes: Sequence[tuple[int, ...]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (runtimes write pages)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(exc).__name__
