@@ -1,0 +1,172 @@
+"""Texas Instruments ADS1115: 16-bit ADC, 4 single-ended or 2-4 differential inputs.
+
+Register map and maths from the datasheet (SBAS444, section 9.6). Registers are 16 bit and
+big-endian on the wire. An SMBus *word* read is little-endian (low byte first), so
+``read_word_data`` returns the bytes swapped: this driver reads two-byte blocks instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from device.sensors.base import BusError, Sensor, SensorError, check_choice
+
+REG_CONVERSION = 0x00
+REG_CONFIG = 0x01
+REG_LO_THRESH = 0x02
+REG_HI_THRESH = 0x03
+
+CONFIG_DEFAULT = 0x8583
+LO_THRESH_DEFAULT = 0x8000
+HI_THRESH_DEFAULT = 0x7FFF
+
+OS_BIT = 0x8000
+MODE_SINGLE_BIT = 0x0100
+COMP_QUE_DISABLE = 0x0003
+
+# MUX[2:0] -> channel name (positive input minus negative input, or minus GND).
+MUX_CODES = {"ain0_ain1": 0, "ain0_ain3": 1, "ain1_ain3": 2, "ain2_ain3": 3, "ain0": 4, "ain1": 5, "ain2": 6, "ain3": 7}
+MUX_INPUTS = {0: (0, 1), 1: (0, 3), 2: (1, 3), 3: (2, 3), 4: (0, None), 5: (1, None), 6: (2, None), 7: (3, None)}
+# Full-scale range (±V) -> PGA[2:0]; codes 5, 6 and 7 all mean ±0.256 V.
+PGA_CODES = {6.144: 0, 4.096: 1, 2.048: 2, 1.024: 3, 0.512: 4, 0.256: 5}
+DATA_RATE_CODES = {8: 0, 16: 1, 32: 2, 64: 3, 128: 4, 250: 5, 475: 6, 860: 7}
+
+
+def full_scale_v(pga_code: int) -> float:
+    return (6.144, 4.096, 2.048, 1.024, 0.512, 0.256, 0.256, 0.256)[pga_code & 7]
+
+
+def data_rate_sps(dr_code: int) -> int:
+    return (8, 16, 32, 64, 128, 250, 475, 860)[dr_code & 7]
+
+
+def lsb_v(fsr: float) -> float:
+    """The size of one count: FSR / 2^15 (187.5 µV at ±6.144 V ... 7.8125 µV at ±0.256 V)."""
+    return fsr / 32768.0
+
+
+def code_to_volts(code: int, fsr: float) -> float:
+    return code * lsb_v(fsr)
+
+
+def volts_to_code(volts: float, fsr: float) -> int:
+    """The code the ADC outputs for ``volts`` (clipped to 0x8000..0x7FFF like the chip)."""
+    return max(-32768, min(32767, round(volts / lsb_v(fsr))))
+
+
+def to_signed16(word: int) -> int:
+    return word - 0x10000 if word & 0x8000 else word
+
+
+def config_word(mux: int, pga: int, dr: int, *, single_shot: bool = True, start: bool = False,
+                comp_que: int = COMP_QUE_DISABLE) -> int:
+    return ((OS_BIT if start else 0) | (mux & 7) << 12 | (pga & 7) << 9 | (MODE_SINGLE_BIT if single_shot else 0)
+            | (dr & 7) << 5 | (comp_que & 3))
+
+
+def parse_config(word: int) -> dict[str, int]:
+    return {"os": word >> 15 & 1, "mux": word >> 12 & 7, "pga": word >> 9 & 7, "mode": word >> 8 & 1,
+            "dr": word >> 5 & 7, "comp_mode": word >> 4 & 1, "comp_pol": word >> 3 & 1, "comp_lat": word >> 2 & 1,
+            "comp_que": word & 3}
+
+
+@dataclass(frozen=True)
+class ADS1115Options:
+    """Configuration of an ADS1115.
+
+    ``channels``: any of "ain0".."ain3" (single-ended, against GND) and "ain0_ain1", "ain0_ain3",
+    "ain1_ain3", "ain2_ain3" (differential); ``full_scale_v``: the PGA range ±6.144, 4.096, 2.048,
+    1.024, 0.512, 0.256 V; ``data_rate``: 8, 16, 32, 64, 128, 250, 475, 860 samples/s;
+    ``mode``: "single" (a single-shot conversion per channel and read) or "continuous" (one channel
+    only, the chip converts continuously and a read returns the newest result).
+    """
+
+    channels: tuple[str, ...] = ("ain0",)
+    full_scale_v: float = 4.096
+    data_rate: int = 860
+    mode: str = "single"
+
+    def validate(self, where: str) -> None:
+        if not self.channels:
+            raise SensorError(f"{where} option 'channels': list at least one of {', '.join(MUX_CODES)}")
+        for ch in self.channels:
+            check_choice(where, "channels", ch, MUX_CODES)
+        if len(set(self.channels)) != len(self.channels):
+            raise SensorError(f"{where} option 'channels': {list(self.channels)} lists a channel twice")
+        check_choice(where, "full_scale_v", self.full_scale_v, PGA_CODES)
+        check_choice(where, "data_rate", self.data_rate, DATA_RATE_CODES)
+        check_choice(where, "mode", self.mode, ("single", "continuous"))
+        if self.mode == "continuous" and len(self.channels) != 1:
+            raise SensorError(f"{where} option 'mode': continuous mode converts one channel; "
+                              f"'channels' lists {len(self.channels)}")
+
+
+class ADS1115(Sensor):
+    """TI ADS1115: one value in volts per configured channel."""
+
+    name = "ads1115"
+    Options = ADS1115Options
+    default_address = 0x48
+    addresses = (0x48, 0x49, 0x4A, 0x4B)
+
+    def __init__(self, bus, address=None, options=None) -> None:
+        super().__init__(bus, address, options)
+        o: ADS1115Options = self.options
+        o.validate(self.name)
+        self.channels = tuple(o.channels)
+        self.units = {c: "V" for c in self.channels}
+        self._pga = PGA_CODES[o.full_scale_v]
+        self._dr = DATA_RATE_CODES[o.data_rate]
+        self._ready = False
+
+    @property
+    def conversion_time_s(self) -> float:
+        return 1.0 / self.options.data_rate
+
+    def read_register(self, register: int) -> int:
+        hi, lo = self.bus.read_block(self.address, register, 2)
+        return (hi << 8) | lo
+
+    def write_register(self, register: int, value: int) -> None:
+        self.bus.write_block(self.address, register, [(value >> 8) & 0xFF, value & 0xFF])
+
+    def setup(self) -> None:
+        o: ADS1115Options = self.options
+        try:
+            self.read_register(REG_CONFIG)
+        except BusError as exc:
+            raise self._missing(exc) from None
+        # No id register: identify the chip by how its config register holds a write (OS=0 starts nothing).
+        first = MUX_CODES[o.channels[0]]
+        probe = config_word(first, self._pga, self._dr, single_shot=True)
+        self.write_register(REG_CONFIG, probe)
+        back = self.read_register(REG_CONFIG)
+        if back & 0x7FFF != probe & 0x7FFF:
+            raise SensorError(f"{self.where}: the config register reads back {back:#06x} after writing "
+                              f"{probe:#06x}; not an ADS1115 (an ADS1015 or another chip at this address?)")
+        if o.mode == "continuous":
+            self.write_register(REG_CONFIG, config_word(first, self._pga, self._dr, single_shot=False))
+            time.sleep(2 * self.conversion_time_s)
+        self._ready = True
+
+    def convert(self, channel: str) -> int:
+        """One single-shot conversion of ``channel``; returns the signed code."""
+        mux = MUX_CODES[channel]
+        self.write_register(REG_CONFIG, config_word(mux, self._pga, self._dr, single_shot=True, start=True))
+        time.sleep(self.conversion_time_s)
+        deadline = time.monotonic() + 2 * self.conversion_time_s + 0.005
+        while not self.read_register(REG_CONFIG) & OS_BIT:   # OS reads 0 while converting
+            if time.monotonic() > deadline:
+                raise BusError(f"{self.where}: conversion of {channel} did not finish (OS bit stuck at 0)")
+            time.sleep(0.0002)
+        return to_signed16(self.read_register(REG_CONVERSION))
+
+    def read(self) -> dict[str, float]:
+        if not self._ready:
+            raise SensorError(f"{self.where}: read() before setup()")
+        o: ADS1115Options = self.options
+        fsr = full_scale_v(self._pga)
+        if o.mode == "continuous":
+            return {o.channels[0]: code_to_volts(to_signed16(self.read_register(REG_CONVERSION)), fsr)}
+        return {ch: code_to_volts(self.convert(ch), fsr) for ch in o.channels}
