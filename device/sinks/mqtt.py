@@ -1,0 +1,642 @@
+"""The MQTT sink: every record goes to disk first (the spool), then to the broker at QoS 1.
+
+Topics (``prefix`` and ``device_id`` from :class:`MqttOptions`)::
+
+    <prefix>/<device_id>/readings/<sensor id>       JSON of Record.to_dict(): seq, time, data …
+    <prefix>/<device_id>/predictions/<model name>   idem
+    <prefix>/<device_id>/status/<source>            idem
+    <prefix>/<device_id>/status/availability        retained "online" / "offline" (also the last will)
+
+Delivery: ``write`` appends the JSON payload to the :class:`~device.sinks.spool.Spool` (committed to
+disk) and returns. A sender thread hands spooled messages to paho in spool order, at most
+``max_inflight`` unacknowledged at a time, and deletes each one from the spool only after its PUBACK.
+While the broker is unreachable messages stay in the spool; paho resends the ones it already had
+(in order) when the connection comes back, then the sender carries on from the spool. After a restart
+the spool replays everything still in it, in order. The guarantee is at-least-once: a message whose
+PUBACK was lost is sent again, so consumers count by ``seq`` (per kind) and drop repeats.
+
+Credentials live in a separate TOML file (``secrets_file``) that must not be readable by others::
+
+    username = "pi-kitchen"
+    password = "…"
+    client_cert = "/etc/spinal/mqtt-client.crt"   # optional, with client_key
+    client_key = "/etc/spinal/mqtt-client.key"
+    client_key_password = "…"                      # optional
+
+Neither passwords nor payloads are ever logged or put in error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import ssl
+import stat
+import sys
+import threading
+import time
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from device.errors import BadInput, MissingDependency
+from device.sinks.base import Record
+from device.sinks.homeassistant import HomeAssistantDiscovery, HomeAssistantOptions
+from device.sinks.spool import Spool, SpoolOptions
+
+log = logging.getLogger(__name__)
+
+_KIND_DIRS = {"reading": "readings", "prediction": "predictions", "status": "status"}
+AVAILABILITY = "availability"
+ONLINE, OFFLINE = "online", "offline"
+_SECRET_KEYS = ("username", "password", "client_cert", "client_key", "client_key_password")
+
+
+def _valid_topic_part(value: str, key: str, *, allow_slash: bool) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadInput(f"{key} must be a non-empty string")
+    bad = [c for c in ("+", "#", "\x00") if c in value]
+    if bad:
+        raise BadInput(f"{key} {value!r} contains the MQTT wildcard or NUL character {bad[0]!r}; remove it")
+    if not allow_slash and "/" in value:
+        raise BadInput(f"{key} {value!r} must not contain '/'")
+    if value.startswith("/") or value.endswith("/") or "//" in value:
+        raise BadInput(f"{key} {value!r} has an empty topic level; remove the extra '/'")
+    return value
+
+
+@dataclass(frozen=True)
+class MqttSecrets:
+    """What :func:`load_secrets` read. The passwords never appear in a repr."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    client_key_password: str | None = field(default=None, repr=False)
+
+
+def _check_private(path: Path, what: str) -> os.stat_result:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise BadInput(f"cannot read the {what} {path}: {exc.strerror}; check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInput(f"the {what} {path} is not a regular file")
+    if st.st_mode & (stat.S_IRWXO | stat.S_IWGRP):
+        raise BadInput(f"the {what} {path} is accessible to other users (mode {stat.S_IMODE(st.st_mode):o}); "
+                       f"run: chmod 600 {path}")
+    return st
+
+
+def load_secrets(path: Path) -> MqttSecrets:
+    """Read the credentials file; refuse it when other users can read or anyone else can write it."""
+    path = Path(path)
+    _check_private(path, "MQTT secrets file")
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        # The parser's message names a position, never the content; keep only that part.
+        where = str(exc).rsplit("(", 1)[-1].rstrip(")") if "(" in str(exc) else "unknown position"
+        raise BadInput(f"MQTT secrets file {path} is not valid TOML ({where}); fix its syntax") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read the MQTT secrets file {path}: {exc.strerror}") from None
+    unknown = sorted(set(data) - set(_SECRET_KEYS))
+    if unknown:
+        raise BadInput(f"MQTT secrets file {path}: unknown key {unknown[0]!r}; "
+                       f"allowed: {', '.join(_SECRET_KEYS)}")
+    for key, value in data.items():
+        if not isinstance(value, str) or not value:
+            raise BadInput(f"MQTT secrets file {path}: key {key!r} must be a non-empty string")
+    if "password" in data and "username" not in data:
+        raise BadInput(f"MQTT secrets file {path}: 'password' given without 'username'")
+    if ("client_cert" in data) != ("client_key" in data):
+        raise BadInput(f"MQTT secrets file {path}: 'client_cert' and 'client_key' go together")
+    base = path.parent
+    cert = (base / data["client_cert"]) if "client_cert" in data else None
+    key = (base / data["client_key"]) if "client_key" in data else None
+    if key is not None:
+        _check_private(key, "MQTT client key")
+    return MqttSecrets(
+        username=data.get("username"), password=data.get("password"),
+        client_cert=cert, client_key=key, client_key_password=data.get("client_key_password"),
+    )
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    """The ``[mqtt]`` section of the daemon's config, typed. Validation errors name the key."""
+
+    host: str
+    device_id: str
+    port: int | None = None  # default 1883, or 8883 with TLS
+    topic_prefix: str = "spinal"
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = None  # default "spinal-<device_id>"
+    keepalive_s: int = 30
+    tls: bool = False
+    ca_file: Path | None = None  # None with tls: the system's CA store
+    secrets_file: Path | None = None
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    max_inflight: int = 32
+    close_timeout_s: float = 2.0  # how long close() waits for the spool to drain while connected
+    homeassistant: HomeAssistantOptions | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise BadInput("mqtt.host must be a broker host name or address")
+        _valid_topic_part(self.device_id, "mqtt.device_id", allow_slash=False)
+        _valid_topic_part(self.topic_prefix, "mqtt.topic_prefix", allow_slash=True)
+        if self.protocol not in ("5", "3.1.1"):
+            raise BadInput(f"mqtt.protocol must be '5' or '3.1.1', got {self.protocol!r}")
+        port = self.port if self.port is not None else (8883 if self.tls else 1883)
+        if not 0 < int(port) < 65536:
+            raise BadInput(f"mqtt.port must be 1..65535, got {self.port}")
+        object.__setattr__(self, "port", int(port))
+        if not 5 <= self.keepalive_s <= 65535:
+            raise BadInput(f"mqtt.keepalive_s must be 5..65535, got {self.keepalive_s}")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise BadInput("mqtt.reconnect_min_s must be > 0 and <= mqtt.reconnect_max_s")
+        if not 1 <= self.max_inflight <= 1000:
+            raise BadInput(f"mqtt.max_inflight must be 1..1000, got {self.max_inflight}")
+        if self.ca_file is not None:
+            object.__setattr__(self, "ca_file", Path(self.ca_file))
+            if not self.tls:
+                raise BadInput("mqtt.ca_file is set but mqtt.tls is false; set mqtt.tls = true")
+        if self.secrets_file is not None:
+            object.__setattr__(self, "secrets_file", Path(self.secrets_file))
+        if self.client_id is not None and not self.client_id:
+            raise BadInput("mqtt.client_id must not be empty (leave it out for 'spinal-<device_id>')")
+
+    @property
+    def base_topic(self) -> str:
+        return f"{self.topic_prefix}/{self.device_id}"
+
+    @property
+    def availability_topic(self) -> str:
+        return f"{self.base_topic}/status/{AVAILABILITY}"
+
+    def topic(self, kind: str, source: str) -> str:
+        return f"{self.base_topic}/{_KIND_DIRS[kind]}/{source}"
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, without importing numpy
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def encode_record(record: Record) -> bytes:
+    """The payload: compact JSON, NaN/inf as null (JSON has no NaN; Home Assistant would choke)."""
+    body = record.to_dict()
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+    except ValueError:
+        body = _finite(json.loads(json.dumps(body, default=_json_default)))
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+class _Percentiles:
+    """The last N samples, for p50/p99 in stats() (the Prometheus histogram has the full picture)."""
+
+    def __init__(self, n: int = 4096) -> None:
+        self._d: deque[float] = deque(maxlen=n)
+
+    def add(self, v: float) -> None:
+        self._d.append(v)
+
+    def quantile(self, q: float) -> float | None:
+        if not self._d:
+            return None
+        s = sorted(self._d)
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class _Metrics:
+    """prometheus-client objects on a caller's registry (the daemon serves /metrics)."""
+
+    def __init__(self, sink: MqttSink, registry: Any, namespace: str) -> None:
+        try:
+            from prometheus_client import Counter, Gauge, Histogram
+        except ImportError:
+            raise MissingDependency("prometheus-client is not installed; pip install 'spinal[device]'") from None
+        n = namespace
+        gauges = {
+            "spool_depth": ("Messages in the MQTT spool (not yet acknowledged by the broker)",
+                            lambda: sink.spool.depth),
+            "spool_bytes": ("Bytes in the MQTT spool", lambda: sink.spool.bytes),
+            "spool_oldest_unsent_age_seconds": ("Age of the oldest message not yet acknowledged",
+                                                lambda: sink.oldest_unsent_age_s() or 0.0),
+            "spool_dropped_persistent": ("Messages dropped by the spool over its whole life (drop-oldest)",
+                                         lambda: sink.spool.dropped_total),
+            "connected": ("1 while connected to the broker", lambda: 1.0 if sink.connected else 0.0),
+            "inflight": ("Messages handed to the broker and awaiting PUBACK", lambda: sink.inflight),
+        }
+        self.gauges = {}
+        for name, (doc, fn) in gauges.items():
+            g = Gauge(f"{n}_{name}", doc, registry=registry)
+            g.set_function(fn)
+            self.gauges[name] = g
+        self.dropped = Counter(f"{n}_spool_dropped", "Messages dropped because the spool was full",
+                               registry=registry)
+        self.reconnects = Counter(f"{n}_reconnects", "Successful reconnections to the broker", registry=registry)
+        self.disconnects = Counter(f"{n}_disconnects", "Connections to the broker lost", registry=registry)
+        self.published = Counter(f"{n}_published", "Messages handed to the broker", registry=registry)
+        self.acked = Counter(f"{n}_acked", "Messages acknowledged by the broker (PUBACK)", registry=registry)
+        self.rejected = Counter(f"{n}_rejected", "Messages the broker refused (MQTT 5 PUBACK failure code)",
+                                registry=registry)
+        buckets = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+        self.latency = Histogram(f"{n}_publish_latency_seconds",
+                                 "From handing a message to the broker to its PUBACK",
+                                 buckets=buckets, registry=registry)
+        self.delivery = Histogram(f"{n}_delivery_latency_seconds",
+                                  "From write() (spool append) to PUBACK, outages included",
+                                  buckets=(*buckets, 30, 60, 300, 1800, 3600), registry=registry)
+
+
+class MqttSink:
+    """A durable QoS 1 MQTT sink. Implements :class:`device.sinks.base.Sink`."""
+
+    name = "mqtt"
+
+    def __init__(self, options: MqttOptions, spool: SpoolOptions) -> None:
+        try:
+            import paho.mqtt.client as paho
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+        except ImportError:
+            raise MissingDependency("paho-mqtt is not installed; pip install 'spinal[mqtt]'") from None
+        self.options = options
+        self._paho = paho
+        self._secrets = load_secrets(options.secrets_file) if options.secrets_file else MqttSecrets()
+        self._tls_context = self._make_tls_context() if options.tls else None
+
+        self.spool = Spool(spool)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._acks: queue.SimpleQueue[tuple[int, bool, str, float]] = queue.SimpleQueue()
+        self._outstanding: dict[int, tuple[int, float, float, str]] = {}  # mid -> (spool id, t handed, created, topic)
+        self._cursor = 0  # highest spool id handed to paho in this process
+        self._sources: set[tuple[str, str]] = set()
+        self._metrics: _Metrics | None = None
+        self._last_fail_log = 0.0
+
+        # Counters (this process); stats() has them all.
+        self.connects = 0
+        self.reconnects = 0
+        self.disconnects = 0
+        self.published = 0
+        self.acked = 0
+        self.rejected = 0
+        self.written = 0
+        self.publish_latency = _Percentiles()
+        self.delivery_latency = _Percentiles()
+
+        self.homeassistant: HomeAssistantDiscovery | None = None
+        if options.homeassistant is not None and options.homeassistant.enabled:
+            self.homeassistant = HomeAssistantDiscovery(options, self._publish_direct)
+
+        self._publish_props = None
+        if options.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)
+            props.PayloadFormatIndicator = 1
+            props.ContentType = "application/json"
+            self._publish_props = props
+
+        self._client = self._make_client()
+        self._sender = threading.Thread(target=self._run_sender, name="spinal-mqtt-sender", daemon=True)
+        self._sender.start()
+        try:
+            self._client.connect_async(self.options.host, self.options.port, self.options.keepalive_s,
+                                       **({"clean_start": True} if options.protocol == "5" else {}))
+            self._client.loop_start()
+        except BaseException:
+            self._stop.set()
+            self._wake.set()
+            self._sender.join()
+            self.spool.close()
+            raise
+        log.info("MQTT sink: broker %s:%d (MQTT %s%s), topics under %s/, spool %s (%d queued)",
+                 options.host, options.port, options.protocol, ", TLS" if options.tls else "",
+                 options.base_topic, spool.path, self.spool.depth)
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _make_tls_context(self) -> ssl.SSLContext:
+        o, s = self.options, self._secrets
+        try:
+            ctx = ssl.create_default_context(cafile=str(o.ca_file) if o.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise BadInput(f"cannot load mqtt.ca_file {o.ca_file}: {getattr(exc, 'strerror', None) or exc}; "
+                           "give a PEM file with the broker's CA") from None
+        if s.client_cert is not None and s.client_key is not None:
+            try:
+                ctx.load_cert_chain(str(s.client_cert), str(s.client_key), password=s.client_key_password)
+            except (OSError, ssl.SSLError) as exc:
+                reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+                raise BadInput(f"cannot load the MQTT client certificate {s.client_cert} with key "
+                               f"{s.client_key} ({reason}); check client_cert, client_key and "
+                               f"client_key_password in {o.secrets_file}") from None
+        return ctx
+
+    def _make_client(self) -> Any:
+        paho, o = self._paho, self.options
+        proto = paho.MQTTv5 if o.protocol == "5" else paho.MQTTv311
+        kwargs: dict[str, Any] = {"callback_api_version": paho.CallbackAPIVersion.VERSION2,
+                                  "client_id": o.client_id or f"spinal-{o.device_id}", "protocol": proto}
+        if proto == paho.MQTTv311:
+            kwargs["clean_session"] = True
+        client = paho.Client(**kwargs)
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.max_inflight_messages_set(o.max_inflight)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_max_s)  # type: ignore[arg-type]
+        client.will_set(o.availability_topic, OFFLINE, qos=1, retain=True)
+        if self._secrets.username:
+            client.username_pw_set(self._secrets.username, self._secrets.password)
+        if self._tls_context is not None:
+            client.tls_set_context(self._tls_context)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    # -- paho callbacks (paho's network thread: keep them short, never block) -----------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._log_fail(f"broker {self.options.host}:{self.options.port} refused the connection: {reason}")
+            return
+        self.connects += 1
+        if self.connects > 1:
+            self.reconnects += 1
+            if self._metrics:
+                self._metrics.reconnects.inc()
+            log.info("MQTT reconnected to %s:%d; %d message(s) in the spool", self.options.host,
+                     self.options.port, self.spool.depth)
+        self._connected.set()
+        client.publish(self.options.availability_topic, ONLINE, qos=1, retain=True)
+        if self.homeassistant is not None:
+            client.subscribe(self.homeassistant.status_topic, qos=1)
+            self.homeassistant.announce()
+        self._wake.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if self._connected.is_set():
+            self._connected.clear()
+            self.disconnects += 1
+            if self._metrics:
+                self._metrics.disconnects.inc()
+            if not self._stop.is_set():
+                log.warning("MQTT connection to %s:%d lost (%s); spooling until it is back",
+                            self.options.host, self.options.port, reason)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        exc = sys.exc_info()[1]  # paho calls this from inside its `except OSError`
+        detail = f": {exc}" if exc is not None else ""
+        self._log_fail(f"cannot connect to broker {self.options.host}:{self.options.port}{detail}")
+
+    def _log_fail(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_fail_log >= 60.0 or self._last_fail_log == 0.0:
+            self._last_fail_log = now
+            log.warning("MQTT %s; retrying (messages are kept in the spool)", message)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._acks.put((mid, bool(reason.is_failure), str(reason), time.monotonic()))
+        self._wake.set()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if self.homeassistant is not None:
+            self.homeassistant.handle_message(message.topic, message.payload, bool(message.retain))
+
+    def _publish_direct(self, topic: str, payload: bytes | str, retain: bool) -> bool:
+        """Publish outside the spool (availability, discovery): only while connected, QoS 1."""
+        if not self._connected.is_set():
+            return False
+        self._client.publish(topic, payload, qos=1, retain=retain)
+        return True
+
+    # -- the sender thread --------------------------------------------------------------------
+
+    def _run_sender(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.25)
+            self._wake.clear()
+            try:
+                self._drain_acks()
+                if self._connected.is_set():
+                    self._hand_over()
+            except Exception:  # never let the sender die: the spool keeps everything meanwhile
+                log.exception("MQTT sender: unexpected error; retrying in 1 s")
+                self._stop.wait(1.0)
+        self._drain_acks()
+
+    def _hand_over(self) -> None:
+        room = self.options.max_inflight - len(self._outstanding)
+        if room <= 0:
+            return
+        ok = (self._paho.MQTT_ERR_SUCCESS, self._paho.MQTT_ERR_NO_CONN)
+        rejected = []
+        for m in self.spool.fetch(self._cursor, room):
+            try:
+                info = self._client.publish(m.topic, m.payload, qos=1, retain=m.retain,
+                                            properties=self._publish_props)
+                rc = info.rc
+            except ValueError as exc:
+                info, rc = None, str(exc)
+            self._cursor = m.id
+            if info is None or rc not in ok:
+                rejected.append(m.id)
+                log.warning("MQTT: could not publish a message on %s (%s); dropped", m.topic, rc)
+                continue
+            self._outstanding[info.mid] = (m.id, time.monotonic(), m.created, m.topic)
+            self.published += 1
+            if self._metrics:
+                self._metrics.published.inc()
+        if rejected:
+            self.rejected += len(rejected)
+            if self._metrics:
+                self._metrics.rejected.inc(len(rejected))
+            self.spool.delete(rejected)
+
+    def _drain_acks(self) -> None:
+        done: list[int] = []
+        now_wall = time.time()
+        while True:
+            try:
+                mid, failed, reason, t_ack = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            entry = self._outstanding.pop(mid, None)
+            if entry is None:  # availability / discovery messages
+                continue
+            spool_id, t_handed, created, topic = entry
+            done.append(spool_id)
+            if failed:
+                self.rejected += 1
+                log.warning("MQTT broker refused a message on %s (%s); dropped", topic, reason)
+                if self._metrics:
+                    self._metrics.rejected.inc()
+                continue
+            self.acked += 1
+            latency = max(0.0, t_ack - t_handed)
+            delivery = max(0.0, now_wall - created)
+            self.publish_latency.add(latency)
+            self.delivery_latency.add(delivery)
+            if self._metrics:
+                self._metrics.acked.inc()
+                self._metrics.latency.observe(latency)
+                self._metrics.delivery.observe(delivery)
+        if done:
+            self.spool.delete(done)
+            self._wake.set()  # room in the window: hand over more
+
+    # -- the Sink protocol --------------------------------------------------------------------
+
+    def _topic_for(self, record: Record) -> str:
+        key = (record.kind, record.source)
+        if key not in self._sources:
+            if record.kind not in _KIND_DIRS:
+                raise BadInput(f"record kind {record.kind!r} is not one of {', '.join(_KIND_DIRS)}")
+            _valid_topic_part(record.source, f"{record.kind} source", allow_slash=True)
+            if record.kind == "status" and record.source == AVAILABILITY:
+                raise BadInput("status source 'availability' is reserved for the online/offline topic")
+            if record.device_id != self.options.device_id:
+                raise BadInput(f"record for device {record.device_id!r} given to the MQTT sink of device "
+                               f"{self.options.device_id!r}")
+            self._sources.add(key)
+        return self.options.topic(record.kind, record.source)
+
+    def write(self, record: Record) -> None:
+        """Append to the spool (on disk when this returns); the sender publishes it."""
+        if self._closed:
+            raise RuntimeError("MQTT sink is closed")
+        topic = self._topic_for(record)
+        payload = encode_record(record)
+        with self._lock:
+            before = self.spool.dropped
+            self.spool.append(topic, payload)
+            self.written += 1
+            dropped = self.spool.dropped - before
+        if dropped:
+            if self._metrics:
+                self._metrics.dropped.inc(dropped)
+            if self.spool.dropped == dropped or self.spool.dropped % 1000 < dropped:
+                log.warning("MQTT spool full (%d messages, %d bytes): dropped the oldest; %d dropped so far",
+                            self.spool.depth, self.spool.bytes, self.spool.dropped)
+        if self.homeassistant is not None:
+            self.homeassistant.observe(record)
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Records are durable once written; this only nudges the sender."""
+        self._wake.set()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until the spool is empty (every message acknowledged); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.spool.depth > 0:
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        """Drain for up to ``close_timeout_s`` while connected, mark offline, disconnect. What is not
+        acknowledged by then stays in the spool for the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._connected.is_set() and self.options.close_timeout_s > 0:
+            self.wait_drained(self.options.close_timeout_s)
+        self._stop.set()
+        self._wake.set()
+        self._sender.join()
+        if self._connected.is_set():
+            try:
+                info = self._client.publish(self.options.availability_topic, OFFLINE, qos=1, retain=True)
+                info.wait_for_publish(timeout=1.0)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        self.spool.close()
+
+    def __enter__(self) -> MqttSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- telemetry ----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._outstanding)
+
+    def oldest_unsent_age_s(self) -> float | None:
+        """Seconds since the oldest not-yet-acknowledged message was written, None when all are."""
+        if self._closed and self._stop.is_set():
+            return None
+        created = self.spool.oldest_created()
+        return None if created is None else max(0.0, time.time() - created)
+
+    def stats(self) -> dict[str, Any]:
+        """Everything /healthz and the logs need, as plain numbers."""
+        return {
+            "connected": self.connected,
+            "spool_depth": self.spool.depth,
+            "spool_bytes": self.spool.bytes,
+            "oldest_unsent_age_s": self.oldest_unsent_age_s(),
+            "dropped": self.spool.dropped,
+            "dropped_total": self.spool.dropped_total,
+            "written": self.written,
+            "published": self.published,
+            "acked": self.acked,
+            "rejected": self.rejected,
+            "inflight": self.inflight,
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "disconnects": self.disconnects,
+            "publish_latency_p50_s": self.publish_latency.quantile(0.50),
+            "publish_latency_p99_s": self.publish_latency.quantile(0.99),
+            "delivery_latency_p50_s": self.delivery_latency.quantile(0.50),
+            "delivery_latency_p99_s": self.delivery_latency.quantile(0.99),
+            "spool_corrupt_recoveries": self.spool.corrupt_recoveries,
+        }
+
+    def register_metrics(self, registry: Any, namespace: str = "spinal_mqtt") -> None:
+        """Create the prometheus-client metrics on ``registry`` (once per sink)."""
+        if self._metrics is None:
+            self._metrics = _Metrics(self, registry, namespace)

@@ -1,0 +1,339 @@
+"""A durable, bounded FIFO of outgoing MQTT messages: SQLite in WAL mode, in the state directory.
+
+The contract (DESIGN.md principle 4, issue 7):
+
+- ``append`` returns only after the message is committed to disk (``synchronous=FULL`` by default:
+  the WAL is fsynced on every commit, so a power cut loses nothing acknowledged; ``normal`` survives a
+  SIGKILL of the process but not a power cut, and is several times faster on slow storage).
+- A message leaves the spool only through ``delete`` (after the broker's PUBACK) or ``drop-oldest``
+  when the spool is over its bounds (count or bytes); every drop is counted, persistently.
+- ``fetch`` returns messages in append order, so a restart replays them in order.
+- Opening after a SIGKILL is clean (SQLite recovers the WAL). A file that is not a database at all
+  (truncated, overwritten) is moved aside as ``<name>.corrupt-<time>`` and a fresh spool is started,
+  loudly: the daemon keeps running and the evidence is kept.
+- One process at a time: an exclusive ``flock`` on ``<name>.lock`` (released by the kernel on SIGKILL).
+
+The spool is thread safe (one connection behind a lock): the daemon appends from its own thread, the
+MQTT sender fetches and deletes from another.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from device.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic   TEXT    NOT NULL,
+    payload BLOB    NOT NULL,
+    retain  INTEGER NOT NULL DEFAULT 0,
+    created REAL    NOT NULL,
+    size    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+_PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
+
+
+@dataclass(frozen=True)
+class SpoolOptions:
+    """Where the spool lives and how big it may grow (``[mqtt.spool]`` in the daemon's config)."""
+
+    path: Path
+    max_messages: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    synchronous: Literal["full", "normal"] = "full"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.max_messages < 1:
+            raise BadInput(f"mqtt.spool.max_messages must be at least 1, got {self.max_messages}")
+        if self.max_bytes < 1024:
+            raise BadInput(f"mqtt.spool.max_bytes must be at least 1024, got {self.max_bytes}")
+        if self.synchronous not in ("full", "normal"):
+            raise BadInput(f"mqtt.spool.synchronous must be 'full' or 'normal', got {self.synchronous!r}")
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    """One stored message; ``id`` is its position in the FIFO."""
+
+    id: int
+    topic: str
+    payload: bytes
+    retain: bool
+    created: float  # wall-clock seconds when it was appended
+    size: int
+
+
+class _Corrupt(sqlite3.DatabaseError):
+    """The file opened but its content failed SQLite's own check."""
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Not a database / malformed, as opposed to locked, unwritable or out of space."""
+    if isinstance(exc, _Corrupt):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _message_size(topic: str, payload: bytes) -> int:
+    return len(topic.encode()) + len(payload) + _PER_MESSAGE_OVERHEAD
+
+
+class Spool:
+    """The durable FIFO. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, options: SpoolOptions) -> None:
+        self.options = options
+        self.path = options.path
+        self._lock = threading.RLock()
+        self._closed = False
+        self.corrupt_recoveries = 0
+        self.dropped = 0  # this process
+        self._lock_fd = self._take_file_lock()
+        try:
+            self._db = self._open()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._count, self._bytes = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+        self._dropped_total = int(row[0]) if row else 0
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _take_file_lock(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise BadInput(f"cannot create the MQTT spool at {self.path}: {exc.strerror}; "
+                           "check mqtt.spool.path and the state directory's permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise BadInput(f"MQTT spool {self.path} is in use by another process; "
+                           "run one daemon per state directory") from None
+        return fd
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            # Create it 0600 ourselves: SQLite gives the -wal and -shm files the database's mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.DatabaseError(f"journal_mode is {mode}, not wal")
+            db.execute(f"PRAGMA synchronous={self.options.synchronous.upper()}")
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise _Corrupt(f"quick_check: {ok}")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise BadInput(f"cannot open the MQTT spool {self.path}: {exc}; "
+                               "check mqtt.spool.path and the disk") from None
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            log.error("MQTT spool %s is unreadable (%s); moved it to %s and started an empty spool",
+                      self.path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    src.replace(Path(f"{aside}{suffix}"))
+            self.corrupt_recoveries += 1
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as exc2:
+                raise BadInput(f"cannot open the MQTT spool {self.path}: {exc2}; "
+                               "check mqtt.spool.path and the disk") from None
+        except OSError as exc:
+            raise BadInput(f"cannot open the MQTT spool {self.path}: {exc.strerror}; "
+                           "check mqtt.spool.path and the disk") from None
+
+    # -- the FIFO ----------------------------------------------------------------------------
+
+    def append(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
+        """Store one message durably; returns its id, or None when it alone exceeds ``max_bytes``
+        (it is then counted as dropped). Drops the oldest messages when over the bounds."""
+        return self.append_many([(topic, payload, retain)])[0]
+
+    def append_many(self, messages: Iterable[tuple[str, bytes, bool]]) -> list[int | None]:
+        """Store several messages in one transaction (one fsync)."""
+        now = time.time()
+        ids: list[int | None] = []
+        with self._lock:
+            self._check_open()
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                added = 0
+                oversize = 0
+                for topic, payload, retain in messages:
+                    size = _message_size(topic, payload)
+                    if size > self.options.max_bytes:
+                        oversize += 1
+                        ids.append(None)
+                        continue
+                    cur = db.execute(
+                        "INSERT INTO messages (topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?)",
+                        (topic, payload, int(retain), now, size))
+                    ids.append(cur.lastrowid)
+                    self._count += 1
+                    self._bytes += size
+                    added += 1
+                dropped = self._drop_over_bounds(db) + oversize
+                if dropped:
+                    self._add_dropped(db, dropped)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._recount()
+                raise
+        if oversize:
+            log.warning("MQTT spool: %d message(s) larger than mqtt.spool.max_bytes (%d) dropped",
+                        oversize, self.options.max_bytes)
+        return ids
+
+    def _drop_over_bounds(self, db: sqlite3.Connection) -> int:
+        over_count = self._count - self.options.max_messages
+        over_bytes = self._bytes - self.options.max_bytes
+        if over_count <= 0 and over_bytes <= 0:
+            return 0
+        # Walk from the oldest until both bounds hold again.
+        drop_ids = []
+        freed = 0
+        for row_id, size in db.execute("SELECT id, size FROM messages ORDER BY id"):
+            if len(drop_ids) >= over_count and freed >= over_bytes:
+                break
+            drop_ids.append(row_id)
+            freed += size
+        self._delete_ids(db, drop_ids)
+        return len(drop_ids)
+
+    def _add_dropped(self, db: sqlite3.Connection, n: int) -> None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('dropped_total', ?) "
+                   "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (n,))
+        self.dropped += n
+        self._dropped_total += n
+
+    def _delete_ids(self, db: sqlite3.Connection, ids: list[int]) -> int:
+        removed = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"DELETE FROM messages WHERE id IN ({marks}) RETURNING size", chunk).fetchall()
+            removed += len(rows)
+            self._count -= len(rows)
+            self._bytes -= sum(r[0] for r in rows)
+        return removed
+
+    def _recount(self) -> None:
+        self._count, self._bytes = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+
+    def fetch(self, after_id: int = 0, limit: int = 100) -> list[SpooledMessage]:
+        """The next ``limit`` messages with ``id > after_id``, oldest first."""
+        with self._lock:
+            self._check_open()
+            rows = self._db.execute(
+                "SELECT id, topic, payload, retain, created, size FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit)).fetchall()
+        return [SpooledMessage(r[0], r[1], bytes(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Remove delivered messages (ids already gone, e.g. dropped meanwhile, are ignored)."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self._lock:
+            self._check_open()
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._delete_ids(db, ids)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._recount()
+                raise
+        return removed
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Messages stored (not yet acknowledged by the broker)."""
+        return self._count
+
+    @property
+    def bytes(self) -> int:
+        """Bytes the stored messages count against ``max_bytes``."""
+        return self._bytes
+
+    @property
+    def dropped_total(self) -> int:
+        """Messages dropped over the spool's life (persisted across restarts)."""
+        return self._dropped_total
+
+    def oldest_created(self) -> float | None:
+        """Wall-clock time the oldest stored message was appended, or None when empty."""
+        with self._lock:
+            self._check_open()
+            row = self._db.execute("SELECT created FROM messages ORDER BY id LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def integrity_ok(self) -> bool:
+        """Full ``PRAGMA integrity_check`` (slow on big spools; for tests and diagnostics)."""
+        with self._lock:
+            self._check_open()
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"MQTT spool {self.path} is closed")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._db.close()
+            finally:
+                os.close(self._lock_fd)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,258 @@
+"""The MQTT sink against a real Mosquitto: topics, payloads, both protocol versions, availability,
+spool-full behaviour, metrics, options and secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from device.errors import BadInput
+from device.sinks.base import Record, Sink
+from device.sinks.mqtt import MqttOptions, encode_record, load_secrets
+from device.sinks.spool import SpoolOptions
+from tests.sinks.conftest import DEVICE, prediction, reading, wait_until
+from tests.sinks.mosquitto_broker import Subscriber, first_arrivals
+
+BASE = f"spinal/{DEVICE}"
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_readings_and_predictions_arrive_in_order_with_seq_and_time(broker, subscriber, make_sink, protocol):
+    sink = make_sink(broker.port, protocol=protocol)
+    assert isinstance(sink, Sink)
+    for i in range(100):
+        sink.write(reading(i))
+        sink.write(prediction(i))
+    assert sink.wait_drained(20), sink.stats()
+    assert wait_until(lambda: len(subscriber.snapshot(f"{BASE}/")) >= 201, 10)
+    seqs = subscriber.seqs_by_topic(BASE)
+    assert first_arrivals(seqs[f"{BASE}/readings/bme280"]) == list(range(100))
+    assert first_arrivals(seqs[f"{BASE}/predictions/activity"]) == list(range(100))
+    msg = subscriber.snapshot(f"{BASE}/readings/bme280")[0].json()
+    assert msg["seq"] == 0 and abs(msg["time"] - time.time()) < 60 and msg["device"] == DEVICE
+    assert msg["data"]["temperature_c"] == 20.0
+    avail = subscriber.snapshot(f"{BASE}/status/availability")
+    assert avail[-1].payload == b"online"
+    st = sink.stats()
+    assert st["acked"] == 200 and st["spool_depth"] == 0 and st["dropped"] == 0 and st["connected"]
+    assert st["publish_latency_p50_s"] is not None and st["oldest_unsent_age_s"] is None
+    sink.close()
+    assert wait_until(lambda: subscriber.snapshot(f"{BASE}/status/availability")[-1].payload == b"offline", 5)
+
+
+def test_availability_is_retained_for_late_subscribers(broker, make_sink):
+    sink = make_sink(broker.port)
+    assert wait_until(lambda: sink.connected, 10)
+    late = Subscriber(broker.port, (f"{BASE}/status/#",), persistent=False).start()
+    try:
+        assert wait_until(lambda: any(m.retain and m.payload == b"online" for m in late.snapshot()), 5)
+    finally:
+        late.stop()
+
+
+def test_status_records_and_reserved_topics(broker, subscriber, make_sink):
+    sink = make_sink(broker.port)
+    sink.write(Record("status", 0, time.time(), 0, DEVICE, "health", {"ok": True}))
+    assert sink.wait_drained(10)
+    assert wait_until(lambda: subscriber.snapshot(f"{BASE}/status/health"), 5)
+    with pytest.raises(BadInput, match="reserved"):
+        sink.write(Record("status", 1, time.time(), 0, DEVICE, "availability", {}))
+    with pytest.raises(BadInput, match="wildcard"):
+        sink.write(Record("reading", 1, time.time(), 0, DEVICE, "bme+280", {}))
+    with pytest.raises(BadInput, match="device"):
+        sink.write(Record("reading", 1, time.time(), 0, "other-pi", "bme280", {}))
+
+
+def test_payload_is_strict_json_even_with_nan_and_numpy():
+    np = pytest.importorskip("numpy")
+    rec = Record("reading", 3, 1.5, 7, DEVICE, "s", {"a": float("nan"), "b": np.float32(2.5), "c": np.arange(2)})
+    body = json.loads(encode_record(rec))
+    assert body["data"] == {"a": None, "b": 2.5, "c": [0, 1]}
+    assert body["seq"] == 3 and body["time"] == 1.5
+
+
+def test_spool_full_drops_oldest_counts_and_delivers_the_rest(broker, subscriber, make_sink, tmp_path):
+    registry = CollectorRegistry()
+    broker.kill()  # the broker is down while the spool fills
+    sink = make_sink(broker.port, spool=SpoolOptions(tmp_path / "small.db", max_messages=50))
+    sink.register_metrics(registry)
+    for i in range(200):
+        sink.write(reading(i))  # never raises
+    st = sink.stats()
+    assert st["spool_depth"] == 50 and st["dropped"] == 150 and st["dropped_total"] == 150
+    assert not st["connected"] and st["oldest_unsent_age_s"] >= 0
+    assert registry.get_sample_value("spinal_mqtt_spool_dropped_total") == 150
+    assert registry.get_sample_value("spinal_mqtt_spool_depth") == 50
+    assert registry.get_sample_value("spinal_mqtt_connected") == 0
+    broker.start()
+    assert sink.wait_drained(20), sink.stats()
+    topic = f"{BASE}/readings/bme280"
+    assert wait_until(lambda: len(subscriber.seqs_by_topic(BASE).get(topic, [])) >= 50, 10)
+    assert first_arrivals(subscriber.seqs_by_topic(BASE)[topic]) == list(range(150, 200))
+    assert registry.get_sample_value("spinal_mqtt_acked_total") == 50
+    assert registry.get_sample_value("spinal_mqtt_publish_latency_seconds_count") == 50
+    assert registry.get_sample_value("spinal_mqtt_spool_depth") == 0
+    assert registry.get_sample_value("spinal_mqtt_connected") == 1
+
+
+def test_options_validation_names_the_key(tmp_path):
+    with pytest.raises(BadInput, match=r"mqtt\.device_id"):
+        MqttOptions(host="h", device_id="a/b")
+    with pytest.raises(BadInput, match=r"mqtt\.topic_prefix"):
+        MqttOptions(host="h", device_id="a", topic_prefix="x/#")
+    with pytest.raises(BadInput, match=r"mqtt\.protocol"):
+        MqttOptions(host="h", device_id="a", protocol="4")  # type: ignore[arg-type]
+    with pytest.raises(BadInput, match=r"mqtt\.ca_file"):
+        MqttOptions(host="h", device_id="a", ca_file=tmp_path / "ca.crt")
+    assert MqttOptions(host="h", device_id="a").port == 1883
+    assert MqttOptions(host="h", device_id="a", tls=True).port == 8883
+
+
+# -- secrets --------------------------------------------------------------------------------------
+
+PASSWORD = "s3cret-Zebra-42!"
+
+
+def write_secrets(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_secrets_file_readable_by_others_is_refused_without_leaking(tmp_path):
+    f = write_secrets(tmp_path / "mqtt.secrets", f'username = "pi"\npassword = "{PASSWORD}"\n', 0o644)
+    with pytest.raises(BadInput) as info:
+        load_secrets(f)
+    assert str(f) in str(info.value) and "chmod 600" in str(info.value) and PASSWORD not in str(info.value)
+    f.chmod(0o640)  # group-readable (root:spinal 0640) is fine
+    s = load_secrets(f)
+    assert s.password == PASSWORD and PASSWORD not in repr(s)
+
+
+def test_secrets_file_errors_never_echo_content(tmp_path):
+    f = write_secrets(tmp_path / "bad.secrets", f'username = "pi"\npassword = {PASSWORD}\n')
+    with pytest.raises(BadInput) as info:
+        load_secrets(f)
+    assert "not valid TOML" in str(info.value) and PASSWORD not in str(info.value)
+    f = write_secrets(tmp_path / "typo.secrets", f'usernam = "pi"\npassword = "{PASSWORD}"\n')
+    with pytest.raises(BadInput, match="unknown key 'usernam'") as info:
+        load_secrets(f)
+    assert PASSWORD not in str(info.value)
+
+
+def test_client_key_readable_by_others_is_refused(tmp_path, tls_material):
+    key = tmp_path / "client.key"
+    key.write_bytes(tls_material["client.key"].read_bytes())
+    key.chmod(0o644)
+    f = write_secrets(tmp_path / "m.secrets", f'client_cert = "{tls_material["client.crt"]}"\nclient_key = "{key}"\n')
+    with pytest.raises(BadInput, match="client key"):
+        load_secrets(f)
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory) -> dict[str, Path]:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (EC keys, openssl)."""
+    import subprocess
+
+    d = tmp_path_factory.mktemp("tls")
+
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    ossl("req", "-x509", *ec, "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+         "-subj", "/CN=spinal-test-ca")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ossl("req", *ec, "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    ossl("req", *ec, "-keyout", "client.key", "-passout", f"pass:{PASSWORD}", "-out", "client.csr",
+         "-subj", "/CN=pi-tls")
+    ossl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "client.crt", "-days", "2")
+    (d / "client.key").chmod(0o600)
+    return {n: d / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
+
+
+@pytest.fixture
+def tls_broker(tmp_path, tls_material):
+    """Plain listener (for the test's subscriber) + TLS with passwords + TLS with client certificates."""
+    import subprocess
+
+    from tests.sinks.conftest import require_mosquitto
+    from tests.sinks.mosquitto_broker import Mosquitto, free_port
+
+    require_mosquitto()
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "pi-user", PASSWORD], check=True, capture_output=True)
+    pw.chmod(0o600)
+    m = tls_material
+    tls_port, mtls_port = free_port(), free_port()
+    listeners = (
+        f"listener {tls_port} 127.0.0.1", "allow_anonymous false", f"password_file {pw}",
+        f"cafile {m['ca.crt']}", f"certfile {m['server.crt']}", f"keyfile {m['server.key']}",
+        f"listener {mtls_port} 127.0.0.1", "allow_anonymous false", "require_certificate true",
+        "use_identity_as_username true",
+        f"cafile {m['ca.crt']}", f"certfile {m['server.crt']}", f"keyfile {m['server.key']}",
+    )
+    b = Mosquitto(tmp_path / "tlsbroker", listeners=listeners, persistence=False).start()
+    b.tls_port, b.mtls_port = tls_port, mtls_port  # type: ignore[attr-defined]
+    yield b
+    b.kill()
+
+
+def test_tls_with_username_and_password(tls_broker, tls_material, make_sink, tmp_path):
+    sub = Subscriber(tls_broker.port, (f"{BASE}/#",), persistent=False).start()
+    try:
+        secrets = write_secrets(tmp_path / "mqtt.secrets", f'username = "pi-user"\npassword = "{PASSWORD}"\n')
+        sink = make_sink(tls_broker.tls_port, tls=True, ca_file=tls_material["ca.crt"], secrets_file=secrets)
+        for i in range(20):
+            sink.write(reading(i))
+        assert sink.wait_drained(15), sink.stats()
+        assert wait_until(lambda: len(sub.snapshot(f"{BASE}/readings")) == 20, 5)
+    finally:
+        sub.stop()
+
+
+def test_tls_with_client_certificate(tls_broker, tls_material, make_sink, tmp_path):
+    sub = Subscriber(tls_broker.port, (f"{BASE}/#",), persistent=False).start()
+    try:
+        secrets = write_secrets(tmp_path / "mqtt.secrets",
+                                f'client_cert = "{tls_material["client.crt"]}"\n'
+                                f'client_key = "{tls_material["client.key"]}"\n'
+                                f'client_key_password = "{PASSWORD}"\n')
+        sink = make_sink(tls_broker.mtls_port, tls=True, ca_file=tls_material["ca.crt"], secrets_file=secrets)
+        for i in range(20):
+            sink.write(prediction(i))
+        assert sink.wait_drained(15), sink.stats()
+        assert wait_until(lambda: len(sub.snapshot(f"{BASE}/predictions")) == 20, 5)
+    finally:
+        sub.stop()
+
+
+def test_wrong_password_keeps_spooling_and_never_logs_secrets(tls_broker, tls_material, make_sink, tmp_path,
+                                                             caplog):
+    caplog.set_level(logging.DEBUG)
+    wrong = PASSWORD[::-1]
+    secrets = write_secrets(tmp_path / "mqtt.secrets", f'username = "pi-user"\npassword = "{wrong}"\n')
+    sink = make_sink(tls_broker.tls_port, tls=True, ca_file=tls_material["ca.crt"], secrets_file=secrets)
+    for i in range(5):
+        sink.write(reading(i))
+    assert wait_until(lambda: "refused" in caplog.text, 10), caplog.text
+    assert not sink.connected and sink.stats()["spool_depth"] == 5
+    text = caplog.text + repr(sink.options) + json.dumps(sink.stats())
+    assert wrong not in text and PASSWORD not in text
+
+
+def test_bad_client_key_password_is_a_clear_error(tls_material, make_sink, tmp_path):
+    secrets = write_secrets(tmp_path / "mqtt.secrets",
+                            f'client_cert = "{tls_material["client.crt"]}"\n'
+                            f'client_key = "{tls_material["client.key"]}"\nclient_key_password = "nope-nope"\n')
+    with pytest.raises(BadInput, match="client certificate") as info:
+        make_sink(1, tls=True, ca_file=tls_material["ca.crt"], secrets_file=secrets)
+    assert "nope-nope" not in str(info.value)
