@@ -91,7 +91,9 @@ def check_model_file(path: Path, expected: str | None = None) -> str:
     if sniffed is None:
         raise ModelFileError(f"{path}: not a model file (neither ONNX nor TFLite; starts with {head[:8].hex()})")
     if sniffed != expected:
-        raise ModelFileError(f"{path}: this is a {sniffed} file, not {expected}; rename it to "
+        described = {"onnx": "an ONNX", "tflite": "a TFLite"}
+        raise ModelFileError(f"{path}: the file holds {described[sniffed]} model, not {described[expected]} one; "
+                             f"rename it to "
                              f"{path.with_suffix('.' + sniffed).name}")
     return sniffed
 

@@ -85,7 +85,7 @@ def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="no such bundle"):
         open_bundle(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BundleError, match="no manifest.json"):
+    with pytest.raises(BundleError, match=r"no manifest\.json"):
         open_bundle(tmp_path / "empty")
     (tmp_path / "junk.spinal").write_bytes(b"this is not a tar file at all" * 20)
     with pytest.raises(BundleError, match=r"junk\.spinal: not a readable \.spinal archive"):
@@ -97,7 +97,7 @@ def test_golden_with_wrong_count(make_bundle):
     np.savez(root / "other.npz", **{"input/x": np.zeros((2, 1, 8, 3), np.float32)})
     os.replace(root / "other.npz", root / "golden.npz")
     # A replaced golden file no longer matches its hash: refused at open, before any numbers are read.
-    with pytest.raises(BundleError, match="golden.npz"):
+    with pytest.raises(BundleError, match=r"golden\.npz"):
         open_bundle(root)
 
 

@@ -105,8 +105,8 @@ def test_verify_plain_model_files():
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("wrong.onnx", (DATA / "tiny.tflite").read_bytes(), "this is a tflite file, not onnx; rename it to wrong.tflite"),
-        ("wrong.tflite", (DATA / "tiny.onnx").read_bytes(), "this is a onnx file, not tflite; rename it to wrong.onnx"),
+        ("wrong.onnx", (DATA / "tiny.tflite").read_bytes(), "TFLite model, not an ONNX one; rename it to wrong.tflite"),
+        ("wrong.tflite", (DATA / "tiny.onnx").read_bytes(), "an ONNX model, not a TFLite one; rename it to wrong.onnx"),
         ("trunc.onnx", (DATA / "tiny.onnx").read_bytes()[:300], "truncated ONNX file"),
         ("empty.onnx", b"", "file is empty"),
         ("text.onnx", b"hello world, not a model", "not a model file"),
