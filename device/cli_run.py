@@ -1,0 +1,56 @@
+"""``spinal run``: the on-device daemon (and ``--check`` to validate a config without running)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from device.cli_common import console, reports_errors
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger("spinal")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+@reports_errors
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The TOML config (see firmware/spinal.example.toml).")],
+    duration: Annotated[float | None, typer.Option("--duration", min=0.0,
+                                                   help="Stop cleanly after this many seconds.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Validate the config (and the bundle, if present) "
+                                                         "and exit.")] = False,
+    sim: Annotated[bool, typer.Option("--sim", help="Simulated sensors: each sensor's [sensors.sim] "
+                                                     "description instead of /dev/i2c-N.")] = False,
+) -> None:
+    """Run the daemon: sample the sensors, run the model on every window, write predictions to the sinks.
+
+    SIGTERM stops it cleanly (exit 0); SIGHUP or a new bundle file reloads the model after a canary.
+    """
+    from device.config import load_config
+
+    cfg = load_config(config, sim=sim)
+    _setup_logging(cfg.daemon.log_level)
+    if check:
+        from device.daemon import check_config
+
+        for line in check_config(cfg, sim=sim):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
+        return
+    from device.daemon import Daemon, RunOptions
+
+    daemon = Daemon(cfg, RunOptions(duration_s=duration, sim=sim))
+    daemon.install_signal_handlers()
+    code = daemon.run()
+    if code:
+        raise typer.Exit(code)

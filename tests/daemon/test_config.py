@@ -1,0 +1,125 @@
+"""Config errors: every one names the file, the line, the key and what is expected (exact messages)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BASE = """\
+device_id = "pi-test"
+
+[model]
+bundle = "model.spinal"
+
+[[sensors]]
+id = "imu"
+driver = "mpu6050"
+address = 0x68
+rate_hz = 50
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spinal.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value).replace(str(path), "FILE")
+
+
+def test_minimal_config_gets_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.device_id == "pi-test"
+    assert cfg.model.bundle == tmp_path / "model.spinal"  # relative to the config file
+    assert cfg.model.runtime == "auto" and cfg.model.threads == 1 and cfg.model.watch
+    (imu,) = cfg.sensors
+    assert (imu.driver, imu.bus, imu.address, imu.rate_hz) == ("mpu6050", 1, 0x68, 50.0)
+    assert [(s.type, s.kinds) for s in cfg.sinks] == [("jsonl", ("prediction", "status"))]
+    assert cfg.http.host == "127.0.0.1" and cfg.http.port == 9108
+    assert cfg.postprocess.emit == "every"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (BASE.replace("address = 0x68", "adress = 0x68"),
+     "FILE:9: sensors[0].adress: unknown key; did you mean 'address'? (allowed: address, bus, driver, id, options, "
+     "rate_hz, readings, retry_initial_s, retry_max_s, sim)"),
+    (BASE.replace('driver = "mpu6050"', 'driver = "mpu6500"'),
+     "FILE:8: sensors[0].driver: unknown driver 'mpu6500'; did you mean 'mpu6050'? (known: ads1115, bme280, "
+     "bmp280, mpu6050, sht3x)"),
+    (BASE.replace("address = 0x68", "address = 0x80"),
+     "FILE:9: sensors[0].address: 0x80 (128) is not a 7-bit I2C device address; expected 0x03..0x77, e.g. 0x68"),
+    (BASE.replace("rate_hz = 50", 'rate_hz = "50"'),
+     "FILE:10: sensors[0].rate_hz: expected a number, got a string '50'"),
+    (BASE.replace("rate_hz = 50", "rate_hz = 0"), "FILE:10: sensors[0].rate_hz: must be > 0, got 0"),
+    (BASE + "[postprocess]\nemit = \"chnage\"\n",
+     "FILE:12: postprocess.emit: expected one of 'every', 'change', got 'chnage'; did you mean 'change'?"),
+    (BASE + "[postprocess]\nsmoothing = 2.5\n",
+     "FILE:12: postprocess.smoothing: expected an integer, got a number 2.5"),
+    (BASE.replace("[model]", "[modle]"),
+     "FILE:3: modle: unknown key; did you mean 'model'? (allowed: device_id, state_dir, model, sensors, binding, "
+     "postprocess, sinks, http, daemon)"),
+    (BASE.replace('bundle = "model.spinal"', "threads = 2"),
+     "FILE:3: model: missing required key 'bundle' (a path (string))"),
+    (BASE.replace('device_id = "pi-test"', 'device_id = "pi test"'),
+     "FILE:1: device_id: 'pi test' must start with a letter and hold up to 64 letters, digits, '_' or '-'"),
+    (BASE + "[[sinks]]\ntype = \"jsnol\"\n",
+     "FILE:12: sinks[0].type: unknown sink type 'jsnol'; did you mean 'jsonl'? (known: jsonl, mqtt)"),
+    (BASE + "[[sinks]]\ntype = \"jsonl\"\nfsync = \"sometimes\"\n",
+     "FILE:13: sinks[0].fsync: expected one of 'always', 'flush', 'never', got 'sometimes'"),
+    (BASE + "[[sinks]]\ntype = \"jsonl\"\nkinds = [\"predictions\"]\n",
+     "FILE:13: sinks[0].kinds[0]: 'predictions' is not a record kind; did you mean 'prediction'? (kinds: "
+     "prediction, reading, status)"),
+    (BASE + "[binding]\n\"imu.accel_x\" = \"imu2.accel_x\"\n",
+     "FILE:12: binding.\"imu.accel_x\": no sensor with id 'imu2'; did you mean 'imu'? (sensors: imu)"),
+    (BASE + "[sensors.options]\naccel_range_g = 3\n",
+     "FILE:12: sensors[0].options.accel_range_g: mpu6050 option 'accel_range_g': must be one of 2, 4, 8, 16 (got 3)"),
+    (BASE + "[http]\nport = 70000\n", "FILE:12: http.port: must be <= 65535, got 70000"),
+    (BASE + "[[sensors]]\nid = \"imu\"\ndriver = \"bme280\"\n",
+     "FILE:12: sensors[1].id: 'imu' is already the id of another sensor; ids must be unique"),
+    (BASE.replace("rate_hz = 50", "rate_hz = 50\nrate_hz = 60"),
+     "FILE:11: invalid TOML: Cannot overwrite a value (column 13)"),
+    ("device_id = \"x\"\n", "FILE: <top>: missing required table [model] (with at least bundle = "
+                            "\"/path/to/model.spinal\")"),
+])
+def test_config_errors_name_file_line_key_and_expectation(tmp_path, text, message):
+    assert error_of(tmp_path, text) == message
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.toml: no such config file \(see firmware/spinal\.example\.toml\)"):
+        load_config(tmp_path / "nope.toml")
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match=r"bin\.toml: not UTF-8 text \(byte 0\)"):
+        load_config(tmp_path / "bin.toml")
+
+
+def test_the_example_config_passes_check():
+    """firmware/spinal.example.toml documents every key; `spinal run --check` accepts it."""
+    proc = subprocess.run([sys.executable, "-c", "from device.cli import main; main()", "run", "--config",
+                           str(ROOT / "firmware/spinal.example.toml"), "--check"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "config ok (device 'pi-workshop', 2 sensor(s), 2 sink(s))" in proc.stdout
+    assert "sensor imu: mpu6050 on bus 1 at 0x68, 10 Hz" in proc.stdout
+
+
+def test_cli_reports_a_config_error_in_one_line_with_exit_2(tmp_path):
+    path = write(tmp_path, BASE.replace("address = 0x68", "adress = 0x68"))
+    proc = subprocess.run([sys.executable, "-c", "from device.cli import main; main()", "run", "--config",
+                           str(path), "--check"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "sensors[0].adress: unknown key; did you mean 'address'?" in lines[0]
+    assert "Traceback" not in proc.stderr
