@@ -15,7 +15,7 @@ import os
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +24,9 @@ import numpy as np
 
 from device.errors import BundleError
 from device.manifest import MANIFEST_NAME, Manifest, parse_manifest, unsafe_path_reason
+from device.signing import SIGNATURE_NAME, PublicKey, verify_signature
 
 ARCHIVE_SUFFIX = ".spinal"
-SIGNATURE_NAME = "manifest.sig"
 # Limits that no real edge model comes near; they stop a hostile archive early.
 MAX_FILE_BYTES = 1 << 30  # 1 GiB per member
 MAX_TOTAL_BYTES = 2 << 30  # 2 GiB unpacked in all
@@ -52,6 +52,7 @@ class Bundle:
     root: Path
     manifest: Manifest
     source: Path
+    signed_by: PublicKey | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def path_of(self, relative: str) -> Path:
@@ -100,11 +101,18 @@ def is_bundle_path(path: Path) -> bool:
     return path.suffix == ARCHIVE_SUFFIX or (path.is_dir() and (path / MANIFEST_NAME).exists())
 
 
-def open_bundle(path: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None) -> Bundle:
+def open_bundle(
+    path: str | os.PathLike[str],
+    workdir: str | os.PathLike[str] | None = None,
+    trusted_keys: Sequence[PublicKey] = (),
+    require_signature: bool = False,
+) -> Bundle:
     """Open and verify a bundle directory or ``.spinal`` archive.
 
     An archive is checked member by member and unpacked into a private temporary directory
-    (under ``workdir`` if given) that lives until :meth:`Bundle.close`.
+    (under ``workdir`` if given) that lives until :meth:`Bundle.close`. With
+    ``require_signature`` the manifest must carry a valid signature by one of
+    ``trusted_keys``; with trusted keys alone, a signature that is present must be valid.
     Raises :class:`BundleError` naming the file or manifest key at fault.
     """
     source = Path(path)
@@ -112,7 +120,9 @@ def open_bundle(path: str | os.PathLike[str], workdir: str | os.PathLike[str] | 
         raise BundleError(f"{source}: no such bundle (expected a directory with {MANIFEST_NAME} or a "
                           f"{ARCHIVE_SUFFIX} file)")
     if source.is_dir():
-        return Bundle(root=source, manifest=verify_directory(source), source=source)
+        manifest = verify_directory(source)
+        return Bundle(root=source, manifest=manifest, source=source,
+                      signed_by=_check_signature(source, source, trusted_keys, require_signature))
     if source.suffix != ARCHIVE_SUFFIX:
         raise BundleError(f"{source}: not a bundle (expected a directory or a {ARCHIVE_SUFFIX} archive)")
     tmp = tempfile.TemporaryDirectory(prefix="spinal-bundle-", dir=workdir)
@@ -120,10 +130,19 @@ def open_bundle(path: str | os.PathLike[str], workdir: str | os.PathLike[str] | 
         root = Path(tmp.name)
         unpack_archive(source, root)
         manifest = verify_directory(root, label=source)
+        signed_by = _check_signature(root, source, trusted_keys, require_signature)
     except BaseException:
         tmp.cleanup()
         raise
-    return Bundle(root=root, manifest=manifest, source=source, _tmp=tmp)
+    return Bundle(root=root, manifest=manifest, source=source, signed_by=signed_by, _tmp=tmp)
+
+
+def _check_signature(
+    root: Path, label: Path, trusted_keys: Sequence[PublicKey], required: bool
+) -> PublicKey | None:
+    if required or (trusted_keys and (root / SIGNATURE_NAME).exists()):
+        return verify_signature(root, list(trusted_keys), label=str(label))
+    return None
 
 
 def read_manifest(root: Path, label: Path | None = None) -> Manifest:
@@ -298,3 +317,18 @@ def _atomic_output(path: Path) -> Iterator[Path]:
         if tmp_path.exists():
             tmp_path.unlink()
 
+
+
+def sign_bundle(path: Path, private_key_path: Path) -> str:
+    """Verify a bundle's integrity, then sign its manifest in place; returns the key id.
+
+    A directory gets a ``manifest.sig`` next to its manifest; an archive is re-packed with one
+    (atomically, so a failure leaves the original archive untouched).
+    """
+    from device.signing import sign_directory
+
+    with open_bundle(path) as bundle:
+        key_id = sign_directory(bundle.root, private_key_path)
+        if bundle.is_archive:
+            pack_archive(bundle.root, Path(path))
+    return key_id
