@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from device import __version__
@@ -165,11 +166,21 @@ def inspect(path: PathArg, json_out: JsonOpt = False) -> None:
 
 @app.command()
 @reports_errors
-def verify(path: PathArg, json_out: JsonOpt = False) -> None:
-    """Check a bundle's integrity (every file's size and sha256) or a model file's soundness.
+def verify(
+    path: PathArg,
+    json_out: JsonOpt = False,
+    runtime: Annotated[str, typer.Option(help="all (every runtime here), litert, tflite-runtime, onnxruntime")] = "all",
+    delegate: Annotated[str | None, typer.Option(help="Verify on this delegate/provider (edgetpu, gpu, cuda, "
+                                                      "a library path...); a fallback fails the check.")] = None,
+) -> None:
+    """Check a bundle's integrity (every file's size and sha256) and golden parity per artifact and runtime.
 
-    Exit 0 when everything checks out, 2 when the bundle or file is corrupt or tampered with.
+    A plain model file is checked, loaded and run once on random inputs. Exit 0 when everything checks
+    out, 1 when outputs do not match the golden vectors (max error and tolerance shown), 2 when the
+    bundle or file is corrupt or tampered with.
     """
+    from device.runtime.checks import bundle_parity, file_smoke
+
     checks: list[dict[str, Any]] = []
     if is_bundle_path(path):
         with open_bundle(path) as bundle:
@@ -180,18 +191,21 @@ def verify(path: PathArg, json_out: JsonOpt = False) -> None:
                 info = inspect_model_file(bundle.path_of(art.path))
                 checks.append({"check": f"loads {art.path}", "ok": True,
                                "detail": f"{info.format}, {sum(info.ops.values())} ops"})
+            checks += bundle_parity(bundle, runtime, delegate)
         kind = "bundle"
     else:
         check_model_file(path)
         info = inspect_model_file(path)
         checks.append({"check": "model file", "ok": True, "detail": f"{info.format}, {info.bytes} bytes"})
+        checks += file_smoke(path, runtime, delegate)
         kind = "model"
-    ok = all(c["ok"] for c in checks)
+    ok = all(c["ok"] is not False for c in checks)
     if json_out:
         print_json({"path": str(path), "kind": kind, "ok": ok, "checks": checks})
     else:
         for c in checks:
-            console.print(f"{'[green]ok[/]  ' if c['ok'] else '[red]FAIL[/]'} {c['check']}: {c['detail']}")
+            mark = {True: "[green]ok[/]  ", False: "[red]FAIL[/]", None: "[yellow]skip[/]"}[c["ok"]]
+            console.print(f"{mark} {c['check']}: {escape(c['detail'])}")
         console.print(f"{path}: {'verified' if ok else 'FAILED'}")
     if not ok:
         raise typer.Exit(1)
@@ -199,6 +213,8 @@ def verify(path: PathArg, json_out: JsonOpt = False) -> None:
 
 app.command(name="convert")(__import__("device.cli_convert", fromlist=["convert"]).convert)
 app.command(name="run")(__import__("device.cli_run", fromlist=["run"]).run)
+app.add_typer(__import__("device.cli_sensors", fromlist=["app"]).app, name="sensors")
+app.command(name="bench")(__import__("device.cli_bench", fromlist=["bench"]).bench)
 
 
 def main() -> None:

@@ -107,7 +107,7 @@ def cpu_features(cpuinfo: str | None = None, arch: str | None = None) -> CpuFeat
         except OSError:
             cpuinfo = ""
     flags: set[str] = set()
-    model = ""
+    names: dict[str, str] = {}
     cores = 0
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -116,12 +116,16 @@ def cpu_features(cpuinfo: str | None = None, arch: str | None = None) -> CpuFeat
             cores += 1
         elif key in ("flags", "features"):
             flags.update(value.split())
-        elif key in ("model name", "model") and not model:
-            model = value
-        elif key == "cpu part" and not model:
-            model = _ARM_PARTS.get(value.lower(), f"ARM part {value}")
-    return CpuFeatures(arch=arch or platform.machine(), model=model or "unknown", flags=frozenset(flags),
-                       cores=cores or os.cpu_count() or 1)
+        elif key in ("model name", "cpu part", "model", "hardware") and value:
+            names.setdefault(key, value)
+    model = names.get("model name") or ""
+    if not model and "cpu part" in names:  # ARM: the core, and the board when the kernel says (Raspberry Pi)
+        part = names["cpu part"].lower()
+        model = _ARM_PARTS.get(part, f"ARM part {part}")
+        board = names.get("model", "")
+        model = f"{model} ({board})" if board and not board.isdigit() else model
+    return CpuFeatures(arch=arch or platform.machine(), model=model or names.get("hardware", "unknown"),
+                       flags=frozenset(flags), cores=cores or os.cpu_count() or 1)
 
 
 def device_key(features: CpuFeatures | None = None, runtimes: dict[str, str] | None = None) -> str:

@@ -1,0 +1,188 @@
+"""``spinal bench PATH``: the matrix runtime x artifact x threads (x delegate where present).
+
+Each cell runs in a fresh process (``python -m device.runtime.measure``), so RSS after load and
+cold start (process start to first inference) belong to that cell alone. Reports p50/p99/max
+latency, throughput, RSS after load, cold start and golden parity, then the recommended
+combination: the one ``auto`` would pick from these numbers (fastest that passed parity, or a
+more accurate one within the CPU's margin).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from device.cli_common import console, print_json, reports_errors
+from device.errors import BadInput
+
+PathArg = Annotated[Path, typer.Argument(help="A bundle (directory or .spinal archive), or a .onnx/.tflite file.")]
+
+
+def _threads(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise BadInput(f"--threads {text!r}: expected a comma-separated list of integers such as 1,2,4") from None
+    if not values or any(not 1 <= v <= 256 for v in values):
+        raise BadInput(f"--threads {text!r}: each count must be from 1 to 256")
+    return sorted(set(values))
+
+
+def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str]) -> tuple[list[dict[str, Any]], bool]:
+    from device.bundle import is_bundle_path, open_bundle
+    from device.modelfile import check_model_file
+    from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES
+    from device.runtime.delegates import parse_delegate
+    from device.runtime.select import installed_runtimes
+
+    installed = installed_runtimes()
+    if runtime not in ("all", *RUNTIMES):
+        raise BadInput(f"--runtime {runtime!r} is not one of all, {', '.join(RUNTIMES)}")
+    if runtime != "all" and runtime not in installed:
+        from device.errors import MissingDependency
+
+        raise MissingDependency(f"runtime {runtime} is not installed; install it with: {INSTALL_HINT[runtime]}")
+    runtimes = [r for r in RUNTIMES if r in installed and runtime in ("all", r)]
+    specs = {d: parse_delegate(None if d == "cpu" else d) for d in delegates}
+    is_bundle = is_bundle_path(path)
+    if is_bundle:
+        with open_bundle(path) as bundle:
+            arts = [(a.path, a.format, a.edgetpu) for a in bundle.manifest.artifacts]
+    else:
+        arts = [(None, check_model_file(path), False)]
+    cells = []
+    for art, fmt, edgetpu in arts:
+        for rt in runtimes:
+            if RUNTIME_FORMAT[rt] != fmt:
+                continue
+            for name, spec in specs.items():
+                if not spec.applies_to(rt) or (edgetpu and spec.kind != "edgetpu"):
+                    continue
+                cells.extend({"source": str(path), "runtime": rt, "artifact": art, "threads": t,
+                              "delegate": None if name == "cpu" else name} for t in threads)
+    return cells, is_bundle
+
+
+def _run_cell(cell: dict[str, Any], seconds: float) -> dict[str, Any]:
+    spec = json.dumps({**cell, "seconds": seconds})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    t_spawn = time.time()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "device.runtime.measure", spec], capture_output=True, text=True,
+                              timeout=seconds + 120, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return {**cell, "error": "timed out"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**cell, "error": f"the measuring process failed (exit {proc.returncode}): {tail}"}
+    result = json.loads(lines[-1])
+    if "t_first" in result:
+        result["cold_start_s"] = result.pop("t_first") - t_spawn
+    return {**cell, **result}
+
+
+def _recommend(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    from device.runtime.select import Measurement, cpu_features, pick
+
+    ok = [r for r in rows if "error" not in r]
+    if not ok:
+        return None
+    measured = [Measurement(r["runtime"], f"{i}", r["info"]["precision"], r["p50_us"], r.get("parity"))
+                for i, r in enumerate(ok)]
+    best = pick(measured, cpu_features())
+    return ok[int(best.artifact)] if best else None
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="spinal bench", title_justify="left")
+    for col in ("runtime", "artifact", "prec", "thr", "delegate", "p50 µs", "p99 µs", "max µs", "inf/s",
+                "RSS MB", "cold s", "parity"):
+        table.add_column(col, justify="right" if col.endswith(("µs", "/s", "MB", " s", "thr")) else "left")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["runtime"], r.get("artifact") or "", "", str(r["threads"]), r.get("delegate") or "cpu",
+                          "", "", "", "", "", "", f"[red]error[/]: {r['error']}")
+            continue
+        info = r["info"]
+        parity = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "-"}[r["parity"]]
+        rss = f"{r['rss_after_load_mb']:.1f}" if r.get("rss_after_load_mb") else "?"
+        table.add_row(info["runtime"], info["artifact"], info["precision"], str(r["threads"]),
+                      info["delegate"] or info["provider"] or "CPU", f"{r['p50_us']:.1f}", f"{r['p99_us']:.1f}",
+                      f"{r['max_us']:.0f}", f"{r['throughput_per_s']:.0f}", rss, f"{r['cold_start_s']:.2f}", parity)
+    return table
+
+
+@reports_errors
+def bench(
+    path: PathArg,
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")] = False,
+    runtime: Annotated[str, typer.Option(help="all, litert, tflite-runtime or onnxruntime.")] = "all",
+    threads: Annotated[str, typer.Option(help="Thread counts, comma-separated (default: 1 and all cores).")] = "",
+    seconds: Annotated[float, typer.Option(help="Timed seconds per cell (after load and first inference).")] = 1.0,
+    delegate: Annotated[list[str] | None, typer.Option(
+        help="Also measure on this delegate/provider (repeatable). Default: CPU + accelerators found here.")] = None,
+) -> None:
+    """Measure latency (p50/p99/max), throughput, RSS after load and cold start for each runtime x artifact x threads.
+
+    A bundle is run on its golden inputs (with a parity check); a plain model file on random inputs.
+    """
+    from device.runtime.delegates import present_delegates
+    from device.runtime.select import cpu_features, device_key, installed_runtimes
+
+    if not 0 < seconds <= 600:
+        raise BadInput(f"--seconds {seconds}: expected a positive number of seconds (at most 600)")
+    cores = os.cpu_count() or 1
+    thread_list = _threads(threads or ",".join(map(str, sorted({1, cores}))))
+    installed = installed_runtimes()
+    if delegate:
+        delegates = ["cpu", *delegate]
+    else:
+        ort = []
+        if "onnxruntime" in installed:
+            from device.runtime.onnx import available_providers
+
+            ort = available_providers()
+        delegates = ["cpu", *present_delegates(ort)]
+    cells, _ = _matrix(path, runtime, thread_list, delegates)
+    if not cells:
+        raise BadInput(f"{path}: nothing to measure (no installed runtime runs its artifacts; installed: "
+                       f"{', '.join(installed) or 'none'})")
+    rows = []
+    for i, cell in enumerate(cells, 1):
+        if not json_out and console.is_terminal:
+            console.print(f"[dim]{i}/{len(cells)} {cell['runtime']} {cell['artifact'] or path.name} "
+                          f"threads={cell['threads']} {cell['delegate'] or ''}[/]", end="\r")
+        rows.append(_run_cell(cell, seconds))
+    best = _recommend(rows)
+    features = cpu_features()
+    device = {"key": device_key(features, installed), "cpu": features.model, "arch": features.arch,
+              "cores": cores, "int8_dot": features.int8_dot, "runtimes": installed}
+    failed = [r for r in rows if r.get("parity") is False]
+    if json_out:
+        print_json({"path": str(path), "device": device, "seconds": seconds, "rows": rows, "recommended": best})
+    else:
+        if console.is_terminal:
+            console.print(" " * 80, end="\r")
+        wide = console if console.is_terminal else Console(width=160, highlight=False)  # pipes get all columns
+        wide.print(_table(rows))
+        console.print(f"device: {features.model} ({features.arch}, {cores} cores, int8 dot-product: "
+                      f"{'yes' if features.int8_dot else 'no'})")
+        if best:
+            info = best["info"]
+            console.print(f"recommended: --runtime {info['runtime']} --artifact {info['artifact']} "
+                          f"--threads {best['threads']}{' --delegate ' + best['delegate'] if best['delegate'] else ''}"
+                          f"  (p50 {best['p50_us']:.1f} µs)")
+        for r in failed:
+            console.print(f"[red]parity FAILED[/] {r['runtime']} {r['artifact']}: {r['parity_detail']}")
+    if failed:
+        raise typer.Exit(1)
