@@ -213,7 +213,6 @@ def verify(
 
 app.command(name="convert")(__import__("device.cli_convert", fromlist=["convert"]).convert)
 app.command(name="run")(__import__("device.cli_run", fromlist=["run"]).run)
-app.add_typer(__import__("device.cli_sensors", fromlist=["app"]).app, name="sensors")
 app.command(name="bench")(__import__("device.cli_bench", fromlist=["bench"]).bench)
 
 
