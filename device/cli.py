@@ -13,10 +13,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from device import __version__
+from device import __version__, cli_bench, cli_convert, cli_run, cli_sensors, cli_signing
 from device.bundle import Bundle, is_bundle_path, open_bundle
 from device.cli_common import console, print_json, reports_errors
 from device.modelfile import ModelInfo, check_model_file, inspect_model_file
+from device.signing import load_public_key
 
 app = typer.Typer(
     name="spinal",
@@ -172,6 +173,11 @@ def verify(
     runtime: Annotated[str, typer.Option(help="all (every runtime here), litert, tflite-runtime, onnxruntime")] = "all",
     delegate: Annotated[str | None, typer.Option(help="Verify on this delegate/provider (edgetpu, gpu, cuda, "
                                                       "a library path...); a fallback fails the check.")] = None,
+    trusted_key: Annotated[list[Path] | None, typer.Option(
+        "--trusted-key", help="A trusted public key (PREFIX.pub); repeat for several. A present signature must "
+                              "be valid.")] = None,
+    require_signature: Annotated[bool, typer.Option(
+        "--require-signature", help="Refuse a bundle that is not signed by a trusted key.")] = False,
 ) -> None:
     """Check a bundle's integrity (every file's size and sha256) and golden parity per artifact and runtime.
 
@@ -183,8 +189,12 @@ def verify(
 
     checks: list[dict[str, Any]] = []
     if is_bundle_path(path):
-        with open_bundle(path) as bundle:
+        trusted = [load_public_key(p) for p in trusted_key or []]
+        with open_bundle(path, trusted_keys=trusted, require_signature=require_signature) as bundle:
             checks.append({"check": "manifest", "ok": True, "detail": f"format {bundle.manifest.format_version}"})
+            if bundle.signed_by is not None:
+                checks.append({"check": "signature", "ok": True,
+                               "detail": f"signed by key {bundle.signed_by.key_id} ({bundle.signed_by.source})"})
             for key, rel, sha256, size in bundle.manifest.files():
                 checks.append({"check": f"{key} {rel}", "ok": True, "detail": f"{size} bytes, sha256 {sha256[:12]}…"})
             for art in bundle.manifest.artifacts:
@@ -211,9 +221,12 @@ def verify(
         raise typer.Exit(1)
 
 
-app.command(name="convert")(__import__("device.cli_convert", fromlist=["convert"]).convert)
-app.command(name="run")(__import__("device.cli_run", fromlist=["run"]).run)
-app.command(name="bench")(__import__("device.cli_bench", fromlist=["bench"]).bench)
+app.command(name="convert")(cli_convert.convert)
+app.command(name="run")(cli_run.run)
+app.add_typer(cli_sensors.app, name="sensors")
+app.command(name="bench")(cli_bench.bench)
+app.command(name="keygen")(cli_signing.keygen)
+app.command(name="sign")(cli_signing.sign)
 
 
 def main() -> None:
