@@ -1,0 +1,92 @@
+"""Broker outages at 100 messages/s: Mosquitto is killed by PID (SIGKILL), kept down for 10 s (and 60 s,
+marked slow) and restarted on the same port. Every message must arrive, counted by seq per topic, in
+order (repeats from at-least-once delivery are allowed and ignored)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.sinks.conftest import DEVICE, prediction, reading, wait_until
+from tests.sinks.mosquitto_broker import first_arrivals
+
+BASE = f"spinal/{DEVICE}"
+RATE = 100  # messages per second, readings and predictions alternating
+
+
+class Publisher(threading.Thread):
+    """Writes records to the sink at a steady RATE (catching up if it falls behind)."""
+
+    def __init__(self, sink) -> None:
+        super().__init__(daemon=True)
+        self.sink = sink
+        self.stop = threading.Event()
+        self.written: dict[str, list[int]] = {f"{BASE}/readings/bme280": [], f"{BASE}/predictions/activity": []}
+        self.max_depth = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        period, i = 1.0 / RATE, 0
+        t_next = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                n = i // 2
+                if i % 2 == 0:
+                    self.sink.write(reading(n))
+                    self.written[f"{BASE}/readings/bme280"].append(n)
+                else:
+                    self.sink.write(prediction(n))
+                    self.written[f"{BASE}/predictions/activity"].append(n)
+                self.max_depth = max(self.max_depth, self.sink.spool.depth)
+                i += 1
+                t_next += period
+                delay = t_next - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+
+def run_outage(broker, subscriber, make_sink, outage_s: float) -> None:
+    sink = make_sink(broker.port)
+    assert wait_until(lambda: sink.connected, 10)
+    pub = Publisher(sink)
+    pub.start()
+    time.sleep(3)
+    broker.kill()
+    time.sleep(outage_s)
+    depth_in_outage = sink.spool.depth
+    broker.start()
+    time.sleep(3)
+    pub.stop.set()
+    pub.join()
+    assert pub.error is None, repr(pub.error)
+    assert sink.wait_drained(30 + outage_s), sink.stats()
+
+    def complete() -> bool:
+        got = subscriber.seqs_by_topic(BASE)
+        return all(set(got.get(t, ())) >= set(w) for t, w in pub.written.items())
+
+    assert wait_until(complete, 30), {t: len(set(s)) for t, s in subscriber.seqs_by_topic(BASE).items()}
+    got = subscriber.seqs_by_topic(BASE)
+    for topic, written in pub.written.items():
+        assert first_arrivals(got[topic]) == written, topic  # nothing lost, nothing reordered
+    st = sink.stats()
+    assert st["dropped_total"] == 0 and st["reconnects"] >= 1 and st["spool_depth"] == 0
+    # The outage really held back about outage_s * RATE messages in the spool.
+    assert depth_in_outage >= 0.8 * outage_s * RATE, depth_in_outage
+    total = sum(len(w) for w in pub.written.values())
+    repeats = sum(len(s) for s in got.values()) - total
+    print(f"\noutage {outage_s:.0f} s: {total} messages, max spool depth {pub.max_depth}, "
+          f"{repeats} repeats, reconnects {st['reconnects']}")
+
+
+def test_broker_killed_for_10_s(broker, subscriber, make_sink):
+    run_outage(broker, subscriber, make_sink, 10.0)
+
+
+@pytest.mark.slow
+def test_broker_killed_for_60_s(broker, subscriber, make_sink):
+    run_outage(broker, subscriber, make_sink, 60.0)
