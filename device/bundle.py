@@ -97,8 +97,8 @@ class Bundle:
 
 
 def is_bundle_path(path: Path) -> bool:
-    """Whether ``path`` looks like a bundle (a directory with a manifest, or a ``.spinal`` file)."""
-    return path.suffix == ARCHIVE_SUFFIX or (path.is_dir() and (path / MANIFEST_NAME).exists())
+    """Whether ``path`` should be opened as a bundle (a directory, or a ``.spinal`` file)."""
+    return path.suffix == ARCHIVE_SUFFIX or path.is_dir()
 
 
 def open_bundle(
@@ -186,6 +186,21 @@ def verify_directory(root: Path, label: Path | None = None) -> Manifest:
 # Archives
 
 
+_TAR_TYPES = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a FIFO",
+              tarfile.CONTTYPE: "a contiguous file"}
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
 def _check_member(member: tarfile.TarInfo, archive: Path, seen: set[str]) -> None:
     name = member.name
     problem = unsafe_path_reason(name)
@@ -194,12 +209,13 @@ def _check_member(member: tarfile.TarInfo, archive: Path, seen: set[str]) -> Non
     if member.issym() or member.islnk():
         raise BundleError(f"{archive}: member {name!r} is a link; bundles hold regular files only")
     if not member.isfile():
-        raise BundleError(f"{archive}: member {name!r} is not a regular file (type {member.type!r})")
+        kind = _TAR_TYPES.get(member.type, "not a regular file")
+        raise BundleError(f"{archive}: member {name!r} is {kind}; bundles hold regular files only")
     if name in seen:
         raise BundleError(f"{archive}: member {name!r} appears twice; refusing the archive")
     if member.size > MAX_FILE_BYTES:
-        raise BundleError(f"{archive}: member {name!r} claims {member.size} bytes, more than the "
-                          f"{MAX_FILE_BYTES} allowed")
+        raise BundleError(f"{archive}: member {name!r} claims {_human_bytes(member.size)}, more than the "
+                          f"{_human_bytes(MAX_FILE_BYTES)} a file may have; refusing the archive")
 
 
 def unpack_archive(archive: Path, dest: Path) -> list[str]:
@@ -226,8 +242,8 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
                 raise BundleError(f"{archive}: no {MANIFEST_NAME} inside (is this a bundle?)")
             declared = sum(m.size for m in members)
             if declared > MAX_TOTAL_BYTES:
-                raise BundleError(f"{archive}: members add up to {declared} bytes, more than the "
-                                  f"{MAX_TOTAL_BYTES} allowed; refusing the archive")
+                raise BundleError(f"{archive}: members add up to {_human_bytes(declared)}, more than the "
+                                  f"{_human_bytes(MAX_TOTAL_BYTES)} a bundle may have; refusing the archive")
             total = 0
             for member in members:
                 target = dest / member.name
@@ -246,6 +262,9 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
                 os.chmod(target, 0o644)
     except BundleError:
         raise
+    except tarfile.ReadError:
+        raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive (not a tar file, or a corrupt "
+                          "or truncated one)") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive ({type(exc).__name__}: "
                           f"{exc})") from None

@@ -89,7 +89,7 @@ def check_model_file(path: Path, expected: str | None = None) -> str:
         head = fh.read(16)
     sniffed = sniff_format(head)
     if sniffed is None:
-        raise ModelFileError(f"{path}: not a model file (neither ONNX nor TFLite; starts with {head[:8].hex()})")
+        raise ModelFileError(f"{path}: not a model file (neither ONNX nor TFLite; starts with {head[:8]!r})")
     if sniffed != expected:
         described = {"onnx": "an ONNX", "tflite": "a TFLite"}
         raise ModelFileError(f"{path}: the file holds {described[sniffed]} model, not {described[expected]} one; "

@@ -1,0 +1,373 @@
+"""Walks ``docs/bad-inputs.md``: every bad input listed there gets exactly the documented message.
+
+Each row of the catalogue's table has an id; :data:`CASES` maps the id to a function that
+builds the bad input under a temporary directory and returns the ``spinal`` arguments to try.
+The test runs the command and compares its exit code and its one stderr line with the row
+(``<tmp>`` stands for the temporary directory). A row without a case, or a case without a
+row, fails the test, so the catalogue cannot go stale.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from device.bundle import pack_archive, sign_bundle
+from device.signing import generate_keypair
+from tests.conftest import DATA, BundleFactory, run_cli
+
+CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
+CASES: dict[str, Callable[[Path], list[str]]] = {}
+
+
+def case(case_id: str) -> Callable[[Callable[[Path], list[str]]], Callable[[Path], list[str]]]:
+    def register(func: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
+        assert case_id not in CASES, f"duplicate case id {case_id}"
+        CASES[case_id] = func
+        return func
+
+    return register
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _write(tmp: Path, name: str, data: bytes) -> Path:
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _bundle(tmp: Path) -> Path:
+    return BundleFactory(tmp)("bundle")
+
+
+def _edit_manifest(root: Path, edit: Callable[[dict], None]) -> Path:
+    manifest = json.loads((root / "manifest.json").read_text())
+    edit(manifest)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def _archive(tmp: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    path = tmp / "evil.spinal"
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _member(name: str, data: bytes | None = b"x", kind: bytes = tarfile.REGTYPE, link: str = ""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info, data
+
+
+def _manifest_member(tmp: Path):
+    return _member("manifest.json", (_bundle(tmp) / "manifest.json").read_bytes())
+
+
+# --------------------------------------------------------------------------------------------
+# Model files
+
+
+@case("M1")
+def truncated_onnx(tmp: Path) -> list[str]:
+    return ["inspect", str(_write(tmp, "model.onnx", (DATA / "tiny.onnx").read_bytes()[:300]))]
+
+
+@case("M2")
+def truncated_tflite(tmp: Path) -> list[str]:
+    return ["inspect", str(_write(tmp, "model.tflite", (DATA / "tiny.tflite").read_bytes()[:200]))]
+
+
+@case("M3")
+def empty_model(tmp: Path) -> list[str]:
+    return ["verify", str(_write(tmp, "model.onnx", b""))]
+
+
+@case("M4")
+def tflite_named_onnx(tmp: Path) -> list[str]:
+    return ["inspect", str(_write(tmp, "model.onnx", (DATA / "tiny.tflite").read_bytes()))]
+
+
+@case("M5")
+def onnx_named_tflite(tmp: Path) -> list[str]:
+    return ["inspect", str(_write(tmp, "model.tflite", (DATA / "tiny.onnx").read_bytes()))]
+
+
+@case("M6")
+def text_named_onnx(tmp: Path) -> list[str]:
+    return ["inspect", str(_write(tmp, "model.onnx", b"<html>404 not found</html>"))]
+
+
+@case("M7")
+def unknown_suffix(tmp: Path) -> list[str]:
+    return ["inspect", str(_write(tmp, "model.pt", b"PK\x03\x04torch"))]
+
+
+@case("M8")
+def missing_model(tmp: Path) -> list[str]:
+    return ["inspect", str(tmp / "nowhere.onnx")]
+
+
+@case("M9")
+def missing_external_data(tmp: Path) -> list[str]:
+    # An ONNX file whose initializer lives in 'weights.bin', which is not there.
+    from device.onnx_reader import read_onnx
+
+    def field(number: int, wire: int, payload: bytes) -> bytes:
+        key = bytes([number << 3 | wire])
+        return key + (bytes([len(payload)]) + payload if wire == 2 else payload)
+
+    entry = field(1, 2, b"location") + field(2, 2, b"weights.bin")
+    tensor = field(8, 2, b"W") + field(13, 2, entry) + field(14, 0, b"\x01")
+    graph = field(5, 2, tensor) + field(12, 2, field(1, 2, b"y"))
+    model = field(1, 0, b"\x08") + field(7, 2, graph)
+    assert read_onnx(model).external_data == {"weights.bin"}
+    return ["inspect", str(_write(tmp, "model.onnx", model))]
+
+
+# --------------------------------------------------------------------------------------------
+# Bundles and manifests
+
+
+@case("B1")
+def changed_byte(tmp: Path) -> list[str]:
+    root = _bundle(tmp)
+    data = bytearray((root / "model.fp32.tflite").read_bytes())
+    data[600] ^= 0x01
+    (root / "model.fp32.tflite").write_bytes(bytes(data))
+    return ["verify", str(root)]
+
+
+@case("B2")
+def missing_artifact(tmp: Path) -> list[str]:
+    root = _bundle(tmp)
+    (root / "model.fp32.onnx").unlink()
+    return ["verify", str(root)]
+
+
+@case("B3")
+def truncated_golden(tmp: Path) -> list[str]:
+    root = _bundle(tmp)
+    (root / "golden.npz").write_bytes((root / "golden.npz").read_bytes()[:-7])
+    return ["verify", str(root)]
+
+
+@case("B4")
+def manifest_not_json(tmp: Path) -> list[str]:
+    root = _bundle(tmp)
+    (root / "manifest.json").write_text('{"format_version": 1,\n "name": "x",,}')
+    return ["inspect", str(root)]
+
+
+@case("B5")
+def manifest_future_version(tmp: Path) -> list[str]:
+    return ["verify", str(_edit_manifest(_bundle(tmp), lambda m: m.update(format_version=2)))]
+
+
+@case("B6")
+def manifest_bad_sha(tmp: Path) -> list[str]:
+    return ["verify", str(_edit_manifest(_bundle(tmp), lambda m: m["artifacts"][1].update(sha256="deadbeef")))]
+
+
+@case("B7")
+def manifest_path_traversal(tmp: Path) -> list[str]:
+    root = _edit_manifest(_bundle(tmp), lambda m: m["artifacts"][0].update(path="../../etc/model.onnx"))
+    return ["verify", str(root)]
+
+
+@case("B8")
+def manifest_wrong_type(tmp: Path) -> list[str]:
+    return ["verify", str(_edit_manifest(_bundle(tmp), lambda m: m["artifacts"][0].update(bytes="620")))]
+
+
+@case("B9")
+def manifest_labels_missing(tmp: Path) -> list[str]:
+    return ["inspect", str(_edit_manifest(_bundle(tmp), lambda m: m["task"].pop("labels")))]
+
+
+@case("B10")
+def manifest_layout_mismatch(tmp: Path) -> list[str]:
+    return ["inspect", str(_edit_manifest(_bundle(tmp), lambda m: m["inputs"][0].update(layout="NCHW")))]
+
+
+@case("B11")
+def symlinked_artifact(tmp: Path) -> list[str]:
+    root = _bundle(tmp)
+    target = tmp / "elsewhere.onnx"
+    (root / "model.fp32.onnx").rename(target)
+    (root / "model.fp32.onnx").symlink_to(target)
+    return ["verify", str(root)]
+
+
+@case("B12")
+def directory_without_manifest(tmp: Path) -> list[str]:
+    (tmp / "models").mkdir()
+    return ["verify", str(tmp / "models") + "/"]
+
+
+# --------------------------------------------------------------------------------------------
+# Archives
+
+
+@case("A1")
+def archive_absolute_path(tmp: Path) -> list[str]:
+    return ["verify", str(_archive(tmp, [_manifest_member(tmp), _member("/etc/cron.d/evil")]))]
+
+
+@case("A2")
+def archive_dotdot(tmp: Path) -> list[str]:
+    return ["verify", str(_archive(tmp, [_manifest_member(tmp), _member("../../.bashrc")]))]
+
+
+@case("A3")
+def archive_symlink(tmp: Path) -> list[str]:
+    member = _member("model.fp32.onnx", None, tarfile.SYMTYPE, "/etc/shadow")
+    return ["verify", str(_archive(tmp, [_manifest_member(tmp), member]))]
+
+
+@case("A4")
+def archive_hardlink(tmp: Path) -> list[str]:
+    member = _member("model.fp32.onnx", None, tarfile.LNKTYPE, "manifest.json")
+    return ["verify", str(_archive(tmp, [_manifest_member(tmp), member]))]
+
+
+@case("A5")
+def archive_device(tmp: Path) -> list[str]:
+    return ["verify", str(_archive(tmp, [_manifest_member(tmp), _member("sda", None, tarfile.BLKTYPE)]))]
+
+
+@case("A6")
+def archive_duplicate(tmp: Path) -> list[str]:
+    manifest = _manifest_member(tmp)
+    return ["verify", str(_archive(tmp, [manifest, _member("manifest.json", b"{}")]))]
+
+
+@case("A7")
+def archive_huge_member(tmp: Path) -> list[str]:
+    # Only the header: it claims 3 GiB, and is refused before a byte of it is read.
+    info, _ = _member("model.fp32.onnx", None)
+    info.size = 3 << 30
+    return ["verify", str(_archive(tmp, [_manifest_member(tmp), (info, None)]))]
+
+
+@case("A8")
+def archive_stray_member(tmp: Path) -> list[str]:
+    root = _bundle(tmp)
+    members = [_member(p.name, p.read_bytes()) for p in sorted(root.iterdir())] + [_member("install.sh", b"#!/bin/sh")]
+    return ["verify", str(_archive(tmp, members))]
+
+
+@case("A9")
+def archive_not_tar(tmp: Path) -> list[str]:
+    return ["inspect", str(_write(tmp, "model.spinal", b"\x1f\x8b" + b"garbage" * 50))]
+
+
+@case("A10")
+def archive_without_manifest(tmp: Path) -> list[str]:
+    return ["verify", str(_archive(tmp, [_member("model.fp32.onnx", (DATA / "tiny.onnx").read_bytes())]))]
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures
+
+
+def _keys(tmp: Path) -> tuple[Path, Path]:
+    return generate_keypair(tmp / "release")
+
+
+@case("S1")
+def unsigned_required(tmp: Path) -> list[str]:
+    _, public = _keys(tmp)
+    return ["verify", str(_bundle(tmp)), "--trusted-key", str(public), "--require-signature"]
+
+
+@case("S2")
+def unknown_signer(tmp: Path) -> list[str]:
+    _, public = _keys(tmp)
+    stranger, _ = generate_keypair(tmp / "stranger")
+    root = _bundle(tmp)
+    sign_bundle(root, stranger)
+    return ["verify", str(root), "--trusted-key", str(public), "--require-signature"]
+
+
+@case("S3")
+def manifest_changed_after_signing(tmp: Path) -> list[str]:
+    private, public = _keys(tmp)
+    root = _bundle(tmp)
+    sign_bundle(root, private)
+    _edit_manifest(root, lambda m: m.update(description="retrained"))
+    return ["verify", str(root), "--trusted-key", str(public), "--require-signature"]
+
+
+@case("S4")
+def signed_archive_tampered(tmp: Path) -> list[str]:
+    private, public = _keys(tmp)
+    archive = pack_archive(_bundle(tmp), tmp / "tiny.spinal")
+    sign_bundle(archive, private)
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    tampered = [(m, data.replace(b"tiny linear", b"tiny LINEAR")) for m, data in members]
+    return ["verify", str(_archive(tmp, tampered)), "--trusted-key", str(public), "--require-signature"]
+
+
+@case("S5")
+def world_readable_key(tmp: Path) -> list[str]:
+    private, _ = _keys(tmp)
+    private.chmod(0o644)
+    return ["sign", str(_bundle(tmp)), "--key", str(private)]
+
+
+@case("S6")
+def keygen_overwrite(tmp: Path) -> list[str]:
+    _keys(tmp)
+    return ["keygen", "--out", str(tmp / "release")]
+
+
+# --------------------------------------------------------------------------------------------
+# The walk
+
+
+ROW = re.compile(r"^\|\s*(?P<id>[A-Z]+\d+)\s*\|(?P<what>[^|]*)\|\s*(?P<exit>\d)\s*\|\s*`(?P<message>.*)`\s*\|\s*$")
+
+
+def catalogue_rows() -> dict[str, tuple[int, str]]:
+    rows: dict[str, tuple[int, str]] = {}
+    for line in CATALOGUE.read_text(encoding="utf-8").splitlines():
+        if match := ROW.match(line):
+            assert match["id"] not in rows, f"duplicate row {match['id']}"
+            rows[match["id"]] = (int(match["exit"]), match["message"].replace("\\|", "|"))
+    return rows
+
+
+def test_catalogue_and_cases_agree():
+    rows = catalogue_rows()
+    assert len(rows) >= 30
+    assert sorted(set(rows) - set(CASES)) == [], "rows in docs/bad-inputs.md without a case here"
+    assert sorted(set(CASES) - set(rows)) == [], "cases here without a row in docs/bad-inputs.md"
+
+
+@pytest.mark.parametrize("case_id", sorted(CASES))
+def test_bad_input_gets_the_documented_message(case_id: str, tmp_path: Path):
+    expected_exit, expected_message = catalogue_rows()[case_id]
+    argv = CASES[case_id](tmp_path)
+    result = run_cli(*argv)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"{case_id}: expected one stderr line, got {result.stderr!r}"
+    # Key ids are random per run (fresh keys): the catalogue writes them as <key-id>.
+    actual = re.sub(r"\b[0-9a-f]{16}\b", "<key-id>", lines[0].replace(str(tmp_path), "<tmp>"))
+    assert actual == expected_message
+    assert result.exit_code == expected_exit
