@@ -129,3 +129,20 @@ def test_bad_model_files_exit_2(tmp_path, name, content, message):
 def test_usage_error_exit_2():
     result = run_cli("inspect")
     assert result.exit_code == 2
+
+
+def test_host_command_without_host_extra_says_how_to_install(tmp_path, monkeypatch):
+    """On a device (no onnx), `spinal convert` explains which extra to install instead of a traceback."""
+    import importlib.util
+
+    if os.environ.get("SPINAL_DEVICE_ONLY") != "1":  # simulate the device: the host stack is not importable
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name.split(".")[0] == "onnx" else real(name, *a))
+    result = run_cli("convert", DATA / "tiny.onnx", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: this command needs the converter stack (onnx not installed); install it with: "
+        "pip install 'spinal[host]'"
+    )
+    assert not (tmp_path / "out").exists()
