@@ -231,7 +231,7 @@ class _Ctx:
 
     def resolve_path(self, value: str) -> Path:
         p = Path(value).expanduser()
-        return p if p.is_absolute() else (self.source.parent / p)
+        return p if p.is_absolute() else (self.source.absolute().parent / p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +351,10 @@ def build_dataclass(
             kwargs[name] = _convert(ctx, (*path, name), table[name], hints[name], f.metadata)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ctx.error(path, f"missing required key {name!r} ({_describe(hints[name])})")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (BadInput, ValueError) as exc:
+        raise ctx.error(path, str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,7 +430,7 @@ def parse_config(text: str, source: Path) -> Config:
     post = build_dataclass(ctx, ("postprocess",), data.get("postprocess", {}), PostprocessConfig)
     if post.threshold is not None and post.threshold < 0:
         raise ctx.error(("postprocess", "threshold"), f"must be >= 0, got {post.threshold}")
-    sinks = _sinks(ctx, data.get("sinks"))
+    sinks = _sinks(ctx, data.get("sinks"), device_id, state_dir)
     http = build_dataclass(ctx, ("http",), data.get("http", {}), HttpConfig)
     daemon = build_dataclass(ctx, ("daemon",), data.get("daemon", {}), DaemonConfig)
     return Config(source=source, device_id=device_id, model=model, sensors=sensors, binding=binding,
@@ -501,7 +504,27 @@ def _sensors(ctx: _Ctx, value: Any) -> tuple[SensorConfig, ...]:
     return tuple(out)
 
 
-def _sinks(ctx: _Ctx, value: Any) -> tuple[SinkConfig, ...]:
+def _mqtt_options(ctx: _Ctx, path: tuple[Any, ...], table: dict[str, Any], device_id: str,
+                  state_dir: Path | None) -> Any:
+    """``[[sinks]] type = "mqtt"``: the MQTT sink's own options plus its ``[sinks.spool]`` table."""
+    from device.sinks.factory import MqttSinkOptions
+    from device.sinks.mqtt import MqttOptions
+    from device.sinks.spool import SpoolOptions
+
+    mqtt = build_dataclass(ctx, path, table, MqttOptions, skip=("type", "name", "kinds", "spool"),
+                           extra={"device_id": device_id})
+    spool_table = table.get("spool", {})
+    extra = {}
+    if not isinstance(spool_table, dict) or "path" not in spool_table:
+        if state_dir is None:
+            raise ctx.error((*path, "spool"), "the MQTT spool needs a place on disk: set state_dir at the top "
+                                              "or spool.path")
+        extra = {"path": state_dir / "mqtt-spool.sqlite"}
+    spool = build_dataclass(ctx, (*path, "spool"), spool_table, SpoolOptions, extra=extra)
+    return MqttSinkOptions(mqtt=mqtt, spool=spool)
+
+
+def _sinks(ctx: _Ctx, value: Any, device_id: str, state_dir: Path | None) -> tuple[SinkConfig, ...]:
     from device.sinks.factory import SINK_TYPES, sink_options_class
 
     if value is None:
@@ -527,8 +550,10 @@ def _sinks(ctx: _Ctx, value: Any) -> tuple[SinkConfig, ...]:
                                                      f"(kinds: {', '.join(RECORD_KINDS)})")
         if any(s.name == name for s in out):
             raise ctx.error((*path, "name"), f"{name!r} names two sinks; give each a unique name")
-        options_cls = sink_options_class(kind)
-        options = build_dataclass(ctx, path, table, options_cls, skip=("type", "name", "kinds"))
+        if kind == "mqtt":
+            options = _mqtt_options(ctx, path, table, device_id, state_dir)
+        else:
+            options = build_dataclass(ctx, path, table, sink_options_class(kind), skip=("type", "name", "kinds"))
         _post_check = getattr(options, "validate", None)
         if callable(_post_check):
             try:

@@ -174,19 +174,34 @@ def sensor_channels(cfg: SensorConfig, index: int = 0) -> tuple[str, ...]:
     return tuple(describe_sensor(cfg, index).channels)
 
 
-def open_sensor(cfg: SensorConfig, sim: bool) -> Any:
-    """Build the driver of one configured sensor on its bus (a :class:`SimBus` with ``sim``)."""
-    from device.sensors.registry import make_driver
-
+def open_bus_for(cfg: SensorConfig, sim: bool, base_dir: Path) -> Any:
+    """The bus a configured sensor talks on: ``/dev/i2c-N``, or with ``sim`` a :class:`SimBus` holding
+    the simulated chip described by the sensor's ``[sensors.sim]`` table (paths relative to the config)."""
     if sim:
-        from device.sensors import sim as simmod
+        from device.sensors.sim import sim_bus_for
 
-        bus = simmod.sim_bus_for(cfg.driver, cfg.address, cfg.sim, cfg.rate_hz, bus_number=cfg.bus)
-    else:
-        from device.sensors.bus import open_bus
+        return sim_bus_for(cfg.driver, cfg.address, cfg.sim, cfg.rate_hz, bus_number=cfg.bus, base_dir=base_dir)
+    from device.sensors.bus import open_bus
 
-        bus = open_bus(cfg.bus)
-    return make_driver(cfg.driver, bus, cfg.address, cfg.options)
+    return open_bus(cfg.bus)
+
+
+class SensorOpener:
+    """Builds a sensor's driver, opening its bus once and keeping it across re-initialisations
+    (a simulated bus keeps its faults and its place in a recording)."""
+
+    def __init__(self, cfg: SensorConfig, sim: bool, base_dir: Path) -> None:
+        self.cfg, self.sim, self.base_dir = cfg, sim, base_dir
+        self.bus: Any = None
+
+    def __call__(self) -> Any:
+        from device.sensors.registry import make_driver
+
+        if self.bus is None:
+            from device.sensors.bus import as_bus
+
+            self.bus = as_bus(open_bus_for(self.cfg, self.sim, self.base_dir))
+        return make_driver(self.cfg.driver, self.bus, self.cfg.address, self.cfg.options)
 
 
 @dataclass
@@ -304,8 +319,12 @@ class Sampler(threading.Thread):
         self._close_driver()
 
     def _close_driver(self) -> None:
-        driver, self.driver = self.driver, None
-        close = getattr(driver, "close", None)
+        # The driver is rebuilt (and set up again) on the same bus; the bus stays open.
+        self.driver = None
+
+    def close_bus(self) -> None:
+        bus = getattr(self.open_driver, "bus", None)
+        close = getattr(bus, "close", None)
         if callable(close):
             with contextlib.suppress(Exception):
                 close()
@@ -648,7 +667,18 @@ class Daemon:
             "last_inference_age_s": None if self.last_inference_ns is None
             else round((now - self.last_inference_ns) / 1e9, 3),
             "windows": self.router.stats(), "last_reload": self.last_reload,
+            "sinks": {sink.name: self._sink_stats(sink) for sink, _ in self.sinks},
         }
+
+    @staticmethod
+    def _sink_stats(sink: Sink) -> dict[str, Any]:
+        stats = getattr(sink, "stats", None)
+        if not callable(stats):
+            return {"type": type(sink).__name__}
+        try:
+            return dict(stats())
+        except Exception as exc:
+            return {"error": str(exc)}
 
     def status_line(self) -> str:
         h = self.health()
@@ -670,9 +700,10 @@ class Daemon:
                                        cand.info()["delegate"]).set(1)
         return old
 
-    def reload(self, reason: str) -> bool:
+    def reload(self, reason: str, startup: bool = False) -> bool:
         """Load, verify and canary the bundle; swap it in atomically or keep the running model."""
-        self.notifier.reloading()
+        if not startup:
+            self.notifier.reloading()
         self.notifier.status(f"reloading ({reason})")
         log.info("reloading %s (%s)", self.config.model.bundle, reason)
         signature = bundle_signature(self.config.model.bundle)
@@ -687,7 +718,8 @@ class Daemon:
             self.metrics.reloads.labels("failed").inc()
             self.last_reload = {"result": "failed", "reason": reason, "error": why, "at_unix": time.time()}
             self.event("reload_failed", {"error": why, "kept": keep.info() if keep else None})
-            self.notifier.notify("READY=1", f"STATUS=reload failed, {kept}: {why[:200]}")
+            if not startup:
+                self.notifier.notify("READY=1", f"STATUS=reload failed, {kept}: {why[:200]}")
             return False
         self.generation = cand.generation
         old = self._activate(cand)
@@ -699,7 +731,8 @@ class Daemon:
         self.metrics.reloads.labels("ok").inc()
         self.last_reload = {"result": "ok", "reason": reason, "generation": cand.generation, "at_unix": time.time()}
         self.event("model_loaded", cand.info())
-        self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
+        if not startup:
+            self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         return True
 
     # ----- threads
@@ -786,6 +819,10 @@ class Daemon:
 
         for sc in self.config.sinks:
             sink = create_sink(sc.type, sc.options, SinkContext(self.config.device_id, sc.name, self.config.state_dir))
+            register = getattr(sink, "register_metrics", None)
+            if callable(register):
+                suffix = "" if sc.name == sc.type else "_" + "".join(c if c.isalnum() else "_" for c in sc.name)
+                register(self.metrics.registry, namespace=f"spinal_{sc.type}{suffix}")
             self.sinks.append((sink, sc.kinds))
 
     def _on_reading(self, sensor_id: str, slot: int, t_ns: int, values: dict[str, float]) -> None:
@@ -806,7 +843,7 @@ class Daemon:
             self._build_sinks()
         self._readings = {s.id: s.readings for s in cfg.sensors}
         self.notifier.status("starting: loading model")
-        if not self.reload("startup"):
+        if not self.reload("startup", startup=True):
             raise CheckFailed(f"{cfg.model.bundle}: cannot start: {self.last_reload['error']}"
                               if self.last_reload else "cannot start")
         if cfg.http.enabled:
@@ -819,7 +856,8 @@ class Daemon:
         infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         output = threading.Thread(target=self._output_loop, name="output", daemon=True)
         for s in cfg.sensors:
-            sampler = Sampler(s, lambda s=s: open_sensor(s, self.options.sim), self._on_reading, self.router.on_gap,
+            opener = SensorOpener(s, self.options.sim, cfg.source.absolute().parent)
+            sampler = Sampler(s, opener, self._on_reading, self.router.on_gap,
                               self.stop_event, self.metrics, self.sensor_states[s.id], self.event)
             self.samplers.append(sampler)
         self._threads = [*self.samplers, infer, output]
@@ -909,6 +947,8 @@ class Daemon:
         self.notifier.stopping("stopping: flushing sinks")
         for t in self.samplers:
             t.join(timeout=5)
+            if not t.is_alive():
+                t.close_bus()
         for t in self._threads:
             if t.name == "inference":
                 t.join(timeout=10)
@@ -967,7 +1007,8 @@ def check_config(config: Config, sim: bool = False) -> list[str]:
         from device.sensors import sim as simmod
 
         for s in config.sensors:
-            simmod.sim_bus_for(s.driver, s.address, s.sim, s.rate_hz, bus_number=s.bus)
+            simmod.sim_bus_for(s.driver, s.address, s.sim, s.rate_hz, bus_number=s.bus,
+                               base_dir=config.source.absolute().parent)
     if not config.model.bundle.exists():
         lines.append(f"note: model.bundle {config.model.bundle} does not exist yet; install a bundle there "
                      "before starting the service (the model was not checked)")

@@ -37,8 +37,30 @@ class SinkType:
 
 SINK_TYPES: dict[str, SinkType] = {
     "jsonl": SinkType("device.sinks.jsonl", "JsonlOptions", "build_jsonl"),
-    "mqtt": SinkType("device.sinks.mqtt", "MqttOptions", "build_mqtt", extra="mqtt"),
+    "mqtt": SinkType("device.sinks.factory", "MqttSinkOptions", "build_mqtt", extra="mqtt"),
 }
+
+
+@dataclass(frozen=True)
+class MqttSinkOptions:
+    """``[[sinks]] type = "mqtt"``: the MQTT options (device id from the config) and the spool's."""
+
+    mqtt: Any
+    spool: Any
+
+
+def build_mqtt(options: MqttSinkOptions, ctx: SinkContext) -> Sink:
+    """The MQTT sink (paho imported only now)."""
+    try:
+        from device.sinks.mqtt import MqttSink
+    except ImportError as exc:
+        raise MissingDependency(f"sink type 'mqtt' is not available ({exc}); install it with: "
+                                "pip install 'spinal[mqtt]'") from None
+    if options.spool.path.parent and not options.spool.path.parent.exists():
+        options.spool.path.parent.mkdir(parents=True, exist_ok=True)
+    sink = MqttSink(options.mqtt, options.spool)
+    sink.name = ctx.name
+    return sink
 
 
 def _module(kind: str) -> Any:

@@ -54,7 +54,10 @@ class JsonlSink:
         except OSError as exc:
             raise BadInput(f"sinks: cannot open {path} for writing ({exc.strerror}); check the directory and "
                            "its permissions (the service can write only under its StateDirectory)") from None
-        self._size = self._file.tell()
+        try:
+            self._size = self._file.tell()
+        except OSError:  # a pipe or a character device: no size, no rotation
+            self._size = 0
 
     def _rotate(self) -> None:
         path = self.options.path
