@@ -216,6 +216,9 @@ def open_bus(bus: int | str = 1, *, retry: RetryPolicy | None = None) -> I2CBus:
     except PermissionError as exc:
         raise SensorError(f"no permission to open {path}: {GROUP_HINT}") from exc
     except OSError as exc:
+        if exc.errno == errno_mod.ENOTTY:
+            raise SensorError(f"{path} is not an I2C adapter (the I2C ioctls fail on it); `ls /dev/i2c-*` "
+                              "lists the buses") from exc
         raise SensorError(f"cannot open {path}: {exc.strerror or exc}") from exc
     number: int | str = int(bus) if isinstance(bus, int) or str(bus).isdigit() else path
     i2c = I2CBus(raw, label=f"I2C bus {number}" if isinstance(number, int) else path, number=number,

@@ -177,7 +177,12 @@ class MPU6050(Sensor):
     def read_raw(self) -> tuple[int, int, int, int, int, int, int]:
         if not self._ready:
             raise SensorError(f"{self.where}: read() before setup()")
-        return parse_burst(self.bus.read_block(self.address, REG_ACCEL_XOUT_H, 14))
+        block = self.bus.read_block(self.address, REG_ACCEL_XOUT_H, 14)
+        if not any(block):
+            # Physically impossible (no gravity, 36.53 °C exactly): the chip was reset or power-cycled.
+            raise BusError(f"{self.where}: the data registers read all zeros (the chip was reset or is asleep); "
+                           "call setup() again")
+        return parse_burst(block)
 
     def read(self) -> dict[str, float]:
         o: MPU6050Options = self.options

@@ -446,6 +446,8 @@ class SimBME280(RegisterDevice):
 
     # a measurement ------------------------------------------------------------------------
     def _measure(self) -> None:
+        if self.faults.frozen and self.measurements:
+            return     # frozen: the data registers keep the last result
         self.measurements += 1
         osrs_t, osrs_p, osrs_h = self._osrs()
         values = self.noisy(self.next_values(), {"temperature": 1 / math.sqrt(max(osrs_t, 1)),
@@ -558,6 +560,8 @@ class SimMPU6050(RegisterDevice):
                 self._sample()
 
     def _sample(self) -> None:
+        if self.faults.frozen and self.samples_taken:
+            return
         dlpf, _, accel_g, gyro_dps = self.config()
         bandwidth = mpu.DLPF_BANDWIDTH_HZ.get(dlpf, (260, 256))[0]
         v = self.noisy(self.next_values(), math.sqrt(bandwidth / 260.0))
@@ -582,6 +586,7 @@ class SimSHT3x(SimDevice):
     def __init__(self, *, serial: int = 0x1A2B3C4D, enforce_timing: bool = True, **kwargs: Any) -> None:
         self.serial = serial
         self.enforce_timing = enforce_timing
+        self._last_data: bytes | None = None
         self.commands: list[int] = []
         super().__init__(**kwargs)
 
@@ -602,6 +607,8 @@ class SimSHT3x(SimDevice):
         return self.rate_hz or (self.periodic[0] if self.periodic else 1.0)
 
     def _measurement(self, repeatability: str) -> bytes:
+        if self.faults.frozen and self._last_data is not None:
+            return self._last_data
         values = self.next_values()
         factor = {"high": 1.0, "medium": 2.0, "low": 3.75}[repeatability]
         v = self.noisy(values, factor)
@@ -614,7 +621,8 @@ class SimSHT3x(SimDevice):
         data = bytearray(sht.word_with_crc(sht.temperature_from_si(t)) + sht.word_with_crc(sht.humidity_from_si(rh)))
         if self.faults.corrupt_crc and self._fault_rng.random() < self.faults.corrupt_crc:
             data[2 if self._fault_rng.random() < 0.5 else 5] ^= 0x01 << self._fault_rng.randrange(8)
-        return bytes(data)
+        self._last_data = bytes(data)
+        return self._last_data
 
     def on_write(self, data: bytes) -> None:
         if len(data) < 2:
@@ -715,6 +723,7 @@ class SimADS1115(SimDevice):
         self._round: set[int] = set()
         self._values: dict[str, float] | None = None
         self._last_index = -1
+        self._frozen_codes: dict[int, int] = {}
 
     def output_rate_hz(self) -> float:
         return self.rate_hz or float(ads.data_rate_sps((self.regs[ads.REG_CONFIG] >> 5) & 7))
@@ -722,6 +731,8 @@ class SimADS1115(SimDevice):
     def _code(self, mux: int) -> int:
         cfg = self.regs[ads.REG_CONFIG]
         fsr = ads.full_scale_v((cfg >> 9) & 7)
+        if self.faults.frozen and mux in self._frozen_codes:
+            return self._frozen_codes[mux]
         if self.advance == "per_read":
             if self._values is None or mux in self._round:   # a new round of conversions: the next sample
                 self._values = self.noisy(self.next_values())
@@ -732,7 +743,9 @@ class SimADS1115(SimDevice):
         pos, neg = ads.MUX_INPUTS[mux]
         volts = self._values[f"ain{pos}"] - (self._values[f"ain{neg}"] if neg is not None else 0.0)
         self.conversions += 1
-        return ads.volts_to_code(volts, fsr) & 0xFFFF
+        code = ads.volts_to_code(volts, fsr) & 0xFFFF
+        self._frozen_codes[mux] = code
+        return code
 
     def _settle(self) -> None:
         if self._pending_code is not None and time.monotonic() >= self._done_at:
@@ -1010,9 +1023,16 @@ def make_sim_device(kind: str, spec: dict[str, Any] | None = None, *, where: str
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
         kwargs["source"] = Recording.load(path, spec.get("sample_rate_hz"))
-    for key in ("advance", "rate_hz", "noise", "seed"):
+    for key, kind_of in (("advance", str), ("rate_hz", float), ("noise", float), ("seed", int)):
         if key in spec:
-            kwargs[key] = spec[key]
+            value = spec[key]
+            ok = isinstance(value, str) if kind_of is str else \
+                isinstance(value, int | float) and not isinstance(value, bool) and (kind_of is float or
+                                                                                     float(value).is_integer())
+            if not ok or (key in ("rate_hz", "noise") and (value < 0 or (key == "rate_hz" and value == 0))):
+                raise BadInput(f"{where}.{key}: {value!r} is not a valid {'positive ' if key == 'rate_hz' else ''}"
+                               f"{kind_of.__name__}")
+            kwargs[key] = kind_of(value)
     if "enforce_timing" in spec:
         if kind not in ("sht3x", "ads1115"):
             raise BadInput(f"{where}.enforce_timing: only the sht3x and ads1115 simulations have it")
@@ -1065,3 +1085,31 @@ def default_sim_bus(*, bus: int = 1, seed: int = 0) -> SimBus:
     """One of each simulated chip at its usual address: bme280 0x76, bmp280 0x77, mpu6050 0x68,
     sht3x 0x44, ads1115 0x48."""
     return SimBus({addr: SIM_CHIPS[kind](seed=seed) for kind, addr in DEFAULT_ADDRESSES.items()}, bus=bus)
+
+
+def sim_bus_for(driver: str, address: int | None = None, sim: dict[str, Any] | None = None,
+                rate_hz: float | None = None, *, bus_number: int = 1, base_dir: str | Path | None = None) -> SimBus:
+    """A :class:`SimBus` holding the one simulated chip a configured sensor needs (``spinal run --sim``).
+
+    ``sim`` is the sensor's ``[sensors.sim]`` table: the per-chip keys of :func:`build_sim_bus`
+    (``replay``, ``sample_rate_hz``, ``advance``, ``noise``, ``seed``, ``enforce_timing``, ``frozen``,
+    ``corrupt_crc``, ``address``) plus ``nack_probability`` and ``fault_seed`` for the bus. ``rate_hz``
+    (the sampler's rate) is the time base of a synthetic signal unless ``sim`` sets ``rate_hz``.
+    """
+    spec = dict(sim or {})
+    if "kind" in spec:
+        raise BadInput(f"sim.kind: the simulated chip is the sensor's driver ({driver}); remove 'kind'")
+    p = spec.pop("nack_probability", 0.0)
+    seed = spec.pop("fault_seed", 0)
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        raise BadInput(f"sim.nack_probability: {p!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise BadInput(f"sim.nack_probability: {p} is not a probability (0..1)")
+    if address is not None:
+        spec.setdefault("address", address)
+    if rate_hz and "rate_hz" not in spec:
+        spec["rate_hz"] = rate_hz
+    addr, device = make_sim_device(driver, spec, where="sim", base_dir=base_dir)
+    return SimBus({addr: device}, BusFaults(p, seed), bus=bus_number)
