@@ -8,9 +8,10 @@ PYTHON_DEVICE ?= $(shell command -v python3.13 2>/dev/null || ls -d /root/.pyenv
 VENV := .venv
 DEVICE_VENV := .venv-device
 # Tests that need only the device extras (numpy 2, LiteRT, onnxruntime, paho): run again in DEVICE_VENV.
-DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py
+DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py \
+	tests/daemon/test_pipeline.py tests/daemon/test_config.py
 
-.PHONY: test lint venv device-venv clean
+.PHONY: test lint venv device-venv clean demo
 
 # The developer venv: every extra. onnx2tf pins numpy/onnx/onnxruntime/tensorflow exactly (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -29,8 +30,22 @@ $(DEVICE_VENV)/.installed: pyproject.toml
 	$(DEVICE_VENV)/bin/pip check
 	touch $@
 
+# `make demo` needs only what a Pi gets (device, onnx-runtime, mqtt extras), not the host stack.
+# It reuses the developer venv when `make venv` already installed everything.
+$(VENV)/.demo-installed: pyproject.toml
+	@if [ -f $(VENV)/.installed ] && [ $(VENV)/.installed -nt pyproject.toml ]; then touch $@; exit 0; fi; \
+	set -e; test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV); \
+	$(VENV)/bin/pip install -q --upgrade pip; \
+	$(VENV)/bin/pip install -q -e ".[device,onnx-runtime,mqtt]"; \
+	touch $@
+
 venv: $(VENV)/.installed
 device-venv: $(DEVICE_VENV)/.installed
+
+# The main job on simulated sensors: the daemon replays held-out recordings for 30 s, prints its
+# predictions and how many windows it got right (firmware/demo.py, firmware/demo.toml).
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/python firmware/demo.py --duration 30
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

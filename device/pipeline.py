@@ -311,6 +311,17 @@ def bind_channels(
     for name in model_channels:
         ref = overrides.get(name, name)
         key = f"{where}.{name}" if name in overrides else f"model channel {name!r}"
+        if "." not in ref and name not in overrides:
+            # A bare channel name (accel_x): the one sensor that has such a channel.
+            owners = [sid for sid, chans in sensor_channels.items() if ref in chans]
+            if len(owners) == 1:
+                out.append(ChannelSource(owners[0], ref))
+                continue
+            if len(owners) > 1:
+                raise BadInput(f"{key}: sensors {', '.join(owners)} all have a channel {ref!r}; say which in "
+                               f'[binding], e.g. "{name}" = "{owners[0]}.{ref}"')
+            raise BadInput(f"{key}: no sensor has a channel {ref!r}; bind it in [binding], e.g. "
+                           f'"{name}" = "SENSOR_ID.CHANNEL"')
         try:
             src = parse_channel_ref(ref)
         except BadInput:

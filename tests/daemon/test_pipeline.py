@@ -139,8 +139,12 @@ def test_bind_channels_defaults_overrides_and_errors():
         bind_channels(["baro.p"], sensors)
     with pytest.raises(BadInput, match=r"binding\.nope: the model has no input channel 'nope'"):
         bind_channels(["imu.accel_x"], sensors, {"nope": "imu.accel_x"})
-    with pytest.raises(BadInput, match=r"'acc_x' is not SENSOR_ID\.CHANNEL"):
+    with pytest.raises(BadInput, match=r"model channel 'acc_x': no sensor has a channel 'acc_x'; bind it in"):
         bind_channels(["acc_x"], sensors)
+    # a bare channel name binds to the one sensor that has it
+    assert [str(c) for c in bind_channels(["gyro_z", "temperature"], sensors)] == ["imu.gyro_z", "env.temperature"]
+    with pytest.raises(BadInput, match=r"sensors imu, imu2 all have a channel 'gyro_z'; say which in \[binding\]"):
+        bind_channels(["gyro_z"], {**sensors, "imu2": ("gyro_z",)})
 
 
 @settings(max_examples=100, deadline=None)
