@@ -26,6 +26,7 @@ only if one of them passes. Every attempt is reported.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -178,6 +179,8 @@ def convert(opts: ConvertOptions, progress: Progress | None = None) -> ConvertRe
     try:
         return _Pipeline(opts, wanted, work, progress).run()
     finally:
+        if "toolchain.tflite" in sys.modules:
+            sys.modules["toolchain.tflite"].close_workers()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -222,6 +225,8 @@ class _Pipeline:
                                  output_names=opts.output_names, opset=opts.opset)
         self.source = self._timed("import model", lambda: load_source(opts.model, self.work, src_opts))
         self.notes += self.source.notes
+        if self.source.tflite_blocked and not opts.formats:  # the default is every format that applies
+            self.wanted = tuple(k for k in self.wanted if FORMATS[k][0] != "tflite")
         fp32 = self.source.onnx_path
         try:
             self.inputs, self.outputs = onnx_io(fp32)
@@ -359,7 +364,8 @@ class _Pipeline:
             if isinstance(exc, BadInput) and not isinstance(exc, ModelFileError):
                 raise
             self.failed[name] = {"format": fmt, "precision": precision, "reason": str(exc)}
-            self.notes.append(f"{name} not produced: {exc}")
+            if not (fmt == "tflite" and self.source.tflite_blocked):
+                self.notes.append(f"{name} not produced: {exc}")
 
     def _gate(self, key: str, attempts: list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]],
               more: Callable[[], list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]] | None) -> None:
@@ -388,7 +394,7 @@ class _Pipeline:
                 except Exception as exc:  # the debugger is best effort
                     self.notes.append(f"{FORMATS[key][2]}: sensitivity analysis failed ({type(exc).__name__}: {exc})")
         if best is None:
-            errors = "; ".join(t.get("error", "") for t in tried)
+            errors = "; ".join(dict.fromkeys(t.get("error", "") for t in tried))
             raise ModelFileError(errors or "quantization failed")
         label, path, ins, outs, metrics, runner = best[1]
         for t in tried:
@@ -400,6 +406,10 @@ class _Pipeline:
         from toolchain.quantize import QuantConfig, quantize_onnx, sensitive_nodes
 
         fp32 = self.source.onnx_path
+        quantizable = _quantizable_ops(fp32)
+        if not quantizable:
+            raise ModelFileError(f"no operator onnxruntime can quantize (ops: {_op_summary(fp32)}); "
+                                 "model.fp32.onnx is the ONNX artifact to use")
         base = QuantConfig(per_channel=self.opts.per_channel, method=self.opts.calibration_method,
                            keep_float=self.opts.keep_float)
         counter = iter(range(1000))
@@ -606,6 +616,17 @@ class _Pipeline:
                 out.replace(old) if out.is_dir() else out.unlink()
             self.stage.replace(out)
         return ConvertResult(out=out, manifest=manifest, report=report)
+
+
+def _quantizable_ops(path: Path) -> list[str]:
+    """Default-domain operators with weights or activations that ORT's static quantizer handles."""
+    import onnx
+
+    model = onnx.load(str(path))
+    has_default = any(imp.domain in ("", "ai.onnx") for imp in model.opset_import)
+    ops = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Relu", "Clip", "Sigmoid", "LSTM", "GRU",
+           "AveragePool", "MaxPool", "GlobalAveragePool", "Concat", "Softmax", "Attention"}
+    return [n.op_type for n in model.graph.node if has_default and n.domain in ("", "ai.onnx") and n.op_type in ops]
 
 
 def _op_summary(path: Path) -> str:

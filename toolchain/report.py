@@ -93,7 +93,8 @@ def markdown(report: dict[str, Any]) -> str:
         for path, entry in remedies:
             lines.append(f"- `{path}`:")
             for a in entry["attempts"]:
-                lines.append(f"  - {a['config']}: drop {a['drop']:+.3f}{' ← chosen' if a.get('chosen') else ''}")
+                drop = "failed: " + a.get("error", "") if a.get("drop") is None else f"drop {a['drop']:+.3f}"
+                lines.append(f"  - {a['config']}: {drop}{' ← chosen' if a.get('chosen') else ''}")
     notes = report.get("notes", [])
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

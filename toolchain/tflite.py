@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from device.errors import ModelFileError
+from device.errors import ModelFileError, SpinalError
 from device.manifest import ArtifactTensor, Quantization
 from toolchain.calibration import DataSet, InputSpec
 
@@ -44,7 +44,13 @@ class SavedModel:
 
 @contextlib.contextmanager
 def quiet_native() -> Iterator[None]:
-    """Send stdout/stderr (Python and C level) to a buffer while TF/onnx2tf chatter; restore after."""
+    """Send stdout/stderr (Python and C level) to a buffer while TF/onnx2tf chatter; restore after.
+
+    ``SPINAL_CONVERT_VERBOSE=1`` in the environment lets everything through (for debugging).
+    """
+    if os.environ.get("SPINAL_CONVERT_VERBOSE"):
+        yield
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -107,10 +113,16 @@ def onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec,
             import onnx2tf
     except ImportError as exc:
         raise ModelFileError(f"onnx2tf is not importable ({exc}); install the host extra") from None
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(onnx_path)).graph.node}
     try:
         with quiet_native():
             onnx2tf.convert(
                 input_onnx_file_path=str(onnx_path),
+                # Unrolled recurrent layers become plain ops that the int8 quantizer handles; the
+                # while-loop form crashes TF's quantizer.
+                enable_rnn_unroll=bool(ops & {"LSTM", "GRU", "RNN"}),
                 output_folder_path=str(out_dir),
                 keep_shape_absolutely_input_names=[s.name for s in inputs],
                 copy_onnx_input_output_names_to_tflite=True,
@@ -191,9 +203,144 @@ class TfliteOptions:
     denylist: tuple[str, ...] = ()  # TF node names kept in float (quantization debugger)
 
 
+class _Worker:
+    """A child process that runs TensorFlow jobs one at a time (job file path in, status line out).
+
+    TensorFlow's TFLite converter can crash (SIGSEGV) on some graphs: in a child, that loses one
+    artifact instead of the whole run. The child stays up between jobs so TensorFlow is imported
+    once; after a crash the next job starts a fresh one.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        import subprocess
+
+        _quiet_tf_env()
+        self.log = workdir / f"tflite-worker-{os.getpid()}-{id(self)}.log"
+        self._log_fh = open(self.log, "ab")  # noqa: SIM115 - lives as long as the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "toolchain.tflite", "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._log_fh, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), cwd=str(workdir))
+
+    def run(self, job_path: Path) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(f"{job_path}\n")
+            self.proc.stdin.flush()
+            return self.proc.stdout.readline().strip()
+        except (BrokenPipeError, OSError):
+            return ""
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_fh.close()
+
+
+_WORKERS: dict[Path, _Worker] = {}
+
+
+def close_workers() -> None:
+    """Stop the TensorFlow child processes (the pipeline calls this when it ends)."""
+    while _WORKERS:
+        _, worker = _WORKERS.popitem()
+        worker.close()
+
+
+def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, job: dict[str, Any],
+                what: str) -> Path:
+    """Run one TensorFlow job in the worker child process and return the file it wrote."""
+    import json
+
+    workdir = sm.path.parent
+    data_path = workdir / f"tflite-data-{calib.sha256()[:16]}.npz"
+    if not data_path.exists():
+        np.savez(data_path, **{f"in{i}": calib.arrays[s.name] for i, s in enumerate(inputs)})
+    out = workdir / f"tflite-job-{abs(hash(json.dumps(job, sort_keys=True)))}-{len(list(workdir.iterdir()))}"
+    job = {**job, "saved_model": str(sm.path), "input_keys": sm.input_keys, "output_keys": sm.output_keys,
+           "producer": sm.producer, "inputs": [[s.name, list(s.shape), s.dtype] for s in inputs],
+           "data": str(data_path), "out": str(out)}
+    job_path = out.with_suffix(".json")
+    job_path.write_text(json.dumps(job))
+    worker = _WORKERS.get(workdir)
+    if worker is None or worker.proc.poll() is not None:
+        worker = _WORKERS[workdir] = _Worker(workdir)
+    status = worker.run(job_path)
+    if status == "ok" and out.exists():
+        return out
+    if status.startswith("error: "):
+        raise ModelFileError(status[len("error: "):])
+    if not status:  # the child died mid-job: wait for its exit status
+        import subprocess
+
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.proc.wait(timeout=60)
+    code = worker.proc.poll()
+    _WORKERS.pop(workdir, None)
+    worker.close()
+    if code is not None and code < 0:
+        import signal
+
+        name = signal.Signals(-code).name
+        raise ModelFileError(f"TensorFlow's TFLite converter crashed ({name}) making {what}; the other artifacts "
+                             "are unaffected")
+    tail = [ln for ln in worker.log.read_text(errors="replace").splitlines() if ln.strip()]
+    last = next((ln for ln in reversed(tail) if "Error" in ln), tail[-1] if tail else status or "no output")
+    raise ModelFileError(f"TFLite {what} conversion failed: {last.strip()[:300]}")
+
+
 def convert_saved_model(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], calib: DataSet,
                         options: TfliteOptions = TfliteOptions()) -> bytes:
-    """One TFLite flatbuffer of ``sm`` at ``precision``."""
+    """One TFLite flatbuffer of ``sm`` at ``precision`` (made in a child process)."""
+    if precision not in TFLITE_PRECISIONS:
+        raise ValueError(f"unknown TFLite precision {precision!r}")
+    job = {"kind": "convert", "precision": precision, "per_channel": options.per_channel,
+           "denylist": list(options.denylist)}
+    return _run_worker(sm, inputs, calib, job, precision).read_bytes()
+
+
+def _serve() -> int:
+    """The child's loop: one job file path per stdin line; ``ok`` or ``error: ...`` per stdout line."""
+    import json
+
+    for line in sys.stdin:
+        try:
+            _worker_job(json.loads(Path(line.strip()).read_text()))
+            reply = "ok"
+        except SpinalError as exc:
+            reply = f"error: {exc}"
+        except Exception as exc:
+            reply = f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        sys.stdout.write(reply + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _worker_job(job: dict[str, Any]) -> int:
+    import json
+
+    sm = SavedModel(path=Path(job["saved_model"]), input_keys=job["input_keys"], output_keys=job["output_keys"],
+                    producer=job["producer"])
+    inputs = tuple(InputSpec(n, tuple(shape), dtype) for n, shape, dtype in job["inputs"])
+    with np.load(job["data"]) as data:
+        calib = DataSet(arrays={s.name: data[f"in{i}"] for i, s in enumerate(inputs)}, source=job["data"])
+    if job["kind"] == "convert":
+        options = TfliteOptions(per_channel=job["per_channel"], denylist=tuple(job["denylist"]))
+        content = _convert_here(sm, job["precision"], inputs, calib, options)
+        Path(job["out"]).write_bytes(content)
+    else:
+        names = _sensitive_here(sm, inputs, calib, job["limit"])
+        Path(job["out"]).write_text(json.dumps(names))
+    return 0
+
+
+def _convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], calib: DataSet,
+                  options: TfliteOptions) -> bytes:
     tf = import_tf()
     conv = tf.lite.TFLiteConverter.from_saved_model(str(sm.path))
     if precision == "fp16":
@@ -239,6 +386,13 @@ def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet
 
 def sensitive_tf_nodes(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, limit: int = 4) -> list[str]:
     """TF node names whose int8 version adds the most error, per the TFLite quantization debugger."""
+    import json
+
+    out = _run_worker(sm, inputs, calib, {"kind": "debug", "limit": limit}, "quantization debugger")
+    return list(json.loads(out.read_text()))
+
+
+def _sensitive_here(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, limit: int) -> list[str]:
     tf = import_tf()
     conv = tf.lite.TFLiteConverter.from_saved_model(str(sm.path))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -325,3 +479,7 @@ def _permuted_layout(logical: tuple[int, ...], actual: tuple[int, ...], layout: 
 def layout_permutation(logical: str, artifact: str) -> tuple[int, ...]:
     """Axes to transpose a logical-layout array into the artifact's layout."""
     return tuple(logical.index(c) for c in artifact)
+
+
+if __name__ == "__main__":
+    sys.exit(_serve())
