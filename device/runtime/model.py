@@ -100,6 +100,8 @@ class _Adapter:
                 and math.isfinite(np.vdot(value, value)) and value.flags.c_contiguous):
             return value
         x = value if type(value) is np.ndarray else self._as_array(value)
+        if x.dtype.kind not in "biuf":
+            raise InputError(f"input {self.name!r}: expected numbers, got {x.dtype.name} values")
         logical = self.logical
         if x.shape != logical.shape and not self._shape_ok(x.shape, logical.shape):
             if self.batchless is not None and self._shape_ok(x.shape, self.batchless):
@@ -144,8 +146,6 @@ class _Adapter:
             x = np.asarray(value)
         except (ValueError, TypeError) as exc:
             raise InputError(f"input {self.name!r}: not an array ({exc})") from None
-        if x.dtype.kind not in "biuf":
-            raise InputError(f"input {self.name!r}: expected numbers, got {x.dtype.name} values")
         return x
 
     # outputs ----------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def preflight(numpy_version: str | None = None, python: tuple[int, int] | None =
         raise MissingDependency(f"tflite-runtime has no release for Python {python[0]}.{python[1]}; {LITERT_HINT}")
 
 
-def operator_codes(data: bytes) -> list[tuple[int, int, str | None]]:
+def operator_codes(data: bytes, source: str = "model.tflite") -> list[tuple[int, int, str | None]]:
     """``(builtin_code, version, custom_code)`` of every operator code in a ``.tflite`` flatbuffer."""
 
     def u32(pos: int) -> int:
@@ -84,12 +84,12 @@ def operator_codes(data: bytes) -> list[tuple[int, int, str | None]]:
             codes.append((code, struct.unpack_from("<i", data, ver)[0] if ver else 1, name))
         return codes
     except (struct.error, IndexError) as exc:
-        raise ModelFileError(f"not a readable TFLite flatbuffer ({exc})") from None
+        raise ModelFileError(f"{source}: not a readable TFLite flatbuffer (truncated or corrupt: {exc})") from None
 
 
 def check_model(path: Path) -> None:
     """Refuse files that tflite-runtime 2.14 is known not to load, before it tries."""
-    codes = operator_codes(path.read_bytes())
+    codes = operator_codes(path.read_bytes(), str(path))
     for code, ver, _ in codes:
         known = MAX_OP_VERSION_2_14.get(code)
         if known and ver > known[1]:

@@ -241,3 +241,21 @@ def build_bundle(root: Path, artifacts: tuple[str, ...] = ALL_ARTIFACTS, corrupt
     )
     write_manifest(root, manifest)
     return root
+
+
+def mlp_dynamic_range(path: Path, seed: int = 3) -> Path:
+    """A dense model big enough for dynamic-range quantization (TF >= 2.19 writes FULLY_CONNECTED v12)."""
+    _quiet_tf()
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    inp = tf.keras.Input((64,), batch_size=1, name="features")
+    hidden = tf.keras.layers.Dense(64, activation="relu")
+    head = tf.keras.layers.Dense(CLASSES)
+    model = tf.keras.Model(inp, head(hidden(inp)))
+    hidden.set_weights([(rng.standard_normal((64, 64)) * 0.2).astype(np.float32), np.zeros(64, np.float32)])
+    head.set_weights([(rng.standard_normal((64, CLASSES)) * 0.2).astype(np.float32), np.zeros(CLASSES, np.float32)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    path.write_bytes(conv.convert())
+    return path

@@ -1,0 +1,147 @@
+"""Honest delegates: a delegate counts only after it matched the golden vectors; otherwise loud fallback or refusal."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.errors import BadInput, CheckFailed
+from device.runtime import DelegateError, RuntimePolicy, load_model
+from device.runtime.delegates import EDGETPU_LIBRARY, parse_delegate
+from tests.runtime.bundles import samples
+
+
+def fp32(runtime: str = "litert", **kw: object) -> RuntimePolicy:
+    return RuntimePolicy(runtime=runtime, artifact="fp32", **kw)  # type: ignore[arg-type]
+
+
+def test_parse_delegate_specs() -> None:
+    assert parse_delegate(None).kind == "cpu" and not parse_delegate("xnnpack").accelerated
+    assert parse_delegate("none").kind == "none"
+    tpu = parse_delegate("edgetpu:usb:0")
+    assert (tpu.kind, tpu.library, tpu.options) == ("edgetpu", EDGETPU_LIBRARY, {"device": "usb:0"})
+    ext = parse_delegate("/opt/armnn/libarmnnDelegate.so,backends=CpuAcc,logging-severity=info")
+    assert ext.kind == "external" and ext.options == {"backends": "CpuAcc", "logging-severity": "info"}
+    assert parse_delegate("cuda").provider == "CUDAExecutionProvider"
+    assert parse_delegate("OpenVINOExecutionProvider").provider == "OpenVINOExecutionProvider"
+    gpu = parse_delegate("gpu")
+    assert gpu.applies_to("litert") and gpu.applies_to("onnxruntime")
+    assert not parse_delegate("cuda").applies_to("litert") and not tpu.applies_to("onnxruntime")
+    with pytest.raises(BadInput, match="delegate 'tpu' is unknown"):
+        parse_delegate("tpu")
+    with pytest.raises(BadInput, match="edgetpu:usb"):
+        parse_delegate("edgetpu:wifi")
+    with pytest.raises(BadInput, match="not key=value"):
+        parse_delegate("/x/lib.so,oops")
+
+
+@pytest.mark.parametrize(
+    ("delegate", "cause"),
+    [
+        ("/nonexistent/libdelegate.so", r"delegate library /nonexistent/libdelegate.so not found; check the path"),
+        ("edgetpu", r"libedgetpu.so.1 is not installed; install it with 'apt install libedgetpu1-std'"),
+        ("libm.so.6", r"loads but is not a TFLite external delegate \(no tflite_plugin_create_delegate"),
+    ],
+)
+def test_delegate_that_fails_to_load_falls_back_loudly(bundle_dir: Path, caplog: pytest.LogCaptureFixture,
+                                                        delegate: str, cause: str) -> None:
+    with caplog.at_level(logging.WARNING, logger="spinal.runtime"):
+        model = load_model(bundle_dir, fp32(delegate=delegate))
+    assert model.info.delegate == "XNNPACK"  # what actually runs: the CPU path
+    assert model.info.fallback_reason is not None
+    assert re.search(cause, model.info.fallback_reason)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings and re.search(cause, warnings[-1].getMessage())
+    assert "running model_fp32.tflite on the CPU instead" in warnings[-1].getMessage()
+    assert model.run({"imu": samples(1, seed=1)})["logits"].shape == (1, 4)
+
+
+def test_delegate_that_fails_to_load_is_refused_when_fail_closed(bundle_dir: Path) -> None:
+    with pytest.raises(DelegateError, match="libedgetpu1-std") as info:
+        load_model(bundle_dir, fp32(delegate="edgetpu", fail_closed=True))
+    assert isinstance(info.value, CheckFailed) and info.value.exit_code == 1
+
+
+def test_not_a_shared_library(bundle_dir: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "libfake.so"
+    fake.write_bytes(b"\x7fELF" + b"\x00" * 10)
+    model = load_model(bundle_dir, fp32(delegate=str(fake)))
+    assert "is not a shared library for this machine" in (model.info.fallback_reason or "")
+
+
+def test_delegate_that_loads_but_mismatches(bundle_dir: Path, zero_delegate: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A real external delegate that takes every node and computes nothing: the golden check catches it."""
+    with caplog.at_level(logging.WARNING, logger="spinal.runtime"):
+        model = load_model(bundle_dir, fp32(delegate=str(zero_delegate)))
+    reason = model.info.fallback_reason or ""
+    assert "runs model_fp32.tflite but its outputs do not match: 8 golden vectors, max |err|" in reason
+    assert "> tolerance atol=0.0001" in reason
+    assert model.info.delegate == "XNNPACK"
+    x = samples(1, seed=4)
+    cpu = load_model(bundle_dir, fp32())
+    np.testing.assert_array_equal(model.run({"imu": x})["logits"], cpu.run({"imu": x})["logits"])
+    with pytest.raises(DelegateError, match="outputs do not match"):
+        load_model(bundle_dir, fp32(delegate=str(zero_delegate), fail_closed=True))
+
+
+def test_mismatching_delegate_on_a_plain_file_is_caught_against_the_cpu(plain_files: dict[str, Path],
+                                                                         zero_delegate: Path) -> None:
+    model = load_model(plain_files["fp32"], RuntimePolicy(delegate=str(zero_delegate)))
+    assert "random (against the CPU) vectors" in (model.info.fallback_reason or "")
+
+
+def test_the_zero_delegate_really_runs_when_unchecked(bundle_dir: Path, zero_delegate: Path) -> None:
+    """Proof that the fixture is a working delegate (so the test above is not passing by accident)."""
+    from device.runtime.delegates import parse_delegate as parse
+    from device.runtime.select import open_session
+
+    session = open_session("litert", bundle_dir / "model_fp32.tflite", 1, parse(str(zero_delegate)))
+    assert session.delegate == "libzero_delegate.so"
+    out = session.run([samples(1, seed=1)])[0]
+    assert not np.allclose(out, load_model(bundle_dir, fp32()).run({"imu": samples(1, seed=1)})["logits"])
+
+
+def test_ort_provider_the_wheel_lacks(bundle_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with caplog.at_level(logging.WARNING, logger="spinal.runtime"):
+        model = load_model(bundle_dir, fp32("onnxruntime", delegate="cuda"))
+    assert model.info.provider == "CPUExecutionProvider"
+    assert "CUDAExecutionProvider is not in this onnxruntime" in (model.info.fallback_reason or "")
+    assert "install onnxruntime-gpu" in caplog.text
+    with pytest.raises(DelegateError, match="install onnxruntime-gpu"):
+        load_model(bundle_dir, fp32("onnxruntime", delegate="cuda", fail_closed=True))
+
+
+def test_ort_per_node_fallback_is_detected(bundle_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The Azure EP is in the PyPI wheel but runs none of these nodes: ORT puts them on the CPU quietly."""
+    import onnxruntime
+
+    if "AzureExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has no Azure EP")
+    with caplog.at_level(logging.WARNING, logger="spinal.runtime"):
+        model = load_model(bundle_dir, fp32("onnxruntime", delegate="azure"))
+    assert model.info.provider == "AzureExecutionProvider"
+    assert "are not supported by AzureExecutionProvider and run on the CPU" in (model.info.fallback_reason or "")
+    assert "run on the CPU" in caplog.text
+    with pytest.raises(DelegateError, match="fail-closed"):
+        load_model(bundle_dir, fp32("onnxruntime", delegate="azure", fail_closed=True))
+
+
+def test_delegate_for_the_wrong_runtime(bundle_dir: Path) -> None:
+    with pytest.raises(BadInput, match="delegate cuda does not apply to litert"):
+        load_model(bundle_dir, fp32(delegate="cuda"))
+    with pytest.raises(BadInput, match="delegate edgetpu does not apply to onnxruntime"):
+        load_model(bundle_dir, fp32("onnxruntime", delegate="edgetpu"))
+
+
+def test_auto_with_an_onnx_provider_only_considers_onnx(bundle_dir: Path, cache_dir: Path) -> None:
+    model = load_model(bundle_dir, RuntimePolicy(delegate="cuda", cache_dir=cache_dir))
+    assert model.info.runtime == "onnxruntime"
