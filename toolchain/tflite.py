@@ -135,7 +135,7 @@ def onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec,
     except Exception as exc:
         message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ModelFileError(f"{onnx_path.name}: onnx2tf failed ({type(exc).__name__}: {message}); "
-                             f"{unsupported_hint(onnx_path)}") from None
+                             f"{unsupported_hint(onnx_path, exc)}") from None
     if not (out_dir / "saved_model.pb").exists():
         raise ModelFileError(f"{onnx_path.name}: onnx2tf wrote no SavedModel; {unsupported_hint(onnx_path)}")
     in_keys, out_keys = _signature_keys(out_dir)
@@ -147,22 +147,48 @@ def onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec,
     )
 
 
-def unsupported_hint(onnx_path: Path) -> str:
-    """Name the nodes of the model that onnx2tf has no converter for, if any."""
+def unsupported_hint(onnx_path: Path, error: BaseException | None = None) -> str:
+    """Name the node(s) of the model that most likely stopped onnx2tf, and why."""
     try:
         import onnx
         import onnx2tf.ops as ops_pkg
 
-        ops_dir = Path(ops_pkg.__file__).parent
-        known = {p.stem for p in ops_dir.glob("*.py")}
+        known = {p.stem for p in Path(ops_pkg.__file__).parent.glob("*.py")}
         model = onnx.load(str(onnx_path))
-        missing = [(n.name or "?", n.op_type) for n in model.graph.node if n.op_type not in known]
+        nodes = list(model.graph.node)
+        missing = [(n.name or "?", n.op_type) for n in nodes if n.op_type not in known]
         if missing:
             listed = ", ".join(f"{name} ({op})" for name, op in missing[:5])
-            return f"no TFLite conversion for node(s) {listed}"
+            return f"onnx2tf has no converter for node(s) {listed}; the ONNX artifacts are still produced"
+        tensor = str(error.args[0]) if isinstance(error, KeyError) and error.args else None
+        if tensor is not None:
+            users = [n for n in nodes if tensor in n.input or tensor in _subgraph_inputs(n)]
+            if users:
+                node = users[-1]
+                where = " (an outer-scope input of its subgraphs)" if tensor in _subgraph_inputs(node) else ""
+                return (f"node {node.name or '?'} ({node.op_type}) could not be converted: tensor {tensor!r}{where} "
+                        "was not available; the ONNX artifacts are still produced")
+        control = [n for n in nodes if n.op_type in ("If", "Loop", "Scan")]
+        if control:
+            listed = ", ".join(f"{n.name or '?'} ({n.op_type})" for n in control[:5])
+            return f"control-flow node(s) {listed} are the likely cause; the ONNX artifacts are still produced"
     except Exception:
         pass
     return "the ONNX artifacts are still produced"
+
+
+def _subgraph_inputs(node: Any) -> set[str]:
+    """Names a node's subgraphs read from the enclosing scope."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        graphs = ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+        for g in graphs:
+            produced = {o for n in g.node for o in n.output} | {i.name for i in g.input} | \
+                {t.name for t in g.initializer}
+            for n in g.node:
+                names |= {i for i in n.input if i and i not in produced}
+                names |= _subgraph_inputs(n)
+    return names
 
 
 def import_tf() -> Any:
