@@ -483,3 +483,72 @@ def test_concurrent_samplers_on_one_bus() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+# --------------------------------------------------------------------------------------------
+# every value of every option reaches the chip and decodes right
+
+
+@pytest.mark.parametrize(("accel_g", "gyro_dps"), [(2, 250), (4, 500), (8, 1000), (16, 2000)])
+@pytest.mark.parametrize("dlpf", range(7))
+def test_mpu6050_every_range_and_dlpf(tmp_path: Path, accel_g: int, gyro_dps: int, dlpf: int) -> None:
+    value_g, value_dps = accel_g * 0.7, gyro_dps * 0.7        # inside every range
+    rows = np.array([[value_g * 9.80665, -value_g * 9.80665, 0.5, math.radians(value_dps), 0, 0, 21.0]])
+    path = write_csv(tmp_path / "x.csv", ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z",
+                                          "temperature"], rows)
+    sim = SimMPU6050(source=Recording.load(path), noise=0.0)
+    drv = MPU6050(one(0x68, sim), 0x68, {"accel_range_g": accel_g, "gyro_range_dps": gyro_dps, "dlpf": dlpf,
+                                         "sample_rate_div": dlpf * 10})
+    drv.setup()
+    v = drv.read()
+    assert sim.config() == (dlpf, dlpf * 10, accel_g, gyro_dps)
+    assert v["accel_x"] == pytest.approx(value_g * 9.80665, abs=9.80665 * accel_g / 32768 + 1e-9)
+    assert v["accel_y"] == pytest.approx(-value_g * 9.80665, abs=9.80665 * accel_g / 32768 + 1e-9)
+    assert v["gyro_x"] == pytest.approx(math.radians(value_dps), abs=math.radians(gyro_dps / 32768 * 1.01))
+    assert drv.sample_rate_hz == (8000 if dlpf == 0 else 1000) / (1 + dlpf * 10)
+
+
+@pytest.mark.parametrize("mps", [0.5, 1, 2, 4, 10])
+@pytest.mark.parametrize("rep", ["high", "medium", "low"])
+def test_sht3x_every_periodic_command(mps, rep) -> None:
+    from device.sensors.sht3x import CMD_PERIODIC
+
+    sim = SimSHT3x(enforce_timing=False)
+    drv = SHT3x(one(0x44, sim), 0x44, {"mode": "periodic", "periodic_mps": mps, "repeatability": rep})
+    drv.setup()
+    assert sim.commands[-1] == CMD_PERIODIC[float(mps)][rep] and sim.periodic == (float(mps), rep)
+    assert 20 < drv.read()["temperature"] < 24
+    assert sim.commands[-1] == 0xE000                         # fetch
+
+
+@pytest.mark.parametrize("fsr", [6.144, 4.096, 2.048, 1.024, 0.512, 0.256])
+def test_ads1115_every_pga(fsr) -> None:
+    volts = fsr * 0.6
+    rec = Recording.from_arrays({"ain0": [volts], "ain1": [0.0], "ain2": [0.0], "ain3": [0.0]}, 10)
+    drv = ADS1115(one(0x48, SimADS1115(source=rec, noise=0.0, enforce_timing=False)), 0x48,
+                  {"full_scale_v": fsr, "channels": ["ain0", "ain0_ain1"]})
+    drv.setup()
+    v = drv.read()
+    assert v == pytest.approx({"ain0": volts, "ain0_ain1": volts}, abs=fsr / 32768)
+
+
+@pytest.mark.parametrize("rate", [8, 16, 32, 64, 128, 250, 475, 860])
+def test_ads1115_every_data_rate(rate) -> None:
+    from device.sensors.ads1115 import DATA_RATE_CODES
+
+    sim = SimADS1115(enforce_timing=rate >= 128)   # the slow rates without real waits on the simulated chip
+    drv = ADS1115(one(0x48, sim), 0x48, {"data_rate": rate, "channels": ["ain2"]})
+    drv.setup()
+    assert drv.read()["ain2"] == pytest.approx(2.5, abs=0.001)
+    assert (sim.regs[1] >> 5) & 7 == DATA_RATE_CODES[rate] and sim.output_rate_hz() == rate
+
+
+@pytest.mark.parametrize("standby", [0.5, 62.5, 125, 250, 500, 1000, 10, 20])
+def test_bme280_every_standby_time(standby) -> None:
+    from device.sensors.bme280 import STANDBY_CODES_BME280
+
+    sim = SimBME280()
+    drv = BME280(one(0x76, sim), 0x76, {"mode": "normal", "standby_ms": standby})
+    drv.setup()
+    assert sim.regs[0xF5] >> 5 == STANDBY_CODES_BME280[float(standby)]
+    assert 15 < drv.read()["temperature"] < 30
