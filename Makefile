@@ -11,7 +11,7 @@ DEVICE_VENV := .venv-device
 DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py \
 	tests/daemon/test_pipeline.py tests/daemon/test_config.py tests/sensors
 
-.PHONY: test lint venv device-venv clean demo
+.PHONY: test lint venv device-venv clean demo models
 
 # The developer venv: every extra. onnx2tf pins numpy/onnx/onnxruntime/tensorflow exactly (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -53,6 +53,12 @@ lint: $(VENV)/.installed
 test: lint $(DEVICE_VENV)/.installed
 	$(VENV)/bin/python -m pytest
 	SPINAL_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -p no:cacheprovider $(DEVICE_TESTS)
+
+# The reference models (models/<name>/): data from sktime/pvlib, seeded training, ONNX export,
+# spinal convert, scoring, metrics.json + MODEL_CARD.md + replay/ (a few minutes on one core).
+MODELS := imu-activity weather anomaly
+models: $(VENV)/.installed
+	@for m in $(MODELS); do echo "== models/$$m"; $(VENV)/bin/python models/$$m/train.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEVICE_VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
