@@ -1,0 +1,168 @@
+"""The daemon under a realistic load: IMU at 100 Hz + BME280 at 1 Hz on simulated buses.
+
+Runs ``spinal run --sim`` as a subprocess for each runtime and reports, from the daemon's own
+/healthz (exact percentiles over the last 4096 events) and from /proc:
+
+- window complete → every sink written (JSON lines file, fsync per second) latency p50/p99;
+- inference (normalize + model + post-process) p50/p99;
+- sampling lateness of the 100 Hz IMU (read finished − scheduled tick) p50/p99;
+- daemon CPU % (of one core) and RSS over the measured period; windows dropped.
+
+The model is the reference imu-activity CNN (models/imu-activity) with its input relabelled as
+100 Hz (window 50, hop 25: 4 inferences/s), so that it can be fed by a 100 Hz IMU; the compute per
+window is the real model's.
+
+    python benchmarks/bench_daemon.py [--seconds 30] [--warmup 5] [--runtimes litert onnxruntime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from device.bundle import open_bundle, pack_archive, write_manifest  # noqa: E402
+
+SOURCE_BUNDLE = ROOT / "models" / "imu-activity" / "imu-activity.spinal"
+RATE = 100.0
+
+
+def relabelled_bundle(tmp: Path) -> Path:
+    """The imu-activity bundle with its input declared at 100 Hz (files untouched, manifest rewritten)."""
+    with open_bundle(SOURCE_BUNDLE) as bundle:
+        root = tmp / "bundle"
+        shutil.copytree(bundle.root, root)
+        m = bundle.manifest
+    spec = dataclasses.replace(m.inputs[0], sample_rate_hz=RATE)
+    write_manifest(root, dataclasses.replace(m, inputs=(spec, *m.inputs[1:]), name="imu-activity-100hz"))
+    return pack_archive(root, tmp / "model.spinal")
+
+
+CONFIG = """
+device_id = "bench"
+state_dir = "{tmp}"
+
+[model]
+bundle = "{bundle}"
+runtime = "{runtime}"
+threads = 1
+watch = false
+
+[[sensors]]
+id = "imu"
+driver = "mpu6050"
+rate_hz = 100
+[sensors.options]
+accel_range_g = 8
+gyro_range_dps = 2000
+
+[[sensors]]
+id = "env"
+driver = "bme280"
+address = 0x76
+rate_hz = 1
+readings = true
+
+[[sinks]]
+type = "jsonl"
+path = "{tmp}/records.jsonl"
+fsync = "flush"
+kinds = ["prediction", "reading", "status"]
+
+[http]
+port = 0
+
+[daemon]
+status_interval_s = 10
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    return rss, hwm
+
+
+def run_one(runtime: str, seconds: float, warmup: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="spinal-bench-") as d:
+        tmp = Path(d)
+        bundle = relabelled_bundle(tmp)
+        cfg = tmp / "spinal.toml"
+        cfg.write_text(CONFIG.format(tmp=tmp, bundle=bundle, runtime=runtime))
+        log = open(tmp / "daemon.log", "w+")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-c", "from device.cli import main; main()", "run", "--config",
+                                 str(cfg), "--sim"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            port = None
+            deadline = time.monotonic() + 60
+            while port is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                m = re.search(r"http://127\.0\.0\.1:(\d+)", (tmp / "daemon.log").read_text())
+                port = int(m.group(1)) if m else None
+                if proc.poll() is not None:
+                    raise SystemExit(f"daemon exited: {(tmp / 'daemon.log').read_text()}")
+            time.sleep(warmup)
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(seconds)
+            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            rss, hwm = rss_mib(proc.pid)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+                health = json.loads(resp.read())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+        lat = health["latency_ms"]
+        imu = health["sensors"]["imu"]
+        return {
+            "runtime": f"{health['model']['runtime']} ({health['model']['artifact']}, {health['model']['delegate']})",
+            "exit": code, "cpu_pct": 100 * (c1 - c0) / (t1 - t0), "rss_mib": rss, "hwm_mib": hwm,
+            "w2s_p50": lat["window_to_sink"]["p50"], "w2s_p99": lat["window_to_sink"]["p99"],
+            "inf_p50": lat["inference"]["p50"], "inf_p99": lat["inference"]["p99"],
+            "late_p50": imu["lateness_ms"]["p50"], "late_p99": imu["lateness_ms"]["p99"],
+            "windows": health["windows"], "inferences": health["inferences"], "imu_samples": imu["samples"],
+            "missed_ticks": imu["missed_ticks"], "env_samples": health["sensors"]["env"]["samples"],
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--runtimes", nargs="+", default=["litert", "onnxruntime"])
+    args = parser.parse_args()
+    rows = [run_one(rt, args.seconds, args.warmup) for rt in args.runtimes]
+    print(f"IMU 100 Hz + BME280 1 Hz, {args.seconds:g} s measured after {args.warmup:g} s warm-up\n")
+    print("| runtime | window→sink p50 / p99 (ms) | inference p50 / p99 (ms) | IMU lateness p50 / p99 (ms) "
+          "| CPU % (1 core) | RSS / peak (MiB) | windows run / dropped | missed ticks |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        w = r["windows"]
+        print(f"| {r['runtime']} | {r['w2s_p50']:.3f} / {r['w2s_p99']:.3f} | {r['inf_p50']:.3f} / {r['inf_p99']:.3f} "
+              f"| {r['late_p50']:.3f} / {r['late_p99']:.3f} | {r['cpu_pct']:.1f} | {r['rss_mib']:.0f} / "
+              f"{r['hwm_mib']:.0f} | {r['inferences']} / {w['dropped_behind'] + w['skipped_gap']} "
+              f"| {r['missed_ticks']} of {r['imu_samples']} |")
+    print()
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
