@@ -378,20 +378,19 @@ class BME280(Sensor):
             raise SensorError(f"{self.where}: chip id {chip_id:#04x} is {known}, expected "
                               f"{'/'.join(f'{c:#04x}' for c in self.chip_ids)}; check the driver name and address")
         self.chip_id = chip_id
-        with bus.locked():
-            bus.write_byte_data(addr, REG_RESET, RESET_WORD)
-            deadline = time.monotonic() + 0.05   # start-up time is 2 ms; NVM copy sets im_update meanwhile
-            time.sleep(0.002)
-            while bus.read_byte_data(addr, REG_STATUS) & STATUS_IM_UPDATE:
-                if time.monotonic() > deadline:
-                    raise SensorError(f"{self.where}: the chip did not finish its reset (status im_update stuck)")
-                time.sleep(0.001)
-            block1 = bus.read_block(addr, REG_CALIB_00, 26)
-            block2 = bus.read_block(addr, REG_CALIB_26, 7) if self.has_humidity else None
-            self.calibration = parse_calibration(block1, block2)
-            if self.calibration.T1 == 0 or self.calibration.P1 == 0:
-                raise SensorError(f"{self.where}: the calibration NVM reads as zeros; the chip is faulty")
-            self._configure()
+        bus.write_byte_data(addr, REG_RESET, RESET_WORD)
+        deadline = time.monotonic() + 0.05   # start-up time is 2 ms; NVM copy sets im_update meanwhile
+        time.sleep(0.002)
+        while bus.read_byte_data(addr, REG_STATUS) & STATUS_IM_UPDATE:
+            if time.monotonic() > deadline:
+                raise SensorError(f"{self.where}: the chip did not finish its reset (status im_update stuck)")
+            time.sleep(0.001)
+        block1 = bus.read_block(addr, REG_CALIB_00, 26)
+        block2 = bus.read_block(addr, REG_CALIB_26, 7) if self.has_humidity else None
+        self.calibration = parse_calibration(block1, block2)
+        if self.calibration.T1 == 0 or self.calibration.P1 == 0:
+            raise SensorError(f"{self.where}: the calibration NVM reads as zeros; the chip is faulty")
+        self._configure()
 
     def _configure(self) -> None:
         o: BME280Options = self.options

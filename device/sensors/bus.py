@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_mod
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -70,9 +72,23 @@ _LOCKS_GUARD = threading.Lock()
 
 
 def bus_lock(key: str) -> threading.RLock:
-    """The lock shared by every :class:`I2CBus` on the bus called ``key``."""
+    """The lock shared by every :class:`I2CBus` on the bus device ``key`` (a real path: a bounded set)."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(key, threading.RLock())
+
+
+def _lock_of(raw: Any) -> threading.RLock:
+    """The lock of an smbus2-like object: its own ``bus_lock`` (SimBus has one), else one attached to it."""
+    lock = getattr(raw, "bus_lock", None) or getattr(raw, "_spinal_bus_lock", None)
+    if lock is None:
+        with _LOCKS_GUARD:
+            lock = getattr(raw, "_spinal_bus_lock", None)
+            if lock is None:
+                lock = threading.RLock()
+                # An object that takes no attributes gets a lock for this wrapper only.
+                with contextlib.suppress(AttributeError):
+                    raw._spinal_bus_lock = lock
+    return lock
 
 
 class I2CBus:
@@ -85,7 +101,7 @@ class I2CBus:
         self.label = label or getattr(raw, "label", None) or f"I2C bus {self.number}"
         self.retry = retry or RetryPolicy()
         self._stats = BusStats()
-        self._lock = bus_lock(getattr(raw, "lock_key", None) or f"{self.label}#{id(raw)}")
+        self._lock = _lock_of(raw)
         self._owns = owns
         self._sleep = time.sleep
 
@@ -220,8 +236,9 @@ def open_bus(bus: int | str = 1, *, retry: RetryPolicy | None = None) -> I2CBus:
             raise SensorError(f"{path} is not an I2C adapter (the I2C ioctls fail on it); `ls /dev/i2c-*` "
                               "lists the buses") from exc
         raise SensorError(f"cannot open {path}: {exc.strerror or exc}") from exc
-    number: int | str = int(bus) if isinstance(bus, int) or str(bus).isdigit() else path
-    i2c = I2CBus(raw, label=f"I2C bus {number}" if isinstance(number, int) else path, number=number,
-                 retry=retry, owns=True)
-    i2c._lock = bus_lock(os.path.realpath(path))
-    return i2c
+    m = re.fullmatch(r"/dev/i2c-(\d+)", path)
+    number: int | str = int(m.group(1)) if m else path
+    # Every SMBus opened on the same device node shares one lock.
+    raw._spinal_bus_lock = bus_lock(os.path.realpath(path))
+    return I2CBus(raw, label=f"I2C bus {number}" if isinstance(number, int) else path, number=number,
+                  retry=retry, owns=True)

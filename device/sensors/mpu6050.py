@@ -160,18 +160,18 @@ class MPU6050(Sensor):
                      0x12: "an ICM-20602", 0x19: "an MPU-6886"}.get(who, "not an MPU-6050")
             raise SensorError(f"{self.where}: WHO_AM_I reads {who:#04x} ({known}), expected {WHO_AM_I_MPU6050:#04x}; "
                               "check the driver name and address")
-        with bus.locked():
-            bus.write_byte_data(addr, REG_PWR_MGMT_1, PWR_RESET)
-            time.sleep(self.reset_wait_s)
-            bus.write_byte_data(addr, REG_SIGNAL_PATH_RESET, 0x07)
-            time.sleep(self.reset_wait_s)
-            bus.write_byte_data(addr, REG_PWR_MGMT_1, CLKSEL_PLL_XGYRO)   # wake up, PLL with X gyro reference
-            bus.write_byte_data(addr, REG_SMPLRT_DIV, o.sample_rate_div)
-            bus.write_byte_data(addr, REG_CONFIG, o.dlpf)
-            bus.write_byte_data(addr, REG_GYRO_CONFIG, GYRO_RANGE_CODES[o.gyro_range_dps] << 3)
-            bus.write_byte_data(addr, REG_ACCEL_CONFIG, ACCEL_RANGE_CODES[o.accel_range_g] << 3)
-            if bus.read_byte_data(addr, REG_PWR_MGMT_1) & PWR_SLEEP:
-                raise SensorError(f"{self.where}: the chip did not wake up (PWR_MGMT_1 still has SLEEP set)")
+        # No bus lock across the waits: other sensors on the bus keep sampling meanwhile.
+        bus.write_byte_data(addr, REG_PWR_MGMT_1, PWR_RESET)
+        time.sleep(self.reset_wait_s)
+        bus.write_byte_data(addr, REG_SIGNAL_PATH_RESET, 0x07)
+        time.sleep(self.reset_wait_s)
+        bus.write_byte_data(addr, REG_PWR_MGMT_1, CLKSEL_PLL_XGYRO)   # wake up, PLL with X gyro reference
+        bus.write_byte_data(addr, REG_SMPLRT_DIV, o.sample_rate_div)
+        bus.write_byte_data(addr, REG_CONFIG, o.dlpf)
+        bus.write_byte_data(addr, REG_GYRO_CONFIG, GYRO_RANGE_CODES[o.gyro_range_dps] << 3)
+        bus.write_byte_data(addr, REG_ACCEL_CONFIG, ACCEL_RANGE_CODES[o.accel_range_g] << 3)
+        if bus.read_byte_data(addr, REG_PWR_MGMT_1) & PWR_SLEEP:
+            raise SensorError(f"{self.where}: the chip did not wake up (PWR_MGMT_1 still has SLEEP set)")
         self._ready = True
 
     def read_raw(self) -> tuple[int, int, int, int, int, int, int]:

@@ -818,7 +818,7 @@ class SimBus:
         self._wire = threading.Lock()
         self.bus_number = bus
         self.label = f"simulated I2C bus {bus}"
-        self.lock_key = f"sim:{id(self)}"
+        self.bus_lock = threading.RLock()   # shared by every I2CBus wrapping this SimBus
         self.fd: int | None = None
         self.address: int | None = None
         self.force = False

@@ -16,8 +16,6 @@ from device.sensors.bus import I2CBus, RetryPolicy, as_bus, open_bus
 class Flaky:
     """An smbus2-like object whose read fails with ``codes`` (one per call) before it succeeds."""
 
-    lock_key = None
-
     def __init__(self, codes: list[int]) -> None:
         self.codes = list(codes)
         self.calls = 0
@@ -113,8 +111,6 @@ def test_as_bus_refuses_a_non_bus() -> None:
 class Recorder:
     """Counts how many transactions overlap."""
 
-    lock_key = "recorder-bus"
-
     def __init__(self) -> None:
         self.active = 0
         self.max_active = 0
@@ -163,3 +159,20 @@ def test_locked_holds_the_bus_across_calls() -> None:
         bus.read_byte_data(1, 0)
     t.join()
     assert order == ["mine", "other"]
+
+
+def test_buses_opened_on_one_device_node_share_a_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import smbus2
+
+    class FakeSMBus:
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(smbus2, "SMBus", FakeSMBus)
+    a, b, c = open_bus(1), open_bus("/dev/i2c-1"), open_bus(2)
+    assert a._lock is b._lock and a._lock is not c._lock
+    assert a.label == "I2C bus 1" and b.label == "I2C bus 1" and c.number == 2
+    assert I2CBus(a.raw)._lock is a._lock            # a wrapper made later shares it too
