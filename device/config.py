@@ -354,7 +354,9 @@ def build_dataclass(
     try:
         return cls(**kwargs)
     except (BadInput, ValueError) as exc:
-        raise ctx.error(path, str(exc)) from None
+        # A dataclass's own check: point at the key its message names, if it names one.
+        named = [k for k in table if re.search(rf"(?<![A-Za-z0-9_]){re.escape(k)}(?![A-Za-z0-9_])", str(exc))]
+        raise ctx.error((*path, named[0]) if named else path, str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------

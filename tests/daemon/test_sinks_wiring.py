@@ -1,0 +1,148 @@
+"""Sinks as the daemon builds them: JSON lines (rotation, fsync), the MQTT sink from [[sinks]]
+(config, a real Mosquitto), sd_notify's socket forms and the persistent sequence numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from device.config import ConfigError, load_config
+from device.daemon import SeqCounter
+from device.sinks.base import Record
+from device.sinks.jsonl import JsonlOptions, JsonlSink
+from device.systemd import Notifier
+from tests.daemon.test_daemon import predictions, spawn, wait_for, write_config
+
+
+def rec(seq: int, **data) -> Record:
+    return Record(kind="prediction", seq=seq, time_unix=1.0, mono_ns=seq, device_id="d", source="m", data=data)
+
+
+def test_jsonl_rotates_by_size_and_keeps_n_files(tmp_path):
+    path = tmp_path / "out" / "records.jsonl"
+    sink = JsonlSink(JsonlOptions(path=path, rotate_bytes=400, keep=2, fsync="always"))
+    for i in range(40):
+        sink.write(rec(i, label="walk", pad="x" * 20))
+    sink.close()
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["records.jsonl", "records.jsonl.1", "records.jsonl.2"]
+    assert all(p.stat().st_size <= 400 for p in path.parent.iterdir())
+    seqs = []
+    for name in ("records.jsonl.2", "records.jsonl.1", "records.jsonl"):
+        seqs += [json.loads(line)["seq"] for line in (path.parent / name).read_text().splitlines()]
+    assert seqs == list(range(40 - len(seqs), 40)), "the newest records, in order, nothing repeated"
+    assert sink.rotations > 2
+    with pytest.raises(RuntimeError, match="closed"):
+        sink.write(rec(99))
+
+
+def test_jsonl_appends_across_restarts_and_refuses_an_unwritable_path(tmp_path):
+    path = tmp_path / "r.jsonl"
+    for i in range(2):
+        sink = JsonlSink(JsonlOptions(path=path, fsync="flush"))
+        sink.write(rec(i))
+        sink.close()
+    assert [json.loads(x)["seq"] for x in path.read_text().splitlines()] == [0, 1]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(Exception, match=r"cannot open .*file/r\.jsonl for writing"):
+        JsonlSink(JsonlOptions(path=tmp_path / "file" / "r.jsonl"))
+
+
+MQTT = """
+device_id = "pi-test"
+state_dir = "{tmp}"
+[model]
+bundle = "m.spinal"
+[[sensors]]
+id = "imu"
+driver = "mpu6050"
+[[sinks]]
+type = "mqtt"
+host = "127.0.0.1"
+port = {port}
+topic_prefix = "spinal"
+reconnect_min_s = 0.1
+kinds = ["prediction", "status"]
+{extra}
+"""
+
+
+def test_mqtt_sink_options_come_from_the_config(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(MQTT.format(tmp=tmp_path, port=1883, extra='[sinks.homeassistant]\ndiscovery_prefix = "ha"\n'))
+    cfg = load_config(path)
+    (sink,) = cfg.sinks
+    assert sink.type == "mqtt" and sink.name == "mqtt" and sink.kinds == ("prediction", "status")
+    assert sink.options.mqtt.device_id == "pi-test" and sink.options.mqtt.port == 1883
+    assert sink.options.mqtt.homeassistant.discovery_prefix == "ha"
+    assert sink.options.spool.path == tmp_path / "mqtt-spool.sqlite"
+    path.write_text(MQTT.format(tmp=tmp_path, port=1883, extra="keepalive = 30\n"))
+    with pytest.raises(ConfigError, match=r"c\.toml:16: sinks\[0\]\.keepalive: unknown key; did you mean 'keepal"):
+        load_config(path)
+    path.write_text(MQTT.format(tmp=tmp_path, port=1883, extra="keepalive_s = 2\n"))
+    with pytest.raises(ConfigError, match=r"c\.toml:16: sinks\[0\]\.keepalive_s: mqtt\.keepalive_s must be 5\.\.65535, "
+                                          r"got 2"):
+        load_config(path)
+
+
+def test_the_daemon_publishes_predictions_to_a_real_broker(tmp_path, bundles):
+    from tests.sinks.conftest import require_mosquitto
+    from tests.sinks.mosquitto_broker import Mosquitto, Subscriber
+
+    require_mosquitto()
+    broker = Mosquitto(tmp_path / "broker").start()
+    sub = Subscriber(broker.port, persistent=False).start()
+    try:
+        sink = (f'[[sinks]]\ntype = "mqtt"\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_min_s = 0.1\n'
+                f'[[sinks]]\ntype = "jsonl"\npath = "{tmp_path / "out.jsonl"}"\nkinds = ["prediction"]\n')
+        proc = spawn(write_config(tmp_path, bundles["good"], sink=sink))
+        assert sub.wait_for(lambda: len(sub.snapshot("spinal/test-pi/predictions/tiny-imu")) >= 3, timeout=30), \
+            proc.poll()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        wait_for(lambda: sub.snapshot("spinal/test-pi/status/"), what="status records")
+        got = [m.json() for m in sub.snapshot("spinal/test-pi/predictions/tiny-imu")]
+        assert [g["seq"] for g in got] == sorted({g["seq"] for g in got})[: len(got)]
+        assert got[0]["data"]["label"] in {"still", "walk", "run", "shake"}
+        local = predictions([json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()])
+        assert len(got) == len(local), "every prediction in the file also reached the broker before exit"
+        assert (tmp_path / "mqtt-spool.sqlite").exists()
+    finally:
+        sub.stop()
+        broker.kill()
+
+
+def test_notifier_speaks_to_path_and_abstract_sockets_and_respects_watchdog_pid(tmp_path):
+    name = f"spinal-test-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind("\0" + name)
+    server.settimeout(2)
+    n = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "3000000", "WATCHDOG_PID": str(os.getpid())})
+    assert n.enabled and n.watchdog_interval_s == 1.5
+    assert n.ready("ok")
+    assert server.recv(100) == b"READY=1\nSTATUS=ok"
+    assert n.watchdog() and server.recv(100) == b"WATCHDOG=1"
+    server.close()
+    assert Notifier({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
+    off = Notifier({})
+    assert not off.enabled and off.notify("READY=1") is False
+    gone = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody.sock")})
+    assert gone.notify("READY=1") is False and gone.errors == 1
+
+
+def test_sequence_numbers_are_reserved_in_blocks(tmp_path):
+    c = SeqCounter(tmp_path)
+    assert [c.next("prediction") for _ in range(3)] == [0, 1, 2]
+    assert json.loads((tmp_path / "seq.json").read_text()) == {"prediction": 1000}
+    again = SeqCounter(tmp_path)  # after a crash: never reuse a number
+    assert again.next("prediction") == 1000
+    assert SeqCounter(None).next("status") == 0
+    time.sleep(0)
+    assert Path(tmp_path / "seq.json").exists()
