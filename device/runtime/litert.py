@@ -111,6 +111,8 @@ class InterpreterSession:
         self._set = interp.set_tensor
         self._get = interp.get_tensor
         self._invoke = interp.invoke
+        if len(self._in_index) == 1 and len(self._out_index) == 1 and not self._dynamic:
+            self.run = self._run_one  # type: ignore[method-assign]
 
     def resize(self, shapes: Sequence[tuple[int, ...]]) -> None:
         """Give dynamic inputs concrete shapes and re-allocate (a no-op when nothing changes)."""
@@ -126,6 +128,11 @@ class InterpreterSession:
             except (ValueError, RuntimeError) as exc:
                 raise ModelFileError(f"{self.path}: cannot resize inputs to {[list(s) for s in shapes]} "
                                      f"({first_line(exc)})") from None
+
+    def _run_one(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self._set(self._in_index[0], arrays[0])
+        self._invoke()
+        return [self._get(self._out_index[0])]
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Set the inputs, invoke, and return copies of the outputs."""
