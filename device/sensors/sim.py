@@ -349,12 +349,13 @@ class SimBME280(RegisterDevice):
     default_address = 0x76
 
     def __init__(self, *, chip: str = "bme280", calibration: bme.Calibration = DATASHEET_CALIBRATION,
-                 **kwargs: Any) -> None:
+                 enforce_timing: bool = True, **kwargs: Any) -> None:
         if chip not in ("bme280", "bmp280"):
             raise BadInput(f"simulated Bosch chip must be bme280 or bmp280 (got {chip!r})")
         self.kind = chip
         self.chip = chip
         self.calibration = calibration
+        self.enforce_timing = enforce_timing
         self.channels = ("temperature", "pressure", "humidity") if chip == "bme280" else ("temperature", "pressure")
         self.measurements = 0
         super().__init__(**kwargs)
@@ -384,6 +385,7 @@ class SimBME280(RegisterDevice):
         self._iir: dict[str, float] = {}
         self._im_update_until = time.monotonic() + 0.0005
         self._measuring_until = 0.0
+        self._pending: bytes | None = None   # a forced measurement's result, in the registers when it is done
         self._next_due = 0.0
 
     # configuration ------------------------------------------------------------------------
@@ -419,13 +421,19 @@ class SimBME280(RegisterDevice):
             self.regs[reg] = value
             self._hum_code = self.regs[bme.REG_CTRL_HUM]
             if value & 0x03 in (0b01, 0b10):
-                self._measure()
-                self.regs[reg] = value & 0xFC          # forced mode returns to sleep when done
+                self._measure(forced=True)             # forced mode returns to sleep when done
             elif value & 0x03 == bme.MODE_NORMAL:
                 self._next_due = 0.0
         # calibration, id, status and data are read-only
 
+    def _settle(self) -> None:
+        if self._pending is not None and time.monotonic() >= self._measuring_until:
+            self.regs[bme.REG_DATA:bme.REG_DATA + len(self._pending)] = self._pending
+            self._pending = None
+            self.regs[bme.REG_CTRL_MEAS] &= 0xFC
+
     def read_reg(self, reg: int) -> int:
+        self._settle()
         if reg == bme.REG_STATUS:
             now = time.monotonic()
             return (bme.STATUS_MEASURING if now < self._measuring_until else 0) | \
@@ -433,6 +441,7 @@ class SimBME280(RegisterDevice):
         return self.regs[reg]
 
     def before_read(self, pointer: int, n: int) -> None:
+        self._settle()
         if self.mode != bme.MODE_NORMAL or not (bme.REG_DATA <= pointer <= 0xFE):
             return
         if self.advance == "per_read":
@@ -445,8 +454,11 @@ class SimBME280(RegisterDevice):
                 self._next_due = now + self._cycle_s()
 
     # a measurement ------------------------------------------------------------------------
-    def _measure(self) -> None:
+    def _measure(self, forced: bool = False) -> None:
+        """One measurement; a forced one lands in the data registers after its typical duration."""
         if self.faults.frozen and self.measurements:
+            if forced:
+                self.regs[bme.REG_CTRL_MEAS] &= 0xFC
             return     # frozen: the data registers keep the last result
         self.measurements += 1
         osrs_t, osrs_p, osrs_h = self._osrs()
@@ -467,8 +479,17 @@ class SimBME280(RegisterDevice):
         if self.chip == "bme280":
             adc_h = bme.encode_humidity(values["humidity"], t_fine, cal) if osrs_h else bme.SKIPPED_16BIT
         data = bme.encode_data(adc_p, adc_t, adc_h)
+        if forced and self.enforce_timing:
+            # typical duration: 1 + 2*osrs_t + (2*osrs_p + 0.5) + (2*osrs_h + 0.5) ms (appendix B)
+            typical_ms = (1.0 + 2.0 * osrs_t + (2.0 * osrs_p + 0.5 if osrs_p else 0.0)
+                          + (2.0 * osrs_h + 0.5 if osrs_h else 0.0))
+            self._pending = data
+            self._measuring_until = time.monotonic() + typical_ms / 1000.0
+            return
         self.regs[bme.REG_DATA:bme.REG_DATA + len(data)] = data
         self._measuring_until = 0.0
+        if forced:
+            self.regs[bme.REG_CTRL_MEAS] &= 0xFC
 
     def _filtered(self, key: str, adc: int, coef: int, osrs: int) -> int:
         """The IIR filter (datasheet 3.4.4) and the output resolution (16 bit + oversampling, 20 bit filtered)."""
@@ -1034,8 +1055,8 @@ def make_sim_device(kind: str, spec: dict[str, Any] | None = None, *, where: str
                                f"{kind_of.__name__}")
             kwargs[key] = kind_of(value)
     if "enforce_timing" in spec:
-        if kind not in ("sht3x", "ads1115"):
-            raise BadInput(f"{where}.enforce_timing: only the sht3x and ads1115 simulations have it")
+        if kind == "mpu6050":
+            raise BadInput(f"{where}.enforce_timing: the mpu6050 simulation has no conversion time")
         kwargs["enforce_timing"] = bool(spec["enforce_timing"])
     device = SIM_CHIPS[kind](**kwargs)
     device.faults.frozen = bool(spec.get("frozen", False))
@@ -1055,7 +1076,8 @@ def build_sim_bus(description: dict[str, Any] | None = None, *, bus: int = 1,
     any name with a ``kind``. Per chip: ``address``, ``replay`` (CSV/NPZ in SI units, relative paths
     against ``base_dir``), ``sample_rate_hz`` (overrides the file's), ``advance`` ("per_read" or
     "time"), ``rate_hz`` (the time base of a synthetic signal), ``noise`` (scale, 0 = none), ``seed``,
-    ``enforce_timing`` (sht3x, ads1115), ``frozen``, ``corrupt_crc``. ``None``: :func:`default_sim_bus`.
+    ``enforce_timing`` (bme280/bmp280 forced mode, sht3x, ads1115: results take their conversion time; false:
+    at once), ``frozen``, ``corrupt_crc``. ``None``: :func:`default_sim_bus`.
     """
     if description is None:
         return default_sim_bus(bus=bus)

@@ -134,6 +134,23 @@ def test_bme280_replays_a_recording(mode, compensation) -> None:
     assert sim.regs[0xF4] & 3 == (3 if mode == "normal" else 0)   # forced mode returns to sleep
 
 
+def test_bme280_forced_measurement_takes_time() -> None:
+    sim = SimBME280()
+    bus = SimBus({0x76: sim})
+    drv = BME280(bus, 0x76, {"temperature_oversampling": 16, "pressure_oversampling": 16})
+    drv.setup()
+    first = drv.read()
+    before = bus.read_i2c_block_data(0x76, 0xF7, 8)
+    bus.write_byte_data(0x76, 0xF4, bus.read_byte_data(0x76, 0xF4) | 0x01)    # trigger by hand
+    assert bus.read_byte_data(0x76, 0xF3) & 0x08                               # status: measuring
+    assert bus.read_byte_data(0x76, 0xF4) & 0x03 == 0x01
+    assert bus.read_i2c_block_data(0x76, 0xF7, 8) == before                    # still the previous result
+    time.sleep(0.1)
+    assert bus.read_i2c_block_data(0x76, 0xF7, 8) != before                    # now the new one
+    assert drv.read() != first          # the driver waits the maximum time, then polls 'measuring'
+    assert not bus.read_byte_data(0x76, 0xF3) & 0x08 and bus.read_byte_data(0x76, 0xF4) & 0x03 == 0
+
+
 def test_bme280_configuration_reaches_the_chip() -> None:
     sim = SimBME280()
     drv = BME280(one(0x77, sim), 0x77, {"temperature_oversampling": 2, "pressure_oversampling": 8,

@@ -222,7 +222,7 @@ def test_build_sim_bus_from_a_description(imu_recording) -> None:
     ({"faults": {"nack_probability": 2}}, "sim.faults.nack_probability: 2.0 is not a probability"),
     ({"mpu6050": {"advance": "sometimes"}}, "advance must be 'per_read' or 'time'"),
     ({"mpu6050": {"noise": "loud"}}, "sim.mpu6050.noise: 'loud' is not a valid float"),
-    ({"bme280": {"enforce_timing": False}}, "only the sht3x and ads1115 simulations have it"),
+    ({"mpu6050": {"enforce_timing": False}}, "the mpu6050 simulation has no conversion time"),
 ])
 def test_description_errors(desc, message) -> None:
     with pytest.raises(BadInput) as err:
