@@ -134,21 +134,41 @@ def test_bme280_replays_a_recording(mode, compensation) -> None:
     assert sim.regs[0xF4] & 3 == (3 if mode == "normal" else 0)   # forced mode returns to sleep
 
 
-def test_bme280_forced_measurement_takes_time() -> None:
+class FakeClock:
+    """Stands in for the ``time`` module inside the simulator: its monotonic clock moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def test_bme280_forced_measurement_takes_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from device.sensors import sim as simmod
+
     sim = SimBME280()
     bus = SimBus({0x76: sim})
     drv = BME280(bus, 0x76, {"temperature_oversampling": 16, "pressure_oversampling": 16})
     drv.setup()
     first = drv.read()
+    clock = FakeClock()
+    monkeypatch.setattr(simmod, "time", clock)
     before = bus.read_i2c_block_data(0x76, 0xF7, 8)
     bus.write_byte_data(0x76, 0xF4, bus.read_byte_data(0x76, 0xF4) | 0x01)    # trigger by hand
+    clock.now += 0.060                                                          # typical is 68 ms here
     assert bus.read_byte_data(0x76, 0xF3) & 0x08                               # status: measuring
     assert bus.read_byte_data(0x76, 0xF4) & 0x03 == 0x01
     assert bus.read_i2c_block_data(0x76, 0xF7, 8) == before                    # still the previous result
-    time.sleep(0.1)
-    assert bus.read_i2c_block_data(0x76, 0xF7, 8) != before                    # now the new one
-    assert drv.read() != first          # the driver waits the maximum time, then polls 'measuring'
+    clock.now += 0.010
     assert not bus.read_byte_data(0x76, 0xF3) & 0x08 and bus.read_byte_data(0x76, 0xF4) & 0x03 == 0
+    assert bus.read_i2c_block_data(0x76, 0xF7, 8) != before                    # now the new one
+    monkeypatch.undo()
+    assert drv.read() != first          # the driver waits the maximum time, then polls 'measuring'
 
 
 def test_bme280_configuration_reaches_the_chip() -> None:
@@ -310,15 +330,23 @@ def test_sht3x_single_shot_all_repeatabilities() -> None:
         assert sim.commands[-1] == cmd
 
 
-def test_sht3x_read_too_early_is_nacked_and_retried() -> None:
+def test_sht3x_read_too_early_is_nacked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from device.sensors import sim as simmod
+
     sim = SimSHT3x(enforce_timing=True)
     bus = I2CBus(one(0x44, sim))
     drv = SHT3x(bus, 0x44)
     drv.setup()
+    clock = FakeClock()
+    monkeypatch.setattr(simmod, "time", clock)
     drv.command(0x2400)
+    clock.now += 0.010                       # high repeatability takes 12.5 ms typical
     with pytest.raises(BusError) as err:
         drv._read_words(2, retries=0)       # before the measurement is done: NACK
     assert err.value.errno == errno.EREMOTEIO
+    clock.now += 0.005
+    t_raw, rh_raw = drv._read_words(2, retries=0)
+    assert 0 < t_raw < 65535 and 0 < rh_raw < 65535
 
 
 def test_sht3x_clock_stretching() -> None:
@@ -334,9 +362,9 @@ def test_sht3x_periodic_mode_and_stale_reads() -> None:
     drv = SHT3x(one(0x44, sim), 0x44, {"mode": "periodic", "periodic_mps": 10, "repeatability": "medium"})
     drv.setup()
     assert sim.periodic == (10.0, "medium") and 0x2721 in sim.commands
-    first = drv.read()
-    again = drv.read()                     # within the same 100 ms period: no new data, the last result
-    assert again == first and drv.stale_reads >= 1
+    reads = [drv.read() for _ in range(6)]   # much faster than 10 a second: mostly no new data
+    assert drv.stale_reads >= 1 and sim.samples_taken == 6 - drv.stale_reads
+    assert len({tuple(r.values()) for r in reads}) == sim.samples_taken   # a stale read repeats the last result
     time.sleep(0.11)
     drv.read()
     assert sim.samples_taken >= 2
@@ -456,11 +484,11 @@ def test_a_stuck_bus_times_out_then_recovers() -> None:
     sim = SimBus({0x68: SimMPU6050()})
     drv = MPU6050(sim, 0x68)
     drv.setup()
-    sim.stick(0.05)
+    sim.stick(0.5)
     with pytest.raises(BusError) as err:
         drv.read()
     assert err.value.errno == errno.ETIMEDOUT
-    time.sleep(0.06)
+    time.sleep(0.51)
     assert drv.read()["accel_z"] == pytest.approx(9.8, abs=1.5)
 
 

@@ -73,6 +73,7 @@ s16 = st.integers(-32768, 32767)
 u16 = st.integers(1, 65535)
 
 
+@settings(deadline=None)   # no wall-clock deadline on a shared CI machine
 @given(t1=u16, t2=s16, t3=s16, p1=u16, p=st.lists(s16, min_size=8, max_size=8), h1=st.integers(0, 255), h2=s16,
        h3=st.integers(0, 255), h4=st.integers(-2048, 2047), h5=st.integers(-2048, 2047), h6=st.integers(-128, 127))
 def test_calibration_bytes_round_trip(t1, t2, t3, p1, p, h1, h2, h3, h4, h5, h6) -> None:
@@ -80,6 +81,7 @@ def test_calibration_bytes_round_trip(t1, t2, t3, p1, p, h1, h2, h3, h4, h5, h6)
     assert bme.parse_calibration(*bme.encode_calibration(cal)) == cal
 
 
+@settings(deadline=None)   # no wall-clock deadline on a shared CI machine
 @given(st.integers(0, (1 << 20) - 1), st.integers(0, (1 << 20) - 1), st.integers(0, 65535))
 def test_data_bytes_round_trip(adc_p, adc_t, adc_h) -> None:
     assert bme.parse_data(bme.encode_data(adc_p, adc_t, adc_h)) == (adc_p, adc_t, adc_h)
@@ -125,6 +127,7 @@ def test_mpu6050_burst_is_big_endian() -> None:
     assert mpu.encode_burst(*mpu.parse_burst(block)) == block
 
 
+@settings(deadline=None)   # no wall-clock deadline on a shared CI machine
 @given(st.floats(-150.0, 150.0), st.sampled_from([2, 4, 8, 16]), st.floats(-30.0, 30.0),
        st.sampled_from([250, 500, 1000, 2000]), st.floats(-40.0, 85.0))
 def test_mpu6050_round_trip(accel, range_g, gyro, range_dps, celsius) -> None:
@@ -159,6 +162,7 @@ def test_sht3x_conversion_formulas() -> None:
     assert sht.temperature_to_si(0x6666) == pytest.approx(25.0, abs=0.01)
 
 
+@settings(deadline=None)   # no wall-clock deadline on a shared CI machine
 @given(st.integers(0, 65535), st.integers(0, 23))
 def test_sht3x_crc_detects_every_single_bit_error(word, bit) -> None:
     data = bytearray(sht.word_with_crc(word))
@@ -168,6 +172,7 @@ def test_sht3x_crc_detects_every_single_bit_error(word, bit) -> None:
         sht.check_words(bytes(data))
 
 
+@settings(deadline=None)   # no wall-clock deadline on a shared CI machine
 @given(st.floats(-45.0, 130.0), st.floats(0.0, 100.0))
 def test_sht3x_round_trip(celsius, rh) -> None:
     assert abs(sht.temperature_to_si(sht.temperature_from_si(celsius)) - celsius) <= 175 / 65535
@@ -197,6 +202,7 @@ def test_ads1115_config_word() -> None:
     assert ads.config_word(ads.MUX_CODES["ain3"], 0, 7, single_shot=False) == 0x7003 | 0x00E0
 
 
+@settings(deadline=None)   # no wall-clock deadline on a shared CI machine
 @given(st.floats(-7.0, 7.0), st.sampled_from(sorted(ads.PGA_CODES)))
 def test_ads1115_round_trip(volts, fsr) -> None:
     code = ads.volts_to_code(volts, fsr)

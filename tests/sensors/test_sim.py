@@ -183,7 +183,7 @@ def test_partial_recording_is_completed_by_the_synthetic_signal(tmp_path: Path) 
 
 
 def test_time_advance_follows_the_clock(tmp_path: Path) -> None:
-    n = 1000
+    n = 5000   # 5 s at 1 kHz before the recording loops
     p = write_csv(tmp_path / "ramp.csv", ["temperature", "humidity"],
                   np.stack([np.arange(n) * 0.01, np.full(n, 50.0)], axis=1), rate_hz=1000.0)
     sim = SimSHT3x(source=Recording.load(p), advance="time", enforce_timing=False, noise=0.0)
