@@ -338,7 +338,10 @@ class Sampler(threading.Thread):
             st.samples += 1
             st.last_sample_ns = t
             self.metrics.samples.labels(cfg.id).inc()
-            self.on_sample(cfg.id, k, t, values)
+            try:
+                self.on_sample(cfg.id, k, t, values)
+            except Exception as exc:  # a bug downstream must not silence the sensor
+                log.exception("sensor %s: handling a sample failed: %s", cfg.id, exc)
             k += 1
             late_ticks = (time.monotonic_ns() - (t0 + k * self.period_ns)) // self.period_ns
             if late_ticks > self.catch_up_ticks:
@@ -557,6 +560,9 @@ class Router:
             frame = []
             for src in self.sources:
                 if src.sensor == sensor_id:
+                    if src.channel not in values:  # e.g. a channel the chip skipped this time
+                        w.mark_gap()
+                        return
                     frame.append(values[src.channel])
                     continue
                 held = self.latest.get(src.sensor)
