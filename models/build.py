@@ -3,7 +3,8 @@
 ``finish`` writes the calibration and validation sets, converts the fp32 ONNX file with Spinal's
 own converter (:func:`toolchain.convert.convert`, the code behind ``spinal convert``) into the
 committed ``models/<name>/<name>.spinal`` bundle, scores every artifact of that bundle on the
-validation data with the real runtimes, and writes ``metrics.json`` and ``MODEL_CARD.md``.
+validation data through the device runtime (``device.runtime.load_model``), and writes
+``metrics.json`` and ``MODEL_CARD.md``.
 ``tests/models`` re-scores the committed bundle and compares it with ``metrics.json`` and the card.
 """
 
@@ -77,14 +78,16 @@ def write_data(spec: BuildSpec, data: Prepared) -> tuple[Path, Path]:
     return calib, val
 
 
-def convert(spec: BuildSpec, onnx_path: Path, calib: Path, val: Path, data: Prepared) -> dict[str, Any]:
-    """Build the bundle with ``spinal convert``'s engine; returns the converter's report."""
+def convert(spec: BuildSpec, onnx_path: Path, calib: Path, val: Path, data: Prepared,
+            formats: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Build the bundle with ``spinal convert``'s engine (``formats``: its ``--formats``, default all);
+    returns the converter's report."""
     from toolchain.convert import ConvertOptions
     from toolchain.convert import convert as run_convert
 
     mean, std = data.norm.as_lists()
     opts = ConvertOptions(
-        model=str(onnx_path), out=spec.bundle, force=True,
+        model=str(onnx_path), out=spec.bundle, force=True, formats=formats,
         input_shapes={INPUT_NAME: (1, spec.window, len(spec.channels))},
         calibration=calib, calibration_samples=len(data.calib_x),
         validation=val, validation_samples=len(data.val_x),
@@ -108,8 +111,7 @@ def score_bundle(bundle_path: Path, data: Prepared, scorer: Scorer) -> dict[str,
         threshold = bundle.manifest.task.threshold
         report = bundle.manifest.report.get("artifacts", {})
         for art in bundle.manifest.artifacts:
-            runner = evaluate.load_runner(bundle, art)
-            outputs = runner(data.val_x)
+            outputs = evaluate.run_artifact(bundle, art, data.val_x)
             entry = report.get(art.path, {})
             results[art.path] = {
                 "format": art.format, "precision": art.precision, "bytes": art.bytes,
@@ -118,6 +120,16 @@ def score_bundle(bundle_path: Path, data: Prepared, scorer: Scorer) -> dict[str,
                 "quantization": entry.get("quantization"),
             }
     return results
+
+
+def format_key(path: str) -> str:
+    """The converter's ``--formats`` key of an artifact file name (``model.int8.tflite`` → ``tflite-int8``)."""
+    from toolchain.convert import FORMATS
+
+    for key, (_, _, name) in FORMATS.items():
+        if name == path:
+            return key
+    raise KeyError(f"{path}: not an artifact name the converter makes")
 
 
 def save_metrics(spec: BuildSpec, torch_metrics: dict[str, float], artifacts: dict[str, dict[str, Any]],
@@ -134,6 +146,7 @@ def save_metrics(spec: BuildSpec, torch_metrics: dict[str, float], artifacts: di
         "rejected": {k: {kk: v.get(kk) for kk in ("format", "precision", "reason", "drop")}
                      for k, v in report.get("rejected", {}).items()},
         "failed": report.get("failed", {}),
+        "rejected_by_task_gate": info.pop("rejected_by_task_gate", {}),
         "converter_notes": report.get("notes", []),
         "conversion_seconds": report.get("conversion_seconds"),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
@@ -174,7 +187,9 @@ def not_shipped(metrics: dict[str, Any]) -> str:
     """Markdown list of artifacts the converter rejected or could not make (or a line saying none)."""
     lines = []
     for path, entry in {**metrics.get("rejected", {}), **metrics.get("failed", {})}.items():
-        lines.append(f"- `{path}`: {entry.get('reason', 'not produced')}")
+        lines.append(f"- `{path}`: {entry.get('reason', 'not produced')} (spinal convert)")
+    for path, reason in metrics.get("rejected_by_task_gate", {}).items():
+        lines.append(f"- `{path}`: {reason} (this model's task gate)")
     return "\n".join(lines) if lines else "Every artifact format was produced and passed the accuracy gate."
 
 

@@ -284,7 +284,7 @@ def write_replay_csv(path: Path, series: np.ndarray, channels: tuple[str, ...], 
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["time_s", *channels])
         for i, row in enumerate(np.asarray(series, dtype=np.float64)):
-            writer.writerow([f"{i / rate_hz:g}", *(f"{v:.6g}" for v in row)])
+            writer.writerow([f"{i / rate_hz:.10g}", *(f"{v:.6g}" for v in row)])
 
 
 def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:

@@ -1,21 +1,17 @@
-"""Run every artifact of a bundle on validation data and score it (shared by the build and the tests).
+"""Run a bundle's artifacts on validation data with the device runtime, and the metrics of each model.
 
-This is an evaluation harness, not the device runtime: it loads each artifact with the real
-runtime (onnxruntime for ``.onnx``, LiteRT for ``.tflite``), quantizes inputs and dequantizes
-outputs of full-integer artifacts with the parameters the manifest records, and adapts the
-logical layout (``NTC``) to an artifact that declares another one (for example ``NCT``).
+Shared by the build (which writes ``metrics.json`` and the model card) and ``tests/models`` (which
+re-scores the committed bundles and compares).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from device.bundle import Bundle
-from device.manifest import Artifact, ArtifactTensor, TensorSpec
+from device.manifest import Artifact
 
 # --------------------------------------------------------------------------------------------
 # Metrics
@@ -59,124 +55,29 @@ def precision_recall(scores: np.ndarray, positive: np.ndarray, threshold: float)
 
 
 # --------------------------------------------------------------------------------------------
-# Running one artifact
+# Running one artifact: with the device's own runtime layer
 
 
-def _permutation(logical: str | None, actual: str | None) -> tuple[int, ...] | None:
-    """Axes that turn the logical layout into the artifact's, or None when they agree."""
-    if not logical or not actual or logical == actual:
-        return None
-    if sorted(logical) != sorted(actual):
-        raise ValueError(f"cannot adapt layout {logical} to {actual}")
-    return tuple(logical.index(axis) for axis in actual)
+def runtime_for(artifact: Artifact) -> str:
+    """The runtime that runs an artifact here: onnxruntime for ONNX, LiteRT for TFLite."""
+    return "onnxruntime" if artifact.format == "onnx" else "litert"
 
 
-def _quantize(x: np.ndarray, t: ArtifactTensor) -> np.ndarray:
-    if t.dtype not in ("int8", "uint8") or t.quantization is None:
-        return x.astype(t.dtype)
-    q = t.quantization
-    info = np.iinfo(t.dtype)
-    values = np.round(x / np.float32(q.scale[0]) + q.zero_point[0])
-    return np.clip(values, info.min, info.max).astype(t.dtype)
+def run_artifact(bundle: Bundle, artifact: Artifact, x: np.ndarray) -> np.ndarray:
+    """The task output of ``artifact`` for every window in ``x`` (logical NTC float32, one at a time).
 
+    Loads the artifact through :func:`device.runtime.load_model` — the code the daemon runs, which
+    quantizes int8 inputs, dequantizes int8 outputs and adapts layouts from the manifest — so the
+    numbers in a model card are the numbers a device gets.
+    """
+    from device.runtime import RuntimePolicy, load_model
 
-def _dequantize(y: np.ndarray, t: ArtifactTensor | None) -> np.ndarray:
-    if t is None or t.quantization is None or y.dtype not in (np.int8, np.uint8):
-        return y.astype(np.float32)
-    q = t.quantization
-    return ((y.astype(np.float32) - q.zero_point[0]) * np.float32(q.scale[0])).astype(np.float32)
-
-
-@dataclass
-class Runner:
-    """One loaded artifact that maps logical float32 inputs (batch first) to float32 outputs."""
-
-    artifact: Artifact
-    spec_in: TensorSpec
-    spec_out: TensorSpec
-    _call: Any
-    batch: int | None  # the artifact's fixed batch size (None: any)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for a batch of logical inputs, run in the artifact's own batch size."""
-        step = self.batch or len(x)
-        outs = [self._call(x[i : i + step]) for i in range(0, len(x), step)]
-        return np.concatenate(outs, axis=0)
-
-
-def load_runner(bundle: Bundle, artifact: Artifact) -> Runner:
-    """Load ``artifact`` from ``bundle`` with its real runtime."""
-    spec_in, spec_out = bundle.manifest.inputs[0], _task_output(bundle)
-    tin = artifact.inputs[0] if artifact.inputs else None
-    tout = next((t for t in artifact.outputs if t.name == spec_out.name), artifact.outputs[0] if artifact.outputs
-                else None)
-    perm = _permutation(spec_in.layout, tin.layout if tin else None)
-    path = str(bundle.path_of(artifact.path))
-    if artifact.format == "onnx":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        meta_in = session.get_inputs()[0]
-        out_names = [o.name for o in session.get_outputs()]
-        out_index = out_names.index(spec_out.name) if spec_out.name in out_names else 0
-        batch = meta_in.shape[0] if isinstance(meta_in.shape[0], int) else None
-
-        def call(x: np.ndarray) -> np.ndarray:
-            feed = x if perm is None else x.transpose(perm)
-            if tin is not None:
-                feed = _quantize(feed, tin)
-            y = session.run(None, {meta_in.name: feed})[out_index]
-            return _dequantize(y, tout)
-
-        return Runner(artifact, spec_in, spec_out, call, batch)
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=path, num_threads=1)
-    interp.allocate_tensors()
-    din = interp.get_input_details()[0]
-    douts = interp.get_output_details()
-    dout = next((d for d in douts if d["name"] == spec_out.name), douts[0])
-    batch = int(din["shape"][0])
-
-    def call_tflite(x: np.ndarray) -> np.ndarray:
-        feed = x if perm is None else x.transpose(perm)
-        if din["dtype"] in (np.int8, np.uint8):
-            scale, zero = din["quantization"]
-            info = np.iinfo(din["dtype"])
-            feed = np.clip(np.round(feed / scale + zero), info.min, info.max).astype(din["dtype"])
-        else:
-            feed = feed.astype(din["dtype"])
-        interp.set_tensor(din["index"], feed)
-        interp.invoke()
-        y = interp.get_tensor(dout["index"])
-        if dout["dtype"] in (np.int8, np.uint8):
-            scale, zero = dout["quantization"]
-            y = (y.astype(np.float32) - zero) * np.float32(scale)
-        return y.astype(np.float32)
-
-    return Runner(artifact, spec_in, spec_out, call_tflite, batch)
-
-
-def _task_output(bundle: Bundle) -> TensorSpec:
-    name = bundle.manifest.task.output
-    return next(o for o in bundle.manifest.outputs if o.name == name)
-
-
-def latency_us(runner: Runner, sample: np.ndarray, repeats: int = 200) -> float:
-    """Median wall time of one single-sample inference, in microseconds (after a warm-up)."""
-    one = sample[:1]
-    for _ in range(10):
-        runner(one)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        runner(one)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e6)
+    spec = bundle.manifest.inputs[0]
+    output = bundle.manifest.task.output
+    policy = RuntimePolicy(runtime=runtime_for(artifact), artifact=artifact.path, threads=1, autotune=False)
+    with load_model(bundle, policy) as model:
+        outs = [model.run({spec.name: x[i : i + 1]})[output] for i in range(len(x))]
+    return np.concatenate(outs, axis=0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------

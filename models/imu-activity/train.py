@@ -120,7 +120,9 @@ Exported with `torch.onnx.export(..., dynamo=False)` (opset 17, one file) and co
 
 ## Results (validation = BasicMotions TEST split)
 `accuracy` is window top-1 accuracy (%); `recording accuracy` is the majority vote over a recording's
-three windows (%). Latency: median single-window inference measured by `spinal convert` on this
+three windows (%). Every artifact is scored through the device's own runtime layer
+(`device.runtime.load_model`, onnxruntime or LiteRT, one thread). Latency: median single-window
+inference measured by `spinal convert` on this
 machine ({machine}, one thread, shared with other jobs — indicative only).
 
 {table}
