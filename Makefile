@@ -9,7 +9,7 @@ VENV := .venv
 DEVICE_VENV := .venv-device
 # Tests that need only the device extras (numpy 2, LiteRT, onnxruntime, paho): run again in DEVICE_VENV.
 DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py \
-	tests/daemon/test_pipeline.py tests/daemon/test_config.py tests/sensors
+	tests/daemon/test_pipeline.py tests/daemon/test_config.py tests/daemon/test_reference_model.py tests/sensors tests/runtime
 
 .PHONY: test lint venv device-venv clean demo models
 
