@@ -225,6 +225,7 @@ class Model:
                  artifact: Artifact | None, precision: str, where: str) -> None:
         self.session = session
         self.artifact = artifact
+        self.selection: Any = None  # how load_model chose (device.runtime.select.Selection)
         self.inputs = inputs
         self.outputs = outputs
         declared_in = artifact.inputs if artifact else ()

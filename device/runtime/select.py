@@ -426,7 +426,7 @@ def _load_file(path: Path, policy: RuntimePolicy) -> Model:
         options = [r for r in RUNTIMES if RUNTIME_FORMAT[r] == fmt]
         runtime = next((r for r in options if r in installed), options[0])
     model = open_model(Target(runtime=runtime, path=path), policy)
-    model.selection = Selection(mode="explicit" if policy.runtime != "auto" else "single")  # type: ignore[attr-defined]
+    model.selection = Selection(mode="explicit" if policy.runtime != "auto" else "single")
     return model
 
 
@@ -465,7 +465,7 @@ def _load_bundle(bundle: Bundle, policy: RuntimePolicy) -> Model:
         runtime, art = prior_order(rest, features)[0]
         reason = model.info.fallback_reason
         model = open_model(target(runtime, art), policy, _CPU).with_fallback(reason)
-    model.selection = selection  # type: ignore[attr-defined]
+    model.selection = selection
     log.info("running %s", model.info.describe())
     return model
 

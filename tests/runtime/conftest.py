@@ -14,19 +14,35 @@ import pytest
 HERE = Path(__file__).parent
 
 
+DATA = HERE / "data"
+HOST = ("tensorflow", "onnx", "onnxruntime", "ai_edge_litert")
+
+
 def need(*modules: str) -> None:
     for module in modules:
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (the host extra builds the test bundles)")
 
 
+def have(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle with TFLite fp32/fp16/int8/int8-io and ONNX fp32/int8 (NCT layout) artifacts + golden vectors."""
-    need("tensorflow", "onnx", "onnxruntime", "ai_edge_litert")
-    from tests.runtime.bundles import build_bundle
+    """A bundle with TFLite fp32/fp16/int8/int8-io and ONNX fp32/int8 (NCT layout) artifacts + golden vectors.
 
-    return build_bundle(tmp_path_factory.mktemp("bundles") / "imu")
+    Built afresh where the host stack is installed; elsewhere (the device-only venv) the committed copy
+    made by ``python -m tests.runtime.make_data``.
+    """
+    root = tmp_path_factory.mktemp("bundles") / "imu"
+    if have(*HOST):
+        from tests.runtime.bundles import build_bundle
+
+        return build_bundle(root)
+    need("ai_edge_litert", "onnxruntime")
+    shutil.copytree(DATA / "imu", root)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -69,22 +85,17 @@ def zero_delegate(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def plain_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Plain model files (no manifest): the CNN as TFLite fp32/int8-io and ONNX fp32, and a dynamic-range MLP."""
-    need("tensorflow", "onnx", "onnxruntime", "ai_edge_litert")
-    from tests.runtime import bundles
-
     root = tmp_path_factory.mktemp("plain")
-    w = bundles.weights()
-    keras = bundles.keras_model(w)
-    calibration = bundles.samples(32, seed=1)
-    files = {}
-    for precision in ("fp32", "int8-io"):
-        path = root / f"cnn_{precision}.tflite"
-        path.write_bytes(bundles.tflite_bytes(keras, precision, calibration))
-        files[precision] = path
-    files["dynamic-range"] = bundles.mlp_dynamic_range(root / "mlp_dynamic_range.tflite")
-    files["onnx"] = root / "cnn.onnx"
-    bundles.onnx_fp32(w, files["onnx"])
-    return files
+    if have(*HOST):
+        from tests.runtime.make_data import build_plain
+
+        return build_plain(root)
+    need("ai_edge_litert", "onnxruntime")
+    names = {"fp32": "cnn_fp32.tflite", "int8-io": "cnn_int8-io.tflite", "dynamic-range": "mlp_dynamic_range.tflite",
+             "onnx": "cnn.onnx"}
+    for name in names.values():
+        shutil.copyfile(DATA / "plain" / name, root / name)
+    return {key: root / name for key, name in names.items()}
 
 
 @pytest.fixture
