@@ -40,6 +40,7 @@ import threading
 import time
 import tomllib
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -302,6 +303,7 @@ class MqttSink:
         self._sources: set[tuple[str, str]] = set()
         self._metrics: _Metrics | None = None
         self._last_fail_log = 0.0
+        self._rejected_logged: dict[str, float] = {}
 
         # Counters (this process); stats() has them all.
         self.connects = 0
@@ -472,7 +474,7 @@ class MqttSink:
             self._cursor = m.id
             if info is None or rc not in ok:
                 rejected.append(m.id)
-                log.warning("MQTT: could not publish a message on %s (%s); dropped", m.topic, rc)
+                self._log_rejected(m.topic, rc)
                 continue
             self._outstanding[info.mid] = (m.id, time.monotonic(), m.created, m.topic)
             self.published += 1
@@ -483,6 +485,14 @@ class MqttSink:
             if self._metrics:
                 self._metrics.rejected.inc(len(rejected))
             self.spool.delete(rejected)
+
+    def _log_rejected(self, topic: str, reason: object) -> None:
+        now = time.monotonic()
+        last = self._rejected_logged.get(topic)
+        if last is None or now - last >= 60.0:
+            self._rejected_logged[topic] = now
+            log.warning("MQTT broker refused a message on %s (%s); dropped (%d refused so far; "
+                        "check the broker's ACL for this device)", topic, reason, self.rejected)
 
     def _drain_acks(self) -> None:
         done: list[int] = []
@@ -499,7 +509,7 @@ class MqttSink:
             done.append(spool_id)
             if failed:
                 self.rejected += 1
-                log.warning("MQTT broker refused a message on %s (%s); dropped", topic, reason)
+                self._log_rejected(topic, reason)
                 if self._metrics:
                     self._metrics.rejected.inc()
                 continue
@@ -534,14 +544,20 @@ class MqttSink:
 
     def write(self, record: Record) -> None:
         """Append to the spool (on disk when this returns); the sender publishes it."""
+        self.write_many((record,))
+
+    def write_many(self, records: Iterable[Record]) -> None:
+        """Like ``write`` for several records, in one transaction: one fsync for all of them."""
         if self._closed:
             raise RuntimeError("MQTT sink is closed")
-        topic = self._topic_for(record)
-        payload = encode_record(record)
+        records = list(records)
+        batch = [(self._topic_for(r), encode_record(r), False) for r in records]
+        if not batch:
+            return
         with self._lock:
             before = self.spool.dropped
-            self.spool.append(topic, payload)
-            self.written += 1
+            self.spool.append_many(batch)
+            self.written += len(batch)
             dropped = self.spool.dropped - before
         if dropped:
             if self._metrics:
@@ -550,7 +566,8 @@ class MqttSink:
                 log.warning("MQTT spool full (%d messages, %d bytes): dropped the oldest; %d dropped so far",
                             self.spool.depth, self.spool.bytes, self.spool.dropped)
         if self.homeassistant is not None:
-            self.homeassistant.observe(record)
+            for r in records:
+                self.homeassistant.observe(r)
         self._wake.set()
 
     def flush(self) -> None:

@@ -100,6 +100,43 @@ def test_spool_full_drops_oldest_counts_and_delivers_the_rest(broker, subscriber
     assert registry.get_sample_value("spinal_mqtt_connected") == 1
 
 
+def test_write_many_is_one_durable_batch(broker, subscriber, make_sink):
+    sink = make_sink(broker.port)
+    sink.write_many([reading(i) for i in range(50)] + [prediction(i) for i in range(50)])
+    assert sink.stats()["written"] == 100
+    assert sink.wait_drained(15), sink.stats()
+    topic = f"{BASE}/predictions/activity"
+    assert wait_until(lambda: len(subscriber.seqs_by_topic(BASE).get(topic, [])) >= 50, 5)
+    assert first_arrivals(subscriber.seqs_by_topic(BASE)[topic]) == list(range(50))
+
+
+def test_messages_the_broker_refuses_are_counted_and_do_not_block_the_rest(tmp_path, make_sink):
+    """MQTT 5 PUBACK with 'Not authorized' (Mosquitto ACL): counted, logged, dropped; the spool moves on."""
+    from tests.sinks.conftest import require_mosquitto
+    from tests.sinks.mosquitto_broker import Mosquitto, free_port
+
+    require_mosquitto()
+    acl = tmp_path / "acl"
+    acl.write_text(f"topic readwrite {BASE}/readings/#\ntopic readwrite {BASE}/status/#\ntopic read #\n")
+    port = free_port()
+    b = Mosquitto(tmp_path / "acl-broker", listeners=(f"listener {port} 127.0.0.1", "allow_anonymous true",
+                                                       f"acl_file {acl}"), persistence=False).start()
+    try:
+        sub = Subscriber(port, (f"{BASE}/#",), persistent=False).start()
+        sink = make_sink(port)
+        for i in range(10):
+            sink.write(prediction(i))  # refused by the ACL
+            sink.write(reading(i))
+        assert sink.wait_drained(15), sink.stats()
+        st = sink.stats()
+        assert st["rejected"] == 10 and st["acked"] == 10
+        topic = f"{BASE}/readings/bme280"
+        assert wait_until(lambda: len(sub.seqs_by_topic(BASE).get(topic, [])) == 10, 5)
+        sub.stop()
+    finally:
+        b.kill()
+
+
 def test_options_validation_names_the_key(tmp_path):
     with pytest.raises(BadInput, match=r"mqtt\.device_id"):
         MqttOptions(host="h", device_id="a/b")
