@@ -21,6 +21,7 @@ cause and the fix, or, with ``fail_closed``, :class:`DelegateError` is raised.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -451,20 +452,22 @@ def _load_bundle(bundle: Bundle, policy: RuntimePolicy) -> Model:
     if len(cands) > 1:
         chosen, selection = _auto(cands, policy, spec, features, installed, manifest, target)
     runtime, art = chosen
-    try:
+    if not art.edgetpu:
         model = open_model(target(runtime, art), policy, spec)
-    except DelegateError:
-        raise
-    if art.edgetpu and model.info.fallback_reason:
-        # An Edge TPU file cannot run on the CPU at all: fall back to the best plain artifact instead.
-        model.close()
-        rest = [c for c in cands if not c[1].edgetpu]
-        if not rest:
-            raise BundleError(f"{bundle.source}: the Edge TPU is unusable ({model.info.fallback_reason}) and the "
-                              "bundle has no plain artifact to fall back to")
-        runtime, art = prior_order(rest, features)[0]
-        reason = model.info.fallback_reason
-        model = open_model(target(runtime, art), policy, _CPU).with_fallback(reason)
+    else:
+        # An Edge TPU file cannot run on the CPU at all: if the TPU fails, fall back to the best plain artifact.
+        try:
+            model = open_model(target(runtime, art), dataclasses.replace(policy, fail_closed=True), spec)
+        except DelegateError as exc:
+            rest = [c for c in cands if not c[1].edgetpu]
+            if policy.fail_closed:
+                raise
+            if not rest:
+                raise BundleError(f"{bundle.source}: the Edge TPU is unusable ({exc}) and the bundle has no plain "
+                                  "artifact to fall back to") from None
+            runtime, art = prior_order(rest, features)[0]
+            log.warning("%s; running %s on the CPU instead (set fail_closed to refuse)", exc, art.path)
+            model = open_model(target(runtime, art), policy, _CPU).with_fallback(str(exc))
     model.selection = selection
     log.info("running %s", model.info.describe())
     return model

@@ -145,3 +145,52 @@ def test_delegate_for_the_wrong_runtime(bundle_dir: Path) -> None:
 def test_auto_with_an_onnx_provider_only_considers_onnx(bundle_dir: Path, cache_dir: Path) -> None:
     model = load_model(bundle_dir, RuntimePolicy(delegate="cuda", cache_dir=cache_dir))
     assert model.info.runtime == "onnxruntime"
+
+
+@pytest.fixture
+def tpu_bundle(bundle_dir: Path, tmp_path: Path) -> Path:
+    """The test bundle plus an artifact flagged as compiled for the Edge TPU (``*_edgetpu.tflite``)."""
+    import dataclasses
+    import shutil
+
+    from device.bundle import file_digest, read_manifest, write_manifest
+
+    root = tmp_path / "tpu"
+    shutil.copytree(bundle_dir, root)
+    shutil.copyfile(root / "model_int8.tflite", root / "model_int8_edgetpu.tflite")
+    manifest = read_manifest(root)
+    plain = manifest.artifact("model_int8.tflite")
+    tpu = dataclasses.replace(plain, path="model_int8_edgetpu.tflite", edgetpu=True)
+    with np.load(root / "golden.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["output/model_int8_edgetpu.tflite/logits"] = arrays["output/model_int8.tflite/logits"]
+    with open(root / "golden.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    sha, size = file_digest(root / "golden.npz")
+    golden = dataclasses.replace(manifest.golden, sha256=sha, bytes=size)
+    write_manifest(root, dataclasses.replace(manifest, artifacts=(*manifest.artifacts, tpu), golden=golden))
+    return root
+
+
+def test_edgetpu_artifacts_need_the_tpu(tpu_bundle: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Without the delegate an Edge TPU file is never a candidate.
+    model = load_model(tpu_bundle, RuntimePolicy(runtime="litert", artifact="int8", cache_dir=cache_dir))
+    assert model.info.artifact == "model_int8.tflite"
+    # With it (and no TPU here) the runner falls back to a plain artifact on the CPU, loudly.
+    with caplog.at_level(logging.WARNING, logger="spinal.runtime"):
+        model = load_model(tpu_bundle, RuntimePolicy(runtime="litert", delegate="edgetpu", autotune=False,
+                                                     cache_dir=cache_dir))
+    assert model.info.artifact != "model_int8_edgetpu.tflite" and model.info.delegate == "XNNPACK"
+    assert "libedgetpu1-std" in (model.info.fallback_reason or "") and "on the CPU instead" in caplog.text
+    with pytest.raises(DelegateError, match="libedgetpu1-std"):
+        load_model(tpu_bundle, RuntimePolicy(runtime="litert", delegate="edgetpu", fail_closed=True,
+                                             autotune=False, cache_dir=cache_dir))
+
+
+def test_verify_skips_edgetpu_artifacts_without_the_delegate(tpu_bundle: Path) -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli("verify", tpu_bundle, "--runtime", "litert")
+    assert result.exit_code == 0
+    assert "skip parity model_int8_edgetpu.tflite on litert: an Edge TPU artifact; verify it with --delegate " \
+           "edgetpu" in " ".join(result.stdout.split())
