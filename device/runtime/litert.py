@@ -129,6 +129,21 @@ class InterpreterSession:
                 raise ModelFileError(f"{self.path}: cannot resize inputs to {[list(s) for s in shapes]} "
                                      f"({first_line(exc)})") from None
 
+    def single_call(self) -> Any:
+        """For a one-input, one-output file: ``call(x) -> y`` with the interpreter's methods bound."""
+        set_tensor, invoke, get_tensor = self._set, self._invoke, self._get
+        (i,), (o,) = self._in_index, self._out_index
+        if self._dynamic:
+            run = self.run
+            return lambda x: run([x])[0]
+
+        def call(x: np.ndarray) -> np.ndarray:
+            set_tensor(i, x)
+            invoke()
+            return get_tensor(o)
+
+        return call
+
     def _run_one(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         self._set(self._in_index[0], arrays[0])
         self._invoke()

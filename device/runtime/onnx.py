@@ -140,6 +140,15 @@ class OrtSession:
     def resize(self, shapes: Sequence[tuple[int, ...]]) -> None:
         """onnxruntime takes any concrete shape at run time: nothing to do."""
 
+    def single_call(self) -> Any:
+        """For a one-input, one-output file: ``call(x) -> y``."""
+        run, outs, (name,) = self._run, self._out_names, self._in_names
+
+        def call(x: np.ndarray) -> np.ndarray:
+            return run(outs, {name: x})[0]
+
+        return call
+
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the session on the inputs (in file order) and return the outputs (in file order)."""
         return list(self._run(self._out_names, dict(zip(self._in_names, arrays, strict=True))))
