@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 _KIND_DIRS = {"reading": "readings", "prediction": "predictions", "status": "status"}
 AVAILABILITY = "availability"
 ONLINE, OFFLINE = "online", "offline"
+# PUBACK reason codes that mean "not now" rather than "never": Quota exceeded, Server busy.
+_TRANSIENT = frozenset({0x97, 0x89})
 _SECRET_KEYS = ("username", "password", "client_cert", "client_key", "client_key_password")
 
 
@@ -297,9 +299,13 @@ class MqttSink:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._closed = False
-        self._acks: queue.SimpleQueue[tuple[int, bool, str, float]] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, int, str, float]] = queue.SimpleQueue()
         self._outstanding: dict[int, tuple[int, float, float, str]] = {}  # mid -> (spool id, t handed, created, topic)
         self._cursor = 0  # highest spool id handed to paho in this process
+        self._window = options.max_inflight  # lowered to the broker's Receive Maximum (MQTT 5)
+        self._resync = False  # after a reconnect: let paho resend its unacknowledged ones first
+        self._retry_from: int | None = None  # lowest spool id the broker asked us to send again
+        self._retry_at = 0.0
         self._sources: set[tuple[str, str]] = set()
         self._metrics: _Metrics | None = None
         self._last_fail_log = 0.0
@@ -312,6 +318,7 @@ class MqttSink:
         self.published = 0
         self.acked = 0
         self.rejected = 0
+        self.retries = 0
         self.written = 0
         self.publish_latency = _Percentiles()
         self.delivery_latency = _Percentiles()
@@ -400,12 +407,20 @@ class MqttSink:
                 self._metrics.reconnects.inc()
             log.info("MQTT reconnected to %s:%d; %d message(s) in the spool", self.options.host,
                      self.options.port, self.spool.depth)
+        receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
+        self._window = min(self.options.max_inflight, int(receive_max)) if receive_max else self.options.max_inflight
+        # paho resends the messages it holds (unacknowledged before the break) right after this
+        # callback returns; new ones must not overtake them, so the sender waits for their PUBACKs.
+        self._resync = True
         self._connected.set()
-        client.publish(self.options.availability_topic, ONLINE, qos=1, retain=True)
-        if self.homeassistant is not None:
-            client.subscribe(self.homeassistant.status_topic, qos=1)
-            self.homeassistant.announce()
         self._wake.set()
+        try:
+            client.publish(self.options.availability_topic, ONLINE, qos=1, retain=True)
+            if self.homeassistant is not None:
+                client.subscribe(self.homeassistant.status_topic, qos=1)
+                self.homeassistant.announce()
+        except Exception:  # an exception here would end up in paho's log only; keep the sink running
+            log.exception("MQTT: announcing availability / Home Assistant discovery failed")
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if self._connected.is_set():
@@ -429,12 +444,15 @@ class MqttSink:
             log.warning("MQTT %s; retrying (messages are kept in the spool)", message)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._acks.put((mid, bool(reason.is_failure), str(reason), time.monotonic()))
+        self._acks.put((mid, int(getattr(reason, "value", 0)), str(reason), time.monotonic()))
         self._wake.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self.homeassistant is not None:
-            self.homeassistant.handle_message(message.topic, message.payload, bool(message.retain))
+            try:
+                self.homeassistant.handle_message(message.topic, message.payload, bool(message.retain))
+            except Exception:
+                log.exception("MQTT: handling a message on %s failed", message.topic)
 
     def _publish_direct(self, topic: str, payload: bytes | str, retain: bool) -> bool:
         """Publish outside the spool (availability, discovery): only while connected, QoS 1."""
@@ -459,7 +477,16 @@ class MqttSink:
         self._drain_acks()
 
     def _hand_over(self) -> None:
-        room = self.options.max_inflight - len(self._outstanding)
+        if self._resync:
+            if self._outstanding:
+                return
+            self._resync = False
+        if self._retry_from is not None:
+            if self._outstanding or time.monotonic() < self._retry_at:
+                return
+            self._cursor = min(self._cursor, self._retry_from - 1)
+            self._retry_from = None
+        room = self._window - len(self._outstanding)
         if room <= 0:
             return
         ok = (self._paho.MQTT_ERR_SUCCESS, self._paho.MQTT_ERR_NO_CONN)
@@ -499,7 +526,7 @@ class MqttSink:
         now_wall = time.time()
         while True:
             try:
-                mid, failed, reason, t_ack = self._acks.get_nowait()
+                mid, code, reason, t_ack = self._acks.get_nowait()
             except queue.Empty:
                 break
             entry = self._outstanding.pop(mid, None)
@@ -507,6 +534,16 @@ class MqttSink:
                 continue
             spool_id, t_handed, created, topic = entry
             done.append(spool_id)
+            failed = code >= 0x80
+            if code in _TRANSIENT:
+                # The broker is busy or over quota: keep it and send it (and what follows) again soon.
+                done.pop()
+                self._retry_from = spool_id if self._retry_from is None else min(self._retry_from, spool_id)
+                self._retry_at = time.monotonic() + 1.0
+                self.retries += 1
+                if self.retries == 1 or self.retries % 1000 == 0:
+                    log.warning("MQTT broker asked to retry a message on %s (%s); will resend it", topic, reason)
+                continue
             if failed:
                 self.rejected += 1
                 self._log_rejected(topic, reason)
@@ -642,7 +679,9 @@ class MqttSink:
             "published": self.published,
             "acked": self.acked,
             "rejected": self.rejected,
+            "retries": self.retries,
             "inflight": self.inflight,
+            "window": self._window,
             "connects": self.connects,
             "reconnects": self.reconnects,
             "disconnects": self.disconnects,

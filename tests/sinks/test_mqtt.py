@@ -137,6 +137,49 @@ def test_messages_the_broker_refuses_are_counted_and_do_not_block_the_rest(tmp_p
         b.kill()
 
 
+def test_in_flight_window_follows_the_brokers_receive_maximum(tmp_path, make_sink):
+    from tests.sinks.conftest import require_mosquitto
+    from tests.sinks.mosquitto_broker import Mosquitto
+
+    require_mosquitto()
+    b = Mosquitto(tmp_path / "rm-broker", persistence=False)
+    b.conf.write_text(b.conf.read_text().replace("max_inflight_messages 100", "max_inflight_messages 5"))
+    b.start()
+    try:
+        sink = make_sink(b.port, max_inflight=64)
+        sink.write_many([reading(i) for i in range(300)])
+        assert sink.wait_drained(20), sink.stats()
+        assert sink.stats()["window"] == 5 and sink.stats()["acked"] == 300
+    finally:
+        b.kill()
+
+
+def test_quota_exceeded_is_retried_not_dropped(broker, subscriber, make_sink):
+    """A PUBACK saying 'Quota exceeded' (MQTT 5, 0x97) means 'later': the message stays and is resent."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    sink = make_sink(broker.port)
+    assert wait_until(lambda: sink.connected, 10)
+    real = sink._client.on_publish
+    refused = []
+
+    def over_quota_three_times(client, userdata, mid, reason, properties):
+        if len(refused) < 3 and mid in sink._outstanding:
+            refused.append(mid)
+            reason = ReasonCode(PacketTypes.PUBACK, identifier=0x97)
+        real(client, userdata, mid, reason, properties)
+
+    sink._client.on_publish = over_quota_three_times
+    for i in range(20):
+        sink.write(reading(i))
+    assert sink.wait_drained(20), sink.stats()
+    st = sink.stats()
+    assert len(refused) == 3 and st["retries"] == 3 and st["rejected"] == 0
+    topic = f"{BASE}/readings/bme280"
+    assert wait_until(lambda: set(subscriber.seqs_by_topic(BASE).get(topic, [])) == set(range(20)), 5)
+
+
 def test_options_validation_names_the_key(tmp_path):
     with pytest.raises(BadInput, match=r"mqtt\.device_id"):
         MqttOptions(host="h", device_id="a/b")
