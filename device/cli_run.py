@@ -30,8 +30,8 @@ def run(
                                                    help="Stop cleanly after this many seconds.")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the config (and the bundle, if present) "
                                                          "and exit.")] = False,
-    sim: Annotated[bool, typer.Option("--sim", help="Simulated sensors: each sensor's [sensors.sim] "
-                                                     "description instead of /dev/i2c-N.")] = False,
+    sim: Annotated[bool, typer.Option("--sim", help="Simulated sensors: each sensor's sim table (replay, "
+                                                     "faults) on a simulated bus, not /dev/i2c-N.")] = False,
 ) -> None:
     """Run the daemon: sample the sensors, run the model on every window, write predictions to the sinks.
 

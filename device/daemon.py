@@ -143,9 +143,11 @@ class Metrics:
     """The daemon's Prometheus metrics, in a private registry (served by ``device.http``)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes ...
+        PlatformCollector(registry=r)
         fine = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
         self.samples = Counter("spinal_samples", "Samples read, per sensor", ["sensor"], registry=r)
         self.read_errors = Counter("spinal_sensor_read_errors", "Failed sensor reads (after bus retries)",
@@ -623,7 +625,13 @@ class Daemon:
         self.reload_event = threading.Event()
         self.started_ns = time.monotonic_ns()
         self.phase = "starting"
-        self.seq = SeqCounter(config.state_dir if config.state_dir and config.state_dir.is_dir() else None)
+        if config.state_dir is not None:
+            try:
+                config.state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BadInput(f"{config.source}: state_dir {config.state_dir}: cannot create it ({exc.strerror}); "
+                               "under systemd StateDirectory= creates it, else pick a writable directory") from None
+        self.seq = SeqCounter(config.state_dir)
         self.windows: queue.Queue[WindowJob] = queue.Queue(maxsize=config.daemon.queue_windows)
         self.out: queue.Queue[OutItem | None] = queue.Queue(maxsize=config.daemon.queue_records)
         self.router = Router(self.windows, self.metrics, {s.id: s.rate_hz for s in config.sensors})
