@@ -503,8 +503,8 @@ class _Pipeline:
                 window=opts.window if first else None, hop=opts.hop if first else None,
                 normalization=norm if first else None,
             ))
-        outs = tuple(TensorSpec(name=s.name, shape=s.shape, dtype=s.dtype, units=opts.units
-                                if s.name == self.task_output else ()) for s in self.outputs)
+        outs = tuple(TensorSpec(name=s.name, shape=s.shape, dtype=s.dtype, layout=self.layouts.get(s.name),
+                                units=opts.units if s.name == self.task_output else ()) for s in self.outputs)
         return tuple(ins), outs
 
     def _task(self) -> Task:
@@ -554,6 +554,8 @@ class _Pipeline:
                 continue
             fmt, precision, file_name = FORMATS[key]
             rec = self.shipped[key]
+            if fmt == "onnx":  # same tensors as the logical ones; layouts may have been settled since
+                rec["ins"], rec["outs"] = self._onnx_tensors()
             sha, size = file_digest(self.stage / file_name)
             artifacts.append(Artifact(path=file_name, format=fmt, precision=precision, sha256=sha, bytes=size,
                                       inputs=rec["ins"], outputs=rec["outs"]))

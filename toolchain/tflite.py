@@ -30,6 +30,7 @@ from device.manifest import ArtifactTensor, Quantization
 from toolchain.calibration import DataSet, InputSpec
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8", "int8-io")
+DEFAULT_LAYOUTS = {3: "NCW", 4: "NCHW", 5: "NCDHW"}  # ONNX's channels-first conventions
 
 
 @dataclass
@@ -385,7 +386,8 @@ def _convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...],
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             debug_options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(options.denylist))
             debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=conv, debug_dataset=representative(sm, inputs, calib), debug_options=debug_options)
+                converter=conv, debug_dataset=representative(sm, inputs, calib, as_list=True),
+                debug_options=debug_options)
             with quiet_native():
                 return bytes(debugger.get_nondebug_quantized_model())
     elif precision != "fp32":
@@ -398,14 +400,15 @@ def _convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...],
         raise ModelFileError(f"TFLite {precision} conversion failed ({type(exc).__name__}: {message})") from None
 
 
-def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet) -> Any:
-    """A representative-dataset generator keyed by signature input name."""
+def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, as_list: bool = False) -> Any:
+    """A representative-dataset generator keyed by signature input name (or a list, for the debugger)."""
 
-    def gen() -> Iterator[dict[str, np.ndarray]]:
+    def gen() -> Iterator[Any]:
         for i in range(calib.count):
             sample = calib.sample(i, inputs)
-            yield {sm.input_keys[name]: value.astype(np.float32) if value.dtype.kind == "f" else value
-                   for name, value in sample.items()}
+            feeds = {sm.input_keys[name]: value.astype(np.float32) if value.dtype.kind == "f" else value
+                     for name, value in sample.items()}
+            yield list(feeds.values()) if as_list else feeds
 
     return gen
 
@@ -425,7 +428,7 @@ def _sensitive_here(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSe
     conv.representative_dataset = representative(sm, inputs, calib.take(min(calib.count, 64)))
     with quiet_native():
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=representative(sm, inputs, calib.take(min(calib.count, 32))))
+            converter=conv, debug_dataset=representative(sm, inputs, calib.take(min(calib.count, 32)), as_list=True))
         debugger.run()
         buf = io.StringIO()
         debugger.layer_statistics_dump(buf)
@@ -469,6 +472,10 @@ def describe_tflite(content: bytes, sm: SavedModel, inputs: tuple[InputSpec, ...
     def one(spec: InputSpec, key: str, sig: dict[str, Any]) -> ArtifactTensor:
         d = details[sig[key]["index"]] if sig[key].get("index") in details else sig[key]
         shape = tuple(int(x) for x in d["shape"])
+        if tuple(shape) != tuple(spec.shape) and logical_layouts.get(spec.name) is None:
+            # The file holds this tensor permuted (onnx2tf's channels-last): give the logical side
+            # ONNX's channels-first names so the permutation can be recorded and undone.
+            logical_layouts[spec.name] = DEFAULT_LAYOUTS.get(len(spec.shape))
         layout = _permuted_layout(spec.shape, shape, logical_layouts.get(spec.name))
         qp = d.get("quantization_parameters") or {}
         quant = None

@@ -1,0 +1,159 @@
+"""Bad inputs to ``spinal convert``: one line naming the problem and the fix, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.host
+
+onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def conv_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Conv1d model exported with a dynamic batch and a dynamic time axis."""
+    import toolchain_models as tm
+
+    path = tmp_path_factory.mktemp("onnx") / "conv.onnx"
+    torch.onnx.export(tm.conv1d(), (torch.randn(1, 3, 20),), str(path), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch", 2: "time"}, "y": {0: "batch"}})
+    return path
+
+
+def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
+    assert result.exit_code == code, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    text = " ".join(lines)
+    assert text.startswith("error:"), text
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_missing_host_extra(monkeypatch, tmp_path: Path) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    result = run_cli("convert", "m.onnx", "-o", tmp_path / "b")
+    assert_one_line_error(result, "pip install 'spinal[host]'")
+
+
+def test_unreadable_model(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not protobuf at all \x00\xff" * 10)
+    result = run_cli("convert", bad, "-o", tmp_path / "out")
+    assert_one_line_error(result, "bad.onnx", "not a readable ONNX model")
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".spinal-convert-*"))
+
+
+def test_missing_model_and_unknown_type(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("convert", tmp_path / "nope.onnx", "-o", tmp_path / "o"), "no such ONNX file")
+    odd = tmp_path / "model.xyz"
+    odd.write_text("x")
+    assert_one_line_error(run_cli("convert", odd, "-o", tmp_path / "o"), "unknown model type")
+
+
+def test_dynamic_axis_needs_a_shape(conv_onnx: Path, tmp_path: Path) -> None:
+    result = run_cli("convert", conv_onnx, "-o", tmp_path / "o")
+    assert_one_line_error(result, "'x' dim 2", "--input-shape x:")
+
+
+def test_calibration_wrong_name(conv_onnx: Path, tmp_path: Path) -> None:
+    np.savez(tmp_path / "cal.npz", wrong=np.zeros((4, 3, 20), np.float32))
+    result = run_cli("convert", conv_onnx, "-o", tmp_path / "o", "--input-shape", "x:1,3,20",
+                     "--calibration", tmp_path / "cal.npz", "--formats", "onnx-fp32")
+    assert_one_line_error(result, "cal.npz", "no array for model input 'x'", "it has wrong")
+
+
+def test_calibration_wrong_shape(conv_onnx: Path, tmp_path: Path) -> None:
+    np.savez(tmp_path / "cal.npz", x=np.zeros((4, 20, 3), np.float32))
+    result = run_cli("convert", conv_onnx, "-o", tmp_path / "o", "--input-shape", "x:1,3,20",
+                     "--calibration", tmp_path / "cal.npz", "--formats", "onnx-fp32")
+    assert_one_line_error(result, "cal.npz", "shape [4, 20, 3]", "expected [N, 3, 20]")
+
+
+def test_calibration_wrong_dtype(conv_onnx: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "cal.npy", np.zeros((4, 3, 20), np.complex64))
+    result = run_cli("convert", conv_onnx, "-o", tmp_path / "o", "--input-shape", "x:1,3,20",
+                     "--calibration", tmp_path / "cal.npy", "--formats", "onnx-fp32")
+    assert_one_line_error(result, "cal.npy", "dtype complex64")
+
+
+def test_calibration_nan(conv_onnx: Path, tmp_path: Path) -> None:
+    x = np.zeros((4, 3, 20), np.float32)
+    x[1, 1, 1] = np.nan
+    np.save(tmp_path / "cal.npy", x)
+    result = run_cli("convert", conv_onnx, "-o", tmp_path / "o", "--input-shape", "x:1,3,20",
+                     "--calibration", tmp_path / "cal.npy", "--formats", "onnx-fp32")
+    assert_one_line_error(result, "NaN")
+
+
+def test_validation_labels_wrong(conv_onnx: Path, tmp_path: Path) -> None:
+    np.savez(tmp_path / "val.npz", x=np.zeros((4, 3, 20), np.float32), labels=np.zeros(3, np.int64))
+    result = run_cli("convert", conv_onnx, "-o", tmp_path / "o", "--input-shape", "x:1,3,20",
+                     "--validation", tmp_path / "val.npz", "--formats", "onnx-fp32")
+    assert_one_line_error(result, "'labels' must be 4 integer class ids")
+
+
+def test_bad_options(conv_onnx: Path, tmp_path: Path) -> None:
+    base = ["convert", conv_onnx, "-o", tmp_path / "o", "--input-shape", "x:1,3,20"]
+    assert_one_line_error(run_cli(*base, "--formats", "tflite-int4"), "unknown 'tflite-int4'")
+    assert_one_line_error(run_cli(*base, "--calibration-method", "magic"), "minmax, entropy or percentile")
+    assert_one_line_error(run_cli(*base, "--task", "anomaly"), "--threshold")
+    assert_one_line_error(run_cli(*base, "--input-shape", "1,a,3"), "--input-shape")
+    assert_one_line_error(run_cli(*base, "--norm-mean", "1,2", "--norm-std", "1"), "--norm-std")
+
+
+def test_existing_output_needs_force(conv_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exists"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = run_cli("convert", conv_onnx, "-o", out, "--input-shape", "x:1,3,20")
+    assert_one_line_error(result, "already exists", "--force")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_onnx_with_external_data_and_if_node(tmp_path: Path) -> None:
+    """External-data weights are inlined; an If node converts (onnx2tf) or is named when it cannot."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w")
+    then_g = helper.make_graph([helper.make_node("Relu", ["h"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["h"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 4])])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0, name="sum"),
+        helper.make_node("Greater", ["s", "zero"], ["c0"], name="gt"),
+        helper.make_node("Squeeze", ["c0"], ["c"], name="sq"),
+        helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g, name="branch"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              initializer=[w, numpy_helper.from_array(np.zeros((1,), np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    path = tmp_path / "ifnet.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="ifnet.data",
+              size_threshold=0)
+    assert (tmp_path / "ifnet.data").exists()
+    result = run_cli("convert", path, "-o", tmp_path / "b", "--formats", "onnx-fp32,tflite-fp32", "--task",
+                     "regression", "--json")
+    assert result.exit_code == 0, result.stderr
+    import json
+
+    report = json.loads(result.stdout)
+    assert "model.fp32.onnx" in report["artifacts"]
+    assert any("external-data" in n for n in report["notes"])
+    if "model.fp32.tflite" in report["failed"]:
+        assert "branch" in report["failed"]["model.fp32.tflite"]["reason"]
+    else:
+        assert report["artifacts"]["model.fp32.tflite"]["cosine"] > 0.9999
