@@ -306,7 +306,7 @@ class Sampler(threading.Thread):
                     self.driver = driver
                 except Exception as exc:  # any driver/bus failure: degrade, back off, retry
                     self._fail(exc, "setup")
-                    if self.stop_event.wait(backoff):
+                    if not self._wait_until(time.monotonic_ns() + int(backoff * 1e9)):
                         break
                     backoff = min(backoff * 2, cfg.retry_max_s)
                     self.metrics.retries.labels(cfg.id).inc()
@@ -321,7 +321,7 @@ class Sampler(threading.Thread):
             except Exception as exc:
                 self._fail(exc, "read")
                 self._close_driver()
-                if self.stop_event.wait(backoff):
+                if not self._wait_until(time.monotonic_ns() + int(backoff * 1e9)):
                     break
                 backoff = min(backoff * 2, cfg.retry_max_s)
                 self.metrics.retries.labels(cfg.id).inc()
