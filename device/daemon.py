@@ -769,8 +769,11 @@ class Daemon:
             self.metrics.reloads.labels("failed").inc()
             self.last_reload = {"result": "failed", "reason": reason, "error": why, "at_unix": time.time()}
             self.event("reload_failed", {"error": why, "kept": keep.info() if keep else None})
-            if not startup:
-                self.notifier.notify("READY=1", f"STATUS=reload failed, {kept}: {why[:200]}")
+            if startup:  # nothing to keep: the start fails with the reason (and its exit code)
+                if isinstance(exc, SpinalError):
+                    raise
+                raise CheckFailed(f"{self.config.model.bundle}: cannot start: {why}") from None
+            self.notifier.notify("READY=1", f"STATUS=reload failed, {kept}: {why[:200]}")
             return False
         self.generation = cand.generation
         old = self._activate(cand)
@@ -898,16 +901,18 @@ class Daemon:
         self._readings = {s.id: s.readings for s in cfg.sensors}
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.notifier.status("starting: loading model")
-        if not self.reload("startup", startup=True):
-            raise CheckFailed(f"{cfg.model.bundle}: cannot start: {self.last_reload['error']}"
-                              if self.last_reload else "cannot start")
-        if cfg.http.enabled:
-            from device.http import HealthServer
+        try:
+            self.reload("startup", startup=True)
+            if cfg.http.enabled:
+                from device.http import HealthServer
 
-            self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.metrics.registry)
-            self.http.start()
-            host, port = self.http.address
-            log.info("http: serving /healthz and /metrics on http://%s:%d", host, port)
+                self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.metrics.registry)
+                self.http.start()
+                host, port = self.http.address
+                log.info("http: serving /healthz and /metrics on http://%s:%d", host, port)
+        except BaseException:
+            self._abort_startup()
+            raise
         infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         output = threading.Thread(target=self._output_loop, name="output", daemon=True)
         for s in cfg.sensors:
@@ -924,6 +929,16 @@ class Daemon:
         self.notifier.ready(self.status_line())
         code = self._supervise()
         return self._shutdown(code)
+
+    def _abort_startup(self) -> None:
+        """Release what a failed start had opened (sinks flush what they hold, e.g. the MQTT spool)."""
+        self.phase = "stopping"
+        for sink, _ in self.sinks:
+            with contextlib.suppress(Exception):
+                sink.close()
+        if self.active is not None:
+            self.active.close()
+        self.notifier.close()
 
     def _supervise(self) -> int:
         cfg = self.config

@@ -398,3 +398,15 @@ def test_sequence_numbers_survive_a_restart(tmp_path, bundles):
     seqs = [r["seq"] for r in records(tmp_path / "out.jsonl") if r["kind"] == "status"]
     assert len(seqs) == len(set(seqs)), "no status sequence number is used twice across runs"
     assert json.loads((tmp_path / "seq.json").read_text())["status"] >= 1000
+
+
+@pytest.mark.parametrize(("bundle", "code", "message"), [
+    ("corrupt", 2, "sha256 mismatch"),
+    ("canary_fail", 1, "canary failed on model.onnx (onnxruntime)"),
+])
+def test_a_bundle_that_fails_at_start_stops_the_daemon_with_one_line(tmp_path, bundles, bundle, code, message):
+    proc = spawn(write_config(tmp_path, bundles[bundle]), "--duration", "5")
+    rc, out, err = finish(proc)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert rc == code and len(errors) == 1 and message in errors[0], err
+    assert "Traceback" not in err and out == ""
