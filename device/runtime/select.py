@@ -55,8 +55,9 @@ PRECISION_RANK = {"fp32": 0, "fp16": 1, "int8": 2, "int8-io": 3}
 RUNTIME_RANK = {"litert": 0, "onnxruntime": 1, "tflite-runtime": 2}
 CACHE_NAME = "autotune.json"
 CACHE_ENTRIES = 64
-MEASURE_SECONDS = 0.15
-MEASURE_RUNS = 200
+MEASURE_SECONDS = 0.3  # all candidates together
+MEASURE_ROUNDS = 5
+MEASURE_RUNS = 200  # per candidate and round, at most
 _CPU = DelegateSpec(kind="cpu", name="cpu", provider="CPUExecutionProvider")
 
 
@@ -369,35 +370,56 @@ def bundle_hash(manifest: Manifest) -> str:
     return hashlib.sha256(manifest.to_json().encode()).hexdigest()
 
 
-def measure(target: Target, policy: RuntimePolicy, spec: DelegateSpec) -> Measurement:
-    """Load one candidate, check parity, time it briefly (``auto``'s micro-benchmark)."""
-    assert target.artifact is not None
-    art = target.artifact
-    try:
-        model = open_model(target, RuntimePolicy(runtime=target.runtime, threads=policy.threads,
-                                                 delegate=policy.delegate, fail_closed=True), spec)
-    except (DelegateError, BadInput) as exc:
-        return Measurement(target.runtime, art.path, art.precision, None, None, error=str(exc))
-    try:
-        parity = None
-        if target.golden is not None and target.manifest is not None:
-            parity = check_golden(model, target.manifest, target.golden, art).ok
-        from device.runtime.parity import golden_inputs, random_inputs
+def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec) -> list[Measurement]:
+    """``auto``'s micro-benchmark: load every candidate, check its parity, then time them in interleaved rounds.
 
-        feed = (golden_inputs(target.golden, model.inputs, 1)[0] if target.golden is not None
-                else random_inputs(model.inputs, 1)[0])
-        for _ in range(3):
-            model.run(feed)
-        times = []
-        end = time.perf_counter() + MEASURE_SECONDS
-        while len(times) < MEASURE_RUNS and time.perf_counter() < end:
-            t0 = time.perf_counter_ns()
-            model.run(feed)
-            times.append(time.perf_counter_ns() - t0)
-        times.sort()
-        return Measurement(target.runtime, art.path, art.precision, times[len(times) // 2] / 1000, parity)
+    Rounds alternate between the candidates so that a burst of other load on the CPU hits them all
+    alike; each candidate's figure is the median of its per-round medians.
+    """
+    from device.runtime.parity import golden_inputs, random_inputs
+
+    results: list[Measurement | None] = []
+    live: list[tuple[int, Model, dict[str, Any]]] = []
+    strict = RuntimePolicy(runtime="auto", threads=policy.threads, delegate=policy.delegate, fail_closed=True)
+    try:
+        for target in targets:
+            art = target.artifact
+            assert art is not None
+            try:
+                model = open_model(target, dataclasses.replace(strict, runtime=target.runtime), spec)
+            except (DelegateError, BadInput) as exc:
+                results.append(Measurement(target.runtime, art.path, art.precision, None, None, error=str(exc)))
+                continue
+            parity = None
+            if target.golden is not None and target.manifest is not None:
+                parity = check_golden(model, target.manifest, target.golden, art).ok
+            feed = (golden_inputs(target.golden, model.inputs, 1)[0] if target.golden is not None
+                    else random_inputs(model.inputs, 1)[0])
+            for _ in range(3):
+                model.run(feed)
+            results.append(Measurement(target.runtime, art.path, art.precision, None, parity))
+            live.append((len(results) - 1, model, feed))
+        rounds: dict[int, list[float]] = {i: [] for i, _, _ in live}
+        per_round = MEASURE_SECONDS / MEASURE_ROUNDS / max(1, len(live))
+        for _ in range(MEASURE_ROUNDS):
+            for i, model, feed in live:
+                times = []
+                end = time.perf_counter() + per_round
+                while len(times) < MEASURE_RUNS and (len(times) < 5 or time.perf_counter() < end):
+                    t0 = time.perf_counter_ns()
+                    model.run(feed)
+                    times.append(time.perf_counter_ns() - t0)
+                times.sort()
+                rounds[i].append(times[len(times) // 2] / 1000)
+        for i, _, _ in live:
+            values = sorted(rounds[i])
+            result = results[i]
+            assert result is not None
+            result.p50_us = values[len(values) // 2]
     finally:
-        model.close()
+        for _, model, _ in live:
+            model.close()
+    return [r for r in results if r is not None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,7 +512,7 @@ def _auto(cands: list[tuple[str, Artifact]], policy: RuntimePolicy, spec: Delega
         else:
             measured = []
     if not measured and policy.autotune:
-        measured = [measure(target(rt, a), policy, spec) for rt, a in cands]
+        measured = measure_all([target(rt, a) for rt, a in cands], policy, spec)
         mode = "measured"
         _write_cache(path, key, {"time": time.time(), "candidates": [vars(m) for m in measured]})
     measured = [m for m in measured if (m.runtime, m.artifact) in wanted]

@@ -76,7 +76,7 @@ def test_auto_measures_once_then_uses_the_cache(bundle_dir: Path, cache_dir: Pat
     assert key.startswith(sel.device_key()) and ":threads=1:delegate=cpu" in key
 
     calls = []
-    monkeypatch.setattr(sel, "measure", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sel, "measure_all", lambda *a, **k: calls.append(a))
     second = load_model(bundle_dir, RuntimePolicy(threads=1, cache_dir=cache_dir))
     assert second.selection.mode == "cached" and not calls
     assert (second.info.runtime, second.info.artifact) == (first.info.runtime, first.info.artifact)
