@@ -293,7 +293,6 @@ class MqttSink:
         self._secrets = load_secrets(options.secrets_file) if options.secrets_file else MqttSecrets()
         self._tls_context = self._make_tls_context() if options.tls else None
 
-        self.spool = Spool(spool)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._connected = threading.Event()
@@ -335,6 +334,7 @@ class MqttSink:
             self._publish_props = props
 
         self._client = self._make_client()
+        self.spool = Spool(spool)  # last: it holds the state directory's lock until close()
         self._sender = threading.Thread(target=self._run_sender, name="spinal-mqtt-sender", daemon=True)
         self._sender.start()
         try:
