@@ -48,11 +48,12 @@ class BuildSpec:
     threshold: float | None = None
     max_drop: float = 1.0
     validation_kind: str = "labels"  # labels | targets | none (what the converter's gate scores)
+    root: Path = MODELS  # the model's files go to root/<name>/ (tests rebuild into a temporary root)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
-        return MODELS / self.name
+        return self.root / self.name
 
     @property
     def bundle(self) -> Path:

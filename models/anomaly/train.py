@@ -229,6 +229,8 @@ faults; `index.json` gives each device window's truth and the fp32 model's score
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-convert", action="store_true", help="train and export only")
+    parser.add_argument("--out", type=Path, default=build.MODELS,
+                        help="write <out>/anomaly/ instead of models/anomaly/")
     args = parser.parse_args(argv)
 
     data = prepare.anomaly()
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.perf_counter() - t0
     held = training.predict(model, data.extra["threshold_x"])[:, 0]
     threshold = float(np.percentile(held, prepare.ANOMALY_THRESHOLD_PERCENTILE))
-    spec = build.BuildSpec(**SPEC_BASE, threshold=round(threshold, 6), max_drop=CONVERTER_MAX_DROP)
+    spec = build.BuildSpec(**SPEC_BASE, threshold=round(threshold, 6), max_drop=CONVERTER_MAX_DROP, root=args.out)
     torch_metrics = evaluate.score_anomaly(training.predict(model, data.val_x), data, spec.threshold)
     print(f"[anomaly] threshold {spec.threshold}; torch fp32: {torch_metrics}")
     onnx_path = training.export_onnx(model, data.val_x[:1], spec.build_dir / "anomaly.onnx", build.INPUT_NAME,

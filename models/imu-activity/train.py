@@ -9,6 +9,7 @@ Seeded and single-threaded: ``python models/imu-activity/train.py`` (or ``make m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -54,9 +55,9 @@ def make_model(width: int = 24) -> object:
     return ActivityCNN()
 
 
-def write_replay(data: prepare.Prepared) -> list[dict[str, object]]:
+def write_replay(spec: build.BuildSpec, data: prepare.Prepared) -> list[dict[str, object]]:
     """The first TEST-split recording of each class, in SI units, for the simulated MPU-6050."""
-    replay = SPEC.directory / "replay"
+    replay = spec.directory / "replay"
     for old in replay.glob("*.csv"):
         old.unlink()
     raw, labels = data.extra["test_raw"], data.extra["test_labels"]
@@ -67,7 +68,7 @@ def write_replay(data: prepare.Prepared) -> list[dict[str, object]]:
         datasets.write_replay_csv(replay / file, raw[rec], datasets.IMU_CHANNELS, datasets.IMU_RATE_HZ)
         entries.append({"file": file, "label": name, "split": "test", "recording": rec,
                         "samples": int(raw[rec].shape[0]),
-                        "windows": len(datasets.sliding_windows(raw[rec], SPEC.window, SPEC.hop))})
+                        "windows": len(datasets.sliding_windows(raw[rec], spec.window, spec.hop))})
     index = {
         "dataset": "UEA BasicMotions (sktime 1.2.0, BasicMotions_TEST.ts)",
         "sensor": "mpu6050",
@@ -76,7 +77,7 @@ def write_replay(data: prepare.Prepared) -> list[dict[str, object]]:
         "units": ["s", *datasets.IMU_UNITS],
         "gravity": "removed (the watch recorded linear acceleration; a still sensor reads ~0 on every axis)",
         "mpu6050_ranges": {"accel_g": datasets.IMU_ACCEL_RANGE_G, "gyro_dps": datasets.IMU_GYRO_RANGE_DPS},
-        "bundle": SPEC.bundle.name,
+        "bundle": spec.bundle.name,
         "recordings": entries,
     }
     (replay / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
@@ -152,7 +153,10 @@ Replay recordings for the simulated MPU-6050: `replay/` (one TEST recording per 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-convert", action="store_true", help="train and export only")
+    parser.add_argument("--out", type=Path, default=build.MODELS,
+                        help="write <out>/imu-activity/ instead of models/imu-activity/")
     args = parser.parse_args(argv)
+    spec = dataclasses.replace(SPEC, root=args.out)
 
     import torch.nn.functional as F
 
@@ -166,22 +170,22 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.perf_counter() - t0
     torch_metrics = evaluate.score_classification(training.predict(model, data.val_x), data)
     print(f"[imu-activity] torch fp32: {torch_metrics}")
-    onnx_path = training.export_onnx(model, data.val_x[:1], SPEC.build_dir / "imu-activity.onnx", build.INPUT_NAME,
-                                     SPEC.output_name)
-    write_replay(data)
-    calib, val = build.write_data(SPEC, data)
+    onnx_path = training.export_onnx(model, data.val_x[:1], spec.build_dir / "imu-activity.onnx", build.INPUT_NAME,
+                                     spec.output_name)
+    write_replay(spec, data)
+    calib, val = build.write_data(spec, data)
     if args.skip_convert:
         return 0
-    report = build.convert(SPEC, onnx_path, calib, val, data)
-    artifacts = build.score_bundle(SPEC.bundle, data, evaluate.score_classification)
+    report = build.convert(spec, onnx_path, calib, val, data)
+    artifacts = build.score_bundle(spec.bundle, data, evaluate.score_classification)
     mean, std = data.norm.as_lists()
-    metrics = build.save_metrics(SPEC, torch_metrics, artifacts, report, {
+    metrics = build.save_metrics(spec, torch_metrics, artifacts, report, {
         "data": data.info, "parameters": training.count_parameters(model), "epochs": EPOCHS, "seed": SEED,
         "train_seconds": round(train_seconds, 1), "normalization": {"mean": mean, "std": std},
     })
     table = build.artifact_table(metrics, (("accuracy", "accuracy (%)", 2),
                                            ("recording_accuracy", "recording accuracy (%)", 2)))
-    build.write_card(SPEC, CARD.format(
+    build.write_card(spec, CARD.format(
         **data.info, norm_mean=[round(v, 3) for v in mean], norm_std=[round(v, 3) for v in std],
         parameters=metrics["parameters"], epochs=EPOCHS, seed=SEED, train_seconds=train_seconds,
         machine=metrics["machine"], table=table, not_shipped=build.not_shipped(metrics),

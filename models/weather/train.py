@@ -9,6 +9,7 @@ GRU on pvlib's bundled TMY3 file for Greensboro NC, exports one fp32 ONNX file, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -57,9 +58,9 @@ def make_model(norm: datasets.Norm) -> object:
     return WeatherGRU()
 
 
-def write_replay(data: prepare.Prepared) -> list[dict[str, object]]:
+def write_replay(spec: build.BuildSpec, data: prepare.Prepared) -> list[dict[str, object]]:
     """The first 7 days of each validation month, hourly, in SI units, for the simulated BME280."""
-    replay = SPEC.directory / "replay"
+    replay = spec.directory / "replay"
     for old in replay.glob("*.csv"):
         old.unlink()
     hourly, month = data.extra["hourly"], data.extra["month"]
@@ -70,7 +71,7 @@ def write_replay(data: prepare.Prepared) -> list[dict[str, object]]:
         datasets.write_replay_csv(replay / file, block, datasets.WEATHER_CHANNELS, datasets.WEATHER_RATE_HZ)
         entries.append({"file": file, "month": m, "year": data.info["month_source_years"][m],
                         "hours": int(block.shape[0]),
-                        "windows": int(len(block) - SPEC.window - prepare.WEATHER_HORIZON + 1),
+                        "windows": int(len(block) - spec.window - prepare.WEATHER_HORIZON + 1),
                         "target": f"temperature {prepare.WEATHER_HORIZON} h after each window's last reading"})
     index = {
         "dataset": f"TMY3 {datasets.WEATHER_FILE} ({data.info['site']}), shipped in pvlib",
@@ -79,7 +80,7 @@ def write_replay(data: prepare.Prepared) -> list[dict[str, object]]:
         "columns": ["time_s", *datasets.WEATHER_CHANNELS],
         "units": ["s", *datasets.WEATHER_UNITS],
         "split": "validation months (never seen in training)",
-        "bundle": SPEC.bundle.name,
+        "bundle": spec.bundle.name,
         "recordings": entries,
     }
     (replay / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
@@ -156,7 +157,10 @@ Replay recordings for the simulated BME280: `replay/` — the first week of each
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-convert", action="store_true", help="train and export only")
+    parser.add_argument("--out", type=Path, default=build.MODELS,
+                        help="write <out>/weather/ instead of models/weather/")
     args = parser.parse_args(argv)
+    spec = dataclasses.replace(SPEC, root=args.out)
 
     import torch.nn.functional as F
 
@@ -170,16 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.perf_counter() - t0
     torch_metrics = evaluate.score_regression(training.predict(model, data.val_x), data)
     print(f"[weather] torch fp32: {torch_metrics}")
-    onnx_path = training.export_onnx(model, data.val_x[:1], SPEC.build_dir / "weather.onnx", build.INPUT_NAME,
-                                     SPEC.output_name)
-    write_replay(data)
-    calib, val = build.write_data(SPEC, data)
+    onnx_path = training.export_onnx(model, data.val_x[:1], spec.build_dir / "weather.onnx", build.INPUT_NAME,
+                                     spec.output_name)
+    write_replay(spec, data)
+    calib, val = build.write_data(spec, data)
     if args.skip_convert:
         return 0
-    report = build.convert(SPEC, onnx_path, calib, val, data)
-    artifacts = build.score_bundle(SPEC.bundle, data, evaluate.score_regression)
+    report = build.convert(spec, onnx_path, calib, val, data)
+    artifacts = build.score_bundle(spec.bundle, data, evaluate.score_regression)
     mean, std = data.norm.as_lists()
-    metrics = build.save_metrics(SPEC, torch_metrics, artifacts, report, {
+    metrics = build.save_metrics(spec, torch_metrics, artifacts, report, {
         "data": {k: v for k, v in data.info.items() if k != "month_source_years"},
         "month_source_years": {str(k): v for k, v in data.info["month_source_years"].items()},
         "parameters": training.count_parameters(model), "epochs": EPOCHS, "seed": SEED,
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     years = ", ".join(f"{m}: {y}" for m, y in data.info["month_source_years"].items())
     int8_delta = max(abs(a["metrics"]["mae"] - artifacts["model.fp32.onnx"]["metrics"]["mae"])
                      for a in artifacts.values() if a["precision"].startswith("int8"))
-    build.write_card(SPEC, CARD.format(
+    build.write_card(spec, CARD.format(
         file=datasets.WEATHER_FILE, site=data.info["site"], years=years, int8_delta=int8_delta,
         train_windows=data.info["train_windows"], validation_windows=data.info["validation_windows"],
         calibration_windows=data.info["calibration_windows"],
