@@ -37,7 +37,7 @@ def load_module(spec: str) -> tuple[Any, tuple[Any, ...] | None]:
                 raise ModelFileError(f"{path}: not a loadable ExportedProgram ({type(exc).__name__}: {exc})") from None
             example = getattr(program, "example_inputs", None)
             args = tuple(example[0]) if example else None
-            return program.module(), args
+            return _unregistered(program.module()), args
         try:
             return torch.jit.load(str(path)).eval(), None
         except Exception:
@@ -75,6 +75,29 @@ def load_module(spec: str) -> tuple[Any, tuple[Any, ...] | None]:
         if not isinstance(target, torch.nn.Module):
             raise BadInput(f"{spec}: {attr}() returned a {type(target).__name__}, not an nn.Module")
     return target.eval(), None
+
+
+def _unregistered_class() -> Any:
+    import torch
+
+    class Unregistered(torch.nn.Module):
+        """Calls an ExportedProgram's module without registering it: its ``train()`` raises, and
+        ``torch.onnx.export`` calls ``train()`` on every registered submodule."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            for param in inner.parameters():
+                param.requires_grad_(False)  # traced as constants
+            object.__setattr__(self, "_inner", inner)
+
+        def forward(self, *args: Any) -> Any:
+            return self._inner(*args)
+
+    return Unregistered
+
+
+def _unregistered(inner: Any) -> Any:
+    return _unregistered_class()(inner).eval()
 
 
 def _flatten(outputs: Any) -> list[Any]:
