@@ -349,6 +349,9 @@ def test_sensor_fault_degrades_then_recovers_and_health_and_metrics_say_so(tmp_p
         assert health["last_inference_age_s"] is not None and health["last_inference_age_s"] < 1.0
 
         simbus = daemon.samplers[0].open_driver.bus.raw
+        simbus.set_nack_probability(0.3)  # a noisy bus: transient NACKs, retried by the bus layer
+        time.sleep(0.6)
+        simbus.set_nack_probability(0.0)
         simbus.unplug(0x68)  # the MPU-6050 stops answering (NACK)
         wait_for(lambda: daemon.sensor_states["imu"].state == "degraded", what="degraded")
         code, body = get(base + "/healthz")
@@ -364,7 +367,7 @@ def test_sensor_fault_degrades_then_recovers_and_health_and_metrics_say_so(tmp_p
         wait_for(lambda: daemon.sensor_states["imu"].state == "ok", what="recovered")
         wait_for(lambda: daemon.inferences > before + 2, what="inference resumes")
         st = daemon.sensor_states["imu"]
-        assert st.recoveries == 1 and st.errors >= 2
+        assert st.recoveries >= 1 and st.errors >= 2
         assert daemon.router.stats()["gaps"] >= 1
 
         code, body = get(base + "/metrics")
@@ -374,6 +377,7 @@ def test_sensor_fault_degrades_then_recovers_and_health_and_metrics_say_so(tmp_p
                   if line and not line.startswith("#")}
         assert metric['spinal_sensor_read_errors_total{sensor="imu"}'] >= 2
         assert metric['spinal_sensor_retries_total{sensor="imu"}'] >= 1
+        assert metric['spinal_bus_retries_total{sensor="imu"}'] >= 1
         assert metric['spinal_samples_total{sensor="imu"}'] > 20
         assert metric["spinal_inferences_total"] == pytest.approx(daemon.inferences, abs=3)
         assert metric['spinal_sensor_up{sensor="imu"}'] == 1
