@@ -11,11 +11,14 @@ Measures (medians over --repeats runs, printed as a Markdown table):
   publish() → PUBACK for plain paho, plus the sink's write() → PUBACK (time in the spool included).
 
 The broker runs on a free loopback port with persistence off; no subscriber (the broker acks).
+fsync-bound numbers (FULL) depend on the disk and on other writers on the machine: an ext4 fsync
+also waits for other files' dirty data, so each measurement starts after an os.sync().
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -131,6 +134,7 @@ def main() -> int:
 
             def add(key: str, v: float) -> None:
                 res.setdefault(key, []).append(v)
+                os.sync()  # start each measurement without others' dirty pages queued ahead of our fsyncs
 
             for _ in range(a.repeats):
                 add("paho", plain_paho(broker.port, a.messages)[0])

@@ -378,7 +378,9 @@ class MqttSink:
         if proto == paho.MQTTv311:
             kwargs["clean_session"] = True
         client = paho.Client(**kwargs)
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        self._paho_log = logging.getLogger(f"{__name__}.paho")
+        self._paho_log.addFilter(self._quiet_when_closing)
+        client.enable_logger(self._paho_log)
         client.max_inflight_messages_set(o.max_inflight)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_max_s)  # type: ignore[arg-type]
@@ -393,6 +395,10 @@ class MqttSink:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
+
+    def _quiet_when_closing(self, record: logging.LogRecord) -> bool:
+        """paho logs 'Client is not connected' at ERROR once its loop sees the socket we just closed."""
+        return not (self._stop.is_set() and str(record.msg).startswith("Client is not connected"))
 
     # -- paho callbacks (paho's network thread: keep them short, never block) -----------------
 
@@ -640,6 +646,7 @@ class MqttSink:
                 pass
         self._client.disconnect()
         self._client.loop_stop()
+        self._paho_log.removeFilter(self._quiet_when_closing)
         self._connected.clear()
         self.spool.close()
 
