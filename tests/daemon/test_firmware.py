@@ -4,6 +4,7 @@ install.sh/uninstall.sh work (dry run, idempotence, backups, both boot-config lo
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -52,6 +53,21 @@ def test_systemd_analyze_verify_passes(tmp_path):
     bad = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "bad.service")],
                          capture_output=True, text=True, timeout=60)
     assert "Unknown key 'ProtectSytem'" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_security_exposure_is_low(tmp_path):
+    exe = tmp_path / "spinal"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    text = (FIRMWARE / "spinal.service").read_text().replace("/opt/spinal/venv/bin/spinal", str(exe))
+    (tmp_path / "spinal.service").write_text(text)
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", str(tmp_path / "spinal.service")],
+                          capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for spinal\.service: ([0-9.]+)", proc.stdout + proc.stderr)
+    if m is None:
+        pytest.skip(f"this systemd-analyze has no offline security check: {proc.stderr.strip()[:200]}")
+    assert float(m.group(1)) <= 2.0, proc.stdout  # systemd rates <= 2 as "OK"; 10 is an unhardened service
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (apt-get install shellcheck)")
