@@ -108,3 +108,51 @@ def test_onnx_with_lstm_and_if(zoo_dir: Path) -> None:
 def test_fp16_plain_file_is_recognised(bundle_dir: Path) -> None:
     model = load_model(bundle_dir / "model_fp16.tflite")
     assert model.info.precision == "fp16"
+
+
+def test_several_inputs_and_outputs_are_matched_by_name(zoo_dir: Path) -> None:
+    """Two inputs, two outputs; the manifest lists them in another order than the file, and one is NCT."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    path = zoo_dir / "two_io.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b_t"], ["sum"]), helper.make_node("Mul", ["a", "b_t"], ["prod"]),
+         helper.make_node("Transpose", ["b"], ["b_t"], perm=[0, 2, 1])],
+        "two_io",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4, 3]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 4])],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, [1, 4, 3]),
+         helper.make_tensor_value_info("prod", TensorProto.FLOAT, [1, 4, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    root = zoo_dir / "two_io"
+    root.mkdir()
+    (root / "m.onnx").write_bytes(path.read_bytes())
+    sha, size = file_digest(root / "m.onnx")
+    manifest = Manifest(
+        format_version=FORMAT_VERSION, name="two-io", created="2026-11-23T00:00:00Z",
+        inputs=(TensorSpec("gyro", (1, 4, 3), layout="NTC"), TensorSpec("accel", (1, 4, 3), layout="NTC")),
+        outputs=(TensorSpec("product", (1, 4, 3)), TensorSpec("total", (1, 4, 3))),
+        task=Task(kind="regression", output="total"),
+        artifacts=(Artifact("m.onnx", "onnx", "fp32", sha, size,
+                            inputs=(ArtifactTensor("b", (1, 3, 4), "float32", layout="NCT"),
+                                    ArtifactTensor("a", (1, 4, 3), "float32", layout="NTC")),
+                            outputs=(ArtifactTensor("prod", (1, 4, 3), "float32"),
+                                     ArtifactTensor("sum", (1, 4, 3), "float32"))),),
+    )
+    write_manifest(root, manifest)
+    bundled = load_model(root)
+    rng = np.random.default_rng(0)
+    gyro, accel = rng.standard_normal((2, 1, 4, 3)).astype(np.float32)
+    out = bundled.run({"accel": accel, "gyro": gyro})
+    assert set(out) == {"product", "total"}
+    np.testing.assert_allclose(out["total"], gyro + accel, rtol=1e-6)
+    np.testing.assert_allclose(out["product"], gyro * accel, rtol=1e-6)
+    with pytest.raises(InputError, match="missing input 'gyro'"):
+        bundled.run({"accel": accel})
+    plain = load_model(path)
+    assert [t.name for t in plain.inputs] == ["a", "b"]
+    res = plain.run({"a": accel, "b": gyro.transpose(0, 2, 1)})
+    np.testing.assert_allclose(res["sum"], accel + gyro, rtol=1e-6)
