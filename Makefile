@@ -11,7 +11,7 @@ DEVICE_VENV := .venv-device
 DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py \
 	tests/daemon/test_pipeline.py tests/daemon/test_config.py tests/daemon/test_reference_model.py tests/sensors tests/runtime
 
-.PHONY: test lint venv device-venv clean demo models
+.PHONY: test lint venv device-venv system-deps clean demo models
 
 # The developer venv: every extra. onnx2tf pins numpy/onnx/onnxruntime/tensorflow exactly (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +42,19 @@ $(VENV)/.demo-installed: pyproject.toml
 venv: $(VENV)/.installed
 device-venv: $(DEVICE_VENV)/.installed
 
+# Debian packages the tests use: a real Mosquitto broker (MQTT tests), shellcheck and systemd-analyze
+# (firmware/ tests). Installed with apt when missing (as root, or through sudo).
+SYSTEM_PACKAGES := mosquitto mosquitto-clients shellcheck systemd
+system-deps:
+	@if ! command -v mosquitto >/dev/null 2>&1 || ! command -v shellcheck >/dev/null 2>&1 \
+	        || ! command -v systemd-analyze >/dev/null 2>&1; then \
+	    sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    echo "installing $(SYSTEM_PACKAGES) with apt-get"; \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
 # The main job on simulated sensors: the daemon replays held-out recordings for 30 s, prints its
 # predictions and how many windows it got right (firmware/demo.py, firmware/demo.toml).
 demo: $(VENV)/.demo-installed
@@ -50,7 +63,7 @@ demo: $(VENV)/.demo-installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-test: lint $(DEVICE_VENV)/.installed
+test: lint system-deps $(DEVICE_VENV)/.installed
 	$(VENV)/bin/python -m pytest
 	SPINAL_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -p no:cacheprovider $(DEVICE_TESTS)
 
