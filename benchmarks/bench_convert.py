@@ -61,16 +61,19 @@ def table(name: str, report: dict, seconds: float | None, params: int | None) ->
     if seconds is not None:
         lines.append(f"conversion wall time: {seconds:.1f} s (all six artifacts, gate and golden vectors included)")
         lines.append("")
-    metric = "accuracy" if any("accuracy" in a for a in arts.values()) else "cosine"
-    lines += [f"| artifact | {metric} | drop vs fp32 | bytes | bytes / fp32 | latency here µs |",
-              "|---|---:|---:|---:|---:|---:|"]
+    metric = next((m for m in ("accuracy", "mae") if any(m in a for a in arts.values())), "cosine")
+    drop = {"accuracy": "top-1 points", "mae": "% of fp32 MAE", "cosine": "100×(1−cos)"}[metric]
+    lines += [f"| artifact | {metric} | cosine vs fp32 | drop ({drop}) | bytes | bytes / fp32 | latency here µs |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for path, a in arts.items():
-        value = f"{a[metric]:.2f}%" if metric == "accuracy" else f"{a[metric]:.6f}"
+        value = {"accuracy": f"{a.get(metric, float('nan')):.2f}%", "mae": f"{a.get(metric, float('nan')):.4g}",
+                 "cosine": f"{a.get(metric, float('nan')):.6f}"}[metric]
+        value += f" | {a.get('cosine', float('nan')):.6f}"
         ratio = a["bytes"] / fp32_bytes[a["format"]] if a["format"] in fp32_bytes else float("nan")
         lines.append(f"| {path} | {value} | {a['drop']:+.2f} | {a['bytes']:,} | {ratio:.0%} | "
                      f"{a.get('latency_us', float('nan')):.0f} |")
     for path, a in report.get("rejected", {}).items():
-        lines.append(f"| {path} (rejected) | | {a['drop']:+.2f} | {a['bytes']:,} | | |")
+        lines.append(f"| {path} (rejected) | | | {a['drop']:+.2f} | {a['bytes']:,} | | |")
     return [*lines, ""]
 
 

@@ -231,8 +231,15 @@ class _Pipeline:
         try:
             self.inputs, self.outputs = onnx_io(fp32)
         except Exception as exc:
+            unknown = _unknown_ops(fp32)
+            if unknown:
+                raise ModelFileError(f"{opts.model}: unsupported operator(s): {unknown}; onnxruntime (and so every "
+                                     "artifact) needs standard ONNX operators — replace or decompose them before "
+                                     "export") from None
+            detail = str(exc).splitlines()[0]
+            detail = detail.split("failed:", 1)[-1].strip() if "failed:" in detail else detail
             raise ModelFileError(f"{opts.model}: onnxruntime cannot run the imported model "
-                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+                                 f"({type(exc).__name__}: {detail[:300]})") from None
         if "" in hints and len(self.inputs) == 1:
             hints = {self.inputs[0].name: hints[""]}
         self.layouts = self._logical_layouts()
@@ -246,6 +253,8 @@ class _Pipeline:
         if not self.shipped:
             reasons = [f"{k}: {v.get('reason', 'rejected by the accuracy gate')}" for k, v in
                        {**self.rejected, **self.failed}.items()]
+            if not self.rejected:  # nothing could be made at all: the model is the problem
+                raise ModelFileError(f"{opts.model}: no artifact could be made; " + "; ".join(reasons))
             raise CheckFailed("no artifact passed; " + "; ".join(reasons))
         report = self._timed("bundle", lambda: self._bundle(time.perf_counter() - t_start))
         return report
@@ -618,6 +627,16 @@ class _Pipeline:
                 out.replace(old) if out.is_dir() else out.unlink()
             self.stage.replace(out)
         return ConvertResult(out=out, manifest=manifest, report=report)
+
+
+def _unknown_ops(path: Path) -> str:
+    """Nodes whose operator no ONNX schema (standard or ai.onnx.ml) defines, named with their op."""
+    import onnx
+
+    model = onnx.load(str(path))
+    bad = [f"node {n.name or '?'} ({n.domain + ':' if n.domain else ''}{n.op_type})" for n in model.graph.node
+           if not onnx.defs.has(n.op_type, n.domain or "")]
+    return ", ".join(bad[:5])
 
 
 def _quantizable_ops(path: Path) -> list[str]:

@@ -157,3 +157,27 @@ def test_onnx_with_external_data_and_if_node(tmp_path: Path) -> None:
         assert "branch" in report["failed"]["model.fp32.tflite"]["reason"]
     else:
         assert report["artifacts"]["model.fp32.tflite"]["cosine"] > 0.9999
+
+
+def test_unsupported_operator_is_named(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FancyOp", ["x"], ["y"], name="my_fancy", domain="com.acme")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1)],
+                              ir_version=9)
+    onnx.save(model, str(tmp_path / "fancy.onnx"))
+    result = run_cli("convert", tmp_path / "fancy.onnx", "-o", tmp_path / "b")
+    assert_one_line_error(result, "node my_fancy (com.acme:FancyOp)")
+    assert not (tmp_path / "b").exists()
+
+
+def test_sklearn_asked_for_tflite_only_is_bad_input(tmp_path: Path) -> None:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    joblib.dump(LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), tmp_path / "lr.joblib")
+    result = run_cli("convert", tmp_path / "lr.joblib", "-o", tmp_path / "b", "--formats", "tflite-fp32")
+    assert_one_line_error(result, "no artifact could be made", "TFLite")
