@@ -498,6 +498,7 @@ class MqttSink:
         ok = (self._paho.MQTT_ERR_SUCCESS, self._paho.MQTT_ERR_NO_CONN)
         rejected = []
         for m in self.spool.fetch(self._cursor, room):
+            t_handed = time.monotonic()
             try:
                 info = self._client.publish(m.topic, m.payload, qos=1, retain=m.retain,
                                             properties=self._publish_props)
@@ -509,7 +510,7 @@ class MqttSink:
                 rejected.append(m.id)
                 self._log_rejected(m.topic, rc)
                 continue
-            self._outstanding[info.mid] = (m.id, time.monotonic(), m.created, m.topic)
+            self._outstanding[info.mid] = (m.id, t_handed, m.created, m.topic)
             self.published += 1
             if self._metrics:
                 self._metrics.published.inc()
