@@ -622,9 +622,10 @@ class _Pipeline:
                 shutil.rmtree(out)
             tmp_out.replace(out)
         else:
-            if out.exists():
-                old = self.work / "old-bundle"
-                out.replace(old) if out.is_dir() else out.unlink()
+            if out.is_dir():
+                out.replace(self.work / "old-bundle")  # removed with the work directory
+            elif out.exists():
+                out.unlink()
             self.stage.replace(out)
         return ConvertResult(out=out, manifest=manifest, report=report)
 

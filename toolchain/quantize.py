@@ -90,23 +90,6 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def preprocess(fp32: Path, out: Path) -> Path:
-    """ORT's recommended pre-processing (symbolic shape inference + graph optimisation); falls back to the input."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    try:
-        with _quiet():
-            quant_pre_process(str(fp32), str(out), skip_symbolic_shape=False)
-        return out
-    except Exception:
-        try:
-            with _quiet():
-                quant_pre_process(str(fp32), str(out), skip_symbolic_shape=True)
-            return out
-        except Exception:
-            return fp32
-
-
 def quantize_onnx(fp32: Path, out: Path, inputs: tuple[InputSpec, ...], calib: DataSet,
                   config: QuantConfig, workdir: Path) -> QuantResult:
     """Write a static QDQ int8 model of ``fp32`` to ``out``."""

@@ -181,3 +181,17 @@ def test_sklearn_asked_for_tflite_only_is_bad_input(tmp_path: Path) -> None:
     joblib.dump(LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), tmp_path / "lr.joblib")
     result = run_cli("convert", tmp_path / "lr.joblib", "-o", tmp_path / "b", "--formats", "tflite-fp32")
     assert_one_line_error(result, "no artifact could be made", "TFLite")
+
+
+def test_dynamic_axes_fixed_from_calibration_data(conv_onnx: Path, tmp_path: Path) -> None:
+    np.savez(tmp_path / "cal.npz", x=np.random.default_rng(0).standard_normal((6, 3, 20)).astype(np.float32))
+    out = tmp_path / "b"
+    out.mkdir()  # an existing bundle path is replaced with --force
+    result = run_cli("convert", conv_onnx, "-o", out, "--calibration", tmp_path / "cal.npz",
+                     "--formats", "onnx-fp32,onnx-int8", "--force", "--json")
+    assert result.exit_code == 0, result.stderr
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"][0]["shape"] == [1, 3, 20]
+    assert any("time = 20" in n for n in manifest["notes"])
