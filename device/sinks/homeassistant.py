@@ -72,12 +72,15 @@ class HomeAssistantOptions:
     model: str | None = None  # e.g. the bundle's name
     auto_entities: bool = True
     entities: tuple[HaEntity, ...] = ()
+    # Keys of Record.data that are bookkeeping, not something to show (top level or dotted).
+    ignore_keys: tuple[str, ...] = ("slot", "window", "generation", "model", "seq", "mono_ns")
 
     def __post_init__(self) -> None:
         p = self.discovery_prefix
         if not p or any(c in p for c in "+#\x00") or p.startswith("/") or p.endswith("/"):
             raise BadInput(f"mqtt.homeassistant.discovery_prefix {p!r} is not a valid topic prefix")
         object.__setattr__(self, "entities", tuple(self.entities))
+        object.__setattr__(self, "ignore_keys", tuple(self.ignore_keys))
 
 
 # Key suffix → (device_class, unit). Longest suffixes first so "_ms2" wins over "_ms" and "_s".
@@ -123,14 +126,18 @@ def guess_entity(kind: Literal["reading", "prediction"], source: str, key: str, 
     return None
 
 
-def entities_from_record(record: Record) -> list[HaEntity]:
+def entities_from_record(record: Record, ignore: tuple[str, ...] = ()) -> list[HaEntity]:
     """What auto-discovery makes of one reading or prediction record."""
     if record.kind not in ("reading", "prediction"):
         return []
     out = []
     for key, value in record.data.items():
+        if key in ignore:
+            continue
         if isinstance(value, dict):
             for sub, v in value.items():
+                if f"{key}.{sub}" in ignore:
+                    continue
                 e = guess_entity(record.kind, record.source, f"{key}.{sub}", v)
                 if e is not None:
                     out.append(e)
@@ -146,7 +153,7 @@ def _slug(text: str) -> str:
 
 
 def _human(key: str) -> str:
-    leaf = key.replace(".", " ")
+    leaf = key.rsplit(".", 1)[-1]
     for suffix, _, _ in _SUFFIXES:
         if leaf.lower().endswith(suffix) and len(leaf) > len(suffix):
             leaf = leaf[: -len(suffix)]
@@ -249,7 +256,7 @@ class HomeAssistantDiscovery:
             return
         new = []
         with self._lock:
-            for e in entities_from_record(record):
+            for e in entities_from_record(record, self.options.ignore_keys):
                 k = (e.kind, e.source, e.key)
                 if k in self._entities:
                     continue

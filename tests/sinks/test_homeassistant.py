@@ -112,3 +112,11 @@ def test_guessing_device_classes_and_units():
     assert guess_entity("prediction", "m", "logits", [1, 2]) is None
     rec = prediction(1, label="x", scores={"a": 0.5}, raw=[1, 2])
     assert [e.key for e in entities_from_record(rec)] == ["label", "scores.a"]
+    # The daemon's own shapes: readings {"values": {...}, "slot": n}; predictions with bookkeeping.
+    ignore = HomeAssistantOptions().ignore_keys
+    rec = reading(1, values={"temperature_c": 21.0, "humidity_pct": 40.0}, slot=7)
+    assert [e.key for e in entities_from_record(rec, ignore)] == ["values.temperature_c", "values.humidity_pct"]
+    rec = prediction(1, label="walk", score=0.9, values={"walk": 0.9, "run": 0.1}, model="m", generation=2,
+                     window={"first_seq": 1, "last_seq": 9}, inference_ms=0.2)
+    assert [e.key for e in entities_from_record(rec, ignore)] == ["label", "score", "values.walk", "values.run",
+                                                                  "inference_ms"]
