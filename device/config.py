@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from device.errors import BadInput
+from device.signing import load_public_key
 
 MIN_I2C_ADDRESS = 0x03
 MAX_I2C_ADDRESS = 0x77
@@ -48,6 +49,8 @@ class ModelConfig:
     threads: int = field(default=1, metadata={"min": 1, "max": 64})
     delegate: str = "auto"
     fail_closed: bool = False
+    trusted_keys: tuple[Path, ...] = ()
+    require_signature: bool = False
     input: str | None = None
     latency_budget_ms: float = field(default=100.0, metadata={"gt": 0})
     canary: bool = True
@@ -416,6 +419,14 @@ def parse_config(text: str, source: Path) -> Config:
     if "model" not in data:
         raise ctx.error((), "missing required table [model] (with at least bundle = \"/path/to/model.spinal\")")
     model = build_dataclass(ctx, ("model",), data["model"], ModelConfig)
+    if model.require_signature and not model.trusted_keys:
+        raise ctx.error(("model", "require_signature"), "needs [model] trusted_keys = [\"/etc/spinal/keys/NAME.pub\"] "
+                                                        "(public keys made with: spinal keygen)")
+    for i, key_path in enumerate(model.trusted_keys):
+        try:
+            load_public_key(key_path)
+        except BadInput as exc:
+            raise ctx.error(("model", "trusted_keys", i), str(exc)) from None
 
     sensors = _sensors(ctx, data.get("sensors"))
     binding = _convert(ctx, ("binding",), data.get("binding", {}), dict[str, str], {})

@@ -53,6 +53,7 @@ from device.pipeline import (
     pick_input,
     task_output,
 )
+from device.signing import load_public_key
 from device.sinks.base import Record, Sink
 from device.systemd import Notifier
 
@@ -391,7 +392,7 @@ class ActiveModel:
     primary: str
     post: PostProcessor
     output_name: str
-    signature: tuple[int, ...] | None
+    fingerprint: tuple[int, ...] | None
     canary: CanaryResult | None
     loaded_unix: float
 
@@ -418,7 +419,7 @@ class ActiveModel:
         self.bundle.close()
 
 
-def bundle_signature(path: Path) -> tuple[int, ...] | None:
+def bundle_fingerprint(path: Path) -> tuple[int, ...] | None:
     """What changes when a bundle is replaced (inode, size, mtime of the archive or of its manifest)."""
     target = path / "manifest.json" if path.is_dir() else path
     try:
@@ -464,9 +465,10 @@ def load_candidate(config: Config, channels: dict[str, tuple[str, ...]], generat
     from device.runtime import RuntimePolicy, load_model  # type: ignore[attr-defined]
 
     mc = config.model
-    signature = bundle_signature(mc.bundle)
+    fingerprint = bundle_fingerprint(mc.bundle)
     bundle = open_bundle(mc.bundle, workdir=config.state_dir if config.state_dir and config.state_dir.is_dir()
-                         else None)
+                         else None, trusted_keys=[load_public_key(p) for p in mc.trusted_keys],
+                         require_signature=mc.require_signature)
     try:
         manifest = bundle.manifest
         spec = pick_input(manifest, mc.input)
@@ -501,7 +503,7 @@ def load_candidate(config: Config, channels: dict[str, tuple[str, ...]], generat
                 close()
             raise
         return ActiveModel(generation=generation, bundle=bundle, model=model, plan=plan, sources=sources,
-                           primary=primary, post=post, output_name=out_spec.name, signature=signature,
+                           primary=primary, post=post, output_name=out_spec.name, fingerprint=fingerprint,
                            canary=canary, loaded_unix=time.time())
     except BaseException:
         bundle.close()
@@ -645,8 +647,8 @@ class Daemon:
         self.inferences = 0
         self.last_inference_ns: int | None = None
         self.last_reload: dict[str, Any] | None = None
-        self._failed_signature: tuple[int, ...] | None = None
-        self._pending_signature: tuple[int, ...] | None = None
+        self._failed_fingerprint: tuple[int, ...] | None = None
+        self._pending_fingerprint: tuple[int, ...] | None = None
         self.infer_heartbeat_ns = time.monotonic_ns()
         self.output_heartbeat_ns = time.monotonic_ns()
         self.recent_inference = Recent()
@@ -757,12 +759,12 @@ class Daemon:
             self.notifier.reloading()
         self.notifier.status(f"reloading ({reason})")
         log.info("reloading %s (%s)", self.config.model.bundle, reason)
-        signature = bundle_signature(self.config.model.bundle)
+        fingerprint = bundle_fingerprint(self.config.model.bundle)
         keep = self.active
         try:
             cand = load_candidate(self.config, self.channels, self.generation + 1)
         except (SpinalError, OSError, ValueError, RuntimeError) as exc:
-            self._failed_signature = signature
+            self._failed_fingerprint = fingerprint
             why = str(exc) if isinstance(exc, SpinalError) else f"{type(exc).__name__}: {exc}"
             kept = f"keeping {keep.name} (generation {keep.generation})" if keep else "no model running"
             log.error("reload failed: %s; %s", why, kept)
@@ -779,7 +781,7 @@ class Daemon:
         old = self._activate(cand)
         if old is not None:
             old.close()
-        self._failed_signature = None
+        self._failed_fingerprint = None
         log.info("model %s generation %d active: %s", cand.name, cand.generation, cand.model.info.describe()
                  if hasattr(cand.model.info, "describe") else cand.info())
         self.metrics.reloads.labels("ok").inc()
@@ -986,15 +988,15 @@ class Daemon:
         return {k: h[k] for k in ("status", "sensors", "inferences", "last_inference_age_s", "windows")}
 
     def _check_bundle_file(self) -> None:
-        sig = bundle_signature(self.config.model.bundle)
-        active_sig = self.active.signature if self.active else None
-        if sig is None or sig == active_sig or sig == self._failed_signature:
-            self._pending_signature = None
+        sig = bundle_fingerprint(self.config.model.bundle)
+        active_sig = self.active.fingerprint if self.active else None
+        if sig is None or sig == active_sig or sig == self._failed_fingerprint:
+            self._pending_fingerprint = None
             return
-        if sig != self._pending_signature:  # wait one more poll: the file must be stable
-            self._pending_signature = sig
+        if sig != self._pending_fingerprint:  # wait one more poll: the file must be stable
+            self._pending_fingerprint = sig
             return
-        self._pending_signature = None
+        self._pending_fingerprint = None
         self.reload("new bundle file")
 
     def _sync_bus_stats(self) -> None:
