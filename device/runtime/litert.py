@@ -83,6 +83,8 @@ def open_interpreter(interpreter_class: Any, load_delegate: Any, resolver_type: 
         if delegates:
             raise DelegateError(f"delegate {delegate.name} failed on {path.name} ({msg})") from None
         raise ModelFileError(f"{path}: {runtime} cannot prepare it ({msg})") from None
+    if delegate.kind == "cpu" and session.delegated() is False:
+        session.delegate = None  # XNNPACK took no part of this graph: builtin kernels run it
     return session
 
 
@@ -157,6 +159,13 @@ class InterpreterSession:
             self._set(index, array)
         self._invoke()
         return [self._get(index) for index in self._out_index]
+
+    def delegated(self) -> bool | None:
+        """Whether a delegate took part of the graph (a DELEGATE node exists); ``None`` if the runtime won't say."""
+        try:
+            return any(op.get("op_name") == "DELEGATE" for op in self._it._get_ops_details())
+        except (AttributeError, RuntimeError, ValueError):
+            return None
 
     def tensor_dtypes(self) -> set[str]:
         """The dtypes of every tensor in the graph (to tell fp32, fp16 and int8 files apart)."""

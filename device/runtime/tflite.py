@@ -106,8 +106,7 @@ def open_session(path: Path, threads: int | None, delegate: DelegateSpec) -> Int
     except (ImportError, AttributeError) as exc:
         raise MissingDependency(f"tflite-runtime cannot be imported ({exc}); {LITERT_HINT}") from None
     session = open_interpreter(Interpreter, load_delegate, OpResolverType, NAME, version(), path, threads, delegate)
-    if delegate.kind == "cpu" and session.tensor_dtypes() & _FULLY_INT8:
+    if delegate.kind == "cpu" and session.delegate is None and session.tensor_dtypes() & _FULLY_INT8:
         log.warning("%s: tflite-runtime does not run int8 models on XNNPACK (about 10x slower than LiteRT); %s",
                     path.name, LITERT_HINT)
-        session.delegate = None  # honest: its builtin int8 kernels run, not XNNPACK
     return session

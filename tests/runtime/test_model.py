@@ -106,11 +106,12 @@ def test_plain_files_use_their_own_tensors(plain_files: dict[str, Path]) -> None
 def test_model_info_describes_what_runs(bundle_dir: Path) -> None:
     model = load_model(bundle_dir, RuntimePolicy(runtime="litert", artifact="int8", threads=2))
     assert model.info.delegate == "XNNPACK" and model.info.provider is None
+    assert model.session.delegated() is True  # seen in the graph (a DELEGATE node), not assumed
     assert "litert" in model.info.describe() and "model_int8.tflite" in model.info.describe()
     ort = load_model(bundle_dir, RuntimePolicy(runtime="onnxruntime", artifact="int8"))
     assert ort.info.provider == "CPUExecutionProvider" and ort.info.delegate is None
     none = load_model(bundle_dir, RuntimePolicy(runtime="litert", artifact="fp32", delegate="none"))
-    assert none.info.delegate is None  # builtin kernels, no XNNPACK
+    assert none.info.delegate is None and none.session.delegated() is False  # builtin kernels, no XNNPACK
 
 
 def test_tiny_committed_bundle_runs_without_the_host_stack(make_bundle) -> None:
