@@ -338,10 +338,155 @@ def keygen_overwrite(tmp: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# Device configuration (`spinal run --config FILE --check`)
+
+BASE_CONFIG = """device_id = "pi-kitchen"
+
+[model]
+bundle = "model.spinal"
+
+[[sensors]]
+id = "imu"
+driver = "mpu6050"
+address = 0x68
+rate_hz = 10
+"""
+
+
+def _config(tmp: Path, old: str = "", new: str = "", append: str = "") -> list[str]:
+    assert old in BASE_CONFIG
+    path = _write(tmp, "spinal.toml", (BASE_CONFIG.replace(old, new, 1) + append).encode())
+    return ["run", "--config", str(path), "--check"]
+
+
+@case("C1")
+def config_typo(tmp: Path) -> list[str]:
+    return _config(tmp, "address = 0x68", "adress = 0x68")
+
+
+@case("C2")
+def config_wrong_type(tmp: Path) -> list[str]:
+    return _config(tmp, "rate_hz = 10", 'rate_hz = "fast"')
+
+
+@case("C3")
+def config_unknown_driver(tmp: Path) -> list[str]:
+    return _config(tmp, '"mpu6050"', '"mpu9250"')
+
+
+@case("C4")
+def config_address_out_of_range(tmp: Path) -> list[str]:
+    return _config(tmp, "0x68", "0x90")
+
+
+@case("C5")
+def config_unknown_table(tmp: Path) -> list[str]:
+    return _config(tmp, "[model]", "[modle]")
+
+
+@case("C6")
+def config_toml_syntax(tmp: Path) -> list[str]:
+    return _config(tmp, 'device_id = "pi-kitchen"', "device_id = pi-kitchen")
+
+
+@case("C7")
+def config_unknown_sink(tmp: Path) -> list[str]:
+    return _config(tmp, append='\n[[sinks]]\ntype = "kafka"\n')
+
+
+@case("C8")
+def config_missing_file(tmp: Path) -> list[str]:
+    return ["run", "--config", str(tmp / "spinal.toml"), "--check"]
+
+
+@case("C9")
+def config_signature_without_keys(tmp: Path) -> list[str]:
+    return _config(tmp, 'bundle = "model.spinal"', 'bundle = "model.spinal"\nrequire_signature = true')
+
+
+@case("C10")
+def config_missing_trusted_key(tmp: Path) -> list[str]:
+    return _config(tmp, 'bundle = "model.spinal"', 'bundle = "model.spinal"\ntrusted_keys = ["keys/release.pub"]')
+
+
+# --------------------------------------------------------------------------------------------
+# Sensors
+
+
+@case("D1")
+def missing_bus(tmp: Path) -> list[str]:
+    return ["sensors", "scan", "--bus", "97"]
+
+
+@case("D2")
+def unknown_sensor_driver(tmp: Path) -> list[str]:
+    return ["sensors", "read", "bme680", "--sim"]
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration and validation data (`spinal convert`)
+
+
+def _convert(tmp: Path, option: str, name: str, arrays: dict | None = None, raw: bytes | None = None) -> list[str]:
+    import numpy as np
+
+    path = tmp / name
+    if arrays is not None:
+        np.savez(path, **arrays)
+    elif raw is not None:
+        path.write_bytes(raw)
+    return ["convert", str(DATA / "tiny.onnx"), "-o", str(tmp / "out"), option, str(path), "--formats", "onnx-fp32"]
+
+
+@case("K1")
+def calibration_wrong_shape(tmp: Path) -> list[str]:
+    import numpy as np
+
+    return _convert(tmp, "--calibration", "cal.npz", {"x": np.zeros((10, 5, 3), np.float32)})
+
+
+@case("K2")
+def calibration_wrong_key(tmp: Path) -> list[str]:
+    import numpy as np
+
+    return _convert(tmp, "--calibration", "cal.npz", {"imu": np.zeros((10, 8, 3), np.float32)})
+
+
+@case("K3")
+def calibration_csv_without_rows(tmp: Path) -> list[str]:
+    return _convert(tmp, "--calibration", "cal.csv", raw=b"accel_x,accel_y\n")
+
+
+@case("K4")
+def calibration_missing(tmp: Path) -> list[str]:
+    return _convert(tmp, "--calibration", "cal.npz")
+
+
+@case("K5")
+def validation_nan(tmp: Path) -> list[str]:
+    import numpy as np
+
+    arrays = {"x": np.full((10, 8, 3), np.nan, np.float32), "labels": np.zeros(10, np.int64)}
+    return _convert(tmp, "--validation", "val.npz", arrays)
+
+
+@case("K6")
+def validation_label_count(tmp: Path) -> list[str]:
+    import numpy as np
+
+    return _convert(tmp, "--validation", "val.npz", {"x": np.zeros((10, 8, 3), np.float32),
+                                                      "labels": np.zeros(7, np.int64)})
+
+
+# --------------------------------------------------------------------------------------------
 # The walk
 
 
-ROW = re.compile(r"^\|\s*(?P<id>[A-Z]+\d+)\s*\|(?P<what>[^|]*)\|\s*(?P<exit>\d)\s*\|\s*`(?P<message>.*)`\s*\|\s*$")
+# | id | what | exit | `message` |  (a message holding backticks is written ``like this``)
+ROW = re.compile(
+    r"^\|\s*(?P<id>[A-Z]+\d+)\s*\|(?P<what>[^|]*)\|\s*(?P<exit>\d)\s*\|"
+    r"\s*(?P<ticks>`+) ?(?P<message>.*?) ?(?P=ticks)\s*\|\s*$"
+)
 
 
 def catalogue_rows() -> dict[str, tuple[int, str]]:
