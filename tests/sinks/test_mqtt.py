@@ -245,16 +245,21 @@ def tls_material(tmp_path_factory) -> dict[str, Path]:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    # Extensions as Python 3.13's strict X.509 verification (VERIFY_X509_STRICT) wants them.
     ossl("req", "-x509", *ec, "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-         "-subj", "/CN=spinal-test-ca")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+         "-subj", "/CN=spinal-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=hash")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=critical,digitalSignature\n"
+                               "extendedKeyUsage=serverAuth\nauthorityKeyIdentifier=keyid,issuer\n")
+    (d / "client.ext").write_text("keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+                                  "authorityKeyIdentifier=keyid,issuer\n")
     ossl("req", *ec, "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
          "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
     ossl("req", *ec, "-keyout", "client.key", "-passout", f"pass:{PASSWORD}", "-out", "client.csr",
          "-subj", "/CN=pi-tls")
     ossl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-         "-out", "client.crt", "-days", "2")
+         "-out", "client.crt", "-days", "2", "-extfile", "client.ext")
     (d / "client.key").chmod(0o600)
     return {n: d / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
 
