@@ -142,26 +142,27 @@ def _library_problem(spec: DelegateSpec) -> str | None:
     return None
 
 
-def _edgetpu_device_problem() -> str:
+def edgetpu_device_problem(dev: Path = Path("/dev"), usb: Path = Path("/sys/bus/usb/devices"),
+                           access: Any = os.access) -> str:
     """Why the Edge TPU library loaded but no delegate could be made: no device, or no permission."""
-    apex = sorted(Path("/dev").glob("apex_*"))
+    apex = sorted(dev.glob("apex_*"))
     for node in apex:
-        if not os.access(node, os.R_OK | os.W_OK):
+        if not access(node, os.R_OK | os.W_OK):
             return (f"permission denied on {node}; install Spinal's udev rule (firmware/) or add the service "
                     "user to the 'apex' group, then re-plug or reboot")
     usb_nodes = []
-    for dev in Path("/sys/bus/usb/devices").glob("*"):
+    for entry in usb.glob("*"):
         try:
-            vendor = (dev / "idVendor").read_text().strip()
-            product = (dev / "idProduct").read_text().strip()
+            vendor = (entry / "idVendor").read_text().strip()
+            product = (entry / "idProduct").read_text().strip()
         except OSError:
             continue
-        if (vendor, product) in (("1a6e", "089a"), ("18d1", "9302")):
-            bus = int((dev / "busnum").read_text()) if (dev / "busnum").exists() else 0
-            num = int((dev / "devnum").read_text()) if (dev / "devnum").exists() else 0
-            usb_nodes.append(Path(f"/dev/bus/usb/{bus:03d}/{num:03d}"))
+        if (vendor, product) in (("1a6e", "089a"), ("18d1", "9302")):  # Coral USB before/after its firmware loads
+            bus = int((entry / "busnum").read_text()) if (entry / "busnum").exists() else 0
+            num = int((entry / "devnum").read_text()) if (entry / "devnum").exists() else 0
+            usb_nodes.append(dev / "bus" / "usb" / f"{bus:03d}" / f"{num:03d}")
     for node in usb_nodes:
-        if node.exists() and not os.access(node, os.R_OK | os.W_OK):
+        if node.exists() and not access(node, os.R_OK | os.W_OK):
             return (f"permission denied on the Coral USB device {node}; install Spinal's udev rule (firmware/) "
                     "or add the service user to the 'plugdev' group, then re-plug it")
     if not apex and not usb_nodes:
@@ -179,7 +180,7 @@ def load_tflite_delegate(spec: DelegateSpec, load_delegate: Any) -> Any:
         return load_delegate(spec.library, dict(spec.options) or None)
     except (OSError, ValueError, RuntimeError, AttributeError) as exc:
         if spec.kind == "edgetpu":
-            raise DelegateError(f"delegate {spec.name}: {_edgetpu_device_problem()} ({first_line(exc)})") from None
+            raise DelegateError(f"delegate {spec.name}: {edgetpu_device_problem()} ({first_line(exc)})") from None
         raise DelegateError(f"delegate {spec.name}: {spec.library} refused to create a delegate with options "
                             f"{spec.options or {}} ({first_line(exc)})") from None
 

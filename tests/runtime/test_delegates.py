@@ -194,3 +194,45 @@ def test_verify_skips_edgetpu_artifacts_without_the_delegate(tpu_bundle: Path) -
     assert result.exit_code == 0
     assert "skip parity model_int8_edgetpu.tflite on litert: an Edge TPU artifact; verify it with --delegate " \
            "edgetpu" in " ".join(result.stdout.split())
+
+
+def test_edgetpu_library_present_but_no_device(zero_delegate: Path) -> None:
+    """The library loads but the driver refuses (as libedgetpu does with no TPU plugged in): say which."""
+    from ai_edge_litert.interpreter import load_delegate
+
+    from device.runtime.delegates import DelegateSpec, load_tflite_delegate
+
+    spec = DelegateSpec(kind="edgetpu", name="edgetpu", library=str(zero_delegate), options={"fail": "1"})
+    with pytest.raises(DelegateError, match=r"delegate edgetpu: no Edge TPU found \(no /dev/apex_\* and no Coral USB"):
+        load_tflite_delegate(spec, load_delegate)
+    external = DelegateSpec(kind="external", name="zero", library=str(zero_delegate), options={"fail": "1"})
+    with pytest.raises(DelegateError, match=r"refused to create a delegate with options \{'fail': '1'\}"):
+        load_tflite_delegate(external, load_delegate)
+
+
+def test_edgetpu_permission_problems_name_the_node_and_the_fix(tmp_path: Path) -> None:
+    from device.runtime.delegates import edgetpu_device_problem
+
+    dev, usb = tmp_path / "dev", tmp_path / "usb"
+    dev.mkdir()
+    usb.mkdir()
+    assert edgetpu_device_problem(dev, usb).startswith("no Edge TPU found")
+
+    def denied(path: object, mode: int) -> bool:
+        return False
+
+    (dev / "apex_0").touch()
+    msg = edgetpu_device_problem(dev, usb, access=denied)
+    assert msg.startswith(f"permission denied on {dev / 'apex_0'}; install Spinal's udev rule")
+    assert "'apex' group" in msg
+    (dev / "apex_0").unlink()
+    coral = usb / "2-1"
+    coral.mkdir()
+    for name, value in {"idVendor": "18d1", "idProduct": "9302", "busnum": "2", "devnum": "3"}.items():
+        (coral / name).write_text(value + "\n")
+    node = dev / "bus" / "usb" / "002" / "003"
+    node.parent.mkdir(parents=True)
+    node.touch()
+    msg = edgetpu_device_problem(dev, usb, access=denied)
+    assert msg.startswith(f"permission denied on the Coral USB device {node}") and "'plugdev' group" in msg
+    assert edgetpu_device_problem(dev, usb).startswith("the Edge TPU is present but")

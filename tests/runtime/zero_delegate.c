@@ -4,11 +4,13 @@
  *
  * Only the stable prefix of the TFLite C structs is declared here (no TFLite headers needed);
  * by-value/zeroed structs carry padding so a runtime with longer structs reads zeros.
+ * With the option fail=1 it refuses to create a delegate (returns NULL), as a driver finding no device does.
  * Build: cc -shared -fPIC -o libzero_delegate.so zero_delegate.c
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct { int size; int data[]; } IntArray;
 typedef struct Context Context;
@@ -70,7 +72,9 @@ static int zero_prepare(Context *context, Delegate *delegate) {
 }
 
 Delegate *tflite_plugin_create_delegate(char **keys, char **values, size_t n, void (*report)(const char *)) {
-  (void)keys; (void)values; (void)n; (void)report;
+  (void)report;
+  for (size_t i = 0; i < n; i++) /* option fail=1: refuse to create a delegate, as a driver with no device does */
+    if (keys[i] && values[i] && strcmp(keys[i], "fail") == 0 && strcmp(values[i], "1") == 0) return NULL;
   Delegate *d = calloc(1, sizeof(Delegate));
   if (d) d->Prepare = zero_prepare;
   return d;
