@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.sinks.conftest import DEVICE, prediction, reading, wait_until
 from tests.sinks.mosquitto_broker import first_arrivals
@@ -50,7 +51,9 @@ class Publisher(threading.Thread):
 
 
 def run_outage(broker, subscriber, make_sink, outage_s: float) -> None:
+    registry = CollectorRegistry()
     sink = make_sink(broker.port)
+    sink.register_metrics(registry)
     assert wait_until(lambda: sink.connected, 10)
     pub = Publisher(sink)
     pub.start()
@@ -58,6 +61,9 @@ def run_outage(broker, subscriber, make_sink, outage_s: float) -> None:
     broker.kill()
     time.sleep(outage_s)
     depth_in_outage = sink.spool.depth
+    assert registry.get_sample_value("spinal_mqtt_connected") == 0
+    assert registry.get_sample_value("spinal_mqtt_spool_oldest_unsent_age_seconds") >= 0.8 * outage_s
+    assert registry.get_sample_value("spinal_mqtt_spool_depth") >= 0.8 * outage_s * RATE
     broker.start()
     time.sleep(3)
     pub.stop.set()
@@ -73,6 +79,8 @@ def run_outage(broker, subscriber, make_sink, outage_s: float) -> None:
     got = subscriber.seqs_by_topic(BASE)
     for topic, written in pub.written.items():
         assert first_arrivals(got[topic]) == written, topic  # nothing lost, nothing reordered
+    assert registry.get_sample_value("spinal_mqtt_reconnects_total") == 1
+    assert registry.get_sample_value("spinal_mqtt_spool_dropped_total") == 0
     st = sink.stats()
     assert st["dropped_total"] == 0 and st["reconnects"] >= 1 and st["spool_depth"] == 0
     # The outage really held back about outage_s * RATE messages in the spool.
