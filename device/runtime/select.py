@@ -45,6 +45,7 @@ from device.runtime.base import (
     DelegateError,
     RuntimePolicy,
     Session,
+    first_line,
     log,
 )
 from device.runtime.delegates import DelegateSpec, parse_delegate
@@ -236,7 +237,11 @@ def open_model(target: Target, policy: RuntimePolicy, spec: DelegateSpec | None 
         model = None
         try:
             model = _build(target, open_session(target.runtime, target.path, policy.threads, spec, policy.fail_closed))
-            result = validate(model, target)
+            try:
+                result = validate(model, target)
+            except (RuntimeError, ValueError) as exc:  # the runtime's own errors from invoke on the delegate
+                raise DelegateError(f"delegate {spec.name} failed the test inference on {target.label} "
+                                    f"({first_line(exc)})") from None
             if not result.ok:
                 raise DelegateError(f"delegate {spec.name} runs {target.label} but its outputs do not match: "
                                     f"{result.detail}; fix or drop the delegate")
