@@ -231,7 +231,7 @@ def test_gate_rejects_and_tries_every_remedy(workdir: Path) -> None:
     np.save(workdir / "c1.npy", x)
     res = convert(ConvertOptions(model="toolchain_models:conv1d", out=workdir / "strict",
                                  input_shapes={"": (1, 3, 20)}, calibration=workdir / "c1.npy", max_drop=1e-9,
-                                 formats=("onnx-fp32", "onnx-int8"), latency_runs=5))
+                                 formats=("onnx-fp32", "onnx-int8", "tflite-int8"), latency_runs=5))
     assert [a.path for a in res.manifest.artifacts] == ["model.fp32.onnx"]
     rejected = res.report["rejected"]["model.int8.onnx"]
     configs = [a["config"] for a in rejected["attempts"]]
@@ -240,6 +240,8 @@ def test_gate_rejects_and_tries_every_remedy(workdir: Path) -> None:
     assert "per-channel, entropy" in configs and "per-channel, percentile" in configs
     assert any("kept in float" in c for c in configs)
     assert "drop" in rejected["reason"]
+    tfl = [a["config"] for a in res.report["rejected"]["model.int8.tflite"]["attempts"]]
+    assert tfl[:2] == ["per-channel", "per-tensor"] and any("kept in float" in c for c in tfl), tfl
 
 
 def test_gate_rejecting_everything_exits_1_and_writes_nothing(workdir: Path) -> None:
