@@ -591,7 +591,7 @@ class _Pipeline:
             "failed": self.failed,
             "timings_s": self.timings,
             "conversion_seconds": round(elapsed, 2),
-            "notes": self.notes,
+            "notes": list(dict.fromkeys(self.notes)),
         }
         report = report_mod.clean(report)
         (self.stage / "report.json").write_text(report_mod.to_json(report), encoding="utf-8")
