@@ -98,13 +98,88 @@ def check_model_file(path: Path, expected: str | None = None) -> str:
     return sniffed
 
 
-def inspect_model_file(path: Path) -> ModelInfo:
-    """Inputs, outputs, dtypes, shapes, quantization and operator counts of a model file."""
+def inspect_model_file(path: Path, isolate: bool = True) -> ModelInfo:
+    """Inputs, outputs, dtypes, shapes, quantization and operator counts of a model file.
+
+    A TFLite file is read by the TFLite runtime, which can crash (SIGSEGV) on a corrupt or
+    hostile file; with ``isolate`` (the default) that happens in a child process, and a crash
+    becomes a :class:`ModelFileError` instead of taking this process down.
+    """
     fmt = check_model_file(path)
     sha256, size = file_digest(path)
     if fmt == "onnx":
         return _inspect_onnx(path, sha256, size)
+    if isolate:
+        return probe_tflite_files([path])[0]
     return _inspect_tflite(path, sha256, size)
+
+
+def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[ModelInfo]:
+    """Load TFLite files in one child process and return what it saw; crashes become errors.
+
+    Used before a TFLite file is loaded into a long-lived process (the daemon, ``verify``).
+    """
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    if not paths:
+        return []
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])",
+             *map(str, paths)], capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise ModelFileError(f"{paths[0]}: the TFLite runtime took more than {timeout_s:.0f} s to read it") from None
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        crashed = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else str(paths[0])
+        raise ModelFileError(f"{crashed}: the TFLite runtime crashed reading it ({name}); the file is corrupt or "
+                             "not a model this runtime can run")
+    if proc.returncode == _PROBE_REFUSED:
+        raise ModelFileError(proc.stderr.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelFileError(f"{paths[0]}: reading it in a child process failed (exit {proc.returncode}: {last})")
+    infos = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [ModelInfo(**{**info, "inputs": [TensorInfo(**t) for t in info["inputs"]],
+                         "outputs": [TensorInfo(**t) for t in info["outputs"]]}) for info in infos]
+
+
+_PROBE_REFUSED = 3
+_probed: set[tuple[str, int, int]] = set()
+
+
+def ensure_tflite_loadable(path: Path) -> None:
+    """Probe a TFLite file in a child process once per (path, size, mtime) before loading it here."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _probed:
+        probe_tflite_files([path])
+        _probed.add(key)
+
+
+def _probe_main(args: list[str]) -> None:
+    """Child side of :func:`probe_tflite_files`: one JSON line per file, each path announced first."""
+    import dataclasses
+    import json
+    import sys
+
+    from device.errors import SpinalError
+
+    for arg in args:
+        path = Path(arg)
+        print(path, flush=True)  # so that a crash can be pinned on this file
+        try:
+            sha256, size = file_digest(path)
+            info = _inspect_tflite(path, sha256, size)
+        except SpinalError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(_PROBE_REFUSED)
+        print(json.dumps(dataclasses.asdict(info)), flush=True)
 
 
 def _inspect_onnx(path: Path, sha256: str, size: int) -> ModelInfo:
@@ -141,12 +216,6 @@ def tflite_interpreter_class() -> tuple[Any, str]:
 
 def _inspect_tflite(path: Path, sha256: str, size: int) -> ModelInfo:
     interpreter_class, runtime = tflite_interpreter_class()
-    try:
-        # LiteRT prints an INFO banner to stderr on creation; keep inspect's output clean.
-        with _quiet_stderr():
-            interp = interpreter_class(model_path=str(path))
-    except (ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: the TFLite runtime cannot load it ({str(exc).splitlines()[0]})") from None
 
     def tensor(d: dict[str, Any]) -> TensorInfo:
         q = d.get("quantization_parameters") or {}
@@ -157,15 +226,23 @@ def _inspect_tflite(path: Path, sha256: str, size: int) -> ModelInfo:
                      "axis": int(q.get("quantized_dimension", 0)) if len(scales) > 1 else None}
         return TensorInfo(d["name"], [int(x) for x in d["shape"]], _np_name(d["dtype"]), quant)
 
+    try:
+        # LiteRT prints an INFO banner to stderr on creation; keep inspect's output clean.
+        with _quiet_stderr():
+            interp = interpreter_class(model_path=str(path))
+        # A corrupt file can also fail here (e.g. tensor names that are not UTF-8: a ValueError).
+        inputs = [tensor(d) for d in interp.get_input_details()]
+        outputs = [tensor(d) for d in interp.get_output_details()]
+        signatures = sorted(interp.get_signature_list())
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{path}: the TFLite runtime cannot load it ({reason})") from None
     ops: Counter[str] = Counter()
-    with contextlib.suppress(AttributeError, RuntimeError):  # a private API; absent in some versions
+    with contextlib.suppress(AttributeError, RuntimeError, ValueError):  # a private API; absent in some versions
         ops.update(op["op_name"] for op in interp._get_ops_details())
     return ModelInfo(
-        path=str(path), format="tflite", bytes=size, sha256=sha256,
-        inputs=[tensor(d) for d in interp.get_input_details()],
-        outputs=[tensor(d) for d in interp.get_output_details()],
-        ops=dict(ops.most_common()),
-        details={"runtime": runtime, "signatures": sorted(interp.get_signature_list())},
+        path=str(path), format="tflite", bytes=size, sha256=sha256, inputs=inputs, outputs=outputs,
+        ops=dict(ops.most_common()), details={"runtime": runtime, "signatures": signatures},
     )
 
 

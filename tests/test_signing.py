@@ -47,7 +47,7 @@ def test_signed_archive_round_trip(make_bundle, keys, tmp_path):
 
 
 def test_unsigned_bundle_refused_when_required(make_bundle, keys):
-    with pytest.raises(SignatureError, match="bundle is not signed .* sign it with: spinal sign"):
+    with pytest.raises(SignatureError, match=r"bundle is not signed .* sign it with: spinal sign"):
         open_bundle(make_bundle(), trusted_keys=[keys["public"]], require_signature=True)
 
 
@@ -69,7 +69,7 @@ def test_manifest_changed_after_signing_refused(make_bundle, keys):
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["task"]["labels"] = ["idle", "walk", "run", "fall"]  # still a valid manifest
     (root / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(SignatureError, match="does not match manifest.json; the bundle was changed after signing"):
+    with pytest.raises(SignatureError, match=r"does not match manifest\.json; the bundle was changed after signing"):
         open_bundle(root, trusted_keys=[keys["public"]], require_signature=True)
     # With trusted keys configured, a present-but-bad signature is refused even when not required.
     with pytest.raises(SignatureError):

@@ -36,7 +36,7 @@ from typing import Any
 from device.bundle import Bundle, is_bundle_path, open_bundle
 from device.errors import BadInput, BundleError, MissingDependency
 from device.manifest import Artifact, Manifest
-from device.modelfile import check_model_file
+from device.modelfile import check_model_file, ensure_tflite_loadable
 from device.runtime.base import (
     INSTALL_HINT,
     RUNTIME_FORMAT,
@@ -164,6 +164,8 @@ def open_session(runtime: str, path: Path, threads: int | None, delegate: Delega
         raise MissingDependency(f"runtime {runtime} is not installed; install it with: {INSTALL_HINT[runtime]}")
     if runtime == "onnxruntime":
         return _backend(runtime).open_session(path, threads, delegate, fail_closed)  # type: ignore[no-any-return]
+    # The TFLite runtimes can crash (SIGSEGV) on a corrupt file: a child process reads it first.
+    ensure_tflite_loadable(path)
     return _backend(runtime).open_session(path, threads, delegate)  # type: ignore[no-any-return]
 
 

@@ -88,7 +88,7 @@ def corrupt(tmp_path: Path, plain_files: dict[str, Path]) -> dict[str, Path]:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("truncated.tflite", r"truncated.tflite: litert cannot load it"),
+        ("truncated.tflite", r"truncated.tflite: the TFLite runtime cannot load it"),
         ("magic.tflite", r"magic.tflite: .*(neither ONNX nor TFLite|not a TFLite)"),
         ("onnx_named.tflite", r"onnx_named.tflite: .*ONNX.*rename it to onnx_named.onnx"),
         ("tflite_named.onnx", r"tflite_named.onnx: .*TFLite.*rename it to tflite_named.tflite"),
