@@ -1,0 +1,61 @@
+"""Corrupt model files never crash the process and never escape as anything but ModelFileError."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from device.errors import ModelFileError
+from device.modelfile import inspect_model_file
+from tests.conftest import DATA
+
+
+def _mutants(name: str, count: int, seed: int) -> list[bytes]:
+    data = (DATA / name).read_bytes()
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            b[rng.randrange(8, len(b))] = rng.randrange(256)
+        out.append(bytes(b))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tflite_outcomes(tmp_path_factory) -> list[tuple[str, str | None]]:
+    """Each mutant of tiny.tflite inspected once: (path, error message or None)."""
+    base = tmp_path_factory.mktemp("mutants")
+    outcomes = []
+    for i, blob in enumerate(_mutants("tiny.tflite", 12, seed=20261123)):
+        path = base / f"{i}.tflite"
+        path.write_bytes(blob)
+        try:
+            assert inspect_model_file(path).format == "tflite"
+            outcomes.append((str(path), None))
+        except ModelFileError as exc:
+            outcomes.append((str(path), str(exc)))
+    return outcomes
+
+
+def test_mutated_tflite_is_loaded_or_refused_in_one_line(tflite_outcomes):
+    """Such files crash LiteRT itself (SIGSEGV/SIGBUS) about half the time; the probe runs them in a child."""
+    for path, message in tflite_outcomes:
+        if message is not None:
+            assert "\n" not in message and message.startswith(path)
+
+
+def test_some_mutants_really_crash_the_runtime(tflite_outcomes):
+    """The isolation is needed: at least one mutant kills the runtime with a signal, and is reported."""
+    assert any(m and "crashed reading it (SIG" in m for _, m in tflite_outcomes)
+
+
+@pytest.mark.parametrize("index", range(40))
+def test_mutated_onnx_is_read_or_refused_in_one_line(tmp_path, index):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(_mutants("tiny.onnx", 40, seed=7)[index])
+    try:
+        inspect_model_file(path)
+    except ModelFileError as exc:
+        assert "\n" not in str(exc)
