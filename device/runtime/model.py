@@ -73,6 +73,7 @@ class _Adapter:
         self.concrete = None if None in expected else tuple(int(d) for d in expected)  # type: ignore[arg-type]
         self.float_logical = logical.dtype.kind == "f"
         self.quant = None
+        self.lut: np.ndarray | None = None
         if raw.dtype.name in _QUANT_RANGE and self.float_logical:
             if quant is None:
                 raise BundleError(f"{where}: {raw.dtype.name} tensor {raw.name!r} has no scale/zero point "
@@ -83,7 +84,6 @@ class _Adapter:
                 scale, zero = np.float32(scale.item()), np.float32(zero.item())
             self.quant = (scale, zero, lo, hi)
             self.quant_in = (np.float32(1.0) / scale, zero, np.float32(lo), np.float32(hi))
-            self.lut = None
             if raw.dtype.itemsize == 1 and np.size(scale) == 1:  # dequantize by table: one take, not three ufuncs
                 codes = np.arange(256, dtype=np.uint8).view(raw.dtype).astype(np.float32)
                 self.lut = ((codes - zero) * scale).astype(np.float32)
