@@ -478,6 +478,14 @@ def validation_label_count(tmp: Path) -> list[str]:
                                                       "labels": np.zeros(7, np.int64)})
 
 
+@case("K7")
+def validation_label_out_of_range(tmp: Path) -> list[str]:
+    import numpy as np
+
+    labels = np.array([0, 1, 2, 9, 1, 1, 1, 1, 1, 1], np.int64)
+    return _convert(tmp, "--validation", "val.npz", {"x": np.zeros((10, 8, 3), np.float32), "labels": labels})
+
+
 # --------------------------------------------------------------------------------------------
 # The walk
 

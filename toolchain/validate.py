@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from device.errors import BadInput
 from device.manifest import ArtifactTensor
 from toolchain.calibration import DataSet, InputSpec
 
@@ -185,6 +186,10 @@ def score(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data
     fid = fidelity(outputs, reference)
     if data.labels is not None:
         logits = _flat(outputs, task_output)
+        if data.labels.size and (data.labels.min() < 0 or data.labels.max() >= logits.shape[1]):
+            bad = int(data.labels.max() if data.labels.max() >= logits.shape[1] else data.labels.min())
+            raise BadInput(f"{data.source}: 'labels' holds class id {bad}, but output {task_output!r} has "
+                           f"{logits.shape[1]} classes (ids 0..{logits.shape[1] - 1})")
         acc = float(np.mean(np.argmax(logits, axis=1) == data.labels) * 100.0)
         m = Metrics("accuracy", {"accuracy": acc, **fid})
         m.drop = 0.0 if baseline is None else baseline.values["accuracy"] - acc
