@@ -80,6 +80,8 @@ def convert(
     threshold: Annotated[float | None, typer.Option(help="Anomaly score threshold.")] = None,
     channels: Annotated[str | None, typer.Option(help="Comma list of sensor channels, e.g. "
                                                       "imu.accel_x,imu.accel_y.")] = None,
+    channel_units: Annotated[str | None, typer.Option(help="Comma list of the channels' SI units, e.g. "
+                                                           "m/s^2,m/s^2,m/s^2,rad/s,rad/s,rad/s.")] = None,
     sample_rate: Annotated[float | None, typer.Option(help="Sensor sample rate in Hz.")] = None,
     window: Annotated[int | None, typer.Option(help="Window length in samples.")] = None,
     hop: Annotated[int | None, typer.Option(help="Hop between windows in samples.")] = None,
@@ -106,7 +108,8 @@ def convert(
         max_drop=max_drop, per_channel=not per_tensor, remedies=not no_remedies, keep_float=_csv(keep_float),
         golden_count=golden, name=name, description=description, task=task, task_output=task_output,
         labels=_csv(labels), activation=activation, targets=_csv(targets), units=_csv(units), threshold=threshold,
-        channels=_csv(channels), sample_rate_hz=sample_rate, window=window, hop=hop, layout=layout,
+        channels=_csv(channels), channel_units=_csv(channel_units), sample_rate_hz=sample_rate, window=window,
+        hop=hop, layout=layout,
         norm_mean=_floats(norm_mean, "--norm-mean"), norm_std=_floats(norm_std, "--norm-std"), opset=opset,
         force=force,
     )

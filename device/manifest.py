@@ -384,6 +384,9 @@ def _tensor_spec(r: _Reader) -> TensorSpec:
         if channels and len(mean) not in (1, len(channels)):
             n.fail(f"has {len(mean)} values for {len(channels)} channels (give 1 or {len(channels)})")
         norm = Normalization(mean=mean, std=std)
+    units = r.str_list("units")
+    if units and channels and len(units) not in (1, len(channels)):
+        r.fail(f"{len(units)} units for {len(channels)} channels (give 1 or {len(channels)})", "units")
     window = r.integer("window", required=False, minimum=1)
     hop = r.integer("hop", required=False, minimum=1)
     return TensorSpec(
@@ -396,7 +399,7 @@ def _tensor_spec(r: _Reader) -> TensorSpec:
         window=window,
         hop=hop,
         normalization=norm,
-        units=r.str_list("units"),
+        units=units,
     )
 
 
@@ -499,6 +502,7 @@ def parse_manifest(data: bytes | str, source: str = MANIFEST_NAME) -> Manifest:
         raise BundleError(f"{source}: {len(data)} bytes is larger than the {MAX_MANIFEST_BYTES} allowed")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
+        _check_nesting(text, source)
         obj = json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise BundleError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
@@ -563,6 +567,28 @@ def parse_manifest(data: bytes | str, source: str = MANIFEST_NAME) -> Manifest:
         producer=producer,
         notes=r.str_list("notes"),
     )
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+MAX_NESTING = 64
+
+
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse JSON nested deeper than any manifest needs, before the parser recurses into it.
+
+    The JSON parser recurses once per level; how deep it may go depends on the interpreter's
+    recursion limit, which libraries raise (onnx2tf sets it to 2**31-1), and past the C stack a
+    deep document crashes the process instead of raising.
+    """
+    depth = 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise BundleError(f"{source}: JSON nested more than {MAX_NESTING} levels deep")
+        elif token in "]}":
+            depth -= 1
 
 
 def _reject_constant(name: str) -> None:

@@ -79,6 +79,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
         ("inputs.0.layout", "NNC", "inputs[0].layout: 'NNC' is not a layout"),
         ("inputs.0.shape", [1, 0, 3], "inputs[0].shape[1]: dimensions must be positive integers, got 0"),
         ("inputs.0.channels", ["a", "b"], "inputs[0].channels: 2 channel names for 3 channels"),
+        ("inputs.0.units", ["m/s^2", "rad/s"], "inputs[0].units: 2 units for 3 channels (give 1 or 3)"),
         ("inputs.0.normalization.std", [1.0, 0.0, 1.0], "inputs[0].normalization.std[1]: must be > 0"),
         ("inputs.0.normalization.mean", [0.0], "inputs[0].normalization: mean has 1 values but std has 3"),
         ("inputs.0.sample_rate_hz", -5, "inputs[0].sample_rate_hz: must be > 0, got -5"),
@@ -119,12 +120,26 @@ def test_anomaly_needs_threshold():
         ("{", "not valid JSON (line 1 column 2"),
         ('{"format_version": NaN}', "NaN is not allowed"),
         ("[]", "<top>: expected an object, got a list"),
-        ("[" * 100000 + "]" * 100000, "manifest.json"),
+        ("[" * 100000 + "]" * 100000, "JSON nested more than 64 levels deep"),
+        ('{"a": "[[[[' + "[" * 100 + '"}', "format_version: missing"),  # brackets inside strings do not count
     ],
 )
 def test_unparsable_text(text: str | bytes, message: str):
     with pytest.raises(BundleError, match=message.replace("(", r"\(").replace("[", r"\[")):
         parse_manifest(text)
+
+
+def test_deep_nesting_refused_even_with_a_raised_recursion_limit():
+    """onnx2tf raises the limit to 2**31-1; the parser must still refuse, not overflow the C stack."""
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(2**31 - 1)
+    try:
+        with pytest.raises(BundleError, match="nested more than"):
+            parse_manifest("{" + '"a":[' * 200000)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_oversized_manifest_refused():

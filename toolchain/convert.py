@@ -101,6 +101,7 @@ class ConvertOptions:
     units: tuple[str, ...] = ()
     threshold: float | None = None
     channels: tuple[str, ...] = ()
+    channel_units: tuple[str, ...] = ()
     sample_rate_hz: float | None = None
     window: int | None = None
     hop: int | None = None
@@ -510,7 +511,7 @@ class _Pipeline:
                 name=s.name, shape=s.shape, dtype=s.dtype, layout=self.layouts.get(s.name),
                 channels=opts.channels if first else (), sample_rate_hz=opts.sample_rate_hz if first else None,
                 window=opts.window if first else None, hop=opts.hop if first else None,
-                normalization=norm if first else None,
+                normalization=norm if first else None, units=opts.channel_units if first else (),
             ))
         outs = tuple(TensorSpec(name=s.name, shape=s.shape, dtype=s.dtype, layout=self.layouts.get(s.name),
                                 units=opts.units if s.name == self.task_output else ()) for s in self.outputs)

@@ -107,6 +107,17 @@ def match_keys(logical: list[str], keys: list[str], what: str, label: str) -> di
 def onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec, ...],
                         outputs: tuple[InputSpec, ...]) -> SavedModel:
     """Convert the fp32 ONNX model with onnx2tf, keeping every input's layout as it is."""
+    # onnx2tf raises the interpreter's recursion limit to 2**31-1 when imported; left there, deep recursion
+    # anywhere later in this process overflows the C stack (a segfault) instead of raising RecursionError.
+    recursion_limit = sys.getrecursionlimit()
+    try:
+        return _onnx_to_saved_model(onnx_path, workdir, inputs, outputs)
+    finally:
+        sys.setrecursionlimit(recursion_limit)
+
+
+def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec, ...],
+                         outputs: tuple[InputSpec, ...]) -> SavedModel:
     _quiet_tf_env()
     out_dir = workdir / "onnx2tf"
     try:
