@@ -9,6 +9,7 @@ VENV := .venv
 DEVICE_VENV := .venv-device
 # Tests that need only the device extras (numpy 2, LiteRT, onnxruntime, paho): run again in DEVICE_VENV.
 DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py \
+	tests/test_signing.py tests/test_modelfile_fuzz.py tests/sinks \
 	tests/daemon/test_pipeline.py tests/daemon/test_config.py tests/daemon/test_reference_model.py tests/sensors tests/runtime
 
 .PHONY: test lint venv device-venv system-deps clean demo models
@@ -65,7 +66,7 @@ lint: $(VENV)/.installed
 
 test: lint system-deps $(DEVICE_VENV)/.installed
 	$(VENV)/bin/python -m pytest
-	SPINAL_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -p no:cacheprovider $(DEVICE_TESTS)
+	SPINAL_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -p no:cacheprovider -m "not slow" $(DEVICE_TESTS)
 
 # The reference models (models/<name>/): data from sktime/pvlib, seeded training, ONNX export,
 # spinal convert, scoring, metrics.json + MODEL_CARD.md + replay/ (a few minutes on one core).
