@@ -4,7 +4,8 @@
 
 PYTHON ?= python3.11
 # The device side must work on Python 3.11-3.13; these machines have 3.13 under pyenv.
-PYTHON_DEVICE ?= $(shell command -v python3.13 2>/dev/null || ls -d /root/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+PYTHON_DEVICE ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null \
+	| sort -V) python3.13; do "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV := .venv
 DEVICE_VENV := .venv-device
 # Tests that need only the device extras (numpy 2, LiteRT, onnxruntime, paho): run again in DEVICE_VENV.
