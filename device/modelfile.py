@@ -150,16 +150,32 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[Mode
 
 
 _PROBE_REFUSED = 3
-_probed: set[tuple[str, int, int]] = set()
+_probed: set[str] = set()
+
+
+def _probe_cache_dir() -> Path:
+    base = os.environ.get("SPINAL_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+        "spinal"
+    return Path(base) / "probed"
 
 
 def ensure_tflite_loadable(path: Path) -> None:
-    """Probe a TFLite file in a child process once per (path, size, mtime) before loading it here."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _probed:
+    """Probe a TFLite file in a child process before this process loads it; remember files that passed.
+
+    A file is remembered by its sha256, in memory and as an empty marker file in the cache directory
+    (``$SPINAL_CACHE_DIR`` or ``~/.cache/spinal``), so each model content costs one child process per
+    device, not one per start. Without a writable cache the probe simply runs again next time.
+    """
+    digest, _ = file_digest(path)
+    if digest in _probed:
+        return
+    marker = _probe_cache_dir() / digest
+    if not marker.exists():
         probe_tflite_files([path])
-        _probed.add(key)
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+    _probed.add(digest)
 
 
 def _probe_main(args: list[str]) -> None:

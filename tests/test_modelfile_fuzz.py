@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,31 @@ def test_mutated_onnx_is_read_or_refused_in_one_line(tmp_path, index):
         inspect_model_file(path)
     except ModelFileError as exc:
         assert "\n" not in str(exc)
+
+
+def test_a_file_that_passed_the_probe_is_remembered_across_processes(tmp_path, monkeypatch):
+    from device import modelfile
+
+    monkeypatch.setenv("SPINAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(modelfile, "_probed", set())
+    calls = []
+    real = modelfile.probe_tflite_files
+    monkeypatch.setattr(modelfile, "probe_tflite_files", lambda paths: calls.append(paths) or real(paths))
+    modelfile.ensure_tflite_loadable(DATA / "tiny.tflite")
+    modelfile.ensure_tflite_loadable(DATA / "tiny.tflite")
+    assert len(calls) == 1, "in memory"
+    monkeypatch.setattr(modelfile, "_probed", set())  # as a new process would start
+    modelfile.ensure_tflite_loadable(DATA / "tiny.tflite")
+    assert len(calls) == 1, "on disk"
+    assert len(list((tmp_path / "cache" / "probed").iterdir())) == 1
+
+
+def test_a_crashing_file_is_never_remembered(tmp_path, monkeypatch, tflite_outcomes):
+    from device import modelfile
+
+    monkeypatch.setenv("SPINAL_CACHE_DIR", str(tmp_path / "cache"))
+    crashing = next(path for path, message in tflite_outcomes if message and "crashed" in message)
+    for _ in range(2):
+        with pytest.raises(ModelFileError, match="crashed reading it"):
+            modelfile.ensure_tflite_loadable(Path(crashing))
+    assert not (tmp_path / "cache" / "probed").exists()
