@@ -96,7 +96,8 @@ def convert(spec: BuildSpec, onnx_path: Path, calib: Path, val: Path, data: Prep
         name=spec.name, description=spec.description, task=spec.task, task_output=spec.output_name,
         labels=spec.labels, activation="logits" if spec.task == "classification" else None,
         targets=spec.targets, units=spec.target_units, threshold=spec.threshold,
-        channels=spec.channels, sample_rate_hz=spec.sample_rate_hz, window=spec.window, hop=spec.hop,
+        channels=spec.channels, channel_units=spec.units, sample_rate_hz=spec.sample_rate_hz, window=spec.window,
+        hop=spec.hop,
         layout="NTC", norm_mean=tuple(mean), norm_std=tuple(std), latency_runs=200, seed=0,
     )
     return run_convert(opts).report
