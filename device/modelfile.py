@@ -130,8 +130,8 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[Mode
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])",
-             *map(str, paths)], capture_output=True, text=True, timeout=timeout_s, env=env)
+            [sys.executable, "-c", _PROBE_CODE, *map(str, paths)], capture_output=True, text=True, timeout=timeout_s,
+            env=env)
     except subprocess.TimeoutExpired:
         raise ModelFileError(f"{paths[0]}: the TFLite runtime took more than {timeout_s:.0f} s to read it") from None
     if proc.returncode < 0:
@@ -150,6 +150,7 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[Mode
 
 
 _PROBE_REFUSED = 3
+_PROBE_CODE = "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])"
 _probed: set[str] = set()
 
 
