@@ -41,8 +41,9 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except SpinalError as exc:
             raise fail(_escape(str(exc)), exc.exit_code) from None
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-            raise fail(_escape(f"{exc.filename or ''}: {exc.strerror}"), 2) from None
+        except OSError as exc:  # no such file, permission denied, disk full...: the environment, not a bug
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(_escape(f"{where}{exc.strerror or exc}"), 2) from None
 
     return wrapper
 

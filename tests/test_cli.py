@@ -146,3 +146,18 @@ def test_host_command_without_host_extra_says_how_to_install(tmp_path, monkeypat
         "pip install 'spinal[host]'"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_an_os_error_is_one_line_and_exit_2(monkeypatch, tmp_path):
+    """Disk full, permission denied...: the environment's fault, reported in one line, never a traceback."""
+    import errno
+
+    from device import cli_signing
+
+    def full(_prefix):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "k.key"))
+
+    monkeypatch.setattr(cli_signing, "generate_keypair", full)
+    result = run_cli("keygen", "--out", tmp_path / "k")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'k.key'}: No space left on device"
