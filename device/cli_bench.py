@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from device.cli_common import console, print_json, reports_errors
@@ -135,6 +136,7 @@ def bench(
     """Measure latency (p50/p99/max), throughput, RSS after load and cold start for each runtime x artifact x threads.
 
     A bundle is run on its golden inputs (with a parity check); a plain model file on random inputs.
+    Exit 1 when a parity check fails or a CPU cell cannot be measured (a broken file or runtime).
     """
     from device.runtime.delegates import present_delegates
     from device.runtime.select import cpu_features, device_key, installed_runtimes
@@ -168,6 +170,9 @@ def bench(
     device = {"key": device_key(features, installed), "cpu": features.model, "arch": features.arch,
               "cores": cores, "int8_dot": features.int8_dot, "runtimes": installed}
     failed = [r for r in rows if r.get("parity") is False]
+    # A CPU cell that could not be measured means the file or the runtime is broken (a delegate cell that
+    # errors only says the accelerator is not usable here, and is reported in the table).
+    broken = [r for r in rows if "error" in r and r["delegate"] is None]
     if json_out:
         print_json({"path": str(path), "device": device, "seconds": seconds, "rows": rows, "recommended": best})
     else:
@@ -184,5 +189,7 @@ def bench(
                           f"  (p50 {best['p50_us']:.1f} µs)")
         for r in failed:
             console.print(f"[red]parity FAILED[/] {r['runtime']} {r['artifact']}: {r['parity_detail']}")
-    if failed:
+        for r in broken:
+            console.print(f"[red]not measured[/] {r['runtime']} {r['artifact'] or path.name}: {escape(r['error'])}")
+    if failed or broken:
         raise typer.Exit(1)

@@ -6,11 +6,27 @@ from pathlib import Path
 from typing import Any
 
 from device.bundle import Bundle
-from device.errors import SpinalError
+from device.errors import BadInput, MissingDependency, SpinalError
 from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy
 from device.runtime.delegates import parse_delegate
 from device.runtime.parity import check_golden, random_inputs
 from device.runtime.select import Target, installed_runtimes, open_model
+
+
+def _check_runtime(runtime: str | None, installed: dict[str, str]) -> None:
+    """Refuse an unknown ``--runtime``, or a named one that is not installed, in one line."""
+    if runtime not in (None, "all", "auto", *RUNTIMES):
+        raise BadInput(f"--runtime {runtime!r} is not one of all, {', '.join(RUNTIMES)}")
+    if runtime in RUNTIMES and runtime not in installed:
+        raise MissingDependency(f"runtime {runtime} is not installed; install it with: {INSTALL_HINT[runtime]}")
+
+
+def _not_run(runtime: str | None, fmt: str) -> str:
+    """Why no runtime ran a ``fmt`` file: none installed, or the one asked for does not take the format."""
+    if runtime in (None, "all", "auto"):
+        needed = [r for r in RUNTIMES if RUNTIME_FORMAT[r] == fmt and r != "tflite-runtime"]
+        return f"no {fmt} runtime installed ({INSTALL_HINT[needed[0]]})"
+    return f"--runtime {runtime} does not run {fmt} files"
 
 
 def _runtimes(wanted: str | None, fmt: str, installed: dict[str, str]) -> list[str]:
@@ -29,15 +45,8 @@ def bundle_parity(bundle: Bundle, runtime: str | None = None, delegate: str | No
 
     With a delegate, the delegate must load and match (fail-closed): a fallback is a failed check.
     """
-    if runtime not in (None, "all", "auto", *RUNTIMES):
-        from device.errors import BadInput
-
-        raise BadInput(f"--runtime {runtime!r} is not one of all, {', '.join(RUNTIMES)}")
     installed = installed_runtimes()
-    if runtime in RUNTIMES and runtime not in installed:
-        from device.errors import MissingDependency
-
-        raise MissingDependency(f"runtime {runtime} is not installed; install it with: {INSTALL_HINT[runtime]}")
+    _check_runtime(runtime, installed)
     manifest = bundle.manifest
     spec = parse_delegate(delegate)
     if manifest.golden is None:
@@ -47,10 +56,7 @@ def bundle_parity(bundle: Bundle, runtime: str | None = None, delegate: str | No
     for art in manifest.artifacts:
         runtimes = _runtimes(runtime, art.format, installed)
         if not runtimes:
-            needed = [r for r in RUNTIMES if RUNTIME_FORMAT[r] == art.format and r != "tflite-runtime"]
-            why = (f"no {art.format} runtime installed ({INSTALL_HINT[needed[0]]})" if runtime in (None, "all", "auto")
-                   else f"--runtime {runtime} does not run {art.format} files")
-            rows.append(_row(f"parity {art.path}", None, why, artifact=art.path))
+            rows.append(_row(f"parity {art.path}", None, _not_run(runtime, art.format), artifact=art.path))
             continue
         for rt in runtimes:
             label = f"parity {art.path} on {rt}"
@@ -84,6 +90,7 @@ def file_smoke(path: Path, runtime: str | None = None, delegate: str | None = No
 
     fmt = check_model_file(path)
     installed = installed_runtimes()
+    _check_runtime(runtime, installed)
     rows = []
     spec = parse_delegate(delegate)
     for rt in _runtimes(runtime, fmt, installed):
@@ -102,5 +109,5 @@ def file_smoke(path: Path, runtime: str | None = None, delegate: str | None = No
                          f"{'' if finite else ' (NaN or infinite values)'}; {model.info.describe()}",
                          runtime=rt, info=vars(model.info)))
     if not rows:
-        rows.append(_row("runs", None, f"no {fmt} runtime installed here; nothing ran"))
+        rows.append(_row("runs", None, f"{_not_run(runtime, fmt)}; nothing ran"))
     return rows

@@ -115,3 +115,25 @@ def test_bench_bad_options(bundle_dir: Path) -> None:
     assert run_cli("bench", bundle_dir, "--threads", "two").exit_code == 2
     assert run_cli("bench", bundle_dir, "--seconds", "0").exit_code == 2
     assert run_cli("bench", bundle_dir / "nope.tflite").exit_code == 2
+
+
+def test_verify_plain_file_bad_runtime_is_one_line(plain_files: dict[str, Path]) -> None:
+    result = run_cli("verify", plain_files["onnx"], "--runtime", "bogus")
+    assert result.exit_code == 2 and "--runtime 'bogus' is not one of all" in result.stderr
+
+
+def test_verify_plain_file_with_a_runtime_of_the_other_format_says_so(plain_files: dict[str, Path]) -> None:
+    result = run_cli("verify", plain_files["onnx"], "--runtime", "litert", "--json")
+    rows = json.loads(result.stdout)["checks"]
+    (skip,) = [r for r in rows if r["ok"] is None]
+    assert skip["detail"] == "--runtime litert does not run onnx files; nothing ran"
+
+
+def test_bench_of_a_file_no_cell_can_measure_exits_1(plain_files: dict[str, Path], tmp_path: Path) -> None:
+    # A TFLite file whose tensors are cut off: the measuring process refuses it; nothing was measured.
+    data = plain_files["fp32"].read_bytes()
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(data[: len(data) // 2])
+    result = run_cli("bench", broken, "--seconds", "0.05", "--threads", "1", "--runtime", "litert")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "not measured litert broken.tflite:" in " ".join(result.stdout.split())
