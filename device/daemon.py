@@ -874,15 +874,14 @@ class Daemon:
                 log.error("sink %s: flush failed: %s", sink.name, exc)
 
     def _build_sinks(self) -> None:
-        from device.sinks.factory import SinkContext, create_sink
+        from device.sinks.factory import SinkContext, create_sink, metrics_namespace
 
         for sc in self.config.sinks:
             sink = create_sink(sc.type, sc.options, SinkContext(self.config.device_id, sc.name, self.config.state_dir))
+            self.sinks.append((sink, sc.kinds))  # first: a failure below still closes it (_abort_startup)
             register = getattr(sink, "register_metrics", None)
             if callable(register):
-                suffix = "" if sc.name == sc.type else "_" + "".join(c if c.isalnum() else "_" for c in sc.name)
-                register(self.metrics.registry, namespace=f"spinal_{sc.type}{suffix}")
-            self.sinks.append((sink, sc.kinds))
+                register(self.metrics.registry, namespace=metrics_namespace(sc.type, sc.name))
 
     def _on_reading(self, sensor_id: str, slot: int, t_ns: int, values: dict[str, float]) -> None:
         self.router.on_sample(sensor_id, slot, t_ns, values)
@@ -898,12 +897,12 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.config
-        if self._own_sinks:
-            self._build_sinks()
         self._readings = {s.id: s.readings for s in cfg.sensors}
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.notifier.status("starting: loading model")
         try:
+            if self._own_sinks:  # inside: a sink that fails to start closes the ones already open
+                self._build_sinks()
             self.reload("startup", startup=True)
             if cfg.http.enabled:
                 from device.http import HealthServer
@@ -936,8 +935,10 @@ class Daemon:
         """Release what a failed start had opened (sinks flush what they hold, e.g. the MQTT spool)."""
         self.phase = "stopping"
         for sink, _ in self.sinks:
-            with contextlib.suppress(Exception):
+            try:
                 sink.close()
+            except Exception as exc:
+                log.error("sink %s: close failed: %s", sink.name, exc)
         if self.active is not None:
             self.active.close()
         self.notifier.close()

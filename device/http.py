@@ -67,5 +67,7 @@ class HealthServer:
         self._thread.start()
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever: it would hang if that never ran
+            self._server.shutdown()
+            self._thread.join()
         self._server.server_close()
