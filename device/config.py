@@ -538,13 +538,15 @@ def _mqtt_options(ctx: _Ctx, path: tuple[Any, ...], table: dict[str, Any], devic
 
 
 def _sinks(ctx: _Ctx, value: Any, device_id: str, state_dir: Path | None) -> tuple[SinkConfig, ...]:
-    from device.sinks.factory import SINK_TYPES, sink_options_class
+    from device.sinks.factory import SINK_TYPES, metrics_namespace, sink_options_class
 
     if value is None:
         value = [{"type": "jsonl"}]
     if not isinstance(value, list):
         raise ctx.error(("sinks",), "expected one or more [[sinks]] tables")
     out: list[SinkConfig] = []
+    namespaces: dict[str, int] = {}
+    spools: dict[Path, int] = {}
     for i, table in enumerate(value):
         path = ("sinks", i)
         if not isinstance(table, dict):
@@ -563,8 +565,20 @@ def _sinks(ctx: _Ctx, value: Any, device_id: str, state_dir: Path | None) -> tup
                                                      f"(kinds: {', '.join(RECORD_KINDS)})")
         if any(s.name == name for s in out):
             raise ctx.error((*path, "name"), f"{name!r} names two sinks; give each a unique name")
+        namespace = metrics_namespace(kind, name)
+        if namespace in namespaces:
+            other = out[namespaces[namespace]].name
+            raise ctx.error((*path, "name"), f"{name!r} and {other!r} (sinks[{namespaces[namespace]}]) give the "
+                                             f"same metric names ({namespace}_...); rename one")
+        namespaces[namespace] = i
         if kind == "mqtt":
             options = _mqtt_options(ctx, path, table, device_id, state_dir)
+            spool_path = options.spool.path.absolute()
+            if spool_path in spools:
+                raise ctx.error((*path, "spool", "path"), f"{spool_path} is already the spool of "
+                                                          f"sinks[{spools[spool_path]}]; give each MQTT sink its "
+                                                          "own spool.path")
+            spools[spool_path] = i
         else:
             options = build_dataclass(ctx, path, table, sink_options_class(kind), skip=("type", "name", "kinds"))
         _post_check = getattr(options, "validate", None)

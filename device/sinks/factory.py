@@ -63,6 +63,15 @@ def build_mqtt(options: MqttSinkOptions, ctx: SinkContext) -> Sink:
     return sink
 
 
+def metrics_namespace(kind: str, name: str) -> str:
+    """The Prometheus name prefix of sink ``name`` of type ``kind`` (``spinal_mqtt``, ``spinal_mqtt_NAME``).
+
+    Characters other than letters and digits become ``_``, so two sink names can share a prefix
+    (``a-b`` and ``a_b``); the config refuses that (a registry cannot hold a metric twice)."""
+    suffix = "" if name == kind else "_" + "".join(c if c.isalnum() else "_" for c in name)
+    return f"spinal_{kind}{suffix}"
+
+
 def _module(kind: str) -> Any:
     spec = SINK_TYPES[kind]
     try:

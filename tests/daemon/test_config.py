@@ -123,3 +123,20 @@ def test_cli_reports_a_config_error_in_one_line_with_exit_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "sensors[0].adress: unknown key; did you mean 'address'?" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_two_mqtt_sinks_need_their_own_spool_and_distinct_metric_names(tmp_path):
+    """Before: --check accepted both; `spinal run` then died on the shared spool's lock ("in use by another
+    process", misleading) or with a prometheus DuplicateTimeseries traceback (names a-b and a_b)."""
+    mqtt = '[[sinks]]\ntype = "mqtt"\nname = "{name}"\nhost = "127.0.0.1"\n{spool}'
+    state = f'state_dir = "{tmp_path / "state"}"\n'
+    two = state + BASE + mqtt.format(name="one", spool="") + "\n" + mqtt.format(name="two", spool="")
+    assert error_of(tmp_path, two) == (f"FILE:17: sinks[1].spool.path: {tmp_path / 'state' / 'mqtt-spool.sqlite'} is "
+                                       "already the spool of sinks[0]; give each MQTT sink its own spool.path")
+    clash = (state + BASE + mqtt.format(name="a-b", spool='spool.path = "s1.sqlite"\n') + "\n"
+             + mqtt.format(name="a_b", spool='spool.path = "s2.sqlite"\n'))
+    assert error_of(tmp_path, clash) == ("FILE:20: sinks[1].name: 'a_b' and 'a-b' (sinks[0]) give the same metric "
+                                         "names (spinal_mqtt_a_b_...); rename one")
+    ok = (state + BASE + mqtt.format(name="a-b", spool='spool.path = "s1.sqlite"\n') + "\n"
+          + mqtt.format(name="other", spool='spool.path = "s2.sqlite"\n'))
+    assert [s.name for s in load_config(write(tmp_path, ok)).sinks] == ["a-b", "other"]
