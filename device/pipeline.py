@@ -401,7 +401,10 @@ class PostProcessor:
                 raise BadInput(f"postprocess.threshold: a class probability threshold must be in [0, 1], "
                                f"got {settings.threshold}")
         elif task.kind == "regression":
-            self.names = tuple(task.targets) if len(task.targets) == size else tuple(f"y{i}" for i in range(size))
+            if task.targets and len(task.targets) != size:
+                raise BadInput(f"the manifest's task.targets: {len(task.targets)} names for a model output of "
+                               f"{size} values")
+            self.names = tuple(task.targets) or tuple(f"y{i}" for i in range(size))
             if settings.threshold is not None:
                 raise BadInput("postprocess.threshold: has no meaning for a regression model; remove it")
             if settings.emit == "change":
@@ -409,6 +412,9 @@ class PostProcessor:
             if settings.labels:
                 raise BadInput("postprocess.labels: a regression model has no labels; remove them")
         else:
+            if size != 1:
+                raise BadInput(f"output {output.name!r}: an anomaly model outputs one score, but its shape "
+                               f"{list(output.shape)} holds {size} values")
             self.names = (task.score or "score",)
             if settings.labels:
                 raise BadInput("postprocess.labels: an anomaly model has no labels; remove them")

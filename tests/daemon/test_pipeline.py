@@ -189,3 +189,16 @@ def test_postprocess_refuses_settings_that_do_not_fit_the_model():
         PostProcessor(reg, TensorSpec(name="y", shape=(1, 1)), PostSettings(threshold=0.5))
     with pytest.raises(BadInput, match=r"postprocess\.threshold: a class probability threshold must be in \[0, 1\]"):
         PostProcessor(CLS, OUT, PostSettings(threshold=2.0))
+
+
+def test_postprocess_refuses_outputs_that_do_not_fit_the_task():
+    # Before: an anomaly output of 2 values was accepted and every window then failed in zip(strict=True);
+    # regression targets of the wrong count were silently renamed y0, y1, ...
+    with pytest.raises(BadInput, match=r"an anomaly model outputs one score, but its shape \[1, 2\] holds 2"):
+        PostProcessor(Task(kind="anomaly", output="s", threshold=0.5), TensorSpec(name="s", shape=(1, 2)),
+                      PostSettings())
+    with pytest.raises(BadInput, match=r"task\.targets: 1 names for a model output of 2 values"):
+        PostProcessor(Task(kind="regression", output="y", targets=("t",)), TensorSpec(name="y", shape=(1, 2)),
+                      PostSettings())
+    unnamed = PostProcessor(Task(kind="regression", output="y"), TensorSpec(name="y", shape=(1, 2)), PostSettings())
+    assert unnamed(np.array([[1.0, 2.0]])).values == {"y0": 1.0, "y1": 2.0}
