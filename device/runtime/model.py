@@ -204,6 +204,11 @@ def bind(logical: tuple[LogicalTensor, ...], declared: tuple[ArtifactTensor, ...
                 art.quantization.scale, raw.quantization.scale, rtol=1e-5):
             raise BundleError(f"{where}[{i}].quantization: the manifest says scale {art.quantization.scale[:3]} but "
                               f"the file says {raw.quantization.scale[:3]}; rebuild the bundle")
+        taken = next((a for a in adapters if a.index == index), None)
+        if taken is not None:
+            side = where.rsplit(".", 1)[-1]
+            raise BundleError(f"{where}[{i}]: logical {spec.name!r} and {taken.name!r} both bind to the file's "
+                              f"tensor {raw.name!r}; name the file's tensors in the artifact's {side}")
         adapters.append(_Adapter(spec, raw, index, art.layout if art else None, quant, f"{where}[{i}]"))
     return adapters
 
