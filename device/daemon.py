@@ -763,11 +763,12 @@ class Daemon:
         keep = self.active
         try:
             cand = load_candidate(self.config, self.channels, self.generation + 1)
-        except (SpinalError, OSError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # any failure keeps the running model: a bad bundle must not stop the device
             self._failed_fingerprint = fingerprint
             why = str(exc) if isinstance(exc, SpinalError) else f"{type(exc).__name__}: {exc}"
             kept = f"keeping {keep.name} (generation {keep.generation})" if keep else "no model running"
-            log.error("reload failed: %s; %s", why, kept)
+            expected = isinstance(exc, SpinalError | OSError | ValueError | RuntimeError)
+            log.error("reload failed: %s; %s", why, kept, exc_info=None if expected else exc)
             self.metrics.reloads.labels("failed").inc()
             self.last_reload = {"result": "failed", "reason": reason, "error": why, "at_unix": time.time()}
             self.event("reload_failed", {"error": why, "kept": keep.info() if keep else None})
