@@ -86,10 +86,11 @@ def parse_delegate(text: str | None) -> DelegateSpec:
         return DelegateSpec(kind="cpu", name="cpu", provider=CPU_PROVIDER if low != "xnnpack" else None)
     if low == "none":
         return DelegateSpec(kind="none", name="none")
-    if low.startswith("edgetpu"):
+    if low == "edgetpu" or low.startswith("edgetpu:"):
         parts = low.split(":")[1:]
-        if parts and parts[0] not in ("usb", "pci"):
-            raise BadInput(f"delegate {raw!r}: expected edgetpu, edgetpu:usb, edgetpu:pci or edgetpu:usb:N")
+        if parts and (parts[0] not in ("usb", "pci") or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit())):
+            raise BadInput(f"delegate {raw!r}: expected edgetpu, edgetpu:usb, edgetpu:pci, edgetpu:usb:N or "
+                           "edgetpu:pci:N")
         options = {"device": ":".join(parts)} if parts else {}
         return DelegateSpec(kind="edgetpu", name=raw, library=EDGETPU_LIBRARY, options=options)
     if low == "gpu":

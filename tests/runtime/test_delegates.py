@@ -35,6 +35,10 @@ def test_parse_delegate_specs() -> None:
         parse_delegate("tpu")
     with pytest.raises(BadInput, match="edgetpu:usb"):
         parse_delegate("edgetpu:wifi")
+    assert parse_delegate("edgetpu:pci:1").options == {"device": "pci:1"}
+    for typo in ("edgetpus", "edgetpu-usb", "edgetpu:usb:x", "edgetpu:usb:0:1"):  # were taken as plain edgetpu
+        with pytest.raises(BadInput):
+            parse_delegate(typo)
     with pytest.raises(BadInput, match="not key=value"):
         parse_delegate("/x/lib.so,oops")
 
