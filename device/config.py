@@ -101,7 +101,8 @@ class DaemonConfig:
     queue_windows: int = field(default=4, metadata={"min": 1, "max": 1024})
     queue_records: int = field(default=10000, metadata={"min": 1})
     status_interval_s: float = field(default=10.0, metadata={"gt": 0})
-    stall_after_s: float = field(default=5.0, metadata={"gt": 0})
+    # The daemon's loops beat every 0.2-0.25 s when idle: a shorter limit would call healthy threads stalled.
+    stall_after_s: float = field(default=5.0, metadata={"min": 0.5})
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -140,3 +140,11 @@ def test_two_mqtt_sinks_need_their_own_spool_and_distinct_metric_names(tmp_path)
     ok = (state + BASE + mqtt.format(name="a-b", spool='spool.path = "s1.sqlite"\n') + "\n"
           + mqtt.format(name="other", spool='spool.path = "s2.sqlite"\n'))
     assert [s.name for s in load_config(write(tmp_path, ok)).sinks] == ["a-b", "other"]
+
+
+def test_stall_after_s_below_the_loops_heartbeat_is_refused(tmp_path):
+    # The sampler/inference/output loops beat every 0.2-0.25 s while idle: with stall_after_s = 0.1 a healthy
+    # daemon looked stalled, stopped its watchdog pings and got killed by systemd.
+    assert error_of(tmp_path, BASE + "[daemon]\nstall_after_s = 0.1\n") == \
+        "FILE:12: daemon.stall_after_s: must be >= 0.5, got 0.1"
+    assert load_config(write(tmp_path, BASE + "[daemon]\nstall_after_s = 0.6\n")).daemon.stall_after_s == 0.6
