@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import errno
+import io
 import math
 import random
 import threading
@@ -102,12 +103,15 @@ class Recording:
         return self._rows[k % len(self._rows)]
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, Any], rate_hz: float) -> Recording:
+    def from_arrays(cls, arrays: dict[str, Any], rate_hz: float, source: str = "<arrays>") -> Recording:
         names = tuple(arrays)
-        columns = [np.asarray(arrays[n], dtype=np.float64).reshape(-1) for n in names]
+        try:
+            columns = [np.asarray(arrays[n], dtype=np.float64).reshape(-1) for n in names]
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"{source}: channels must be arrays of numbers ({exc})") from None
         if len({len(c) for c in columns}) > 1:
-            raise BadInput(f"recording channels have different lengths: {[len(c) for c in columns]}")
-        return cls(names, np.stack(columns, axis=1), rate_hz)
+            raise BadInput(f"{source}: recording channels have different lengths: {[len(c) for c in columns]}")
+        return cls(names, np.stack(columns, axis=1) if columns else np.empty((0, 0)), rate_hz, source)
 
     @classmethod
     def load(cls, path: str | Path, rate_hz: float | None = None) -> Recording:
@@ -128,38 +132,43 @@ class Recording:
         except Exception as exc:
             raise BadInput(f"recording {path}: not a readable .npz ({exc})") from None
         rate = arrays.pop("sample_rate_hz", None)
-        rate_hz = rate_hz or (float(rate) if rate is not None else None)
+        if rate_hz is None and rate is not None:
+            if np.size(rate) != 1 or rate.dtype.kind not in "iuf":
+                raise BadInput(f"recording {path}: 'sample_rate_hz' must be one number, got {rate.dtype.name} "
+                               f"shape {list(rate.shape)}")
+            rate_hz = float(rate.reshape(-1)[0])
         if rate_hz is None:
             raise BadInput(f"recording {path}: no sample rate; store a 'sample_rate_hz' array or pass one")
-        rec = cls.from_arrays(arrays, rate_hz)
-        rec.source = str(path)
-        return rec
+        return cls.from_arrays(arrays, rate_hz, str(path))
 
     @classmethod
     def _load_csv(cls, path: Path, rate_hz: float | None) -> Recording:
         declared: float | None = None
         rows: list[list[str]] = []
         header: list[str] | None = None
-        with path.open(newline="") as fh:
-            for lineno, row in enumerate(csv.reader(fh), start=1):
-                if not row or not "".join(row).strip():
-                    continue
-                first = row[0].strip()
-                if first.startswith("#"):
-                    text = ",".join(row).lstrip("#").strip()
-                    key, _, value = text.replace(":", "=").partition("=")
-                    if key.strip() in ("sample_rate_hz", "rate_hz", "sample_rate"):
-                        try:
-                            declared = float(value)
-                        except ValueError:
-                            raise BadInput(f"{path}:{lineno}: sample rate {value.strip()!r} is not a number") from None
-                    continue
-                if header is None:
-                    header = [c.strip() for c in row]
-                    continue
-                if len(row) != len(header):
-                    raise BadInput(f"{path}:{lineno}: {len(row)} values, the header has {len(header)} columns")
-                rows.append(row)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"recording {path}: not a readable UTF-8 CSV file ({exc})") from None
+        for lineno, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            first = row[0].strip()
+            if first.startswith("#"):
+                comment = ",".join(row).lstrip("#").strip()
+                key, _, value = comment.replace(":", "=").partition("=")
+                if key.strip() in ("sample_rate_hz", "rate_hz", "sample_rate"):
+                    try:
+                        declared = float(value)
+                    except ValueError:
+                        raise BadInput(f"{path}:{lineno}: sample rate {value.strip()!r} is not a number") from None
+                continue
+            if header is None:
+                header = [c.strip() for c in row]
+                continue
+            if len(row) != len(header):
+                raise BadInput(f"{path}:{lineno}: {len(row)} values, the header has {len(header)} columns")
+            rows.append(row)
         if header is None or not rows:
             raise BadInput(f"recording {path} has no header line of channel names and no samples")
         try:

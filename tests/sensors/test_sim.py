@@ -280,3 +280,25 @@ def test_scan_finds_and_identifies_without_writing_to_unknown_chips() -> None:
 def test_scan_of_an_empty_bus_and_a_range() -> None:
     assert scan(SimBus()) == []
     assert [f.address for f in scan(default_sim_bus(), 0x70, 0x77)] == [0x76, 0x77]
+
+
+def test_binary_csv_and_bad_npz_recordings_are_one_line_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"ain0\n\xd0\xff\xfe\x00\n")
+    with pytest.raises(BadInput, match=r"b\.csv: not a readable UTF-8 CSV file"):  # was a UnicodeDecodeError
+        Recording.load(binary)
+    two_rates = tmp_path / "r.npz"
+    np.savez(two_rates, ain0=np.array([1.0, 2.0]), sample_rate_hz=np.array([1.0, 2.0]))
+    with pytest.raises(BadInput, match=r"r\.npz: 'sample_rate_hz' must be one number"):  # was a TypeError
+        Recording.load(two_rates)
+    bad_rate = tmp_path / "neg.npz"
+    np.savez(bad_rate, ain0=np.array([1.0, 2.0]), sample_rate_hz=np.array(-5.0))
+    with pytest.raises(BadInput, match=r"neg\.npz: sample rate -5\.0"):  # named the file '<arrays>'
+        Recording.load(bad_rate)
+    text = tmp_path / "s.npz"
+    np.savez(text, ain0=np.array(["a", "b"]), sample_rate_hz=np.array(5.0))
+    with pytest.raises(BadInput, match=r"s\.npz: channels must be arrays of numbers"):
+        Recording.load(text)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeff# sample_rate_hz=10\nain0\n1\n".encode())
+    assert Recording.load(bom).channels == ("ain0",)
