@@ -163,8 +163,12 @@ def _from_arrays(path: Path, raw: dict[str, np.ndarray], inputs: tuple[InputSpec
                            f"shape {list(labels.shape)} dtype {labels.dtype}")
     if "targets" in raw:
         targets = np.asarray(raw["targets"], dtype=np.float64) if raw["targets"].dtype.kind in "fiu" else None
-        if targets is None or len(targets) != count:
+        if targets is None or targets.ndim == 0 or len(targets) != count:
             raise BadInput(f"{path}: 'targets' must be {count} numeric rows (one per sample)")
+        if not np.all(np.isfinite(targets)):
+            raise BadInput(f"{path}: 'targets' holds NaN or infinite values; clean the data first")
+    if labels is not None and targets is not None:
+        raise BadInput(f"{path}: holds both 'labels' and 'targets'; keep the one the model is scored on")
     unknown = sorted(set(raw) - set(names) - set(LABEL_KEYS))
     notes = [f"ignored arrays {', '.join(unknown)}"] if unknown else []
     return DataSet(arrays=arrays, source=str(path), labels=labels, targets=targets, notes=notes)

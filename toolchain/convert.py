@@ -25,6 +25,7 @@ only if one of them passes. Every attempt is reported.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import tempfile
@@ -150,10 +151,27 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
         raise BadInput(f"--task {opts.task!r}: choose {', '.join(TASKS)}")
     if opts.task == "anomaly" and opts.threshold is None:
         raise BadInput("--task anomaly needs --threshold")
-    if opts.max_drop < 0:
-        raise BadInput(f"--max-drop must be >= 0, got {opts.max_drop}")
+    if not (math.isfinite(opts.max_drop) and opts.max_drop >= 0):
+        raise BadInput(f"--max-drop must be a number >= 0, got {opts.max_drop}")
+    if opts.threshold is not None and not math.isfinite(opts.threshold):
+        raise BadInput(f"--threshold must be a finite number, got {opts.threshold}")
     if opts.golden_count < 1:
         raise BadInput(f"--golden must be >= 1, got {opts.golden_count}")
+    for option, value in (("--calibration-samples", opts.calibration_samples),
+                          ("--validation-samples", opts.validation_samples), ("--window", opts.window),
+                          ("--hop", opts.hop)):
+        if value is not None and value < 1:
+            raise BadInput(f"{option} must be >= 1, got {value}")
+    if opts.sample_rate_hz is not None and not (math.isfinite(opts.sample_rate_hz) and opts.sample_rate_hz > 0):
+        raise BadInput(f"--sample-rate must be > 0 Hz, got {opts.sample_rate_hz}")
+    if opts.channel_units and not opts.channels:
+        raise BadInput("--channel-units needs --channels (the units are the channels')")
+    if opts.channel_units and len(opts.channel_units) not in (1, len(opts.channels)):
+        raise BadInput(f"--channel-units gives {len(opts.channel_units)} units for {len(opts.channels)} "
+                       f"--channels (give 1 or {len(opts.channels)})")
+    if opts.norm_mean and opts.channels and len(opts.norm_mean) not in (1, len(opts.channels)):
+        raise BadInput(f"--norm-mean/--norm-std give {len(opts.norm_mean)} values for {len(opts.channels)} "
+                       f"--channels (give 1 or {len(opts.channels)})")
     if len(opts.norm_mean) != len(opts.norm_std):
         raise BadInput(f"--norm-mean has {len(opts.norm_mean)} values but --norm-std has {len(opts.norm_std)}")
     if any(s <= 0 for s in opts.norm_std):
@@ -278,6 +296,12 @@ class _Pipeline:
                 raise BadInput(f"--layout {layout!r} has {len(layout)} axes but input {spec.name!r} has shape "
                                f"{list(spec.shape)}")
             layouts[spec.name] = layout
+            if i == 0 and opts.channels:
+                n = len(opts.channels)
+                fits = spec.shape[layout.index("C")] == n if layout and "C" in layout else n in spec.shape[1:]
+                if not fits:
+                    raise BadInput(f"--channels names {n} channels but input {spec.name!r} has shape "
+                                   f"{list(spec.shape)}{' (' + layout + ')' if layout else ''}")
         for spec in self.outputs:
             layouts[spec.name] = None
         return layouts
@@ -416,6 +440,13 @@ class _Pipeline:
         from toolchain.quantize import QuantConfig, quantize_onnx, sensitive_nodes
 
         fp32 = self.source.onnx_path
+        if self.opts.keep_float:
+            nodes = _node_names(fp32)
+            unknown = [n for n in self.opts.keep_float if n not in nodes]
+            if unknown:
+                have = (f"nodes: {', '.join(sorted(nodes)[:8])}{' ...' if len(nodes) > 8 else ''}" if nodes
+                        else "its nodes have no names")
+                raise BadInput(f"--keep-float: no node named {unknown[0]!r} in the model ({have})")
         quantizable = _quantizable_ops(fp32)
         if not quantizable:
             raise ModelFileError(f"no operator onnxruntime can quantize (ops: {_op_summary(fp32)}); "
@@ -534,10 +565,20 @@ class _Pipeline:
                 raise BadInput(f"--labels gives {len(labels)} names but output {out.name!r} has {classes} classes")
             activation = opts.activation or self._guess_activation()
             return Task(kind="classification", output=out.name, labels=labels, activation=activation)
+        size = int(np.prod(out.shape))
         if kind == "regression":
+            if opts.targets and len(opts.targets) != size:
+                raise BadInput(f"--targets gives {len(opts.targets)} names but output {out.name!r} holds {size} "
+                               "value(s)")
+            if opts.units and len(opts.units) not in (1, size):
+                raise BadInput(f"--units gives {len(opts.units)} units but output {out.name!r} holds {size} "
+                               f"value(s) (give 1 or {size})")
             return Task(kind="regression", output=out.name, targets=opts.targets, units=opts.units)
         if opts.threshold is None:
             raise BadInput("--task anomaly needs --threshold")
+        if size != 1:
+            raise BadInput(f"--task anomaly needs an output with one score, but {out.name!r} has shape "
+                           f"{list(out.shape)}; pick it with --task-output")
         return Task(kind="anomaly", output=out.name, threshold=opts.threshold, score=out.name)
 
     def _guess_activation(self) -> str:
@@ -650,6 +691,12 @@ def _quantizable_ops(path: Path) -> list[str]:
     ops = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Relu", "Clip", "Sigmoid", "LSTM", "GRU",
            "AveragePool", "MaxPool", "GlobalAveragePool", "Concat", "Softmax", "Attention"}
     return [n.op_type for n in model.graph.node if has_default and n.domain in ("", "ai.onnx") and n.op_type in ops]
+
+
+def _node_names(path: Path) -> set[str]:
+    import onnx
+
+    return {n.name for n in onnx.load(str(path)).graph.node if n.name}
 
 
 def _op_summary(path: Path) -> str:

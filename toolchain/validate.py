@@ -198,8 +198,9 @@ def score(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data
         pred = _flat(outputs, task_output)
         tgt = data.targets.reshape(len(data.targets), -1)
         if pred.shape != tgt.shape:
-            raise ValueError(f"targets have shape {list(tgt.shape)} but output {task_output!r} gives "
-                             f"{list(pred.shape)}")
+            raise BadInput(f"{data.source}: 'targets' has {tgt.shape[1]} value(s) a sample but output "
+                           f"{task_output!r} gives {pred.shape[1]}; save one row of {pred.shape[1]} a sample "
+                           "(or pick the output with --task-output)")
         err = pred - tgt
         m = Metrics("regression", {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
                                    **fid})

@@ -195,3 +195,60 @@ def test_dynamic_axes_fixed_from_calibration_data(conv_onnx: Path, tmp_path: Pat
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][0]["shape"] == [1, 3, 20]
     assert any("time = 20" in n for n in manifest["notes"])
+
+
+@pytest.fixture(scope="module")
+def matmul_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """x[1,4] @ W[4,3], saved by the onnx package with its default (newest) IR version, unnamed node."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path_factory.mktemp("mm") / "mm.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_newest_ir_version_is_lowered(matmul_onnx: Path, tmp_path: Path) -> None:
+    """onnx 1.19 writes IR 12, which onnxruntime 1.23 refused ('Unsupported model IR version: 12')."""
+    assert onnx.load(str(matmul_onnx)).ir_version > 10
+    np.savez(tmp_path / "cal.npz", x=np.random.default_rng(1).standard_normal((16, 4)).astype(np.float32))
+    result = run_cli("convert", matmul_onnx, "-o", tmp_path / "b", "--calibration", tmp_path / "cal.npz",
+                     "--formats", "onnx-fp32,onnx-int8")
+    assert result.exit_code == 0, result.stderr
+    assert onnx.load(str(tmp_path / "b" / "model.fp32.onnx")).ir_version == 8  # what opset 17 needs
+
+
+def test_data_and_option_mismatches(matmul_onnx: Path, tmp_path: Path) -> None:
+    """Each of these converted (or died in a traceback) before; the device would have refused the bundle."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((12, 4)).astype(np.float32)
+    np.savez(tmp_path / "cal.npz", x=x)
+    base = ["convert", matmul_onnx, "-o", tmp_path / "o", "--calibration", tmp_path / "cal.npz",
+            "--formats", "onnx-fp32,onnx-int8"]
+    np.savez(tmp_path / "t5.npz", x=x, targets=np.zeros((12, 5)))
+    assert_one_line_error(run_cli(*base, "--validation", tmp_path / "t5.npz"), "t5.npz", "'targets' has 5",
+                          "gives 3")
+    np.savez(tmp_path / "tnan.npz", x=x, targets=np.full((12, 3), np.nan))
+    assert_one_line_error(run_cli(*base, "--validation", tmp_path / "tnan.npz"), "tnan.npz", "NaN")
+    np.savez(tmp_path / "both.npz", x=x, targets=np.zeros((12, 3)), labels=np.zeros(12, np.int64))
+    assert_one_line_error(run_cli(*base, "--validation", tmp_path / "both.npz"), "both 'labels' and 'targets'")
+    assert_one_line_error(run_cli(*base, "--task", "regression", "--targets", "a,b"), "--targets gives 2 names")
+    assert_one_line_error(run_cli(*base, "--task", "regression", "--units", "a,b"), "--units gives 2")
+    assert_one_line_error(run_cli(*base, "--task", "anomaly", "--threshold", "1"), "one score")
+    assert_one_line_error(run_cli(*base, "--threshold", "nan", "--task", "anomaly"), "--threshold")
+    assert_one_line_error(run_cli(*base, "--max-drop", "nan"), "--max-drop")
+    assert_one_line_error(run_cli(*base, "--window", "0"), "--window must be >= 1")
+    assert_one_line_error(run_cli(*base, "--hop", "0"), "--hop must be >= 1")
+    assert_one_line_error(run_cli(*base, "--sample-rate", "-5"), "--sample-rate")
+    assert_one_line_error(run_cli(*base, "--calibration-samples", "0"), "--calibration-samples")
+    assert_one_line_error(run_cli(*base, "--channels", "a,b,c"), "--channels names 3")
+    assert_one_line_error(run_cli(*base, "--channel-units", "m"), "--channel-units needs --channels")
+    assert_one_line_error(run_cli(*base, "--channels", "a,b,c,d", "--channel-units", "m,s"), "2 units for 4")
+    assert_one_line_error(run_cli(*base, "--keep-float", "nonode"), "--keep-float", "'nonode'")
+    assert_one_line_error(run_cli(*base, "--input-shape", "q:1,4"), "no input 'q'")
+    assert not (tmp_path / "o").exists()
+    assert not list(tmp_path.glob(".spinal-convert-*"))

@@ -87,6 +87,11 @@ def finalize(model: Any, out: Path, opts: SourceOptions, label: str, notes: list
         if len(opts.output_names) != len(outs):
             raise BadInput(f"--output-name gives {len(opts.output_names)} names for {len(outs)} model outputs")
         _rename(model, {o.name: new for o, new in zip(outs, opts.output_names, strict=True)}, inputs=False)
+    unknown = [n for n in opts.input_shapes if n and n not in {i.name for i in inputs}]
+    if unknown:
+        raise BadInput(f"--input-shape {unknown[0]}:...: the model has no input {unknown[0]!r} (inputs: "
+                       f"{', '.join(i.name for i in inputs)})")
+    _lower_ir_version(model, notes)
     fixed = _fix_input_dims(model, inputs, opts, label)
     if fixed:
         notes.append("dynamic axes fixed: " + "; ".join(fixed))
@@ -106,6 +111,20 @@ def finalize(model: Any, out: Path, opts: SourceOptions, label: str, notes: list
     if model.ByteSize() > 2_000_000_000:
         raise ModelFileError(f"{label}: larger than 2 GB; too large for an edge bundle")
     onnx.save(model, str(out), save_as_external_data=False)
+
+
+def _lower_ir_version(model: Any, notes: list[str]) -> None:
+    """Record the lowest IR version the model's opsets need: the onnx package writes its newest one (12 for
+    onnx 1.19), which onnxruntime 1.23 (max 11) and older device runtimes refuse to load."""
+    import onnx
+
+    try:
+        need = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except Exception:  # an opset newer than this onnx knows: leave the file as it is
+        return
+    if model.ir_version > need:
+        notes.append(f"IR version {model.ir_version} lowered to {need}, the lowest its opsets need")
+        model.ir_version = need
 
 
 def _rename(model: Any, mapping: dict[str, str], inputs: bool) -> None:
