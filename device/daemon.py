@@ -64,6 +64,10 @@ CANARY_MIN_RUNS = 20
 CATCH_UP_S = 0.05
 # Sampler threads must get the GIL back quickly after their sleep (Python's default is 5 ms).
 SWITCH_INTERVAL_S = 0.001
+# A reload (verify, load, canary) runs on the supervisor; meanwhile a helper pings the watchdog for at most
+# this long (while the other threads are healthy). A reload still running after that is hung: the pings
+# stop and systemd restarts the daemon.
+RELOAD_WATCHDOG_MAX_S = 120.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -959,7 +963,7 @@ class Daemon:
                 break
             if self.reload_event.is_set():
                 self.reload_event.clear()
-                self.reload("SIGHUP")
+                self._reload_pinging("SIGHUP")
             if cfg.model.watch and now >= next_watch:
                 next_watch = now + cfg.model.watch_interval_s
                 self._check_bundle_file()
@@ -999,7 +1003,30 @@ class Daemon:
             self._pending_fingerprint = sig
             return
         self._pending_fingerprint = None
-        self.reload("new bundle file")
+        self._reload_pinging("new bundle file")
+
+    def _reload_pinging(self, reason: str) -> None:
+        """:meth:`reload` with the watchdog kept alive meanwhile: loading and canary-checking a model can take
+        longer than WatchdogSec on a small board, and must not get a healthy daemon killed."""
+        interval = self.notifier.watchdog_interval_s
+        if interval is None:
+            self.reload(reason)
+            return
+        done = threading.Event()
+        give_up = time.monotonic() + RELOAD_WATCHDOG_MAX_S
+
+        def ping() -> None:
+            while not done.wait(interval) and time.monotonic() < give_up:
+                if self.healthy()[0]:
+                    self.notifier.watchdog()
+
+        pinger = threading.Thread(target=ping, name="watchdog-during-reload", daemon=True)
+        pinger.start()
+        try:
+            self.reload(reason)
+        finally:
+            done.set()
+            pinger.join()
 
     def _sync_bus_stats(self) -> None:
         for sampler in self.samplers:
