@@ -1025,8 +1025,26 @@ _DEVICE_KEYS = ("kind", "address", "replay", "sample_rate_hz", "advance", "rate_
                 "enforce_timing", "frozen", "corrupt_crc")
 
 
+def _flag(value: Any, where: str) -> bool:
+    """A true/false setting: TOML/JSON booleans only (``bool("no")`` is True)."""
+    if not isinstance(value, bool):
+        raise BadInput(f"{where}: {value!r} is not true or false")
+    return value
+
+
+def _probability(value: Any, where: str) -> float:
+    """A probability 0..1 (a number, not a string or a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"{where}: {value!r} is not a probability (0..1)")
+    if not 0.0 <= value <= 1.0:
+        raise BadInput(f"{where}: {float(value)} is not a probability (0..1)")
+    return float(value)
+
+
 def _address(value: Any, where: str) -> int:
     try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError
         address = int(value, 0) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
         raise BadInput(f"{where}.address: {value!r} is not an I2C address (write it like 0x68)") from None
@@ -1049,10 +1067,15 @@ def make_sim_device(kind: str, spec: dict[str, Any] | None = None, *, where: str
     address = _address(spec.get("address", DEFAULT_ADDRESSES[kind]), where)
     kwargs: dict[str, Any] = {}
     if "replay" in spec:
+        if not isinstance(spec["replay"], str):
+            raise BadInput(f"{where}.replay: {spec['replay']!r} is not a file name")
+        rate = spec.get("sample_rate_hz")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+            raise BadInput(f"{where}.sample_rate_hz: {rate!r} is not a number")
         path = Path(spec["replay"])
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
-        kwargs["source"] = Recording.load(path, spec.get("sample_rate_hz"))
+        kwargs["source"] = Recording.load(path, rate)
     for key, kind_of in (("advance", str), ("rate_hz", float), ("noise", float), ("seed", int)):
         if key in spec:
             value = spec[key]
@@ -1066,10 +1089,12 @@ def make_sim_device(kind: str, spec: dict[str, Any] | None = None, *, where: str
     if "enforce_timing" in spec:
         if kind == "mpu6050":
             raise BadInput(f"{where}.enforce_timing: the mpu6050 simulation has no conversion time")
-        kwargs["enforce_timing"] = bool(spec["enforce_timing"])
+        kwargs["enforce_timing"] = _flag(spec["enforce_timing"], f"{where}.enforce_timing")
+    frozen = _flag(spec.get("frozen", False), f"{where}.frozen")
+    corrupt_crc = _probability(spec.get("corrupt_crc", 0.0), f"{where}.corrupt_crc")
     device = SIM_CHIPS[kind](**kwargs)
-    device.faults.frozen = bool(spec.get("frozen", False))
-    device.faults.corrupt_crc = float(spec.get("corrupt_crc", 0.0))
+    device.faults.frozen = frozen
+    device.faults.corrupt_crc = corrupt_crc
     return address, device
 
 
@@ -1094,13 +1119,12 @@ def build_sim_bus(description: dict[str, Any] | None = None, *, bus: int = 1,
     faults = BusFaults()
     for name, spec in description.items():
         if name == "faults":
-            spec = dict(spec or {})
+            if not isinstance(spec, dict):
+                raise BadInput(f"sim.faults: expected a table (nack_probability, seed), got {spec!r}")
             for key in spec:
                 if key not in ("nack_probability", "seed"):
                     raise BadInput(f"sim.faults: unknown key {key!r}; known keys: nack_probability, seed")
-            p = float(spec.get("nack_probability", 0.0))
-            if not 0.0 <= p <= 1.0:
-                raise BadInput(f"sim.faults.nack_probability: {p} is not a probability (0..1)")
+            p = _probability(spec.get("nack_probability", 0.0), "sim.faults.nack_probability")
             faults = BusFaults(p, spec.get("seed", 0))
             continue
         if not isinstance(spec, dict):
@@ -1130,14 +1154,8 @@ def sim_bus_for(driver: str, address: int | None = None, sim: dict[str, Any] | N
     spec = dict(sim or {})
     if "kind" in spec:
         raise BadInput(f"sim.kind: the simulated chip is the sensor's driver ({driver}); remove 'kind'")
-    p = spec.pop("nack_probability", 0.0)
+    p = _probability(spec.pop("nack_probability", 0.0), "sim.nack_probability")
     seed = spec.pop("fault_seed", 0)
-    try:
-        p = float(p)
-    except (TypeError, ValueError):
-        raise BadInput(f"sim.nack_probability: {p!r} is not a number") from None
-    if not 0.0 <= p <= 1.0:
-        raise BadInput(f"sim.nack_probability: {p} is not a probability (0..1)")
     if address is not None:
         spec.setdefault("address", address)
     if rate_hz and "rate_hz" not in spec:

@@ -223,6 +223,16 @@ def test_build_sim_bus_from_a_description(imu_recording) -> None:
     ({"mpu6050": {"advance": "sometimes"}}, "advance must be 'per_read' or 'time'"),
     ({"mpu6050": {"noise": "loud"}}, "sim.mpu6050.noise: 'loud' is not a valid float"),
     ({"mpu6050": {"enforce_timing": False}}, "the mpu6050 simulation has no conversion time"),
+    # These were tracebacks (TypeError/ValueError) or silently wrong (bool("no") is True, 104.7 -> 0x68):
+    ({"mpu6050": {"replay": 5}}, "sim.mpu6050.replay: 5 is not a file name"),
+    ({"mpu6050": {"replay": "x.csv", "sample_rate_hz": "fast"}}, "sim.mpu6050.sample_rate_hz: 'fast' is not a number"),
+    ({"mpu6050": {"frozen": "no"}}, "sim.mpu6050.frozen: 'no' is not true or false"),
+    ({"sht3x": {"enforce_timing": "false"}}, "sim.sht3x.enforce_timing: 'false' is not true or false"),
+    ({"sht3x": {"corrupt_crc": "x"}}, "sim.sht3x.corrupt_crc: 'x' is not a probability"),
+    ({"sht3x": {"corrupt_crc": 2}}, "sim.sht3x.corrupt_crc: 2.0 is not a probability"),
+    ({"faults": 3}, "sim.faults: expected a table"),
+    ({"faults": {"nack_probability": "x"}}, "sim.faults.nack_probability: 'x' is not a probability"),
+    ({"mpu6050": {"address": 104.7}}, "sim.mpu6050.address: 104.7 is not an I2C address"),
 ])
 def test_description_errors(desc, message) -> None:
     with pytest.raises(BadInput) as err:
