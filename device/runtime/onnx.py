@@ -123,17 +123,18 @@ class OrtSession:
         self.provider = provider
         self.delegate = None if provider == CPU_PROVIDER else provider
         self.fallback_reason = partial
-        self.inputs = tuple(self._raw(v) for v in sess.get_inputs())
-        self.outputs = tuple(self._raw(v) for v in sess.get_outputs())
+        self.inputs = tuple(self._raw(v, path) for v in sess.get_inputs())
+        self.outputs = tuple(self._raw(v, path) for v in sess.get_outputs())
         self._in_names = [t.name for t in self.inputs]
         self._out_names = [t.name for t in self.outputs]
         self._run = sess.run
 
     @staticmethod
-    def _raw(value: Any) -> RawTensor:
+    def _raw(value: Any, path: Path) -> RawTensor:
         dtype = _DTYPES.get(value.type)
         if dtype is None:
-            raise ModelFileError(f"tensor {value.name!r} has type {value.type}, which Spinal does not feed")
+            raise ModelFileError(f"{path}: tensor {value.name!r} has type {value.type}, which Spinal does not feed "
+                                 "(numeric tensors only)")
         shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in (value.shape or ()))
         return RawTensor(name=value.name, shape=shape, dtype=np.dtype(dtype))
 

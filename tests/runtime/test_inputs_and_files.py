@@ -135,3 +135,16 @@ def test_committed_tiny_files_load() -> None:
         model = load_model(DATA / name)
         out = model.run({model.inputs[0].name: np.zeros((1, 8, 3), np.float32)})
         assert next(iter(out.values())).shape == (1, 4)
+
+
+def test_an_onnx_file_with_a_string_tensor_names_the_file(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["text"], ["same"])], "strings",
+                              [helper.make_tensor_value_info("text", TensorProto.STRING, [1])],
+                              [helper.make_tensor_value_info("same", TensorProto.STRING, [1])])
+    path = tmp_path / "strings.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    with pytest.raises(ModelFileError, match=rf"^{path}: tensor 'text' has type tensor\(string\)"):
+        load_model(path, RuntimePolicy(runtime="onnxruntime"))
