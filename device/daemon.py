@@ -1106,6 +1106,14 @@ def check_config(config: Config, sim: bool = False) -> list[str]:
         addr = f"0x{s.address:02x}" if s.address is not None else "default address"
         lines.append(f"sensor {s.id}: {s.driver} on {where} at {addr}, {s.rate_hz:g} Hz, channels "
                      f"{', '.join(channels[s.id])}")
+    for sc in config.sinks:
+        if sc.type == "mqtt":  # what the sink reads at start: the secrets file, the TLS files
+            from device.sinks.mqtt import check_options
+
+            check_options(sc.options.mqtt)
+            mq = sc.options.mqtt
+            lines.append(f"sink {sc.name}: mqtt {mq.host}:{mq.port}{' (TLS)' if mq.tls else ''}, spool "
+                         f"{sc.options.spool.path}{', secrets ' + str(mq.secrets_file) if mq.secrets_file else ''}")
     if sim:
         from device.sensors import sim as simmod
 

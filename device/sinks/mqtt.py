@@ -190,6 +190,31 @@ class MqttOptions:
         return f"{self.base_topic}/{_KIND_DIRS[kind]}/{source}"
 
 
+def make_tls_context(o: MqttOptions, s: MqttSecrets) -> ssl.SSLContext:
+    """The TLS context for the broker: ``ca_file`` (or the system store) and the client certificate, if any."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(o.ca_file) if o.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise BadInput(f"cannot load mqtt.ca_file {o.ca_file}: {getattr(exc, 'strerror', None) or exc}; "
+                       "give a PEM file with the broker's CA") from None
+    if s.client_cert is not None and s.client_key is not None:
+        try:
+            ctx.load_cert_chain(str(s.client_cert), str(s.client_key), password=s.client_key_password)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+            raise BadInput(f"cannot load the MQTT client certificate {s.client_cert} with key "
+                           f"{s.client_key} ({reason}); check client_cert, client_key and "
+                           f"client_key_password in {o.secrets_file}") from None
+    return ctx
+
+
+def check_options(o: MqttOptions) -> None:
+    """What the sink reads at start, without connecting: the secrets file and the TLS files (for --check)."""
+    secrets = load_secrets(o.secrets_file) if o.secrets_file else MqttSecrets()
+    if o.tls:
+        make_tls_context(o, secrets)
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy scalars and arrays, without importing numpy
         return obj.tolist()
@@ -291,7 +316,7 @@ class MqttSink:
         self.options = options
         self._paho = paho
         self._secrets = load_secrets(options.secrets_file) if options.secrets_file else MqttSecrets()
-        self._tls_context = self._make_tls_context() if options.tls else None
+        self._tls_context = make_tls_context(options, self._secrets) if options.tls else None
 
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -352,23 +377,6 @@ class MqttSink:
                  options.base_topic, spool.path, self.spool.depth)
 
     # -- set-up ------------------------------------------------------------------------------
-
-    def _make_tls_context(self) -> ssl.SSLContext:
-        o, s = self.options, self._secrets
-        try:
-            ctx = ssl.create_default_context(cafile=str(o.ca_file) if o.ca_file else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise BadInput(f"cannot load mqtt.ca_file {o.ca_file}: {getattr(exc, 'strerror', None) or exc}; "
-                           "give a PEM file with the broker's CA") from None
-        if s.client_cert is not None and s.client_key is not None:
-            try:
-                ctx.load_cert_chain(str(s.client_cert), str(s.client_key), password=s.client_key_password)
-            except (OSError, ssl.SSLError) as exc:
-                reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-                raise BadInput(f"cannot load the MQTT client certificate {s.client_cert} with key "
-                               f"{s.client_key} ({reason}); check client_cert, client_key and "
-                               f"client_key_password in {o.secrets_file}") from None
-        return ctx
 
     def _make_client(self) -> Any:
         paho, o = self._paho, self.options

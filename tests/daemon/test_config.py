@@ -148,3 +148,26 @@ def test_stall_after_s_below_the_loops_heartbeat_is_refused(tmp_path):
     assert error_of(tmp_path, BASE + "[daemon]\nstall_after_s = 0.1\n") == \
         "FILE:12: daemon.stall_after_s: must be >= 0.5, got 0.1"
     assert load_config(write(tmp_path, BASE + "[daemon]\nstall_after_s = 0.6\n")).daemon.stall_after_s == 0.6
+
+
+def test_check_reads_the_mqtt_secrets_and_tls_files_the_sink_reads_at_start(tmp_path):
+    """Before: --check said ok, then `spinal run` failed on a missing secrets file or CA file."""
+    from device.daemon import check_config
+    from device.errors import BadInput
+
+    sink = (f'state_dir = "{tmp_path / "state"}"\n' + BASE + '[[sinks]]\ntype = "mqtt"\nhost = "127.0.0.1"\n'
+            'secrets_file = "secrets.toml"\ntls = true\n')
+    cfg = load_config(write(tmp_path, sink))
+    with pytest.raises(BadInput, match=r"cannot read the MQTT secrets file .*secrets\.toml: No such file"):
+        check_config(cfg)
+    (tmp_path / "secrets.toml").write_text('username = "pi"\npassword = "pw"\n')
+    (tmp_path / "secrets.toml").chmod(0o644)
+    with pytest.raises(BadInput, match=r"accessible to other users \(mode 644\); run: chmod 600"):
+        check_config(cfg)
+    (tmp_path / "secrets.toml").chmod(0o600)
+    cfg = load_config(write(tmp_path, sink + 'ca_file = "ca.pem"\n'))
+    with pytest.raises(BadInput, match=r"cannot load mqtt\.ca_file .*ca\.pem"):
+        check_config(cfg)
+    cfg = load_config(write(tmp_path, sink))  # the system's CA store, a readable private secrets file
+    lines = check_config(cfg)
+    assert any(line.startswith("sink mqtt: mqtt 127.0.0.1:8883 (TLS), spool ") for line in lines), lines
