@@ -357,17 +357,42 @@ def _read_cache(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _entry_time(entry: Any) -> float:
+    stamp = entry.get("time") if isinstance(entry, dict) else None
+    return float(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else 0.0
+
+
+def _cached_measurements(entry: Any) -> list[Measurement]:
+    """The measurements of a cache entry; ``[]`` when it is not what :func:`_write_cache` wrote (edited, damaged)."""
+    try:
+        measured = [Measurement(**m) for m in entry["candidates"]]
+    except (TypeError, KeyError):
+        return []
+    for m in measured:
+        timed = m.p50_us is None or (isinstance(m.p50_us, int | float) and not isinstance(m.p50_us, bool)
+                                     and m.p50_us > 0)
+        if (m.runtime not in RUNTIME_RANK or not isinstance(m.artifact, str) or not isinstance(m.precision, str)
+                or not timed or m.parity not in (True, False, None) or not isinstance(m.error, str | None)):
+            return []
+    return measured
+
+
 def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
     data = _read_cache(path)
     data[key] = entry
     while len(data) > CACHE_ENTRIES:
-        data.pop(min(data, key=lambda k: data[k].get("time", 0)))
+        data.pop(min(data, key=lambda k: _entry_time(data[k])))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".autotune.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh, indent=1)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the half-written temp file; the error itself is reported below
+                os.unlink(tmp)
+            raise
     except OSError as exc:
         log.info("cannot write the runtime cache %s (%s); auto will measure again next time", path, exc)
 
@@ -512,8 +537,7 @@ def _auto(cands: list[tuple[str, Artifact]], policy: RuntimePolicy, spec: Delega
     measured: list[Measurement] = []
     mode = "prior"
     if cached:
-        with contextlib.suppress(TypeError, KeyError):
-            measured = [Measurement(**m) for m in cached["candidates"]]
+        measured = _cached_measurements(cached)
         if {(m.runtime, m.artifact) for m in measured} >= wanted:
             mode = "cached"
         else:

@@ -125,3 +125,20 @@ def test_unwritable_cache_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     model = load_model(bundle_dir, RuntimePolicy(artifact="fp32", cache_dir=blocker / "cache"))
     assert model.selection.mode == "measured"
+
+
+def test_a_damaged_cache_entry_is_measured_again_not_a_crash(bundle_dir: Path, cache_dir: Path) -> None:
+    policy = RuntimePolicy(threads=1, cache_dir=cache_dir)
+    load_model(bundle_dir, policy).close()
+    path = cache_dir / "autotune.json"
+    cache = json.loads(path.read_text())
+    (key,) = cache
+    cache[key]["candidates"][0]["p50_us"] = "fast"  # an edited file: pick() compared str with float (TypeError)
+    cache.update({f"junk{i}": "not an entry" for i in range(sel.CACHE_ENTRIES)})  # pruning called .get on a str
+    path.write_text(json.dumps(cache))
+    model = load_model(bundle_dir, policy)
+    assert model.selection.mode == "measured"
+    model.close()
+    rewritten = json.loads(path.read_text())
+    assert len(rewritten) == sel.CACHE_ENTRIES and isinstance(rewritten[key]["candidates"][0]["p50_us"], float)
+    assert not list(cache_dir.glob(".autotune.*"))
