@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from device.bundle import Bundle, is_bundle_path, open_bundle
-from device.errors import BadInput, BundleError, MissingDependency
+from device.errors import BadInput, BundleError, MissingDependency, SpinalError
 from device.manifest import Artifact, Manifest
 from device.modelfile import check_model_file, ensure_tflite_loadable
 from device.runtime.base import (
@@ -419,18 +419,20 @@ def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec
             assert art is not None
             try:
                 model = open_model(target, dataclasses.replace(strict, runtime=target.runtime), spec)
-            except (DelegateError, BadInput) as exc:
+            except SpinalError as exc:  # this candidate cannot run here (e.g. a file tflite-runtime cannot load)
+                if not isinstance(exc, DelegateError | BadInput):
+                    log.warning("auto: %s on %s cannot be used: %s", art.path, target.runtime, exc)
                 results.append(Measurement(target.runtime, art.path, art.precision, None, None, error=str(exc)))
                 continue
-            parity = None
+            results.append(Measurement(target.runtime, art.path, art.precision, None, None))
+            live.append((len(results) - 1, model, {}))  # from here on, the finally block closes it
             if target.golden is not None and target.manifest is not None:
-                parity = check_golden(model, target.manifest, target.golden, art).ok
+                results[-1].parity = check_golden(model, target.manifest, target.golden, art).ok  # type: ignore[union-attr]
             feed = (golden_inputs(target.golden, model.inputs, 1)[0] if target.golden is not None
                     else random_inputs(model.inputs, 1)[0])
+            live[-1] = (len(results) - 1, model, feed)
             for _ in range(3):
                 model.run(feed)
-            results.append(Measurement(target.runtime, art.path, art.precision, None, parity))
-            live.append((len(results) - 1, model, feed))
         rounds: dict[int, list[float]] = {i: [] for i, _, _ in live}
         per_round = MEASURE_SECONDS / MEASURE_ROUNDS / max(1, len(live))
         for _ in range(MEASURE_ROUNDS):

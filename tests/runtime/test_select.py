@@ -142,3 +142,28 @@ def test_a_damaged_cache_entry_is_measured_again_not_a_crash(bundle_dir: Path, c
     rewritten = json.loads(path.read_text())
     assert len(rewritten) == sel.CACHE_ENTRIES and isinstance(rewritten[key]["candidates"][0]["p50_us"], float)
     assert not list(cache_dir.glob(".autotune.*"))
+
+
+def test_auto_passes_over_a_candidate_that_cannot_load(bundle_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
+    # One artifact this device cannot load (here: cut short, re-sealed so the bundle still verifies). auto used to
+    # let that ModelFileError end load_model, although the other candidates run fine.
+    import dataclasses
+    import shutil
+
+    from device.bundle import file_digest, read_manifest, write_manifest
+
+    root = tmp_path / "imu"
+    shutil.copytree(bundle_dir, root)
+    broken = root / "model_fp16.tflite"
+    broken.write_bytes(broken.read_bytes()[:200])
+    manifest = read_manifest(root)
+    sha, size = file_digest(broken)
+    arts = tuple(dataclasses.replace(a, sha256=sha, bytes=size) if a.path == broken.name else a
+                 for a in manifest.artifacts)
+    write_manifest(root, dataclasses.replace(manifest, artifacts=arts))
+    model = load_model(root, RuntimePolicy(runtime="litert", threads=1, cache_dir=cache_dir))
+    errors = {m.artifact: m.error for m in model.selection.measurements}
+    assert errors.pop("model_fp16.tflite").startswith(str(broken))
+    assert set(errors) == {"model_fp32.tflite", "model_int8.tflite", "model_int8io.tflite"}
+    assert not any(errors.values()) and model.info.artifact != "model_fp16.tflite"
+    model.close()
