@@ -7,7 +7,7 @@ from typing import Any
 
 from device.bundle import Bundle
 from device.errors import BadInput, MissingDependency, SpinalError
-from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy
+from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy, first_line
 from device.runtime.delegates import parse_delegate
 from device.runtime.parity import check_golden, random_inputs
 from device.runtime.select import Target, installed_runtimes, open_model
@@ -75,7 +75,12 @@ def bundle_parity(bundle: Bundle, runtime: str | None = None, delegate: str | No
                 rows.append(_row(label, False, str(exc), artifact=art.path, runtime=rt))
                 continue
             with model:
-                result = check_golden(model, manifest, golden, art)
+                try:
+                    result = check_golden(model, manifest, golden, art)
+                except (RuntimeError, ValueError) as exc:  # the runtime failed during an inference
+                    rows.append(_row(label, False, f"inference failed on the golden inputs ({first_line(exc)}); "
+                                     f"{model.info.describe()}", artifact=art.path, runtime=rt))
+                    continue
             extra = {k: v for k, v in result.to_dict().items() if k not in ("ok", "detail")}
             rows.append(_row(label, result.ok, f"{result.detail}; {model.info.describe()}", **extra))
     return rows
@@ -102,7 +107,12 @@ def file_smoke(path: Path, runtime: str | None = None, delegate: str | None = No
             rows.append(_row(label, False, str(exc), runtime=rt))
             continue
         with model:
-            outputs = model.run(random_inputs(model.inputs, 1)[0])
+            try:
+                outputs = model.run(random_inputs(model.inputs, 1)[0])
+            except (RuntimeError, ValueError) as exc:  # e.g. random indices out of a Gather's range
+                rows.append(_row(label, False, f"one inference on random inputs failed ({first_line(exc)}); "
+                                 f"{model.info.describe()}", runtime=rt, info=vars(model.info)))
+                continue
         finite = all(np.all(np.isfinite(v)) for v in outputs.values() if v.dtype.kind == "f")
         shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
         rows.append(_row(label, finite, f"one inference on random inputs: {shapes}"

@@ -143,16 +143,29 @@ class OrtSession:
 
     def single_call(self) -> Any:
         """For a one-input, one-output file: ``call(x) -> y``."""
-        run, outs, (name,) = self._run, self._out_names, self._in_names
+        run, outs, (name,), failed = self._run, self._out_names, self._in_names, self._failed
 
         def call(x: np.ndarray) -> np.ndarray:
-            return run(outs, {name: x})[0]
+            try:
+                return run(outs, {name: x})[0]
+            except Exception as exc:
+                raise failed(exc) from exc
 
         return call
 
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the session on the inputs (in file order) and return the outputs (in file order)."""
-        return list(self._run(self._out_names, dict(zip(self._in_names, arrays, strict=True))))
+        try:
+            return list(self._run(self._out_names, dict(zip(self._in_names, arrays, strict=True))))
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> Exception:
+        """onnxruntime's own exception types (InvalidArgument, Fail, EPFail ...) derive from ``Exception`` only:
+        as a ``RuntimeError``, like the TFLite runtimes raise, so callers catch one kind of inference failure."""
+        if isinstance(exc, RuntimeError | ValueError):
+            return exc
+        return RuntimeError(f"{self.path.name}: onnxruntime failed to run it ({first_line(exc)})")
 
     def close(self) -> None:
         """Drop the session."""

@@ -148,3 +148,36 @@ def test_an_onnx_file_with_a_string_tensor_names_the_file(tmp_path: Path) -> Non
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     with pytest.raises(ModelFileError, match=rf"^{path}: tensor 'text' has type tensor\(string\)"):
         load_model(path, RuntimePolicy(runtime="onnxruntime"))
+
+
+@pytest.fixture
+def gather_onnx(tmp_path: Path) -> Path:
+    """An ONNX model indexed by its int64 input: random indices fall outside its 10 values."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    data = numpy_helper.from_array(np.arange(10, dtype=np.float32), "data")
+    graph = helper.make_graph([helper.make_node("Gather", ["data", "idx"], ["out"])], "gather",
+                              [helper.make_tensor_value_info("idx", TensorProto.INT64, [1])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])], [data])
+    path = tmp_path / "gather.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def test_an_onnxruntime_failure_during_run_is_a_runtime_error(gather_onnx: Path) -> None:
+    # onnxruntime's InvalidArgument derives from Exception only: callers that catch the runtimes' RuntimeError
+    # (open_model's delegate test inference, verify) let it escape as a traceback.
+    with load_model(gather_onnx, RuntimePolicy(runtime="onnxruntime")) as model:
+        assert model.run({"idx": np.array([3], np.int64)})["out"].tolist() == [3.0]
+        with pytest.raises(RuntimeError, match=r"^gather\.onnx: onnxruntime failed to run it \(.*INVALID_ARGUMENT"):
+            model.run({"idx": np.array([89], np.int64)})
+
+
+def test_verify_of_a_file_that_fails_on_random_inputs_is_a_failed_check(gather_onnx: Path) -> None:
+    result = run_cli("verify", gather_onnx, "--json")
+    assert result.exit_code == 1
+    import json
+
+    (row,) = [r for r in json.loads(result.stdout)["checks"] if r["check"] == "runs on onnxruntime"]
+    assert row["ok"] is False and row["detail"].startswith("one inference on random inputs failed (gather.onnx:")
