@@ -555,7 +555,7 @@ def _sinks(ctx: _Ctx, value: Any, device_id: str, state_dir: Path | None) -> tup
         kind = table.get("type")
         if kind is None:
             raise ctx.error(path, f"missing required key 'type' (one of {', '.join(SINK_TYPES)})")
-        if kind not in SINK_TYPES:
+        if not isinstance(kind, str) or kind not in SINK_TYPES:  # (a list is unhashable: check str first)
             hint = did_you_mean(kind, SINK_TYPES) if isinstance(kind, str) else ""
             raise ctx.error((*path, "type"), f"unknown sink type {kind!r}{hint} (known: {', '.join(SINK_TYPES)})")
         name = _convert(ctx, (*path, "name"), table.get("name", f"{kind}{i}" if i else kind), str, {})

@@ -86,6 +86,8 @@ def test_minimal_config_gets_defaults(tmp_path):
     (BASE + "[sensors.options]\naccel_range_g = 3\n",
      "FILE:12: sensors[0].options.accel_range_g: mpu6050 option 'accel_range_g': must be one of 2, 4, 8, 16 (got 3)"),
     (BASE + "[http]\nport = 70000\n", "FILE:12: http.port: must be <= 65535, got 70000"),
+    (BASE + "[[sinks]]\ntype = [\"mqtt\"]\n",  # was a TypeError traceback (unhashable list)
+     "FILE:12: sinks[0].type: unknown sink type ['mqtt'] (known: jsonl, mqtt)"),
     (BASE + "[[sensors]]\nid = \"imu\"\ndriver = \"bme280\"\n",
      "FILE:12: sensors[1].id: 'imu' is already the id of another sensor; ids must be unique"),
     (BASE.replace("rate_hz = 50", "rate_hz = 50\nrate_hz = 60"),
