@@ -129,7 +129,7 @@ def _shape(buf: memoryview) -> list[int | str | None]:
         dim: int | str | None = None
         for dnum, _, dval in _fields(_submsg(value)):
             if dnum == 1 and isinstance(dval, int):
-                dim = dval
+                dim = dval - (1 << 64) if dval >= 1 << 63 else dval  # int64: negatives are 10-byte varints
             elif dnum == 2:
                 dim = _text(dval)
         dims.append(dim)

@@ -130,3 +130,15 @@ def test_flipped_bytes_never_escape(position, value):
     data[position] = value
     with contextlib.suppress(ModelFileError):
         read_onnx(bytes(data))
+
+
+def test_a_negative_dim_value_reads_as_negative():
+    # int64 fields: -1 is a 10-byte varint; it read as 18446744073709551615.
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    info = read_onnx(model.SerializeToString())
+    assert info.inputs[0].shape == [-1, 3] and info.outputs[0].shape == [-1, 3]
