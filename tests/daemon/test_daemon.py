@@ -25,7 +25,7 @@ import pytest
 
 from device.config import load_config
 from device.daemon import Daemon, RunOptions, check_config
-from device.errors import CheckFailed
+from device.errors import BadInput, CheckFailed
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = {"still", "walk", "run", "shake"}
@@ -312,7 +312,7 @@ def test_check_runs_the_canary_and_refuses_a_latency_budget_it_cannot_meet(tmp_p
 def test_a_model_trained_at_another_rate_is_refused(tmp_path, bundles):
     path = write_config(tmp_path, bundles["good"])
     path.write_text(path.read_text().replace("rate_hz = 50", "rate_hz = 100"))
-    with pytest.raises(Exception, match=r"sensors\[0\]\.rate_hz: sensor 'imu' samples at 100 Hz but model "
+    with pytest.raises(BadInput, match=r"sensors\[0\]\.rate_hz: sensor 'imu' samples at 100 Hz but model "
                                         r"'tiny-imu' expects 50 Hz; set rate_hz = 50"):
         check_config(load_config(path), sim=True)
 

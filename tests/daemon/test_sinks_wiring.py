@@ -14,6 +14,7 @@ import pytest
 
 from device.config import ConfigError, load_config
 from device.daemon import SeqCounter
+from device.errors import BadInput
 from device.sinks.base import Record
 from device.sinks.jsonl import JsonlOptions, JsonlSink
 from device.systemd import Notifier
@@ -50,7 +51,7 @@ def test_jsonl_appends_across_restarts_and_refuses_an_unwritable_path(tmp_path):
         sink.close()
     assert [json.loads(x)["seq"] for x in path.read_text().splitlines()] == [0, 1]
     (tmp_path / "file").write_text("")
-    with pytest.raises(Exception, match=r"cannot open .*file/r\.jsonl for writing"):
+    with pytest.raises(BadInput, match=r"cannot open .*file/r\.jsonl for writing"):
         JsonlSink(JsonlOptions(path=tmp_path / "file" / "r.jsonl"))
 
 
