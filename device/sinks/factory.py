@@ -56,8 +56,6 @@ def build_mqtt(options: MqttSinkOptions, ctx: SinkContext) -> Sink:
     except ImportError as exc:
         raise MissingDependency(f"sink type 'mqtt' is not available ({exc}); install it with: "
                                 "pip install 'spinal[mqtt]'") from None
-    if options.spool.path.parent and not options.spool.path.parent.exists():
-        options.spool.path.parent.mkdir(parents=True, exist_ok=True)
     sink = MqttSink(options.mqtt, options.spool)
     sink.name = ctx.name
     return sink
