@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from device.errors import BadInput
+from device.errors import BadInput, BundleError, ModelFileError
 from device.manifest import ArtifactTensor
 from toolchain.calibration import DataSet, InputSpec
 
@@ -57,68 +57,65 @@ def onnx_io(path: Path) -> tuple[tuple[InputSpec, ...], tuple[InputSpec, ...]]:
 
 
 class Runner:
-    """One artifact on its runtime, fed and read in logical form."""
+    """One artifact, fed and read in logical form by the device's own runtime code.
+
+    This is :class:`device.runtime.model.Model` (the adapters that quantize, transpose and check
+    inputs on the device) over the device backend's session, on the CPU with one thread. So the
+    accuracy gate, the latency figures and the golden vectors all come from the code a device runs.
+    The TFLite files here were just made by the converter, so they are loaded without the device's
+    crash-isolating child-process probe.
+    """
 
     def __init__(self, path: Path, fmt: str, inputs: tuple[ArtifactTensor, ...], outputs: tuple[ArtifactTensor, ...],
                  logical_in: tuple[InputSpec, ...], logical_out: tuple[InputSpec, ...],
                  logical_layouts: dict[str, str | None]) -> None:
-        self.fmt = fmt
-        self.inputs = inputs
-        self.outputs = outputs
-        self.logical_in = logical_in
-        self.logical_out = logical_out
-        self.layouts = logical_layouts
-        self.input_names = [t.name for t in inputs]
-        self.output_names = [t.name for t in outputs]
+        from device.manifest import Artifact
+        from device.runtime.delegates import parse_delegate
+        from device.runtime.model import LogicalTensor, Model
+
+        cpu = parse_delegate("cpu")
         if fmt == "onnx":
-            self.sess = onnx_session(path)
+            from device.runtime import onnx as backend
         else:
             from device.modelfile import tflite_interpreter_class
 
-            cls, _ = tflite_interpreter_class()
-            self.interp = cls(model_path=str(path), num_threads=1)
-            self.interp.allocate_tensors()
-            details = self.interp.get_input_details() + self.interp.get_output_details()
-            by_name = {d["name"]: d["index"] for d in details}
-            self.in_index = [by_name[t.name] for t in inputs]
-            self.out_index = [by_name[t.name] for t in outputs]
+            _, runtime = tflite_interpreter_class()
+            if runtime == "ai-edge-litert":
+                from device.runtime import litert as backend
+            else:
+                from device.runtime import tflite as backend  # type: ignore[no-redef]
+        session = backend.open_session(path, 1, cpu)
 
-    def _to_artifact(self, spec: InputSpec, tensor: ArtifactTensor, value: np.ndarray) -> np.ndarray:
-        logical = self.layouts.get(spec.name)
-        if tensor.layout and logical and tensor.layout != logical:
-            value = np.transpose(value, [logical.index(c) for c in tensor.layout])
-        q = tensor.quantization
-        if q is not None:
-            info = np.iinfo(np.dtype(tensor.dtype))
-            value = np.clip(np.round(value / q.scale[0]) + q.zero_point[0], info.min, info.max)
-        return np.ascontiguousarray(value.reshape(tensor.shape).astype(tensor.dtype))
+        def logical(specs: tuple[InputSpec, ...]) -> tuple[LogicalTensor, ...]:
+            return tuple(LogicalTensor(s.name, tuple(s.shape), np.dtype(s.dtype), logical_layouts.get(s.name))
+                         for s in specs)
 
-    def _to_logical(self, spec: InputSpec, tensor: ArtifactTensor, value: np.ndarray) -> np.ndarray:
-        q = tensor.quantization
-        if q is not None:
-            value = (value.astype(np.float32) - q.zero_point[0]) * np.float32(q.scale[0])
-        logical = self.layouts.get(spec.name)
-        if tensor.layout and logical and tensor.layout != logical:
-            value = np.transpose(value, [tensor.layout.index(c) for c in logical])
-        return value.reshape(spec.shape)
+        artifact = Artifact(path=path.name, format=fmt, precision="", sha256="", bytes=path.stat().st_size,
+                            inputs=inputs, outputs=outputs)
+        try:
+            self.model = Model(session, logical(logical_in), logical(logical_out), artifact, "", path.name)
+        except BundleError as exc:  # the file made does not fit the logical tensors: this artifact failed
+            session.close()
+            raise ModelFileError(f"the made file does not match the model's tensors: {exc}") from None
+        except Exception:
+            session.close()
+            raise
+        self.session = session
+        self.logical_in = logical_in
 
     def prepare(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Logical inputs converted to what the file takes (layout, dtype, quantization)."""
-        return [self._to_artifact(s, t, feeds[s.name]) for s, t in zip(self.logical_in, self.inputs, strict=True)]
+        """Logical inputs converted to what the file takes (layout, dtype, quantization), as the device does."""
+        return [a.to_artifact(feeds[a.name]) for a in self.model._in_by_position]
 
     def invoke(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
         """One raw inference on prepared inputs; the file's own outputs."""
-        if self.fmt == "onnx":
-            return self.sess.run(self.output_names, dict(zip(self.input_names, prepared, strict=True)))
-        for idx, value in zip(self.in_index, prepared, strict=True):
-            self.interp.set_tensor(idx, value)
-        self.interp.invoke()
-        return [self.interp.get_tensor(idx) for idx in self.out_index]
+        return self.session.run(prepared)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.invoke(self.prepare(feeds))
-        return {s.name: self._to_logical(s, t, r)
-                for s, t, r in zip(self.logical_out, self.outputs, results, strict=True)}
+        return self.model.run(feeds)
+
+    def close(self) -> None:
+        self.model.close()
 
 
 def run_all(fn: Any, data: DataSet, inputs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]:

@@ -252,3 +252,24 @@ def test_gate_rejecting_everything_exits_1_and_writes_nothing(workdir: Path) -> 
     assert "no artifact passed" in result.stderr
     assert not out.exists()
     assert not list(workdir.glob(".spinal-convert-*"))
+
+
+def test_golden_outputs_are_what_the_device_runtime_computes(cnn_bundle, gru_bundle) -> None:
+    """The converter's runner IS the device runtime's Model: loading each artifact with load_model and
+    running the golden inputs gives the golden outputs bit for bit on the machine that converted."""
+    from device.runtime import RuntimePolicy, load_model
+
+    for result in (cnn_bundle, gru_bundle):
+        with open_bundle(result.out) as b:
+            m = b.manifest
+            golden = b.load_golden()
+            for art in m.artifacts:
+                runtime = "onnxruntime" if art.format == "onnx" else "litert"
+                policy = RuntimePolicy(runtime=runtime, artifact=art.path, threads=1, autotune=False)
+                with load_model(b, policy) as model:
+                    for i in range(m.golden.count):
+                        outs = model.run({s.name: golden[f"input/{s.name}"][i] for s in m.inputs})
+                        for name, value in outs.items():
+                            np.testing.assert_array_equal(value.reshape(-1),
+                                                          golden[f"output/{art.path}/{name}"][i].reshape(-1),
+                                                          err_msg=f"{art.path} {name} sample {i}")
