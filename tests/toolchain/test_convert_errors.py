@@ -252,3 +252,17 @@ def test_data_and_option_mismatches(matmul_onnx: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli(*base, "--input-shape", "q:1,4"), "no input 'q'")
     assert not (tmp_path / "o").exists()
     assert not list(tmp_path.glob(".spinal-convert-*"))
+
+
+def test_corrupt_pt2_is_one_line_without_torch_logging_a_traceback(tmp_path: Path) -> None:
+    """torch.export.load logs a whole traceback (logging, stderr) before raising: a subprocess sees it all."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "model.pt2"
+    bad.write_bytes(b"\x00not a zip\xff" * 40)
+    result = subprocess.run([sys.executable, "-c", "from device.cli import main; main()", "convert", str(bad), "-o",
+                             str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "model.pt2" in lines[0], result.stderr

@@ -31,10 +31,22 @@ def load_module(spec: str) -> tuple[Any, tuple[Any, ...] | None]:
         if not path.is_file():
             raise BadInput(f"{path}: no such PyTorch file")
         if path.suffix == ".pt2":
+            import logging
+            import zipfile
+
+            if not zipfile.is_zipfile(path):
+                raise ModelFileError(f"{path}: not a PyTorch ExportedProgram (a .pt2 file is a zip archive written "
+                                     "by torch.export.save)")
+            export_log = logging.getLogger("torch.export")
+            level = export_log.level
+            export_log.setLevel(logging.CRITICAL)  # torch logs a whole traceback before raising
             try:
                 program = torch.export.load(str(path))
             except Exception as exc:
-                raise ModelFileError(f"{path}: not a loadable ExportedProgram ({type(exc).__name__}: {exc})") from None
+                raise ModelFileError(f"{path}: not a loadable ExportedProgram ({type(exc).__name__}: "
+                                     f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+            finally:
+                export_log.setLevel(level)
             example = getattr(program, "example_inputs", None)
             args = tuple(example[0]) if example else None
             return _unregistered(program.module()), args
