@@ -108,6 +108,13 @@ def check_golden(model: Model, manifest: Manifest, golden: dict[str, np.ndarray]
         return ParityResult(artifact=artifact.path, runtime=model.info.runtime, ok=None, count=0,
                             max_abs_err=0.0, output=None, tolerance=tol, info=model.info,
                             detail=f"no golden outputs for this artifact ({missing[0]} missing)")
+    for key in keys.values():
+        held = golden[key].shape[0] if golden[key].ndim else 0
+        if held != count:
+            from device.errors import BundleError
+
+            raise BundleError(f"golden file: {key} holds {held} samples, manifest.json golden.count says {count}; "
+                              "rebuild the bundle")
     feeds = golden_inputs(golden, model.inputs, count)
     expected = [{s.name: _sample(golden[keys[s.name]], s, i) for s in model.outputs} for i in range(count)]
     return run_parity(model, feeds, expected, tol)

@@ -181,3 +181,32 @@ def test_verify_of_a_file_that_fails_on_random_inputs_is_a_failed_check(gather_o
 
     (row,) = [r for r in json.loads(result.stdout)["checks"] if r["check"] == "runs on onnxruntime"]
     assert row["ok"] is False and row["detail"].startswith("one inference on random inputs failed (gather.onnx:")
+
+
+def test_golden_outputs_with_too_few_samples_are_a_bundle_error(bundle_dir: Path, tmp_path: Path) -> None:
+    # The golden file's inputs hold 8 samples, one artifact's outputs only 3: that was reported as a parity
+    # mismatch (max |err| inf: 'outputs do not match'), or an IndexError with samples stacked on an extra axis.
+    import dataclasses
+    import shutil
+
+    from device.bundle import file_digest, read_manifest, write_manifest
+    from device.errors import BundleError
+    from device.runtime.parity import check_golden
+
+    root = tmp_path / "imu"
+    shutil.copytree(bundle_dir, root)
+    with np.load(root / "golden.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    key = "output/model_fp32.onnx/logits"
+    arrays[key] = arrays[key][:3]
+    np.savez(root / "golden.npz", **arrays)
+    manifest = read_manifest(root)
+    sha, size = file_digest(root / "golden.npz")
+    write_manifest(root, dataclasses.replace(manifest, golden=dataclasses.replace(manifest.golden, sha256=sha,
+                                                                                   bytes=size)))
+    from device.bundle import open_bundle
+
+    with open_bundle(root) as bundle:
+        model = load_model(bundle, RuntimePolicy(runtime="onnxruntime", artifact="fp32"))
+        with pytest.raises(BundleError, match=rf"{key} holds 3 samples, manifest.json golden.count says 8"):
+            check_golden(model, bundle.manifest, bundle.load_golden(), bundle.manifest.artifact("model_fp32.onnx"))
