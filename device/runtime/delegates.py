@@ -156,12 +156,13 @@ def edgetpu_device_problem(dev: Path = Path("/dev"), usb: Path = Path("/sys/bus/
         try:
             vendor = (entry / "idVendor").read_text().strip()
             product = (entry / "idProduct").read_text().strip()
-        except OSError:
+            if (vendor, product) not in (("1a6e", "089a"), ("18d1", "9302")):  # Coral USB before/after firmware
+                continue
+            bus = int((entry / "busnum").read_text())
+            num = int((entry / "devnum").read_text())
+        except (OSError, ValueError):  # a device unplugged while we look, or an entry without numbers
             continue
-        if (vendor, product) in (("1a6e", "089a"), ("18d1", "9302")):  # Coral USB before/after its firmware loads
-            bus = int((entry / "busnum").read_text()) if (entry / "busnum").exists() else 0
-            num = int((entry / "devnum").read_text()) if (entry / "devnum").exists() else 0
-            usb_nodes.append(dev / "bus" / "usb" / f"{bus:03d}" / f"{num:03d}")
+        usb_nodes.append(dev / "bus" / "usb" / f"{bus:03d}" / f"{num:03d}")
     for node in usb_nodes:
         if node.exists() and not access(node, os.R_OK | os.W_OK):
             return (f"permission denied on the Coral USB device {node}; install Spinal's udev rule (firmware/) "

@@ -240,3 +240,5 @@ def test_edgetpu_permission_problems_name_the_node_and_the_fix(tmp_path: Path) -
     msg = edgetpu_device_problem(dev, usb, access=denied)
     assert msg.startswith(f"permission denied on the Coral USB device {node}") and "'plugdev' group" in msg
     assert edgetpu_device_problem(dev, usb).startswith("the Edge TPU is present but")
+    (coral / "busnum").write_text("\n")  # sysfs mid-unplug: was a ValueError out of the delegate's error path
+    assert edgetpu_device_problem(dev, usb).startswith("no Edge TPU found")
