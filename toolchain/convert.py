@@ -149,6 +149,8 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
         raise BadInput(f"--calibration-method {opts.calibration_method!r}: choose minmax, entropy or percentile")
     if opts.task is not None and opts.task not in TASKS:
         raise BadInput(f"--task {opts.task!r}: choose {', '.join(TASKS)}")
+    if opts.activation is not None and opts.activation not in ("logits", "probabilities"):
+        raise BadInput(f"--activation {opts.activation!r}: choose logits or probabilities")
     if opts.task == "anomaly" and opts.threshold is None:
         raise BadInput("--task anomaly needs --threshold")
     if not (math.isfinite(opts.max_drop) and opts.max_drop >= 0):

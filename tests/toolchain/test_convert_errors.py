@@ -266,3 +266,13 @@ def test_corrupt_pt2_is_one_line_without_torch_logging_a_traceback(tmp_path: Pat
     assert result.returncode == 2, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "model.pt2" in lines[0], result.stderr
+
+
+def test_library_checks_activation_before_converting(matmul_onnx: Path, tmp_path: Path) -> None:
+    """Python callers (models/build.py) get the same one-line refusal as the CLI, before any work."""
+    from device.errors import BadInput
+    from toolchain.convert import ConvertOptions, convert
+
+    with pytest.raises(BadInput, match="--activation 'softmax'"):
+        convert(ConvertOptions(model=str(matmul_onnx), out=tmp_path / "o", activation="softmax"))
+    assert not list(tmp_path.iterdir())
