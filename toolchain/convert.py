@@ -40,8 +40,10 @@ import numpy as np
 
 from device import __version__
 from device.bundle import ARCHIVE_SUFFIX, file_digest, pack_archive, verify_directory, write_manifest
-from device.errors import BadInput, CheckFailed, ModelFileError, SpinalError
-from device.manifest import (
+from device.errors import BadInput, BundleError, CheckFailed, ModelFileError, SpinalError
+from device.manifest import (  # the name and layout rules are the manifest's own
+    _LAYOUT_RE,
+    _NAME_RE,
     Artifact,
     ArtifactTensor,
     Attachment,
@@ -149,6 +151,11 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
         raise BadInput(f"--calibration-method {opts.calibration_method!r}: choose minmax, entropy or percentile")
     if opts.task is not None and opts.task not in TASKS:
         raise BadInput(f"--task {opts.task!r}: choose {', '.join(TASKS)}")
+    if opts.name and not _NAME_RE.match(opts.name):
+        raise BadInput(f"--name {opts.name!r}: use 1-128 letters, digits, '.', '_' or '-' (starting with a letter "
+                       "or digit)")
+    if opts.layout is not None and (not _LAYOUT_RE.match(opts.layout) or len(set(opts.layout)) != len(opts.layout)):
+        raise BadInput(f"--layout {opts.layout!r}: give distinct capital letters such as NTC, NCT or NCHW")
     if opts.activation is not None and opts.activation not in ("logits", "probabilities"):
         raise BadInput(f"--activation {opts.activation!r}: choose logits or probabilities")
     if opts.task == "anomaly" and opts.threshold is None:
@@ -656,7 +663,11 @@ class _Pipeline:
             producer={"tool": "spinal convert", "version": __version__, **_versions()},
             notes=tuple(dict.fromkeys(notes)),
         )
-        write_manifest(self.stage, manifest)
+        try:
+            write_manifest(self.stage, manifest)
+        except BundleError as exc:  # an option the checks above let through: name the key, not the temp dir
+            detail = str(exc).split("(being written): ", 1)[-1]
+            raise BadInput(f"the options make an invalid manifest: {detail}") from None
         verify_directory(self.stage)
         out = opts.out
         if out.suffix == ARCHIVE_SUFFIX:

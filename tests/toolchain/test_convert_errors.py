@@ -250,6 +250,8 @@ def test_data_and_option_mismatches(matmul_onnx: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli(*base, "--channels", "a,b,c,d", "--channel-units", "m,s"), "2 units for 4")
     assert_one_line_error(run_cli(*base, "--keep-float", "nonode"), "--keep-float", "'nonode'")
     assert_one_line_error(run_cli(*base, "--input-shape", "q:1,4"), "no input 'q'")
+    assert_one_line_error(run_cli(*base, "--name", "a/b"), "--name 'a/b'")
+    assert_one_line_error(run_cli(*base, "--layout", "nc"), "--layout 'nc'")
     assert not (tmp_path / "o").exists()
     assert not list(tmp_path.glob(".spinal-convert-*"))
 
