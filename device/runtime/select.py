@@ -102,14 +102,41 @@ _ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55
               "0xd47": "Cortex-A710", "0xd4b": "Cortex-A78C", "0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1"}
 
 
+# aarch64 AT_HWCAP / AT_HWCAP2 bits (linux/arch/arm64/include/uapi/asm/hwcap.h) of the flags that matter here.
+_HWCAP_ASIMDDP = 1 << 20
+_HWCAP2_I8MM = 1 << 13
+
+
+def arm_hwcap_flags(hwcap: int, hwcap2: int) -> set[str]:
+    """The int8 dot-product flags in aarch64's auxiliary vector (what /proc/cpuinfo's Features would say)."""
+    return {name for name, present in (("asimddp", hwcap & _HWCAP_ASIMDDP), ("i8mm", hwcap2 & _HWCAP2_I8MM))
+            if present}
+
+
+def _auxv_flags(arch: str) -> set[str]:
+    """CPU flags from ``getauxval`` where /proc/cpuinfo cannot be read (systemd's ProcSubset=pid hides it)."""
+    if arch not in ("aarch64", "arm64"):
+        return set()
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+        return arm_hwcap_flags(getauxval(16), getauxval(26))  # AT_HWCAP, AT_HWCAP2
+    except (OSError, AttributeError):
+        return set()
+
+
 def cpu_features(cpuinfo: str | None = None, arch: str | None = None) -> CpuFeatures:
     """Parse ``/proc/cpuinfo`` (or the given text) for the CPU model and feature flags."""
+    auxv: set[str] = set()
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
         except OSError:
             cpuinfo = ""
-    flags: set[str] = set()
+            auxv = _auxv_flags(arch or platform.machine())
+    flags: set[str] = set(auxv)
     names: dict[str, str] = {}
     cores = 0
     for line in cpuinfo.splitlines():

@@ -167,3 +167,31 @@ def test_auto_passes_over_a_candidate_that_cannot_load(bundle_dir: Path, tmp_pat
     assert set(errors) == {"model_fp32.tflite", "model_int8.tflite", "model_int8io.tflite"}
     assert not any(errors.values()) and model.info.artifact != "model_fp16.tflite"
     model.close()
+
+
+def test_int8_dot_from_the_auxiliary_vector_without_proc_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The systemd unit's ProcSubset=pid hides /proc/cpuinfo: a Pi 5 then looked like a CPU without asimddp.
+    assert sel.arm_hwcap_flags(1 << 20, 0) == {"asimddp"} and sel.arm_hwcap_flags(0, 1 << 13) == {"i8mm"}
+    assert sel.arm_hwcap_flags(0b11, 0) == set()
+    monkeypatch.setattr(sel, "_auxv_flags", lambda arch: sel.arm_hwcap_flags(1 << 20, 0) if arch == "aarch64"
+                        else set())
+    real_read = Path.read_text
+
+    def hidden(self: Path, *a: object, **k: object) -> str:
+        if str(self) == "/proc/cpuinfo":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", hidden)
+    assert cpu_features(arch="aarch64").int8_dot and not cpu_features(arch="x86_64").int8_dot
+
+
+def test_auxv_flags_reads_getauxval_here() -> None:
+    import platform
+
+    # The real call (libc's getauxval through ctypes) runs on any Linux; only aarch64 bits are interpreted.
+    assert sel._auxv_flags("x86_64") == set()
+    flags = sel._auxv_flags("aarch64")
+    assert flags <= {"asimddp", "i8mm"}
+    if platform.machine() == "aarch64":
+        assert ("asimddp" in flags) == ("asimddp" in Path("/proc/cpuinfo").read_text())
