@@ -6,6 +6,8 @@ a durable sink has the record on disk before ``write`` returns (DESIGN.md princi
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -52,3 +54,30 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush and release resources; the sink accepts nothing after this."""
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, without importing numpy
+        return obj.tolist()
+    return str(obj)  # a Path, a datetime ...: its text
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def encode_record(record: Record) -> bytes:
+    """One record as compact, strict JSON (UTF-8): NaN/inf become null (JSON has no NaN: strict parsers and
+    Home Assistant reject it), numpy values become numbers. Every sink writes this."""
+    body = record.to_dict()
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+    except ValueError:
+        body = _finite(json.loads(json.dumps(body, default=_json_default)))
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()

@@ -8,7 +8,6 @@ at shutdown) or ``never`` (left to the OS). Rotation renames ``out.jsonl`` to ``
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from device.errors import BadInput
-from device.sinks.base import Record
+from device.sinks.base import Record, encode_record
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class JsonlSink:
         self._open()
 
     def write(self, record: Record) -> None:
-        line = json.dumps(record.to_dict(), separators=(",", ":"), default=str) + "\n"
+        line = encode_record(record).decode() + "\n"
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"sink {self.name!r} is closed")

@@ -28,9 +28,7 @@ Neither passwords nor payloads are ever logged or put in error messages.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import queue
 import ssl
@@ -46,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from device.errors import BadInput, MissingDependency
-from device.sinks.base import Record
+from device.sinks.base import Record, encode_record
 from device.sinks.homeassistant import HomeAssistantDiscovery, HomeAssistantOptions
 from device.sinks.spool import Spool, SpoolOptions
 
@@ -213,34 +211,6 @@ def check_options(o: MqttOptions) -> None:
     secrets = load_secrets(o.secrets_file) if o.secrets_file else MqttSecrets()
     if o.tls:
         make_tls_context(o, secrets)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays, without importing numpy
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def encode_record(record: Record) -> bytes:
-    """The payload: compact JSON, NaN/inf as null (JSON has no NaN; Home Assistant would choke)."""
-    body = record.to_dict()
-    try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
-    except ValueError:
-        body = _finite(json.loads(json.dumps(body, default=_json_default)))
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 class _Percentiles:

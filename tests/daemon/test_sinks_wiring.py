@@ -148,3 +148,20 @@ def test_sequence_numbers_are_reserved_in_blocks(tmp_path):
     assert SeqCounter(None).next("status") == 0
     time.sleep(0)
     assert Path(tmp_path / "seq.json").exists()
+
+
+def test_jsonl_lines_are_strict_json_with_nan_and_numpy_values(tmp_path):
+    """Before: NaN was written as a bare NaN (not JSON: strict parsers reject the line) and numpy scalars as
+    strings ("2.5"); now the JSON lines sink writes what the MQTT sink publishes (encode_record)."""
+    import numpy as np
+
+    path = tmp_path / "r.jsonl"
+    sink = JsonlSink(JsonlOptions(path=path))
+    sink.write(rec(0, score=float("nan"), t=np.float32(2.5), v=np.arange(2), inf=float("inf")))
+    sink.close()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    line = json.loads(path.read_text(), parse_constant=refuse)
+    assert line["data"] == {"score": None, "t": 2.5, "v": [0, 1], "inf": None}
