@@ -28,6 +28,15 @@ def have(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """auto's measurements and the TFLite probe's markers go to a directory of this session, not ~/.cache/spinal:
+    a marker left by an earlier run would let a test skip the probe it means to exercise."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPINAL_CACHE_DIR", str(tmp_path_factory.mktemp("spinal-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle with TFLite fp32/fp16/int8/int8-io and ONNX fp32/int8 (NCT layout) artifacts + golden vectors.
