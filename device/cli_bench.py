@@ -136,7 +136,7 @@ def bench(
     """Measure latency (p50/p99/max), throughput, RSS after load and cold start for each runtime x artifact x threads.
 
     A bundle is run on its golden inputs (with a parity check); a plain model file on random inputs.
-    Exit 1 when a parity check fails or a CPU cell cannot be measured (a broken file or runtime).
+    Exit 1 when a parity check fails or an artifact cannot be measured on the CPU by any runtime here.
     """
     from device.runtime.delegates import present_delegates
     from device.runtime.select import cpu_features, device_key, installed_runtimes
@@ -170,9 +170,12 @@ def bench(
     device = {"key": device_key(features, installed), "cpu": features.model, "arch": features.arch,
               "cores": cores, "int8_dot": features.int8_dot, "runtimes": installed}
     failed = [r for r in rows if r.get("parity") is False]
-    # A CPU cell that could not be measured means the file or the runtime is broken (a delegate cell that
-    # errors only says the accelerator is not usable here, and is reported in the table).
-    broken = [r for r in rows if "error" in r and r["delegate"] is None]
+    # An artifact that no runtime could measure on the CPU is broken here (a corrupt file, a runtime that cannot
+    # load it). One runtime failing where another measured it (tflite-runtime and a file only LiteRT loads), or
+    # a delegate cell failing (the accelerator is not usable here), is reported in the table only.
+    cpu = [r for r in rows if r["delegate"] is None]
+    measured = {r["artifact"] for r in cpu if "error" not in r}
+    broken = [r for r in cpu if "error" in r and r["artifact"] not in measured]
     if json_out:
         print_json({"path": str(path), "device": device, "seconds": seconds, "rows": rows, "recommended": best})
     else:

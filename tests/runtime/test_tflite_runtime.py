@@ -63,3 +63,18 @@ def test_tflite_runtime_runs_float_models_and_warns_for_int8(bundle_dir: Path,
 def test_auto_prefers_litert_over_tflite_runtime(bundle_dir: Path, cache_dir: Path) -> None:
     model = load_model(bundle_dir, RuntimePolicy(artifact="model_fp32.tflite", cache_dir=cache_dir))
     assert model.info.runtime == "litert"
+
+
+def test_bench_exits_0_when_only_the_fallback_runtime_cannot_load_a_file(plain_files: dict[str, Path]) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    path = plain_files["dynamic-range"]
+    if {code: version for code, version, _ in operator_codes(path.read_bytes())}.get(9, 0) < 12:
+        pytest.skip("this TensorFlow writes FULLY_CONNECTED below v12")
+    pytest.importorskip("tflite_runtime")
+    result = run_cli("bench", path, "--json", "--seconds", "0.05", "--threads", "1")
+    rows = {r["runtime"]: r for r in json.loads(result.stdout)["rows"]}
+    assert "FULLY_CONNECTED version 12" in rows["tflite-runtime"]["error"] and "error" not in rows["litert"]
+    assert result.exit_code == 0  # LiteRT measured the file: one runtime's refusal is a row, not a failure
