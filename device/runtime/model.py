@@ -200,8 +200,9 @@ def bind(logical: tuple[LogicalTensor, ...], declared: tuple[ArtifactTensor, ...
         else:
             index, raw = next(((j, r) for j, r in enumerate(raws) if r.name == spec.name), (i, raws[i]))
         quant = (art.quantization if art and art.quantization else None) or raw.quantization
-        if art and art.quantization and raw.quantization and not np.allclose(
-                art.quantization.scale, raw.quantization.scale, rtol=1e-5):
+        if art and art.quantization and raw.quantization and (
+                len(art.quantization.scale) != len(raw.quantization.scale)
+                or not np.allclose(art.quantization.scale, raw.quantization.scale, rtol=1e-5)):
             raise BundleError(f"{where}[{i}].quantization: the manifest says scale {art.quantization.scale[:3]} but "
                               f"the file says {raw.quantization.scale[:3]}; rebuild the bundle")
         taken = next((a for a in adapters if a.index == index), None)

@@ -26,3 +26,14 @@ def test_two_logical_tensors_on_one_file_tensor_are_refused() -> None:
     raws = (RawTensor("b", (1, 4), F32), RawTensor("c", (1, 4), F32))
     with pytest.raises(BundleError, match=r"inputs\[1\]: logical 'b' and 'a' both bind to the file's tensor 'b'"):
         bind(logical, (), raws, "manifest.json artifacts[0].inputs")
+
+
+def test_a_manifest_scale_of_another_length_than_the_files_is_refused() -> None:
+    # Two scales in the manifest, three in the file: np.allclose raised a broadcasting ValueError.
+    from device.manifest import ArtifactTensor, Quantization
+
+    i8 = np.dtype("int8")
+    raw = RawTensor("x", (1, 3), i8, Quantization((0.1, 0.2, 0.3), (0, 0, 0), axis=1))
+    declared = (ArtifactTensor("x", (1, 3), "int8", quantization=Quantization((0.1, 0.2), (0, 0), axis=1)),)
+    with pytest.raises(BundleError, match=r"inputs\[0\]\.quantization: the manifest says scale \(0\.1, 0\.2\)"):
+        bind((LogicalTensor("x", (1, 3), F32),), declared, (raw,), "manifest.json artifacts[0].inputs")
