@@ -144,12 +144,13 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[Mode
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ModelFileError(f"{paths[0]}: reading it in a child process failed (exit {proc.returncode}: {last})")
-    infos = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    infos = [json.loads(line[len(_PROBE_INFO):]) for line in proc.stdout.splitlines() if line.startswith(_PROBE_INFO)]
     return [ModelInfo(**{**info, "inputs": [TensorInfo(**t) for t in info["inputs"]],
                          "outputs": [TensorInfo(**t) for t in info["outputs"]]}) for info in infos]
 
 
 _PROBE_REFUSED = 3
+_PROBE_INFO = "spinal-probe-info "  # marks the child's JSON lines (the lines between them are paths, any text)
 _PROBE_CODE = "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])"
 _probed: set[str] = set()
 
@@ -196,7 +197,7 @@ def _probe_main(args: list[str]) -> None:
         except SpinalError as exc:
             print(exc, file=sys.stderr)
             sys.exit(_PROBE_REFUSED)
-        print(json.dumps(dataclasses.asdict(info)), flush=True)
+        print(_PROBE_INFO + json.dumps(dataclasses.asdict(info)), flush=True)
 
 
 def _inspect_onnx(path: Path, sha256: str, size: int) -> ModelInfo:

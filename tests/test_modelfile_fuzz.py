@@ -98,3 +98,10 @@ def test_a_crashing_file_is_never_remembered(tmp_path, monkeypatch):
         with pytest.raises(ModelFileError, match="crashed reading it"):
             modelfile.ensure_tflite_loadable(DATA / "tiny.tflite")
     assert not (tmp_path / "cache" / "probed").exists()
+
+
+def test_a_file_name_that_looks_like_json_is_inspected(tmp_path):
+    # The child prints each path before its JSON line; a path starting with '{' was parsed as JSON.
+    path = tmp_path / "{a}.tflite"
+    path.write_bytes((DATA / "tiny.tflite").read_bytes())
+    assert inspect_model_file(path).format == "tflite"
