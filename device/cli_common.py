@@ -20,8 +20,9 @@ from device.errors import MissingDependency, SpinalError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# No emoji codes: ":boom:" in a user's module name must print as written.
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 HOST_INSTALL_HINT = "pip install 'spinal[host]'"
 

@@ -161,3 +161,10 @@ def test_an_os_error_is_one_line_and_exit_2(monkeypatch, tmp_path):
     result = run_cli("keygen", "--out", tmp_path / "k")
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'k.key'}: No space left on device"
+
+
+def test_error_text_is_printed_as_written(tmp_path):
+    """Rich markup and emoji codes in a user's path never change the message."""
+    path = tmp_path / "mods:boom:[bold]x[/].onnx"
+    result = run_cli("inspect", path)
+    assert result.stderr.strip() == f"error: {path}: no such file"
