@@ -249,21 +249,31 @@ class _Worker:
     once; after a crash the next job starts a fresh one.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, command: list[str] | None = None) -> None:
         import subprocess
 
         _quiet_tf_env()
         self.log = workdir / f"tflite-worker-{os.getpid()}-{id(self)}.log"
         self._log_fh = open(self.log, "ab")  # noqa: SIM115 - lives as long as the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "toolchain.tflite", "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log_fh, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), cwd=str(workdir))
+            command or [sys.executable, "-m", "toolchain.tflite", "--serve"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._log_fh, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            cwd=str(workdir))
 
-    def run(self, job_path: Path) -> str:
+    def run(self, job_path: Path, timeout_s: float) -> str:
+        """Send one job and wait for its status line: ``""`` if the child died, ``"timeout"`` if it hung
+        (then it is killed)."""
+        import select
+
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(f"{job_path}\n")
             self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+            if not ready:
+                self.proc.kill()
+                self.proc.wait()
+                return "timeout"
             return self.proc.stdout.readline().strip()
         except (BrokenPipeError, OSError):
             return ""
@@ -281,6 +291,8 @@ class _Worker:
 
 
 _WORKERS: dict[Path, _Worker] = {}
+# One TFLite conversion takes seconds to a minute or two here; ten minutes means TensorFlow hangs.
+JOB_TIMEOUT_S = 600.0
 
 
 def close_workers() -> None:
@@ -308,11 +320,16 @@ def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, j
     worker = _WORKERS.get(workdir)
     if worker is None or worker.proc.poll() is not None:
         worker = _WORKERS[workdir] = _Worker(workdir)
-    status = worker.run(job_path)
+    status = worker.run(job_path, JOB_TIMEOUT_S)
     if status == "ok" and out.exists():
         return out
     if status.startswith("error: "):
         raise ModelFileError(status[len("error: "):])
+    if status == "timeout":
+        _WORKERS.pop(workdir, None)
+        worker.close()
+        raise ModelFileError(f"TensorFlow's TFLite converter did not finish making {what} in {JOB_TIMEOUT_S:.0f} s "
+                             "(stopped); the other artifacts are unaffected")
     if not status:  # the child died mid-job: wait for its exit status
         import subprocess
 
