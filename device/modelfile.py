@@ -145,6 +145,8 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[Mode
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ModelFileError(f"{paths[0]}: reading it in a child process failed (exit {proc.returncode}: {last})")
     infos = [json.loads(line[len(_PROBE_INFO):]) for line in proc.stdout.splitlines() if line.startswith(_PROBE_INFO)]
+    for info in infos:
+        _remember(info["sha256"])
     return [ModelInfo(**{**info, "inputs": [TensorInfo(**t) for t in info["inputs"]],
                          "outputs": [TensorInfo(**t) for t in info["outputs"]]}) for info in infos]
 
@@ -161,23 +163,27 @@ def _probe_cache_dir() -> Path:
     return Path(base) / "probed"
 
 
-def ensure_tflite_loadable(path: Path) -> None:
-    """Probe a TFLite file in a child process before this process loads it; remember files that passed.
+def _remember(digest: str) -> None:
+    """Record that the content ``digest`` loaded in a child without crashing (memory and marker file)."""
+    _probed.add(digest)
+    with contextlib.suppress(OSError):
+        marker = _probe_cache_dir() / digest
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
 
-    A file is remembered by its sha256, in memory and as an empty marker file in the cache directory
-    (``$SPINAL_CACHE_DIR`` or ``~/.cache/spinal``), so each model content costs one child process per
-    device, not one per start. Without a writable cache the probe simply runs again next time.
+
+def ensure_tflite_loadable(path: Path) -> None:
+    """Probe a TFLite file in a child process before this process loads it, unless its content passed before.
+
+    Contents that passed (here or in ``inspect``/``verify``) are remembered by sha256, in memory and as an
+    empty marker file in the cache directory (``$SPINAL_CACHE_DIR`` or ``~/.cache/spinal``), so each model
+    costs one child process per device, not one per start. Without a writable cache the probe runs again.
     """
     digest, _ = file_digest(path)
-    if digest in _probed:
+    if digest in _probed or (_probe_cache_dir() / digest).exists():
+        _probed.add(digest)
         return
-    marker = _probe_cache_dir() / digest
-    if not marker.exists():
-        probe_tflite_files([path])
-        with contextlib.suppress(OSError):
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-    _probed.add(digest)
+    probe_tflite_files([path])
 
 
 def _probe_main(args: list[str]) -> None:
