@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from device import bundle as bundle_mod
-from device.bundle import open_bundle, pack_archive, unpack_archive
+from device.bundle import file_digest, open_bundle, pack_archive, unpack_archive
 from device.errors import BundleError
 
 
@@ -92,13 +92,25 @@ def test_not_a_bundle(tmp_path):
         open_bundle(tmp_path / "junk.spinal")
 
 
-def test_golden_with_wrong_count(make_bundle):
+def test_golden_replaced_after_packing_is_refused(make_bundle):
     root = make_bundle(count=3)
     np.savez(root / "other.npz", **{"input/x": np.zeros((2, 1, 8, 3), np.float32)})
     os.replace(root / "other.npz", root / "golden.npz")
     # A replaced golden file no longer matches its hash: refused at open, before any numbers are read.
     with pytest.raises(BundleError, match=r"golden\.npz"):
         open_bundle(root)
+
+
+def test_golden_with_fewer_samples_than_the_manifest_says(make_bundle):
+    """A consistent bundle (hashes updated) whose golden file holds 2 samples where the manifest says 3."""
+    root = make_bundle(count=3)
+    np.savez(root / "golden.npz", **{"input/x": np.zeros((2, 1, 8, 3), np.float32)})
+    sha, size = file_digest(root / "golden.npz")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["golden"].update(sha256=sha, bytes=size)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with open_bundle(root) as b, pytest.raises(BundleError, match="input/x holds 2 samples, manifest says 3"):
+        b.load_golden()
 
 
 # --------------------------------------------------------------------------------------------
