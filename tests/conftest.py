@@ -7,7 +7,9 @@ TensorFlow). ``make_bundle`` writes a real, verifiable bundle around them.
 
 from __future__ import annotations
 
+import io
 import shutil
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,3 +118,24 @@ def run_cli(*args: str) -> CliResult:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def tar_member(name: str, data: bytes | None = b"x", kind: bytes = tarfile.REGTYPE,
+               link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+    """One archive member: a regular file with ``data``, or (``data=None``) a link, device, FIFO ... header."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info, data
+
+
+def write_archive(directory: Path, members: list[tuple[tarfile.TarInfo, bytes | None]],
+                  name: str = "evil.spinal") -> Path:
+    """A ``.spinal`` (tar.gz) written member by member as given, however hostile; its path."""
+    path = directory / name
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path

@@ -9,7 +9,6 @@ row, fails the test, so the catalogue cannot go stale.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import tarfile
@@ -20,7 +19,7 @@ import pytest
 
 from device.bundle import pack_archive, sign_bundle
 from device.signing import generate_keypair
-from tests.conftest import DATA, BundleFactory, run_cli
+from tests.conftest import DATA, BundleFactory, run_cli, tar_member, write_archive
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
 CASES: dict[str, Callable[[Path], list[str]]] = {}
@@ -57,25 +56,8 @@ def _edit_manifest(root: Path, edit: Callable[[dict], None]) -> Path:
     return root
 
 
-def _archive(tmp: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
-    path = tmp / "evil.spinal"
-    with tarfile.open(path, "w:gz") as tar:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return path
-
-
-def _member(name: str, data: bytes | None = b"x", kind: bytes = tarfile.REGTYPE, link: str = ""):
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = link
-    return info, data
-
-
 def _manifest_member(tmp: Path):
-    return _member("manifest.json", (_bundle(tmp) / "manifest.json").read_bytes())
+    return tar_member("manifest.json", (_bundle(tmp) / "manifest.json").read_bytes())
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,50 +207,51 @@ def directory_without_manifest(tmp: Path) -> list[str]:
 
 @case("A1")
 def archive_absolute_path(tmp: Path) -> list[str]:
-    return ["verify", str(_archive(tmp, [_manifest_member(tmp), _member("/etc/cron.d/evil")]))]
+    return ["verify", str(write_archive(tmp, [_manifest_member(tmp), tar_member("/etc/cron.d/evil")]))]
 
 
 @case("A2")
 def archive_dotdot(tmp: Path) -> list[str]:
-    return ["verify", str(_archive(tmp, [_manifest_member(tmp), _member("../../.bashrc")]))]
+    return ["verify", str(write_archive(tmp, [_manifest_member(tmp), tar_member("../../.bashrc")]))]
 
 
 @case("A3")
 def archive_symlink(tmp: Path) -> list[str]:
-    member = _member("model.fp32.onnx", None, tarfile.SYMTYPE, "/etc/shadow")
-    return ["verify", str(_archive(tmp, [_manifest_member(tmp), member]))]
+    member = tar_member("model.fp32.onnx", None, tarfile.SYMTYPE, "/etc/shadow")
+    return ["verify", str(write_archive(tmp, [_manifest_member(tmp), member]))]
 
 
 @case("A4")
 def archive_hardlink(tmp: Path) -> list[str]:
-    member = _member("model.fp32.onnx", None, tarfile.LNKTYPE, "manifest.json")
-    return ["verify", str(_archive(tmp, [_manifest_member(tmp), member]))]
+    member = tar_member("model.fp32.onnx", None, tarfile.LNKTYPE, "manifest.json")
+    return ["verify", str(write_archive(tmp, [_manifest_member(tmp), member]))]
 
 
 @case("A5")
 def archive_device(tmp: Path) -> list[str]:
-    return ["verify", str(_archive(tmp, [_manifest_member(tmp), _member("sda", None, tarfile.BLKTYPE)]))]
+    return ["verify", str(write_archive(tmp, [_manifest_member(tmp), tar_member("sda", None, tarfile.BLKTYPE)]))]
 
 
 @case("A6")
 def archive_duplicate(tmp: Path) -> list[str]:
     manifest = _manifest_member(tmp)
-    return ["verify", str(_archive(tmp, [manifest, _member("manifest.json", b"{}")]))]
+    return ["verify", str(write_archive(tmp, [manifest, tar_member("manifest.json", b"{}")]))]
 
 
 @case("A7")
 def archive_huge_member(tmp: Path) -> list[str]:
     # Only the header: it claims 3 GiB, and is refused before a byte of it is read.
-    info, _ = _member("model.fp32.onnx", None)
+    info, _ = tar_member("model.fp32.onnx", None)
     info.size = 3 << 30
-    return ["verify", str(_archive(tmp, [_manifest_member(tmp), (info, None)]))]
+    return ["verify", str(write_archive(tmp, [_manifest_member(tmp), (info, None)]))]
 
 
 @case("A8")
 def archive_stray_member(tmp: Path) -> list[str]:
     root = _bundle(tmp)
-    members = [_member(p.name, p.read_bytes()) for p in sorted(root.iterdir())] + [_member("install.sh", b"#!/bin/sh")]
-    return ["verify", str(_archive(tmp, members))]
+    members = [tar_member(p.name, p.read_bytes()) for p in sorted(root.iterdir())]
+    members.append(tar_member("install.sh", b"#!/bin/sh"))
+    return ["verify", str(write_archive(tmp, members))]
 
 
 @case("A9")
@@ -278,7 +261,7 @@ def archive_not_tar(tmp: Path) -> list[str]:
 
 @case("A10")
 def archive_without_manifest(tmp: Path) -> list[str]:
-    return ["verify", str(_archive(tmp, [_member("model.fp32.onnx", (DATA / "tiny.onnx").read_bytes())]))]
+    return ["verify", str(write_archive(tmp, [tar_member("model.fp32.onnx", (DATA / "tiny.onnx").read_bytes())]))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +304,7 @@ def signed_archive_tampered(tmp: Path) -> list[str]:
     with tarfile.open(archive) as tar:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
     tampered = [(m, data.replace(b"tiny linear", b"tiny LINEAR")) for m, data in members]
-    return ["verify", str(_archive(tmp, tampered)), "--trusted-key", str(public), "--require-signature"]
+    return ["verify", str(write_archive(tmp, tampered)), "--trusted-key", str(public), "--require-signature"]
 
 
 @case("S5")

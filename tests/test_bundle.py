@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from device import bundle as bundle_mod
 from device.bundle import file_digest, open_bundle, pack_archive, unpack_archive
 from device.errors import BundleError
+from tests.conftest import tar_member, write_archive
 
 
 def test_directory_bundle_opens_and_loads_golden(make_bundle):
@@ -117,27 +116,6 @@ def test_golden_with_fewer_samples_than_the_manifest_says(make_bundle):
 # Malicious archives: each is refused, and nothing is left behind.
 
 
-def _archive(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], name: str = "evil.spinal") -> Path:
-    path = tmp_path / name
-    with tarfile.open(path, "w:gz") as tar:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return path
-
-
-def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
-    return tarfile.TarInfo(name), data
-
-
-def _special(name: str, kind: bytes, target: str = "") -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = target
-    return info, None
-
-
 @pytest.fixture
 def manifest_bytes(make_bundle) -> bytes:
     return (make_bundle() / "manifest.json").read_bytes()
@@ -146,33 +124,35 @@ def manifest_bytes(make_bundle) -> bytes:
 @pytest.mark.parametrize(
     ("member", "message"),
     [
-        (_file("/etc/passwd"), "member '/etc/passwd' is an absolute path"),
-        (_file("../escape.onnx"), "member '../escape.onnx' contains '..'"),
-        (_file("a/../../escape"), "contains '..'"),
-        (_special("model.fp32.onnx", tarfile.SYMTYPE, "/etc/shadow"), "member 'model.fp32.onnx' is a link"),
-        (_special("model.fp32.onnx", tarfile.LNKTYPE, "manifest.json"), "is a link"),
-        (_special("dev", tarfile.CHRTYPE), "member 'dev' is a character device; bundles hold regular files only"),
-        (_special("fifo", tarfile.FIFOTYPE), "member 'fifo' is a FIFO"),
+        (tar_member("/etc/passwd"), "member '/etc/passwd' is an absolute path"),
+        (tar_member("../escape.onnx"), "member '../escape.onnx' contains '..'"),
+        (tar_member("a/../../escape"), "contains '..'"),
+        (tar_member("model.fp32.onnx", None, tarfile.SYMTYPE, "/etc/shadow"), "member 'model.fp32.onnx' is a link"),
+        (tar_member("model.fp32.onnx", None, tarfile.LNKTYPE, "manifest.json"), "is a link"),
+        (tar_member("dev", None, tarfile.CHRTYPE),
+         "member 'dev' is a character device; bundles hold regular files only"),
+        (tar_member("fifo", None, tarfile.FIFOTYPE), "member 'fifo' is a FIFO"),
     ],
 )
 def test_malicious_members_refused(tmp_path, manifest_bytes, member, message):
     out = tmp_path / "out"
     out.mkdir()
-    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes), member])
+    archive = write_archive(tmp_path, [tar_member("manifest.json", manifest_bytes), member])
     with pytest.raises(BundleError, match=message.replace("(", r"\(").replace(".", r"\.")):
         unpack_archive(archive, out)
     assert list(out.iterdir()) == [], "nothing is written before every header is checked"
 
 
 def test_duplicate_member_refused(tmp_path, manifest_bytes):
-    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes), _file("manifest.json", b"{}")])
+    archive = write_archive(tmp_path, [tar_member("manifest.json", manifest_bytes), tar_member("manifest.json", b"{}")])
     with pytest.raises(BundleError, match="appears twice"):
         unpack_archive(archive, tmp_path)
 
 
 def test_huge_member_claim_refused(tmp_path, manifest_bytes, monkeypatch):
     monkeypatch.setattr(bundle_mod, "MAX_FILE_BYTES", 1000)
-    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes[:900]), _file("big.bin", b"0" * 5000)])
+    members = [tar_member("manifest.json", manifest_bytes[:900]), tar_member("big.bin", b"0" * 5000)]
+    archive = write_archive(tmp_path, members)
     with pytest.raises(BundleError, match=r"'big\.bin' claims 4\.9 KiB, more than the 1000 bytes"):
         unpack_archive(archive, tmp_path / "x")
 
@@ -181,7 +161,8 @@ def test_compression_bomb_refused(tmp_path, manifest_bytes, monkeypatch):
     # Each member is under the per-file limit; together they exceed the total: refused before writing.
     monkeypatch.setattr(bundle_mod, "MAX_TOTAL_BYTES", 3 * 1024 * 1024)
     zeros = bytes(2 * 1024 * 1024)
-    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes), _file("a.bin", zeros), _file("b.bin", zeros)])
+    members = [tar_member("manifest.json", manifest_bytes), tar_member("a.bin", zeros), tar_member("b.bin", zeros)]
+    archive = write_archive(tmp_path, members)
     assert archive.stat().st_size < 50_000, "highly compressed"
     out = tmp_path / "out"
     out.mkdir()
@@ -192,21 +173,23 @@ def test_compression_bomb_refused(tmp_path, manifest_bytes, monkeypatch):
 
 def test_too_many_members_refused(tmp_path, manifest_bytes, monkeypatch):
     monkeypatch.setattr(bundle_mod, "MAX_MEMBERS", 3)
-    archive = _archive(tmp_path, [_file("manifest.json", manifest_bytes)] + [_file(f"f{i}") for i in range(5)])
+    members = [tar_member("manifest.json", manifest_bytes)] + [tar_member(f"f{i}") for i in range(5)]
+    archive = write_archive(tmp_path, members)
     with pytest.raises(BundleError, match="more than 3 members"):
         unpack_archive(archive, tmp_path)
 
 
 def test_member_not_in_manifest_refused(make_bundle, tmp_path):
     root = make_bundle()
-    members = [_file(p.name, p.read_bytes()) for p in sorted(root.iterdir())] + [_file("payload.sh", b"rm -rf /")]
-    archive = _archive(tmp_path, members)
+    members = [tar_member(p.name, p.read_bytes()) for p in sorted(root.iterdir())]
+    members.append(tar_member("payload.sh", b"rm -rf /"))
+    archive = write_archive(tmp_path, members)
     with pytest.raises(BundleError, match=r"member 'payload\.sh' is not listed in manifest\.json"):
         open_bundle(archive)
 
 
 def test_archive_without_manifest_refused(tmp_path):
-    archive = _archive(tmp_path, [_file("model.onnx", b"x")])
+    archive = write_archive(tmp_path, [tar_member("model.onnx", b"x")])
     with pytest.raises(BundleError, match=r"no manifest\.json inside"):
         open_bundle(archive)
 
@@ -218,9 +201,9 @@ def test_archive_with_tampered_member_refused(make_bundle, tmp_path):
         data = p.read_bytes()
         if p.name == "model.fp32.onnx":
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
-        members.append(_file(p.name, data))
+        members.append(tar_member(p.name, data))
     with pytest.raises(BundleError, match=r"evil\.spinal/model\.fp32\.onnx .*sha256 mismatch"):
-        open_bundle(_archive(tmp_path, members))
+        open_bundle(write_archive(tmp_path, members))
 
 
 def test_failed_open_leaves_no_temporary_directory(make_bundle, tmp_path):
@@ -228,7 +211,7 @@ def test_failed_open_leaves_no_temporary_directory(make_bundle, tmp_path):
     (root / "model.fp32.onnx").write_bytes(b"changed")
     work = tmp_path / "work"
     work.mkdir()
-    archive = _archive(tmp_path, [_file(p.name, p.read_bytes()) for p in sorted(root.iterdir())])
+    archive = write_archive(tmp_path, [tar_member(p.name, p.read_bytes()) for p in sorted(root.iterdir())])
     with pytest.raises(BundleError):
         open_bundle(archive, workdir=work)
     assert list(work.iterdir()) == []
