@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from device.errors import BadInput
 from device.sinks.base import Record, encode_record
@@ -76,23 +77,36 @@ class JsonlSink:
         self._open()
 
     def write(self, record: Record) -> None:
-        line = encode_record(record).decode() + "\n"
+        """Write one record (see :meth:`write_many`)."""
+        self.write_many((record,))
+
+    def write_many(self, records: Sequence[Record]) -> None:
+        """Write the records, one line each, rotating by size; with ``fsync = "always"`` on disk on return."""
+        lines = [encode_record(r).decode() + "\n" for r in records]
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"sink {self.name!r} is closed")
             if self._file is None:
                 stream = self._stream or sys.stdout
-                stream.write(line)
+                stream.write("".join(lines))
                 stream.flush()
                 return
-            size = len(line.encode("utf-8"))
-            if self.options.rotate_bytes and self._size and self._size + size > self.options.rotate_bytes:
-                self._rotate()
-            self._file.write(line)
+            for line in lines:
+                size = len(line.encode("utf-8"))
+                if self.options.rotate_bytes and self._size and self._size + size > self.options.rotate_bytes:
+                    self._rotate()
+                self._file.write(line)
+                self._size += size
             self._file.flush()
-            self._size += size
             if self.options.fsync == "always":
                 os.fsync(self._file.fileno())
+
+    def stats(self) -> dict[str, Any]:
+        """Rotations so far (the daemon adds its own write counts)."""
+        return {"type": "jsonl", "rotations": self.rotations}
+
+    def register_metrics(self, registry: Any, namespace: str) -> None:
+        """The JSON lines sink has no metrics of its own (the daemon counts its records and errors)."""
 
     def flush(self) -> None:
         with self._lock:

@@ -1,0 +1,55 @@
+"""``spinal run --check``: validate what can be validated without running."""
+
+from __future__ import annotations
+
+from device.config import Config
+from device.daemon.model import load_candidate
+from device.daemon.sampler import sensor_channels
+
+
+def check_config(config: Config, sim: bool = False) -> list[str]:
+    """Validate drivers and their options, the bundle (if it exists: integrity, binding, sample rate,
+    post-processing, load and canary), the sinks' options.
+
+    Returns human-readable lines; raises the first problem found.
+    """
+    lines = [f"{config.source}: config ok (device {config.device_id!r}, {len(config.sensors)} sensor(s), "
+             f"{len(config.sinks)} sink(s))"]
+    channels = {}
+    for i, s in enumerate(config.sensors):
+        channels[s.id] = sensor_channels(s, i)
+        where = f"bus {s.bus}" + (" (simulated)" if sim else "")
+        addr = f"0x{s.address:02x}" if s.address is not None else "default address"
+        lines.append(f"sensor {s.id}: {s.driver} on {where} at {addr}, {s.rate_hz:g} Hz, channels "
+                     f"{', '.join(channels[s.id])}")
+    for sc in config.sinks:
+        if sc.type == "mqtt":  # what the sink reads at start: the secrets file, the TLS files
+            from device.sinks.mqtt import check_options
+
+            check_options(sc.options.mqtt)
+            mq = sc.options.mqtt
+            lines.append(f"sink {sc.name}: mqtt {mq.host}:{mq.port}{' (TLS)' if mq.tls else ''}, spool "
+                         f"{sc.options.spool.path}{', secrets ' + str(mq.secrets_file) if mq.secrets_file else ''}")
+    if sim:
+        from device.sensors import sim as simmod
+
+        for s in config.sensors:
+            simmod.sim_bus_for(s.driver, s.address, s.sim, s.rate_hz, bus_number=s.bus,
+                               base_dir=config.source.absolute().parent)
+    if not config.model.bundle.exists():
+        lines.append(f"note: model.bundle {config.model.bundle} does not exist yet; install a bundle there "
+                     "before starting the service (the model was not checked)")
+        return lines
+    active = load_candidate(config, channels, 1)
+    try:
+        lines.append(f"model {active.name}: {active.model.info.describe()}")
+        lines.append(f"input {active.plan.spec.name!r}: window {active.plan.window}, hop {active.plan.hop}, "
+                     f"channels {', '.join(str(c) for c in active.sources)}")
+        if active.canary:
+            lines.append(f"canary: {active.canary.vectors} golden vectors ok (max |err| "
+                         f"{active.canary.max_abs_err:.3g}), median {active.canary.median_ms:.3f} ms "
+                         f"<= budget {config.model.latency_budget_ms:g} ms")
+        lines.append(f"delegate: {active.delegate}")
+    finally:
+        active.close()
+    return lines
