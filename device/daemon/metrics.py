@@ -89,3 +89,6 @@ class Metrics:
         self.records = Counter("spinal_records", "Records written, per sink", ["sink", "kind"], registry=r)
         self.sink_errors = Counter("spinal_sink_errors", "Sink writes that raised", ["sink"], registry=r)
         self.records_dropped = Counter("spinal_records_dropped", "Records dropped: output queue full", registry=r)
+        self.records_unnumbered = Counter("spinal_records_unnumbered", "Records dropped because no sequence "
+                                          "number could be reserved (state_dir/seq.json could not be saved)",
+                                          registry=r)

@@ -29,7 +29,7 @@ from device.daemon.metrics import Metrics, Recent
 from device.daemon.model import ActiveModel, ModelSlot
 from device.daemon.router import OutItem, Output, Router, WindowJob
 from device.daemon.sampler import Sampler, SamplerHooks, SensorOpener, SensorState, sensor_channels
-from device.daemon.seq import SeqCounter
+from device.daemon.seq import SeqCounter, SeqUnavailable
 from device.errors import BadInput
 from device.sinks.base import Record, RecordKind, Sink
 from device.systemd import Notifier
@@ -70,6 +70,7 @@ class Daemon:
         self.phase = "starting"
         self._make_state_dir()
         self.seq = SeqCounter(config.state_dir)
+        self._seq_log = health_mod.Throttle(log)
         self.windows: queue.Queue[WindowJob] = queue.Queue(maxsize=config.daemon.queue_windows)
         self.out: queue.Queue[OutItem | None] = queue.Queue(maxsize=config.daemon.queue_records)
         self.router = Router(self.windows, self.metrics, {s.id: s.rate_hz for s in config.sensors})
@@ -123,7 +124,13 @@ class Daemon:
     def emit(self, kind: RecordKind, source: str, data: dict[str, Any], complete_ns: int | None = None,
              mono_ns: int | None = None) -> None:
         """Queue a record for the sinks (counted as dropped when the output queue is full)."""
-        record = Record(kind=kind, seq=self.seq.next(kind), time_unix=time.time(),
+        try:
+            seq = self.seq.next(kind)
+        except SeqUnavailable as exc:  # never a number that could be issued again after a restart
+            self.metrics.records_unnumbered.inc()
+            self._seq_log.log(logging.ERROR, "%s record dropped: %s", kind, exc)
+            return
+        record = Record(kind=kind, seq=seq, time_unix=time.time(),
                         mono_ns=mono_ns if mono_ns is not None else time.monotonic_ns(),
                         device_id=self.config.device_id, source=source, data=data)
         try:
@@ -405,6 +412,7 @@ class Daemon:
         if self.http is not None:
             self.http.close()
         self.models.close()
+        self.seq.close()
         self.notifier.close()
         log.info("stopped after %d inferences", self.inferences)
         return code
