@@ -92,6 +92,8 @@ class HttpConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = field(default=9108, metadata={"min": 0, "max": 65535})
+    max_connections: int = field(default=16, metadata={"min": 1, "max": 1024})
+    timeout_s: float = field(default=5.0, metadata={"gt": 0, "max": 300})
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,8 @@ class Daemon:
             return
         from device.http import HealthServer
 
-        self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.metrics.registry)
+        self.http = HealthServer(cfg.http.host, cfg.http.port, self.health, self.metrics.registry,
+                                 max_connections=cfg.http.max_connections, timeout_s=cfg.http.timeout_s)
         self.http.start()
         host, port = self.http.address
         log.info("http: serving /healthz and /metrics on http://%s:%d", host, port)
