@@ -7,8 +7,11 @@ model and says why.
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from device.bundle import Bundle, open_bundle
 from device.config import Config
 from device.daemon.metrics import Metrics
-from device.errors import BadInput, BundleError, CheckFailed, SpinalError
+from device.errors import BadInput, BundleError, CheckFailed, OutOfSpace, SpinalError
 from device.pipeline import (
     ChannelSource,
     InputPlan,
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("spinal.daemon")
 
 CANARY_MIN_RUNS = 20
+# open_bundle unpacks an archive into a temporary directory named so (tempfile.TemporaryDirectory's prefix).
+UNPACK_PREFIX = "spinal-bundle-"
 
 Fingerprint = tuple[int, ...]
 
@@ -145,8 +150,30 @@ def run_canary(model: Model, bundle: Bundle, budget_ms: float) -> CanaryResult:
 def _open_configured_bundle(config: Config) -> Bundle:
     mc = config.model
     workdir = config.state_dir if config.state_dir and config.state_dir.is_dir() else None
-    return open_bundle(mc.bundle, workdir=workdir, trusted_keys=[load_public_key(p) for p in mc.trusted_keys],
-                       require_signature=mc.require_signature)
+    try:
+        return open_bundle(mc.bundle, workdir=workdir, trusted_keys=[load_public_key(p) for p in mc.trusted_keys],
+                           require_signature=mc.require_signature)
+    except OSError as exc:  # e.g. the unpack directory cannot be made
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = workdir or Path(tempfile.gettempdir())
+            raise OutOfSpace(f"{where}: no space left on device while opening {mc.bundle}; free space there, "
+                             "then start again") from None
+        raise
+
+
+def remove_unpacked_leftovers(state_dir: Path) -> int:
+    """Remove the unpacked archive copies a killed daemon left in ``state_dir``; how many there were.
+
+    A running daemon unpacks its ``.spinal`` archive into ``state_dir/spinal-bundle-*`` and removes it
+    when the model is swapped or at shutdown; SIGKILL or a power cut leaves it behind."""
+    removed = 0
+    for leftover in state_dir.glob(f"{UNPACK_PREFIX}*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("%s: removed %d unpacked bundle copies left by an earlier run", state_dir, removed)
+    return removed
 
 
 def _bind(config: Config, bundle: Bundle, channels: dict[str, tuple[str, ...]]) -> tuple[

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from device.config import Config
 from device.daemon import health as health_mod
 from device.daemon.metrics import Metrics, Recent
-from device.daemon.model import ActiveModel, ModelSlot
+from device.daemon.model import ActiveModel, ModelSlot, remove_unpacked_leftovers
 from device.daemon.router import OutItem, Output, Router, WindowJob
 from device.daemon.sampler import Sampler, SamplerHooks, SensorOpener, SensorState, sensor_channels
 from device.daemon.seq import SeqCounter, SeqUnavailable
@@ -97,6 +97,7 @@ class Daemon:
         except OSError as exc:
             raise BadInput(f"{cfg.source}: state_dir {cfg.state_dir}: cannot create it ({exc.strerror}); "
                            "under systemd StateDirectory= creates it, else pick a writable directory") from None
+        remove_unpacked_leftovers(cfg.state_dir)
 
     # ----- the model (kept as attributes of the daemon for callers and tests)
 
