@@ -105,6 +105,8 @@ class DaemonConfig:
     status_interval_s: float = field(default=10.0, metadata={"gt": 0})
     # The daemon's loops beat every 0.2-0.25 s when idle: a shorter limit would call healthy threads stalled.
     stall_after_s: float = field(default=5.0, metadata={"min": 0.5})
+    # While sensors are merely starting (no sample yet) within this long after the start, /healthz is not degraded.
+    startup_grace_s: float = field(default=5.0, metadata={"min": 0, "max": 600})
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

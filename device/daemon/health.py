@@ -122,18 +122,45 @@ def sensor_report(st: SensorState, now_ns: int) -> dict[str, Any]:
             "last_sample_age_s": age, "lateness_ms": st.lateness_s.summary(scale=1000.0)}
 
 
-def overall_status(phase: str, loop_ok: bool, sensors: dict[str, dict[str, Any]]) -> str:
-    """``starting``/``stopping`` outside the run; ``degraded`` when the loop or a sensor is not ok."""
+def sink_report(state: SinkState, stats: dict[str, Any], in_grace: bool) -> dict[str, Any]:
+    """One sink's entry of /healthz: the sink's own stats (spool depth, connection ...) and what the daemon
+    saw (records, errors, last success); ``state`` is ``degraded`` while writes fail, the sink reports an
+    error or (after the start-up grace period) says it is not connected."""
+    report = {**stats, **state.report()}
+    problems = []
+    if state.failing:
+        problems.append(f"writes failing: {state.last_error}")
+    if stats.get("error"):
+        problems.append(str(stats["error"]))
+    if stats.get("connected") is False and not in_grace:
+        problems.append("not connected")
+    report["state"] = "degraded" if problems else "ok"
+    report["problem"] = "; ".join(problems) or None
+    return report
+
+
+def sensor_ok(report: dict[str, Any], in_grace: bool) -> bool:
+    """A sensor counts as healthy when it answers, or while it is still starting in the grace period."""
+    return report["state"] == "ok" or (in_grace and report["state"] == "starting")
+
+
+def overall_status(phase: str, loop_ok: bool, sensors: dict[str, dict[str, Any]],
+                   sinks: dict[str, dict[str, Any]] | None = None, seq_error: str | None = None,
+                   in_grace: bool = False) -> str:
+    """``starting``/``stopping`` outside the run; ``degraded`` when the loop, a sensor, a sink or the
+    sequence numbers are not ok (a sensor merely starting during the grace period is not degraded)."""
     if phase != "running":
         return phase
-    if not loop_ok or any(s["state"] != "ok" for s in sensors.values()):
+    if not loop_ok or not all(sensor_ok(s, in_grace) for s in sensors.values()):
+        return "degraded"
+    if any(s["state"] != "ok" for s in (sinks or {}).values()) or seq_error:
         return "degraded"
     return "ok"
 
 
 def status_line(health: dict[str, Any], inferences: int) -> str:
     """``ok: tiny-imu on onnxruntime/cpu; sensors ok; 12 inferences`` (systemd's STATUS=, the logs)."""
-    degraded = [k for k, v in health["sensors"].items() if v["state"] != "ok"]
+    degraded = [k for k, v in health["sensors"].items() if v["state"] not in ("ok", "starting")]
     model = health["model"]
     what = f"{model['name']} on {model['runtime']}/{model['delegate']}" if model else "no model"
     sensors = f"degraded: {', '.join(degraded)}" if degraded else "sensors ok"

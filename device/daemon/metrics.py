@@ -83,11 +83,13 @@ class Metrics:
                                     registry=r)
 
     def _sink_metrics(self) -> None:
-        from prometheus_client import Counter
+        from prometheus_client import Counter, Gauge
 
         r = self.registry
         self.records = Counter("spinal_records", "Records written, per sink", ["sink", "kind"], registry=r)
         self.sink_errors = Counter("spinal_sink_errors", "Sink writes that raised", ["sink"], registry=r)
+        self.sink_up = Gauge("spinal_sink_up", "1 while the sink's latest write succeeded, 0 while they fail",
+                             ["sink"], registry=r)
         self.records_dropped = Counter("spinal_records_dropped", "Records dropped: output queue full", registry=r)
         self.records_unnumbered = Counter("spinal_records_unnumbered", "Records dropped because no sequence "
                                           "number could be reserved (state_dir/seq.json could not be saved)",

@@ -184,9 +184,11 @@ class Output:
                 sink.write_many(batch)
             except Exception as exc:
                 self.metrics.sink_errors.labels(sink.name).inc()
+                self.metrics.sink_up.labels(sink.name).set(0)
                 st.failed(f"write failed ({len(batch)} records): {exc}")
                 continue
             st.succeeded(len(batch))
+            self.metrics.sink_up.labels(sink.name).set(1)
             for kind, n in Counter(r.kind for r in batch).items():
                 self.metrics.records.labels(sink.name, kind).inc(n)
         now = time.monotonic_ns()

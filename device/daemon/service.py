@@ -151,14 +151,26 @@ class Daemon:
         return health_mod.loop_health(self.sensor_states.values(), beats, self._threads, self.stop_event.is_set(),
                                       self.config.daemon.stall_after_s)
 
+    def in_grace(self) -> bool:
+        """Whether the start-up grace period (``[daemon] startup_grace_s``) is still on."""
+        return (time.monotonic_ns() - self.started_ns) / 1e9 < self.config.daemon.startup_grace_s
+
+    def sink_reports(self) -> dict[str, dict[str, Any]]:
+        """Each sink's /healthz entry."""
+        grace = self.in_grace()
+        return {sink.name: health_mod.sink_report(self.output.state(sink), self._sink_stats(sink), grace)
+                for sink, _ in self.sinks}
+
     def health(self) -> dict[str, Any]:
         """The /healthz document."""
         now = time.monotonic_ns()
         sensors = {sid: health_mod.sensor_report(st, now) for sid, st in self.sensor_states.items()}
+        sinks = self.sink_reports()
         ok, why = self.healthy()
         active = self.active
+        status = health_mod.overall_status(self.phase, ok, sensors, sinks, self.seq.error, self.in_grace())
         return {
-            "status": health_mod.overall_status(self.phase, ok, sensors), "device": self.config.device_id,
+            "status": status, "device": self.config.device_id,
             "uptime_s": round((now - self.started_ns) / 1e9, 3), "loop": why, "sensors": sensors,
             "model": active.info() if active else None,
             "runtime": active.model.info.runtime if active else None,
@@ -169,7 +181,8 @@ class Daemon:
             "windows": self.router.stats(), "last_reload": self.last_reload,
             "latency_ms": {"inference": self.recent_inference.summary(scale=1000.0),
                            "window_to_sink": self.output.recent_window_to_sink.summary(scale=1000.0)},
-            "sinks": {sink.name: self._sink_stats(sink) for sink, _ in self.sinks},
+            "sinks": sinks,
+            "seq": {"error": self.seq.error, "save_errors": self.seq.save_errors},
         }
 
     @staticmethod
@@ -177,7 +190,7 @@ class Daemon:
         try:
             return dict(sink.stats())
         except Exception as exc:
-            return {"error": str(exc)}
+            return {"error": f"stats failed: {exc}"}
 
     def status_line(self) -> str:
         """One line: status, model, sensors, inferences."""
