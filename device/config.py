@@ -72,6 +72,27 @@ class SensorConfig:
     readings: bool = False
     retry_initial_s: float = field(default=0.5, metadata={"gt": 0})
     retry_max_s: float = field(default=30.0, metadata={"gt": 0})
+    # Readings whose raw values repeat exactly this many reads in a row are stale (a frozen chip); 0: off.
+    stale_after: int = field(default=0, metadata={"min": 0, "max": 1_000_000})
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """``[sensors.sim]``: the simulated chip behind a sensor under ``spinal run --sim`` (checked at load, so
+    ``--check`` refuses a typo); :func:`device.sensors.sim.sim_bus_for` reads the same keys."""
+
+    replay: str | None = None  # a recording (CSV/JSON lines) to play back, relative to the config file
+    sample_rate_hz: float | None = field(default=None, metadata={"gt": 0})
+    advance: Literal["per_read", "time"] | None = None
+    rate_hz: float | None = field(default=None, metadata={"gt": 0})
+    noise: float | None = field(default=None, metadata={"min": 0})
+    seed: int | None = None
+    enforce_timing: bool | None = None
+    frozen: bool = False
+    corrupt_crc: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    address: int | str | None = None  # where the simulated chip answers (default: the sensor's address)
+    nack_probability: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    fault_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -492,6 +513,27 @@ def _check_driver_options(ctx: _Ctx, index: int, s: SensorConfig) -> None:
         raise ctx.error(path, str(exc)) from None
 
 
+def _check_driver_address(ctx: _Ctx, index: int, s: SensorConfig) -> None:
+    """An address the chip cannot have (an SHT3x at 0x40) is a config error, not a sensor retried forever."""
+    from device.sensors.registry import driver_class
+
+    allowed = driver_class(s.driver).addresses
+    if s.address is not None and allowed and s.address not in allowed:
+        raise ctx.error(("sensors", index, "address"),
+                        f"0x{s.address:02x} is not an address a {s.driver} can have (it answers at "
+                        f"{' or '.join(f'0x{a:02x}' for a in allowed)})")
+
+
+def locate(config: Config, *path: Any) -> str:
+    """``FILE:LINE: KEY`` for a key of a loaded config (``FILE: KEY`` if the file cannot be read again)."""
+    try:
+        line = KeyLocator(config.source.read_text(encoding="utf-8")).line(tuple(path))
+    except (OSError, UnicodeDecodeError):
+        line = None
+    where = f"{config.source}:{line}" if line else str(config.source)
+    return f"{where}: {_path_text(tuple(path))}"
+
+
 def _sensors(ctx: _Ctx, value: Any) -> tuple[SensorConfig, ...]:
     if value is None:
         raise ctx.error((), "missing [[sensors]]: configure at least one sensor (id, driver, bus, address, rate_hz)")
@@ -514,7 +556,9 @@ def _sensors(ctx: _Ctx, value: Any) -> tuple[SensorConfig, ...]:
                             f"0x{s.address:02x} ({s.address}) is not a 7-bit I2C device address; expected "
                             f"0x{MIN_I2C_ADDRESS:02x}..0x{MAX_I2C_ADDRESS:02x}, e.g. 0x68")
         if drivers is not None:
+            _check_driver_address(ctx, i, s)
             _check_driver_options(ctx, i, s)
+        build_dataclass(ctx, ("sensors", i, "sim"), s.sim, SimSpec)
         if s.retry_max_s < s.retry_initial_s:
             raise ctx.error(("sensors", i, "retry_max_s"),
                             f"must be >= retry_initial_s ({s.retry_initial_s}), got {s.retry_max_s}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from device.config import Config
+from device.config import Config, locate
 from device.daemon.model import load_candidate
-from device.daemon.sampler import sensor_channels
+from device.daemon.sampler import check_sim, sensor_channels
+from device.errors import BadInput
 
 
 def check_config(config: Config, sim: bool = False) -> list[str]:
@@ -31,15 +32,11 @@ def check_config(config: Config, sim: bool = False) -> list[str]:
             lines.append(f"sink {sc.name}: mqtt {mq.host}:{mq.port}{' (TLS)' if mq.tls else ''}, spool "
                          f"{sc.options.spool.path}{', secrets ' + str(mq.secrets_file) if mq.secrets_file else ''}")
     if sim:
-        from device.sensors import sim as simmod
-
-        for s in config.sensors:
-            simmod.sim_bus_for(s.driver, s.address, s.sim, s.rate_hz, bus_number=s.bus,
-                               base_dir=config.source.absolute().parent)
+        for i, s in enumerate(config.sensors):
+            check_sim(s, i, config.source)
     if not config.model.bundle.exists():
-        lines.append(f"note: model.bundle {config.model.bundle} does not exist yet; install a bundle there "
-                     "before starting the service (the model was not checked)")
-        return lines
+        raise BadInput(f"{locate(config, 'model', 'bundle')}: {config.model.bundle} does not exist; install a "
+                       "bundle there (made by spinal convert) before starting the service")
     active = load_candidate(config, channels, 1)
     try:
         lines.append(f"model {active.name}: {active.model.info.describe()}")

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from device.bundle import Bundle, open_bundle
-from device.config import Config
+from device.config import Config, locate
 from device.daemon.metrics import Metrics
 from device.errors import BadInput, BundleError, CheckFailed, OutOfSpace, SpinalError
+from device.manifest import TensorSpec
 from device.pipeline import (
     ChannelSource,
     InputPlan,
@@ -34,6 +35,7 @@ from device.pipeline import (
 )
 from device.signing import load_public_key
 from device.systemd import Notifier
+from device.units import same_unit
 
 if TYPE_CHECKING:
     from device.runtime.model import Model
@@ -176,24 +178,50 @@ def remove_unpacked_leftovers(state_dir: Path) -> int:
     return removed
 
 
+def _check_units(config: Config, bundle: Bundle, spec: TensorSpec, sources: tuple[ChannelSource, ...]) -> None:
+    """Each model channel's unit (from the manifest) must be the unit its sensor channel delivers, after
+    :func:`device.units.normalize_unit` (``C`` and ``°C`` are the same; ``hPa`` and ``Pa`` are not)."""
+    from device.daemon.sampler import describe_sensor
+
+    if not spec.units:
+        return
+    units = spec.units if len(spec.units) == len(sources) else spec.units * len(sources)
+    index = {s.id: i for i, s in enumerate(config.sensors)}
+    for want, src, name in zip(units, sources, spec.channels or [str(s) for s in sources], strict=False):
+        have = describe_sensor(config.sensor(src.sensor), index[src.sensor]).units.get(src.channel)
+        if have is not None and not same_unit(want, have):
+            raise BadInput(f"{locate(config, 'model', 'bundle')}: model {bundle.manifest.name!r} expects channel "
+                           f"{name!r} in {want!r}, but sensor {src.sensor!r} delivers {src.channel} in {have!r}; "
+                           "rebuild the bundle for this unit or bind another channel in [binding]")
+
+
 def _bind(config: Config, bundle: Bundle, channels: dict[str, tuple[str, ...]]) -> tuple[
         InputPlan, tuple[ChannelSource, ...]]:
     """The input plan and the sensor channels feeding it; the primary sensor's rate must match the model's."""
     manifest = bundle.manifest
-    spec = pick_input(manifest, config.model.input)
+    try:
+        spec = pick_input(manifest, config.model.input)
+    except BadInput as exc:
+        raise BadInput(f"{locate(config, 'model', 'input')}: {exc}") from None
     plan = InputPlan.for_input(spec)
     model_channels = spec.channels or tuple(f"ch{i}" for i in range(plan.channels))
     if len(model_channels) != plan.channels:
         raise BundleError(f"{bundle.source}: input {spec.name!r} names {len(model_channels)} channels for "
                           f"{plan.channels} channel slots")
-    sources = bind_channels(model_channels, channels, config.binding)
+    try:
+        sources = bind_channels(model_channels, channels, config.binding, where=locate(config, "binding"))
+    except BadInput as exc:  # a model channel no sensor has: the fix is in [binding] (or the bundle)
+        text = str(exc)
+        raise BadInput(text if text.startswith(str(config.source)) else f"{locate(config, 'binding')}: {text}") \
+            from None
     primary = sources[0].sensor
     rate = config.sensor(primary).rate_hz
     if spec.sample_rate_hz and abs(rate - spec.sample_rate_hz) > 0.01 * spec.sample_rate_hz:
         idx = [s.id for s in config.sensors].index(primary)
-        raise BadInput(f"{config.source}: sensors[{idx}].rate_hz: sensor {primary!r} samples at {rate:g} Hz but "
+        raise BadInput(f"{locate(config, 'sensors', idx, 'rate_hz')}: sensor {primary!r} samples at {rate:g} Hz but "
                        f"model {manifest.name!r} expects {spec.sample_rate_hz:g} Hz; set rate_hz = "
                        f"{spec.sample_rate_hz:g}")
+    _check_units(config, bundle, spec, sources)
     return plan, sources
 
 
@@ -201,11 +229,23 @@ def _load(config: Config, bundle: Bundle) -> Model:
     from device.runtime import RuntimePolicy, load_model
 
     mc = config.model
+    known = [a.path for a in bundle.manifest.artifacts]
+    choices = {*known, *(a.precision for a in bundle.manifest.artifacts), "auto"}
+    if mc.artifact not in choices:
+        raise BadInput(f"{locate(config, 'model', 'artifact')}: {mc.artifact!r} is neither an artifact of "
+                       f"{bundle.source} nor one of its precisions (artifacts: {', '.join(known)}; or \"auto\")")
     policy = RuntimePolicy(
         runtime=mc.runtime, artifact=None if mc.artifact == "auto" else mc.artifact, threads=mc.threads,
         delegate=None if mc.delegate == "auto" else mc.delegate, fail_closed=mc.fail_closed,
         cache_dir=config.state_dir / "cache" if config.state_dir else None)
-    return load_model(bundle, policy)
+    try:
+        return load_model(bundle, policy)
+    except BundleError:
+        raise
+    except BadInput as exc:  # no artifact for this runtime/delegate, a runtime not installed: the [model] keys
+        text = str(exc)
+        raise BadInput(text if text.startswith(str(config.source)) else f"{locate(config, 'model')}: {text}") \
+            from None
 
 
 def load_candidate(config: Config, channels: dict[str, tuple[str, ...]], generation: int) -> ActiveModel:

@@ -43,6 +43,18 @@ def describe_sensor(cfg: SensorConfig, index: int) -> Sensor:
         raise BadInput(f"sensors[{index}] ({cfg.id}): {exc}") from None
 
 
+def check_sim(cfg: SensorConfig, index: int, source: Path) -> None:
+    """Build the simulated chip of ``[sensors.sim]`` once (a replay file is read): a config error stops the
+    start (or ``--check``) with the file and key instead of being retried by the sampler forever."""
+    from device.sensors.sim import sim_bus_for
+
+    try:
+        sim_bus_for(cfg.driver, cfg.address, cfg.sim, cfg.rate_hz, bus_number=cfg.bus,
+                    base_dir=source.absolute().parent)
+    except BadInput as exc:
+        raise BadInput(f"{source}: sensors[{index}] ({cfg.id}): {exc}") from None
+
+
 def sensor_channels(cfg: SensorConfig, index: int = 0) -> tuple[str, ...]:
     """The channels a configured sensor will produce, without touching hardware."""
     return tuple(describe_sensor(cfg, index).channels)

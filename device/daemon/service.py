@@ -28,7 +28,7 @@ from device.daemon import health as health_mod
 from device.daemon.metrics import Metrics, Recent
 from device.daemon.model import ActiveModel, ModelSlot, remove_unpacked_leftovers
 from device.daemon.router import OutItem, Output, Router, WindowJob
-from device.daemon.sampler import Sampler, SamplerHooks, SensorOpener, SensorState, sensor_channels
+from device.daemon.sampler import Sampler, SamplerHooks, SensorOpener, SensorState, check_sim, sensor_channels
 from device.daemon.seq import SeqCounter, SeqUnavailable
 from device.errors import BadInput
 from device.sinks.base import Record, RecordKind, Sink
@@ -293,6 +293,9 @@ class Daemon:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.notifier.status("starting: loading model")
         try:
+            if self.options.sim:  # a bad [sensors.sim] table stops the start (not retried by the sampler)
+                for i, s in enumerate(self.config.sensors):
+                    check_sim(s, i, self.config.source)
             if self._own_sinks:  # inside: a sink that fails to start closes the ones already open
                 self._build_sinks()
             self.reload("startup", startup=True)
