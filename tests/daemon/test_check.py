@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from device.config import ConfigError, load_config
+from device.config import load_config
 from device.daemon import Daemon, RunOptions, check_config
 from device.errors import BadInput
 from device.units import normalize_unit, same_unit

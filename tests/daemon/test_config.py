@@ -122,7 +122,7 @@ def test_the_example_config_passes_check_but_for_the_bundle_not_installed_yet():
     assert proc.stderr.strip().splitlines() == [
         f"error: {example}:18: model.bundle: /var/lib/spinal/model.spinal does not exist; install a bundle there "
         "(made by spinal convert) before starting the service"]
-    with pytest.raises(BadInput, match="model.bundle: .* does not exist"):
+    with pytest.raises(BadInput, match=r"model\.bundle: .* does not exist"):
         check_config(config)
 
 
