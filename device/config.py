@@ -72,8 +72,10 @@ class SensorConfig:
     readings: bool = False
     retry_initial_s: float = field(default=0.5, metadata={"gt": 0})
     retry_max_s: float = field(default=30.0, metadata={"gt": 0})
+    # A failed sensor is probed (does it acknowledge its address?) this often; set up again once it does.
+    probe_interval_s: float = field(default=0.2, metadata={"min": 0.01, "max": 60})
     # Readings whose raw values repeat exactly this many reads in a row are stale (a frozen chip); 0: off.
-    stale_after: int = field(default=0, metadata={"min": 0, "max": 1_000_000})
+    stale_after: int = field(default=50, metadata={"min": 0, "max": 1_000_000})
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ def sensor_report(st: SensorState, now_ns: int) -> dict[str, Any]:
     """One sensor's entry of /healthz."""
     age = None if st.last_sample_ns is None else round((now_ns - st.last_sample_ns) / 1e9, 3)
     return {"state": st.state, "rate_hz": st.rate_hz, "samples": st.samples, "errors": st.errors,
+            "repeats": st.repeats, "stale_events": st.stale_events,
             "recoveries": st.recoveries, "missed_ticks": st.missed_ticks, "last_error": st.last_error,
             "last_sample_age_s": age, "lateness_ms": st.lateness_s.summary(scale=1000.0)}
 

@@ -51,14 +51,18 @@ class Metrics:
         self.samples = Counter("spinal_samples", "Samples read, per sensor", ["sensor"], registry=r)
         self.read_errors = Counter("spinal_sensor_read_errors", "Failed sensor reads (after bus retries)",
                                    ["sensor"], registry=r)
-        self.retries = Counter("spinal_sensor_retries", "Attempts to bring a failed sensor back", ["sensor"],
-                               registry=r)
+        self.retries = Counter("spinal_sensor_retries", "Set-ups of a sensor after a failure (or at start)",
+                               ["sensor"], registry=r)
+        self.probes = Counter("spinal_sensor_probes", "Cheap probes (address acknowledge) of a failed sensor",
+                              ["sensor"], registry=r)
         self.bus_retries = Counter("spinal_bus_retries", "I2C transactions retried after a transient error",
                                    ["sensor"], registry=r)
         self.missed_ticks = Counter("spinal_sampler_missed_ticks", "Sampling ticks skipped because the "
                                     "sampler was late", ["sensor"], registry=r)
         self.sensor_up = Gauge("spinal_sensor_up", "1 while the sensor answers, 0 while degraded", ["sensor"],
                                registry=r)
+        self.sensor_stale = Gauge("spinal_sensor_stale", "1 while the sensor's data is frozen (the same values "
+                                  "stale_after reads in a row), else 0", ["sensor"], registry=r)
         self.sample_lateness = Histogram("spinal_sample_lateness_seconds", "Read time after the scheduled tick",
                                          ["sensor"], buckets=FINE_BUCKETS, registry=r)
 

@@ -1,8 +1,12 @@
 """One sampler thread per sensor: reads its driver on an absolute schedule, degrades and recovers.
 
 Tick ``k`` is due at ``t0 + k / rate``; each sample is stamped with ``time.monotonic_ns()`` and
-handed to the router. A failed read marks the sensor degraded, leaves a gap, and is retried with
-exponential backoff (re-running the chip's ``setup()``) until the sensor answers again.
+handed to the router. A failed read marks the sensor degraded and leaves a gap. Recovery is split
+in a cheap part and an expensive one: every ``probe_interval_s`` the sampler asks whether the chip
+acknowledges its address (one quick write, no data); once it does, the chip is set up again
+(``setup()``: reset, configuration), and only failed set-ups back off exponentially
+(``retry_initial_s`` .. ``retry_max_s``). A sensor is back within a probe interval plus its set-up
+time of the fault's end, however long the fault lasted, and a dead bus sees one probe per interval.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ class SensorState:
 
     id: str
     rate_hz: float
-    state: str = "starting"  # starting | ok | degraded | stopped
+    state: str = "starting"  # starting | ok | degraded (failing) | stale (frozen data) | stopped
     samples: int = 0
     errors: int = 0
     recoveries: int = 0
@@ -114,6 +118,8 @@ class SensorState:
     heartbeat_ns: int = field(default_factory=time.monotonic_ns)
     bus_retries_seen: int = 0
     lateness_s: Recent = field(default_factory=Recent)
+    repeats: int = 0  # reads in a row whose values equal the read before (a frozen chip repeats its data)
+    stale_events: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,11 @@ class Sampler(threading.Thread):
         self.driver: Sensor | None = None
         self.period_ns = round(1e9 / cfg.rate_hz)
         self.catch_up_ticks = max(2, int(cfg.rate_hz * CATCH_UP_S))
-        self._backoff = cfg.retry_initial_s
+        self._backoff = cfg.retry_initial_s  # between failed set-ups (the expensive part)
+        self._setup_at = 0.0  # no set-up before this (monotonic s)
+        self._last_setup = time.monotonic()
+        self._last_values: dict[str, float] | None = None
+        self.address = describe_sensor(cfg, 0).address
 
     def _wait_until(self, due_ns: int) -> bool:
         """Sleep until ``due_ns`` (monotonic); ``False`` if asked to stop meanwhile."""
@@ -161,16 +171,39 @@ class Sampler(threading.Thread):
         if st.state != "degraded":
             st.state = "degraded"
             self.metrics.sensor_up.labels(self.cfg.id).set(0)
-            log.warning("sensor %s degraded: %s failed: %s; retrying with backoff", self.cfg.id, during, exc)
+            log.warning("sensor %s degraded: %s failed: %s; probing every %g s, set-up retried with backoff",
+                        self.cfg.id, during, exc, self.cfg.probe_interval_s)
             self.hooks.on_event("sensor_degraded", {"sensor": self.cfg.id, "error": st.last_error})
 
-    def _back_off(self) -> bool:
-        """Wait out the current backoff (doubling it for next time); ``False`` if asked to stop."""
-        if not self._wait_until(time.monotonic_ns() + int(self._backoff * 1e9)):
+    def _probe(self) -> bool:
+        """The cheap check: does the chip acknowledge its address? (A quick write, as i2cdetect does: no data
+        byte, no register changed; one attempt.) ``True`` when there is no bus yet (setup opens it)."""
+        bus = self.open_driver.bus
+        if bus is None:
+            return True
+        self.metrics.probes.labels(self.cfg.id).inc()
+        try:
+            bus.write_quick(self.address, retries=0)
+        except Exception as exc:  # a NACK, a timeout, a stuck bus: still gone
+            self.state.last_error = f"probe: {exc}"
             return False
-        self._backoff = min(self._backoff * 2, self.cfg.retry_max_s)
-        self.metrics.retries.labels(self.cfg.id).inc()
         return True
+
+    def _recover(self) -> Sensor | None:
+        """One step of bringing the sensor (back): probe cheaply; when the chip answers, set it up, unless a
+        set-up failed recently (the expensive part backs off). A set-up is also tried after ``retry_max_s``
+        without an answer to the probe (a chip that does not acknowledge a quick write)."""
+        now = time.monotonic()
+        overdue = now - self._last_setup >= self.cfg.retry_max_s
+        if not overdue and (now < self._setup_at or not self._probe()):
+            return None
+        self._last_setup = now
+        self.metrics.retries.labels(self.cfg.id).inc()
+        driver = self._setup()
+        if driver is None:
+            self._setup_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.cfg.retry_max_s)
+        return driver
 
     def _setup(self) -> Sensor | None:
         """A set-up driver, or ``None`` after a failure (counted, logged once)."""
@@ -190,16 +223,38 @@ class Sampler(threading.Thread):
             st.recoveries += 1
             log.info("sensor %s recovered after %d errors", self.cfg.id, st.errors)
             self.hooks.on_event("sensor_recovered", {"sensor": self.cfg.id, "errors": st.errors})
+        elif st.state == "stale":
+            log.info("sensor %s: its data changes again", self.cfg.id)
+            self.hooks.on_event("sensor_fresh", {"sensor": self.cfg.id})
         st.state = "ok"
         self.metrics.sensor_up.labels(self.cfg.id).set(1)
+        self.metrics.sensor_stale.labels(self.cfg.id).set(0)
         self._backoff = self.cfg.retry_initial_s
+        self._setup_at = 0.0
+
+    def _check_fresh(self, values: dict[str, float]) -> bool:
+        """Whether the data still changes: ``stale_after`` identical reads in a row make the sensor stale."""
+        cfg, st = self.cfg, self.state
+        st.repeats = st.repeats + 1 if values == self._last_values else 0
+        self._last_values = values
+        if not cfg.stale_after or st.repeats + 1 < cfg.stale_after:
+            return True
+        if st.state != "stale":
+            st.state = "stale"
+            st.stale_events += 1
+            st.last_error = f"stale: the same values {st.repeats + 1} reads in a row"
+            self.metrics.sensor_stale.labels(cfg.id).set(1)
+            log.warning("sensor %s stale: the same values %d reads in a row (a frozen chip?)", cfg.id, st.repeats + 1)
+            self.hooks.on_event("sensor_stale", {"sensor": cfg.id, "repeats": st.repeats + 1})
+        return False
 
     def _deliver(self, k: int, due: int, values: dict[str, float]) -> None:
         cfg, st = self.cfg, self.state
         t = time.monotonic_ns()
         self.metrics.sample_lateness.labels(cfg.id).observe((t - due) / 1e9)
         st.lateness_s.add((t - due) / 1e9)
-        self._mark_ok()
+        if self._check_fresh(values):
+            self._mark_ok()
         st.samples += 1
         st.last_sample_ns = t
         self.metrics.samples.labels(cfg.id).inc()
@@ -224,9 +279,9 @@ class Sampler(threading.Thread):
         while not self.stop_event.is_set():
             self.state.heartbeat_ns = time.monotonic_ns()
             if self.driver is None:
-                self.driver = self._setup()
+                self.driver = self._recover()
                 if self.driver is None:
-                    if not self._back_off():
+                    if not self._wait_until(time.monotonic_ns() + int(self.cfg.probe_interval_s * 1e9)):
                         break
                     continue
                 now = time.monotonic_ns()
@@ -237,10 +292,11 @@ class Sampler(threading.Thread):
             try:
                 values = self.driver.read()
             except Exception as exc:
+                if self.state.state != "ok":  # set up, yet no good read since: the set-up did not help, back off
+                    self._setup_at = time.monotonic() + self._backoff
+                    self._backoff = min(self._backoff * 2, self.cfg.retry_max_s)
                 self._fail(exc, "read")
                 self.driver = None  # rebuilt (and set up again) on the same bus; the bus stays open
-                if not self._back_off():
-                    break
                 continue
             self._deliver(k, due, values)
             k = self._skip_if_far_behind(t0, k + 1)

@@ -55,7 +55,7 @@ def test_minimal_config_gets_defaults(tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     (BASE.replace("address = 0x68", "adress = 0x68"),
      "FILE:9: sensors[0].adress: unknown key; did you mean 'address'? (allowed: address, bus, driver, id, options, "
-     "rate_hz, readings, retry_initial_s, retry_max_s, sim, stale_after)"),
+     "probe_interval_s, rate_hz, readings, retry_initial_s, retry_max_s, sim, stale_after)"),
     (BASE.replace('driver = "mpu6050"', 'driver = "mpu6500"'),
      "FILE:8: sensors[0].driver: unknown driver 'mpu6500'; did you mean 'mpu6050'? (known: ads1115, bme280, "
      "bmp280, mpu6050, sht3x)"),
