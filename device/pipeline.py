@@ -258,6 +258,15 @@ class InputPlan:
         return np.ascontiguousarray(to_layout(x, self.spec), dtype=np.float32)
 
 
+    def unprepare(self, x: np.ndarray) -> np.ndarray:
+        """The ``(T, C)`` window (float64) that :meth:`prepare` turns into the model input ``x``."""
+        t_axis, c_axis = time_channel_axes(self.spec)
+        t_len, c_len = self.spec.shape[t_axis], self.spec.shape[c_axis]
+        core = np.asarray(x, dtype=np.float64).reshape((t_len, c_len) if t_axis < c_axis else (c_len, t_len))
+        window = core if t_axis < c_axis else core.T
+        return window * self.std + self.mean if self.mean is not None and self.std is not None else window
+
+
 def model_windows(series: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Host helper: cut, normalize and arrange a ``(N, C)`` series exactly as the device does.
 

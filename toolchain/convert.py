@@ -54,9 +54,12 @@ from device.manifest import (  # the name and layout rules are the manifest's ow
     TensorSpec,
     Tolerance,
 )
+from device.pipeline import InputPlan
+from device.runtime.parity import DecisionRule
 from toolchain import report as report_mod
+from toolchain.bounds import derive_tolerance, measure_spread, rounding_movement
 from toolchain.calibration import CsvOptions, DataSet, read_dataset, read_raw, synthetic
-from toolchain.validate import Metrics, Runner, latency_us, onnx_io, run_all, score, tolerance_for
+from toolchain.validate import Metrics, Runner, latency_us, onnx_io, run_all, score
 
 FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
     "onnx-fp32": ("onnx", "fp32", "model.fp32.onnx"),
@@ -70,7 +73,7 @@ TASKS = ("classification", "regression", "anomaly")
 DROP_MEANING = {
     "accuracy": "top-1 accuracy points lost against fp32",
     "regression": "MAE increase in percent of fp32's MAE",
-    "fidelity": "100 × (1 − cosine similarity) of outputs against fp32",
+    "fidelity": "largest of 100 × (1 − cosine), 50 × relative RMS error² and % of decisions changed, against fp32",
 }
 
 
@@ -224,6 +227,7 @@ class _Pipeline:
         self.shipped: dict[str, dict[str, Any]] = {}  # key -> record
         self.rejected: dict[str, dict[str, Any]] = {}
         self.failed: dict[str, dict[str, Any]] = {}
+        self._rounding: dict[str, float] | None = None  # int8 rounding movement, measured once per conversion
         self.timings: dict[str, float] = {}
 
     # ---- helpers
@@ -375,7 +379,17 @@ class _Pipeline:
                   outs: tuple[ArtifactTensor, ...]) -> tuple[Metrics, Runner]:
         runner = Runner(path, fmt, ins, outs, self.inputs, self.outputs, self.layouts)
         outputs = run_all(runner, self.val, self.inputs)
-        return score(outputs, self.ref, self.val, self.task_output, self.baseline), runner
+        return score(outputs, self.ref, self.val, self.task_output, self.baseline, self._decision()), runner
+
+    def _decision(self) -> DecisionRule | None:
+        """The decision the gate compares with fp32's: a threshold's side, or the top-1 class."""
+        opts = self.opts
+        if opts.threshold is not None:
+            return DecisionRule("threshold", self.task_output, threshold=opts.threshold)
+        out = next(o for o in self.outputs if o.name == self.task_output)
+        if (opts.task == "classification" or opts.labels or self.val.labels is not None) and bool(out.shape) and out.shape[-1] > 1:
+            return DecisionRule("top-1", self.task_output)
+        return None
 
     def _record(self, key: str, path: Path, ins: tuple[ArtifactTensor, ...], outs: tuple[ArtifactTensor, ...],
                 metrics: Metrics, runner: Runner, extra: dict[str, Any]) -> None:
@@ -596,17 +610,50 @@ class _Pipeline:
                      and np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
         return "probabilities" if probs else "logits"
 
+    def _golden_feeds(self, gold: DataSet, specs: tuple[TensorSpec, ...]) -> tuple[list[dict[str, np.ndarray]],
+                                                                                 dict[str, np.ndarray]]:
+        """The golden feeds and the arrays that store them.
+
+        Where an input is a sensor window, the raw window (``window/<name>``) is stored too and the
+        feed is the device pipeline's own preparation of it, so parity on the device also proves
+        the manifest's normalization and layout.
+        """
+        feeds = [gold.sample(i, self.inputs) for i in range(gold.count)]
+        arrays: dict[str, np.ndarray] = {}
+        for spec in specs:
+            if spec.window is not None:
+                plan = InputPlan.for_input(spec)
+                windows = [plan.unprepare(feed[spec.name]) for feed in feeds]
+                for feed, window in zip(feeds, windows, strict=True):
+                    feed[spec.name] = plan.prepare(window).reshape(feed[spec.name].shape)
+                arrays[f"window/{spec.name}"] = np.stack(windows)
+            arrays[f"input/{spec.name}"] = np.stack([feed[spec.name] for feed in feeds])
+        return feeds, arrays
+
+    def _bound(self, file_name: str, fmt: str, precision: str, rec: dict[str, Any],
+               feeds: list[dict[str, np.ndarray]], outs: list[dict[str, np.ndarray]]) -> Tolerance:
+        """The parity bound of one shipped artifact (toolchain.bounds), with what was measured in the report."""
+        model = rec["runner"].model
+        spread, skipped = measure_spread(self.stage / file_name, fmt, model, feeds, outs)
+        rounding: dict[str, float] = {}
+        if precision.startswith("int8") and "onnx-int8" in self.shipped:
+            if self._rounding is None:
+                qdq = self.shipped["onnx-int8"]["runner"].model
+                self._rounding = rounding_movement(self.stage / FORMATS["onnx-int8"][2], qdq, feeds)[0]
+            rounding = self._rounding
+        tol = derive_tolerance(precision, outs, spread, rounding, model.output_steps())
+        rec["entry"]["parity"] = {"bound": tol.atol, "spread": tol.spread, "rounding": tol.rounding,
+                                  "kernel_paths_skipped": skipped}
+        return tol
+
     def _bundle(self, elapsed_before: float) -> ConvertResult:
         opts = self.opts
         name = opts.name or _default_name(opts.model)
         inputs, outputs = self._specs()
         task = self._task()
         artifacts: list[Artifact] = []
-        golden_arrays: dict[str, np.ndarray] = {}
         gold = self.val.take(min(self.opts.golden_count, self.val.count))
-        for spec in self.inputs:
-            golden_arrays[f"input/{spec.name}"] = np.stack([gold.sample(i, self.inputs)[spec.name]
-                                                            for i in range(gold.count)])
+        feeds, golden_arrays = self._golden_feeds(gold, inputs)
         tolerances: dict[str, Tolerance] = {}
         report_artifacts: dict[str, Any] = {}
         for key in FORMATS:
@@ -619,11 +666,10 @@ class _Pipeline:
             sha, size = file_digest(self.stage / file_name)
             artifacts.append(Artifact(path=file_name, format=fmt, precision=precision, sha256=sha, bytes=size,
                                       inputs=rec["ins"], outputs=rec["outs"]))
-            outs = run_all(rec["runner"], gold, self.inputs)
-            for out_name, value in outs.items():
-                golden_arrays[f"output/{file_name}/{out_name}"] = value
-            atol, rtol = tolerance_for(precision, outs, rec["outs"])
-            tolerances[file_name] = Tolerance(atol=atol, rtol=rtol)
+            outs = [rec["runner"](feed) for feed in feeds]
+            for out_name in outs[0]:
+                golden_arrays[f"output/{file_name}/{out_name}"] = np.stack([o[out_name] for o in outs])
+            tolerances[file_name] = self._bound(file_name, fmt, precision, rec, feeds, outs)
             report_artifacts[file_name] = rec["entry"]
         golden_path = self.stage / "golden.npz"
         np.savez_compressed(golden_path, **golden_arrays)

@@ -252,6 +252,10 @@ class Model:
         if all(a.concrete for a in self._in_by_position):
             session.resize([a.concrete for a in self._in_by_position])  # type: ignore[misc]
 
+    def output_steps(self) -> dict[str, float]:
+        """The quantization step of each output the file stores as int8/uint8 (largest step if per channel)."""
+        return {a.name: float(np.max(a.quant[0])) for a in self._out if a.quant is not None}
+
     def with_fallback(self, reason: str | None) -> Model:
         """Record why this model runs where it runs (a delegate that was given up)."""
         if reason:
