@@ -86,7 +86,8 @@ def _tflite_paths(path: Path) -> list[KernelPath]:
         from device.runtime import tflite
     except ImportError:
         return paths
-    paths.append(KernelPath("tflite-runtime builtin kernels", lambda: tflite.open_session(path, 1, parse_delegate("none"))))
+    paths.append(KernelPath("tflite-runtime builtin kernels",
+                            lambda: tflite.open_session(path, 1, parse_delegate("none"))))
     return paths
 
 

@@ -387,7 +387,8 @@ class _Pipeline:
         if opts.threshold is not None:
             return DecisionRule("threshold", self.task_output, threshold=opts.threshold)
         out = next(o for o in self.outputs if o.name == self.task_output)
-        if (opts.task == "classification" or opts.labels or self.val.labels is not None) and bool(out.shape) and out.shape[-1] > 1:
+        classes = out.shape[-1] if out.shape else 1
+        if (opts.task == "classification" or opts.labels or self.val.labels is not None) and classes > 1:
             return DecisionRule("top-1", self.task_output)
         return None
 

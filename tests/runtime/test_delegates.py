@@ -83,7 +83,8 @@ def test_delegate_that_loads_but_mismatches(bundle_dir: Path, zero_delegate: Pat
     with caplog.at_level(logging.WARNING, logger="spinal.runtime"):
         model = load_model(bundle_dir, fp32(delegate=str(zero_delegate)))
     reason = model.info.fallback_reason or ""
-    assert "runs model_fp32.tflite but its outputs do not match: not the model that was converted: golden vector 0" in reason
+    assert ("runs model_fp32.tflite but its outputs do not match: not the model that was converted: "
+            "golden vector 0") in reason
     assert "> bound 0.0001" in reason
     assert model.info.delegate == "XNNPACK"
     x = samples(1, seed=4)
