@@ -10,9 +10,10 @@ two things measured here, never from a guess:
   (onnxruntime at 1, 2 and 4 threads and without graph optimizations; LiteRT with XNNPACK at 1
   and 2 threads, with its builtin kernels and with its reference kernels; tflite-runtime), each
   through the device's own :class:`~device.runtime.model.Model`;
-- **rounding** (int8 artifacts): the int8 ONNX graph run with every activation requantization
-  moved by up to one quantization step (uniform noise in ±1 step, fresh each trial): the largest
-  output movement over the trials is what a kernel that rounds each value differently could do.
+- **rounding** (int8 artifacts): the int8 ONNX graph run with a tenth of the values at every
+  activation requantization one quantization step off (random places and signs, fresh each trial):
+  the largest output movement over the trials is what kernels that round values near an edge the
+  other way could do, at every layer at once.
 
 bound(output) = max(2 x spread, rounding, 2 x the output's quantization step, a float floor).
 The mutation tests (tests/runtime/test_parity_mutants.py) prove such bounds still catch a model
@@ -32,6 +33,11 @@ from device.manifest import Tolerance
 from device.runtime.model import Model
 
 ROUNDING_TRIALS = 16
+# Kernels that requantize differently disagree only where a value lies near a rounding edge: on the host,
+# LiteRT's builtin and reference kernels agreed on every intermediate int8 value of the reference models and
+# XNNPACK differed by one output step. A tenth of every activation one step off, at every layer at once, is
+# far beyond that, and still far below "every value off", which would excuse a retrained layer.
+FLIP_FRACTION = 0.1
 FLOAT_FLOOR = {"fp32": (1e-4, 1e-3), "fp16": (2e-3, 1e-2)}  # (atol x max(peak, 1), rtol) for float files
 
 
@@ -130,19 +136,21 @@ def measure_spread(path: Path, fmt: str, like: Model, feeds: list[dict[str, np.n
     return spread, skipped
 
 
-def noisy_requantization(qdq: Any) -> tuple[Any, int]:
-    """A copy of a QDQ ONNX model whose every activation DequantizeLinear output moves by U(-1, 1) steps.
+def noisy_requantization(qdq: Any, fraction: float = FLIP_FRACTION) -> tuple[Any, int]:
+    """A copy of a QDQ ONNX model in which, at every activation DequantizeLinear, a random ``fraction``
+    of the values is one quantization step off (up or down), fresh on every run.
 
     Returns ``(model, points)``; weights (initializer inputs) are left alone: they are the same
     bytes on every device.
     """
     import onnx
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     model = onnx.ModelProto()
     model.CopyFrom(qdq)
     constants = {i.name for i in model.graph.initializer}
     constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    model.graph.initializer.append(helper.make_tensor("__rounding_fraction", TensorProto.FLOAT, [], [fraction]))
     nodes, points = [], 0
     for node in model.graph.node:
         nodes.append(node)
@@ -150,11 +158,18 @@ def noisy_requantization(qdq: Any) -> tuple[Any, int]:
             continue
         points += 1
         out, clean, tag = node.output[0], f"{node.output[0]}__clean", f"__rounding{points}"
+        nodes += [
+            helper.make_node("RandomUniformLike", [clean], [tag + "_u"], low=0.0, high=1.0, seed=float(2 * points)),
+            helper.make_node("Less", [tag + "_u", "__rounding_fraction"], [tag + "_hit"]),
+            helper.make_node("Cast", [tag + "_hit"], [tag + "_mask"], to=TensorProto.FLOAT),
+            helper.make_node("RandomUniformLike", [clean], [tag + "_v"], low=-1.0, high=1.0,
+                             seed=float(2 * points + 1)),
+            helper.make_node("Sign", [tag + "_v"], [tag + "_sign"]),
+            helper.make_node("Mul", [tag + "_mask", tag + "_sign"], [tag + "_flip"]),
+            helper.make_node("Mul", [tag + "_flip", node.input[1]], [tag + "_step"]),
+            helper.make_node("Add", [clean, tag + "_step"], [out]),
+        ]
         node.output[0] = clean
-        nodes += [helper.make_node("RandomUniformLike", [clean], [tag + "_u"], low=-1.0, high=1.0,
-                                   seed=float(points)),
-                  helper.make_node("Mul", [tag + "_u", node.input[1]], [tag + "_step"]),
-                  helper.make_node("Add", [clean, tag + "_step"], [out])]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     onnx.checker.check_model(model)
@@ -209,7 +224,7 @@ def derive_tolerance(precision: str, golden: list[dict[str, np.ndarray]], spread
         bounds[n] = float(max(2 * widest[n], rounding.get(n, 0.0), 2 * steps.get(n, 0.0), floor, 1e-7))
     parts = [f"2 x the widest spread between this host's kernel paths ({max(widest.values(), default=0):.3g})"]
     if rounding:
-        parts.append(f"the largest movement with every int8 requantization off by up to one step "
+        parts.append(f"the largest movement with {FLIP_FRACTION:.0%} of every int8 requantization one step off "
                      f"({max(rounding.values()):.3g}, {ROUNDING_TRIALS} trials)")
     if any(steps.values()):
         parts.append(f"2 output quantization steps ({2 * max(steps.values()):.3g})")
