@@ -80,19 +80,30 @@ class SimBME280(RegisterDevice):
         self._measuring_until = 0.0
         self._pending: bytes | None = None   # a forced measurement's result, in the registers when it is done
         self._next_due = 0.0
+        self._decoded: dict[str, Any] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """ctrl_meas and config decoded (mode, osrs_t, osrs_p, t_sb, filter), cached until the next write."""
+        if self._decoded is None:
+            regs = self.regmap
+            assert regs is not None
+            ctrl, config = regs.CTRL_MEAS, regs.CONFIG
+            self._decoded = {**ctrl.decode(self.regs[ctrl.address]), **config.decode(self.regs[config.address])}
+        return self._decoded
 
     # configuration ------------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        return str(self.field("CTRL_MEAS", "mode"))
+        return str(self.settings()["mode"])
 
     def _osrs(self) -> tuple[int, int, int]:
         h = bme.oversampling_factor(self._hum_code) if self.chip == "bme280" else 0
-        return self.field("CTRL_MEAS", "osrs_t"), self.field("CTRL_MEAS", "osrs_p"), h
+        s = self.settings()
+        return s["osrs_t"], s["osrs_p"], h
 
     def _cycle_s(self) -> float:
         t, p, h = self._osrs()
-        return (bme.measurement_time_ms(t, p, h) + self.field("CONFIG", "t_sb")) / 1000.0
+        return (bme.measurement_time_ms(t, p, h) + self.settings()["t_sb"]) / 1000.0
 
     def output_rate_hz(self) -> float:
         if self.rate_hz:
@@ -110,6 +121,7 @@ class SimBME280(RegisterDevice):
                 self.power_on_reset()
             return
         writable = sum(f.mask for f in target.fields)
+        self._decoded = None
         if target.name == "CONFIG":
             if self.mode != "normal":      # "writes to the config register in normal mode may be ignored"
                 self.regs[reg] = value & writable
@@ -127,6 +139,7 @@ class SimBME280(RegisterDevice):
     def _sleep(self) -> None:
         ctrl = self.regmap.CTRL_MEAS                   # type: ignore[union-attr]
         self.regs[ctrl.address] = ctrl.encode(self.regs[ctrl.address], mode="sleep")
+        self._decoded = None
 
     def _settle(self) -> None:
         if self._pending is not None and time.monotonic() >= self._measuring_until:
@@ -166,7 +179,7 @@ class SimBME280(RegisterDevice):
         osrs_t, osrs_p, osrs_h = self._osrs()
         values = self.noisy(self.next_values(), noise_sigma(osrs_t, osrs_p, osrs_h))
         cal = self.calibration
-        coef = self.field("CONFIG", "filter")
+        coef = self.settings()["filter"]
         if osrs_t:
             adc_t = self._filtered("t", bme.encode_temperature(values["temperature"], cal), coef, osrs_t)
             t_fine = bme.t_fine_int(adc_t, cal)

@@ -129,9 +129,9 @@ class SimDevice:
         out = dict(values)
         if self.noise_scale == 0:
             return out
-        for c, s in sigma.items():
-            if c in out and s > 0:
-                out[c] += float(self._rng.normal(0.0, s * self.noise_scale))
+        names = [c for c in sigma if c in out]
+        for c, z in zip(names, self._rng.standard_normal(len(names)).tolist(), strict=True):
+            out[c] += z * sigma[c] * self.noise_scale
         return out
 
 

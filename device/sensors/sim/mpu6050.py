@@ -33,6 +33,10 @@ TEMPERATURE_NOISE_C = 0.02                   # not in the datasheet: a plausible
 ACCEL = ("accel_x", "accel_y", "accel_z")
 GYRO = ("gyro_x", "gyro_y", "gyro_z")
 R = mpu.REGISTERS
+_CONFIG_REGISTERS = frozenset(R[name].address for name in ("SMPLRT_DIV", "CONFIG", "GYRO_CONFIG", "ACCEL_CONFIG"))
+_SLEEP = (R.PWR_MGMT_1.address, R.PWR_MGMT_1["sleep"].mask)
+_INT_STATUS, _DATA_RDY = R.INT_STATUS.address, R.INT_STATUS["data_rdy_int"].mask
+_DATA, _DATA_END = R.DATA.address, R.DATA.address + R.DATA.size
 
 
 def accel_noise_ms2(bandwidth_hz: float) -> float:
@@ -83,23 +87,31 @@ class SimMPU6050(RegisterDevice):
     def power_on_reset(self) -> None:
         super().power_on_reset()
         self._last_index = -1
+        self._config: tuple[int, int, int, int] | None = None   # decoded on first use after a config write
 
     @property
     def asleep(self) -> bool:
-        return bool(self.field("PWR_MGMT_1", "sleep"))
+        return bool(self.regs[_SLEEP[0]] & _SLEEP[1])
 
     def config(self) -> tuple[int, int, int, int]:
         """(dlpf, divider, accel range g, gyro range dps) as configured."""
-        return (self.field("CONFIG", "dlpf_cfg"), self.field("SMPLRT_DIV", "divider"),
-                self.field("ACCEL_CONFIG", "afs_sel"), self.field("GYRO_CONFIG", "fs_sel"))
+        if self._config is None:
+            self._config = (self.field("CONFIG", "dlpf_cfg"), self.field("SMPLRT_DIV", "divider"),
+                            self.field("ACCEL_CONFIG", "afs_sel"), self.field("GYRO_CONFIG", "fs_sel"))
+            self._sigma = self._noise_sigma()
+        return self._config
 
     def bandwidth_hz(self) -> tuple[float, float]:
         """(accelerometer, gyroscope) bandwidth of the configured DLPF (7, reserved, counts as off)."""
-        return mpu.DLPF_BANDWIDTH_HZ.get(self.field("CONFIG", "dlpf_cfg"), mpu.DLPF_BANDWIDTH_HZ[0])
+        return mpu.DLPF_BANDWIDTH_HZ.get(self.config()[0], mpu.DLPF_BANDWIDTH_HZ[0])
 
     def noise_sigma(self) -> dict[str, float]:
         """1 σ of each channel's noise at the configured bandwidth (SI units)."""
-        bw_accel, bw_gyro = self.bandwidth_hz()
+        self.config()
+        return self._sigma
+
+    def _noise_sigma(self) -> dict[str, float]:
+        bw_accel, bw_gyro = mpu.DLPF_BANDWIDTH_HZ.get(self.field("CONFIG", "dlpf_cfg"), mpu.DLPF_BANDWIDTH_HZ[0])
         return {**{c: accel_noise_ms2(bw_accel) for c in ACCEL}, **{c: gyro_noise_rad_s(bw_gyro) for c in GYRO},
                 "temperature": TEMPERATURE_NOISE_C}
 
@@ -123,19 +135,20 @@ class SimMPU6050(RegisterDevice):
             return
         else:
             self.regs[reg] = value & 0xFF
+            if reg in _CONFIG_REGISTERS:
+                self._config = None
 
     def read_reg(self, reg: int) -> int:
         value = self.regs[reg]
-        if reg == R.INT_STATUS.address:
-            self.regs[reg] &= ~R.INT_STATUS["data_rdy_int"].mask & 0xFF   # DATA_RDY_INT clears on read
+        if reg == _INT_STATUS:
+            self.regs[reg] &= ~_DATA_RDY & 0xFF   # DATA_RDY_INT clears on read
         return value
 
     def before_read(self, pointer: int, n: int) -> None:
-        data = R.DATA
-        if self.asleep or not (R.INT_STATUS.address <= pointer < data.address + data.size):
+        if self.asleep or not (_INT_STATUS <= pointer < _DATA_END):
             return
         if self.advance == "per_read":
-            if pointer == data.address:
+            if pointer == _DATA:
                 self._sample()
         else:
             index = int((time.monotonic() - self._t0) * self.output_rate_hz())
@@ -161,5 +174,5 @@ class SimMPU6050(RegisterDevice):
                mpu.accel_from_si(v["accel_z"], accel_g), mpu.temperature_from_si(v["temperature"]),
                mpu.gyro_from_si(v["gyro_x"], gyro_dps), mpu.gyro_from_si(v["gyro_y"], gyro_dps),
                mpu.gyro_from_si(v["gyro_z"], gyro_dps))
-        self.regs[R.DATA.address:R.DATA.address + R.DATA.size] = mpu.encode_burst(*raw)
-        self.regs[R.INT_STATUS.address] |= R.INT_STATUS["data_rdy_int"].mask
+        self.regs[_DATA:_DATA_END] = mpu.encode_burst(*raw)
+        self.regs[_INT_STATUS] |= _DATA_RDY
