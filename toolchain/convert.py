@@ -56,6 +56,7 @@ from device.manifest import (  # the name and layout rules are the manifest's ow
 )
 from toolchain import report as report_mod
 from toolchain.calibration import CsvOptions, DataSet, read_dataset, read_raw, synthetic
+from toolchain.failures import InternalFailure, describe, is_internal
 from toolchain.validate import Metrics, Runner, latency_us, onnx_io, run_all, score, tolerance_for
 
 FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
@@ -203,7 +204,9 @@ def convert(opts: ConvertOptions, progress: Progress | None = None) -> ConvertRe
     progress = progress or Progress()
     wanted = _check_options(opts)
     opts.out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".spinal-convert-", dir=opts.out.parent))
+    # Absolute: TensorFlow's child process has its own working directory, and a relative --out must not
+    # depend on anybody's.
+    work = Path(tempfile.mkdtemp(prefix=".spinal-convert-", dir=opts.out.parent.resolve()))
     try:
         return _Pipeline(opts, wanted, work, progress).run()
     finally:
@@ -403,12 +406,16 @@ class _Pipeline:
                 self._make_onnx_int8()
             else:
                 self._make_tflite(key, precision)
-        except SpinalError as exc:
-            if isinstance(exc, BadInput) and not isinstance(exc, ModelFileError):
-                raise
+        except ModelFileError as exc:  # the model's reason: noted, the other artifacts go on
             self.failed[name] = {"format": fmt, "precision": precision, "reason": str(exc)}
             if not (fmt == "tflite" and self.source.tflite_blocked):
                 self.notes.append(f"{name} not produced: {exc}")
+        except InternalFailure as exc:
+            raise InternalFailure(f"{name} could not be made: {exc}") from None
+        except SpinalError:
+            raise
+        except Exception as exc:  # not the model's fault: never a bundle that silently lacks an artifact
+            raise InternalFailure(f"{name} could not be made: internal error ({describe(exc)})") from None
 
     def _gate(self, key: str, attempts: list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]],
               more: Callable[[], list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]] | None) -> None:
@@ -421,7 +428,7 @@ class _Pipeline:
             label, make = queue.pop(0)
             try:
                 path, ins, outs = make()
-            except SpinalError as exc:
+            except ModelFileError as exc:
                 tried.append({"config": label, "drop": float("nan"), "error": str(exc)})
                 continue
             metrics, runner = self._evaluate(path, FORMATS[key][0], ins, outs)
@@ -434,7 +441,9 @@ class _Pipeline:
                 extended = True
                 try:
                     queue.extend(more())
-                except Exception as exc:  # the debugger is best effort
+                except Exception as exc:  # the debugger is best effort, but not for our own failures
+                    if is_internal(exc):
+                        raise
                     self.notes.append(f"{FORMATS[key][2]}: sensitivity analysis failed ({type(exc).__name__}: {exc})")
         if best is None:
             errors = "; ".join(dict.fromkeys(t.get("error", "") for t in tried))

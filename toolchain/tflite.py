@@ -28,6 +28,7 @@ import numpy as np
 from device.errors import ModelFileError, SpinalError
 from device.manifest import ArtifactTensor, Quantization
 from toolchain.calibration import DataSet, InputSpec
+from toolchain.failures import InternalFailure, describe, is_internal
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8", "int8-io")
 DEFAULT_LAYOUTS = {3: "NCW", 4: "NCHW", 5: "NCDHW"}  # ONNX's channels-first conventions
@@ -145,8 +146,10 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
         raise ModelFileError(f"{onnx_path.name}: onnx2tf gave up (exit {exc.code}); {unsupported_hint(onnx_path)}") \
             from None
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise ModelFileError(f"{onnx_path.name}: onnx2tf failed ({type(exc).__name__}: {message}); "
+        if is_internal(exc):
+            raise InternalFailure(f"onnx2tf on {onnx_path} failed for a reason that is not the model's "
+                                  f"({describe(exc)})") from None
+        raise ModelFileError(f"{onnx_path.name}: onnx2tf failed ({describe(exc)}); "
                              f"{unsupported_hint(onnx_path, exc)}") from None
     if not (out_dir / "saved_model.pb").exists():
         raise ModelFileError(f"{onnx_path.name}: onnx2tf wrote no SavedModel; {unsupported_hint(onnx_path)}")
@@ -258,7 +261,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             command or [sys.executable, "-m", "toolchain.tflite", "--serve"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log_fh, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-            cwd=str(workdir))
+            cwd=str(workdir.resolve()))
 
     def run(self, job_path: Path, timeout_s: float) -> str:
         """Send one job and wait for its status line: ``""`` if the child died, ``"timeout"`` if it hung
@@ -307,12 +310,12 @@ def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, j
     """Run one TensorFlow job in the worker child process and return the file it wrote."""
     import json
 
-    workdir = sm.path.parent
+    workdir = sm.path.parent.resolve()  # the child works in its own cwd: every path it gets is absolute
     data_path = workdir / f"tflite-data-{calib.sha256()[:16]}.npz"
     if not data_path.exists():
         np.savez(data_path, **{f"in{i}": calib.arrays[s.name] for i, s in enumerate(inputs)})
     out = workdir / f"tflite-job-{abs(hash(json.dumps(job, sort_keys=True)))}-{len(list(workdir.iterdir()))}"
-    job = {**job, "saved_model": str(sm.path), "input_keys": sm.input_keys, "output_keys": sm.output_keys,
+    job = {**job, "saved_model": str(sm.path.resolve()), "input_keys": sm.input_keys, "output_keys": sm.output_keys,
            "producer": sm.producer, "inputs": [[s.name, list(s.shape), s.dtype] for s in inputs],
            "data": str(data_path), "out": str(out)}
     job_path = out.with_suffix(".json")
@@ -325,6 +328,9 @@ def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, j
         return out
     if status.startswith("error: "):
         raise ModelFileError(status[len("error: "):])
+    if status.startswith("internal: "):
+        raise InternalFailure(f"TensorFlow's TFLite converter failed making {what} for a reason that is not the "
+                              f"model's ({status[len('internal: '):]})")
     if status == "timeout":
         _WORKERS.pop(workdir, None)
         worker.close()
@@ -367,10 +373,13 @@ def _serve() -> int:
         try:
             _worker_job(json.loads(Path(line.strip()).read_text()))
             reply = "ok"
+        except InternalFailure as exc:
+            reply = f"internal: {exc}"
         except SpinalError as exc:
             reply = f"error: {exc}"
         except Exception as exc:
-            reply = f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            kind = "internal" if is_internal(exc) else "error"
+            reply = f"{kind}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         sys.stdout.write(reply + "\n")
         sys.stdout.flush()
     return 0

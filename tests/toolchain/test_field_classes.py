@@ -1,0 +1,111 @@
+"""Failure classes seen on real third-party models (issue 14), each with a tiny model of the same trait.
+
+Every model is built here with the onnx helper (or TensorFlow), a few nodes big, so that a conversion
+takes seconds; the TFLite cases pay for one TensorFlow child process each.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.host
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def mlp_onnx(path: Path, in_name: str = "x", out_name: str = "y", node_prefix: str = "", features: int = 6,
+             classes: int = 3, softmax: bool = False, seed: int = 0) -> Path:
+    """x[1,features] → Gemm → Relu → Gemm (→ Softmax) → y[1,classes]; names as given."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.standard_normal((features, 8)).astype(np.float32), f"{node_prefix}W1")
+    w2 = numpy_helper.from_array(rng.standard_normal((8, classes)).astype(np.float32), f"{node_prefix}W2")
+    last = "logits" if softmax else out_name
+    nodes = [helper.make_node("MatMul", [in_name, w1.name], [f"{node_prefix}h"], name=f"{node_prefix}mm1"),
+             helper.make_node("Relu", [f"{node_prefix}h"], [f"{node_prefix}r"], name=f"{node_prefix}relu"),
+             helper.make_node("MatMul", [f"{node_prefix}r", w2.name], [last], name=f"{node_prefix}mm2")]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", [last], [out_name], name=f"{node_prefix}Softmax@0", axis=-1))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(in_name, TensorProto.FLOAT, [1, features])],
+                              [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [1, classes])], [w1, w2])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def calibration(path: Path, name: str, shape: tuple[int, ...], count: int = 32, seed: int = 1) -> Path:
+    np.savez(path, **{name: np.random.default_rng(seed).standard_normal((count, *shape)).astype(np.float32)})
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# 1. A relative output path, and no artifact lost for an internal reason while the command succeeds
+
+
+def test_relative_output_path_keeps_every_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-o b.spinal` (relative) lost the int8 ONNX and every TFLite file to a chdir, yet exited 0."""
+    model = mlp_onnx(tmp_path / "mlp.onnx")
+    calibration(tmp_path / "cal.npz", "x", (6,))
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("convert", "mlp.onnx", "-o", "b.spinal", "--calibration", "cal.npz", "--max-drop", "100",
+                     "--formats", "onnx-fp32,onnx-int8,tflite-fp32,tflite-int8")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    from device.bundle import open_bundle
+
+    with open_bundle(tmp_path / "b.spinal") as bundle:
+        made = sorted(a.path for a in bundle.manifest.artifacts)
+    assert made == ["model.fp32.onnx", "model.fp32.tflite", "model.int8.onnx", "model.int8.tflite"], \
+        result.stdout
+    assert model.exists()
+    assert not list(tmp_path.glob(".spinal-convert-*"))
+
+
+def test_an_internal_failure_fails_the_command_naming_the_artifact(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing file inside the quantizer was reported as the model's fault: artifact dropped, exit 0."""
+    import onnxruntime.quantization as ortq
+
+    model = mlp_onnx(tmp_path / "mlp.onnx")
+
+    def lost(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", "augmented_model.onnx")
+
+    monkeypatch.setattr(ortq, "quantize_static", lost)
+    result = run_cli("convert", model, "-o", tmp_path / "b", "--formats", "onnx-fp32,onnx-int8")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "model.int8.onnx" in lines[0] and "FileNotFoundError" in lines[0], lines[0]
+    assert "bundle written" not in result.stdout
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_model_refusal_still_leaves_the_other_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side of the line: a quantizer that gives up on the graph drops that artifact only."""
+    import onnxruntime.quantization as ortq
+
+    model = mlp_onnx(tmp_path / "mlp.onnx")
+
+    def refuses(*args: object, **kwargs: object) -> None:
+        raise ValueError("Unsupported graph pattern at node mm1")
+
+    monkeypatch.setattr(ortq, "quantize_static", refuses)
+    result = run_cli("convert", model, "-o", tmp_path / "b", "--formats", "onnx-fp32,onnx-int8")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert [a["path"] for a in manifest["artifacts"]] == ["model.fp32.onnx"]
+    assert any("model.int8.onnx not produced" in n and "mm1" in n for n in manifest["notes"])
+
+
+def test_worker_reports_internal_failures_apart() -> None:
+    from toolchain.failures import InternalFailure, is_internal
+
+    assert is_internal(FileNotFoundError(2, "No such file or directory"))
+    assert is_internal(RuntimeError("[ONNXRuntimeError] : 3 : NO_SUCHFILE : Load model from m.onnx failed"))
+    assert is_internal(InternalFailure("x"))
+    assert not is_internal(ValueError("in user code:"))
