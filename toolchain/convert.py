@@ -502,15 +502,21 @@ class _Pipeline:
         self._gate("onnx-int8", [attempt(c) for c in remedies], sensitive)
 
     def _saved_model(self) -> Any:
+        if getattr(self, "_sm_error", None) is not None:  # onnx2tf failed once: it fails the same for every format
+            raise ModelFileError(str(self._sm_error))
         if getattr(self, "_sm", None) is None:
             from toolchain.tflite import keras_saved_model, onnx_to_saved_model
 
             if self.source.tflite_blocked:
                 raise ModelFileError(self.source.tflite_blocked)
-            if self.source.saved_model is not None:
-                self._sm = keras_saved_model(self.source.saved_model, self.inputs, self.outputs)
-            else:
-                self._sm = onnx_to_saved_model(self.source.onnx_path, self.work, self.inputs, self.outputs)
+            try:
+                if self.source.saved_model is not None:
+                    self._sm = keras_saved_model(self.source.saved_model, self.inputs, self.outputs)
+                else:
+                    self._sm = onnx_to_saved_model(self.source.onnx_path, self.work, self.inputs, self.outputs)
+            except ModelFileError as exc:
+                self._sm_error = exc
+                raise
         return self._sm
 
     def _make_tflite(self, key: str, precision: str) -> None:

@@ -109,3 +109,47 @@ def test_worker_reports_internal_failures_apart() -> None:
     assert is_internal(RuntimeError("[ONNXRuntimeError] : 3 : NO_SUCHFILE : Load model from m.onnx failed"))
     assert is_internal(InternalFailure("x"))
     assert not is_internal(ValueError("in user code:"))
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Names onnx2tf rewrites or TensorFlow rejects
+
+
+def awkward_names_onnx(path: Path) -> Path:
+    """PyTorch's default input name, a node and output named `Softmax@0`, a JSON-like output name, and a
+    4-D input whose layout onnx2tf keeps only when it matches the input's name."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((48, 5)).astype(np.float32), "onnx::MatMul_7")
+    conv_w = numpy_helper.from_array(rng.standard_normal((4, 2, 1, 1)).astype(np.float32), "conv.weight")
+    nodes = [
+        helper.make_node("Conv", ["onnx::Flatten_0", "conv.weight"], ["/conv/Conv_output_0"], name="/conv/Conv"),
+        helper.make_node("Flatten", ["/conv/Conv_output_0"], ["/Flatten_output_0"], name="/Flatten", axis=1),
+        helper.make_node("MatMul", ["/Flatten_output_0", "onnx::MatMul_7"], ["logits:0"], name="/fc/MatMul"),
+        helper.make_node("Softmax", ["logits:0"], ["Softmax@0"], name="Softmax@0", axis=-1),
+        helper.make_node("Identity", ["logits:0"], ['{"head": "raw"}'], name='{"node": 1}'),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("onnx::Flatten_0", TensorProto.FLOAT, [1, 2, 3, 4])],
+        [helper.make_tensor_value_info("Softmax@0", TensorProto.FLOAT, [1, 5]),
+         helper.make_tensor_value_info('{"head": "raw"}', TensorProto.FLOAT, [1, 5])], [w, conv_w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_names_onnx2tf_rewrites_or_tensorflow_rejects(tmp_path: Path) -> None:
+    """`onnx::Flatten_0` lost its kept shape (cosine 0.29); `Softmax@0` and JSON-like names broke onnx2tf."""
+    model = awkward_names_onnx(tmp_path / "names.onnx")
+    calibration(tmp_path / "cal.npz", "onnx::Flatten_0", (2, 3, 4))
+    result = run_cli("convert", model, "-o", tmp_path / "b", "--calibration", tmp_path / "cal.npz",
+                     "--formats", "onnx-fp32,tflite-fp32", "--max-drop", "0.1", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert [a["path"] for a in manifest["artifacts"]] == ["model.fp32.onnx", "model.fp32.tflite"], manifest["notes"]
+    assert [t["name"] for t in manifest["inputs"]] == ["onnx::Flatten_0"]
+    assert [t["name"] for t in manifest["outputs"]] == ["Softmax@0", '{"head": "raw"}']
+    tfl = manifest["artifacts"][1]
+    assert tfl["inputs"][0]["shape"] == [1, 2, 3, 4]  # kept as ONNX has it
+    report = manifest["report"]["artifacts"]["model.fp32.tflite"]
+    assert report["drop"] <= 0.1, report
+    verify = run_cli("verify", tmp_path / "b")
+    assert verify.exit_code == 0, verify.stdout + verify.stderr
