@@ -208,7 +208,8 @@ class Manifest:
 
 def _prune(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _prune(v) for k, v in value.items() if v is not None and v != () and v != []}
+        # A shape is kept even when empty: () is a rank-0 (scalar) tensor, not a missing value.
+        return {k: _prune(v) for k, v in value.items() if v is not None and (k == "shape" or (v != () and v != []))}
     if isinstance(value, list | tuple):
         return [_prune(v) for v in value]
     return value
@@ -301,9 +302,7 @@ class _Reader:
         )
 
     def shape(self, key: str) -> tuple[int, ...]:
-        items = self.array(key)
-        if not items:
-            self.fail("expected at least one dimension", key)
+        items = self.array(key)  # [] is a rank-0 (scalar) tensor
         for i, dim in enumerate(items):
             if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
                 self.fail(f"dimensions must be positive integers, got {dim!r}", f"{key}[{i}]")

@@ -43,7 +43,7 @@ class InputSpec:
 
     def batch(self, sample: np.ndarray) -> np.ndarray:
         """One sample shaped the way the model takes it (a batch of one)."""
-        return sample.reshape(self.shape)
+        return np.asarray(sample).reshape(self.shape)  # a rank-0 input's sample is a NumPy scalar
 
 
 @dataclass

@@ -575,6 +575,8 @@ def describe_tflite(content: bytes, sm: SavedModel, inputs: tuple[InputSpec, ...
     def one(spec: InputSpec, key: str, sig: dict[str, Any]) -> ArtifactTensor:
         d = details[sig[key]["index"]] if sig[key].get("index") in details else sig[key]
         shape = tuple(int(x) for x in d["shape"])
+        if spec.shape == () and len(shape) == 1 and shape[0] in (1, -1):
+            shape = (1,)  # onnx2tf holds an ONNX scalar as one element; the runtime adapter reshapes it
         if tuple(shape) != tuple(spec.shape) and logical_layouts.get(spec.name) is None:
             # The file holds this tensor permuted (onnx2tf's channels-last): give the logical side
             # ONNX's channels-first names so the permutation can be recorded and undone.

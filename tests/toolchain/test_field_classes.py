@@ -153,3 +153,44 @@ def test_names_onnx2tf_rewrites_or_tensorflow_rejects(tmp_path: Path) -> None:
     assert report["drop"] <= 0.1, report
     verify = run_cli("verify", tmp_path / "b")
     assert verify.exit_code == 0, verify.stdout + verify.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Rank-0 (scalar) inputs
+
+
+def scalar_input_onnx(path: Path) -> Path:
+    """y = (x @ W) * gain, with `gain` a rank-0 input (a VAD's sample rate is one)."""
+    w = numpy_helper.from_array(np.random.default_rng(4).standard_normal((4, 3)).astype(np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"), helper.make_node("Mul", ["h", "gain"], ["y"],
+                                                                                    name="scale")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+              helper.make_tensor_value_info("gain", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_scalar_input_round_trips_manifest_runtime_and_golden(tmp_path: Path) -> None:
+    """`inputs[1].shape: missing (required)` after the whole conversion: the manifest dropped `()`."""
+    model = scalar_input_onnx(tmp_path / "scalar.onnx")
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "cal.npz", x=rng.standard_normal((16, 4)).astype(np.float32),
+             gain=rng.uniform(0.5, 2.0, 16).astype(np.float32))
+    result = run_cli("convert", model, "-o", tmp_path / "b", "--calibration", tmp_path / "cal.npz",
+                     "--formats", "onnx-fp32,onnx-int8,tflite-fp32", "--max-drop", "100")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["inputs"][1]["shape"] == [], manifest["inputs"]
+    assert len(manifest["artifacts"]) == 3, manifest["notes"]
+    with np.load(tmp_path / "b" / "golden.npz") as golden:
+        assert golden["input/gain"].shape == (8,)
+    verify = run_cli("verify", tmp_path / "b")
+    assert verify.exit_code == 0, verify.stdout + verify.stderr
+    from device.runtime.select import load_model
+
+    with load_model(tmp_path / "b") as loaded:
+        out = loaded.run({"x": np.ones((1, 4), np.float32), "gain": np.asarray(2.0, np.float32)})
+    w = numpy_helper.to_array(onnx.load(str(model)).graph.initializer[0])
+    np.testing.assert_allclose(out["y"], np.ones((1, 4)) @ w * 2.0, rtol=0.05, atol=0.05)
