@@ -55,7 +55,7 @@ def _root(
 def _model_info_dict(info: ModelInfo) -> dict[str, Any]:
     return {
         "path": info.path, "format": info.format, "bytes": info.bytes, "sha256": info.sha256,
-        "quantized": info.quantized,
+        "quantized": info.quantized, "precision": info.precision,
         "inputs": [vars(t) for t in info.inputs], "outputs": [vars(t) for t in info.outputs],
         "ops": info.ops, "details": info.details,
     }
@@ -84,8 +84,8 @@ def _ops_line(ops: dict[str, int]) -> str:
 
 
 def _print_model(info: ModelInfo) -> None:
-    console.print(f"[bold]{info.path}[/]  {info.format}, {info.bytes:,} bytes, sha256 {info.sha256[:16]}…"
-                  f"{', quantized' if info.quantized else ''}")
+    console.print(f"[bold]{info.path}[/]  {info.format}, {info.bytes:,} bytes, sha256 {info.sha256[:16]}…, "
+                  f"precision {info.precision}{' (quantized)' if info.quantized else ''}")
     console.print(_tensor_table("tensors", info))
     console.print(_ops_line(info.ops))
     if info.details:
@@ -186,6 +186,9 @@ def verify(
                               "be valid.")] = None,
     require_signature: Annotated[bool, typer.Option(
         "--require-signature", help="Refuse a bundle that is not signed by a trusted key.")] = False,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="A plain file's input shape, NAME=1,3,224,224 (repeat per input): the size of its "
+                              "dynamic axes (default 1).")] = None,
 ) -> None:
     """Check a bundle's integrity (every file's size and sha256) and golden parity per artifact and runtime.
 
@@ -193,9 +196,12 @@ def verify(
     out, 1 when outputs do not match the golden vectors (max error and tolerance shown), 2 when the
     bundle or file is corrupt or tampered with.
     """
-    from device.runtime.checks import bundle_parity, file_smoke
+    from device.runtime.checks import bundle_parity, file_smoke, parse_input_shapes
 
     checks: list[dict[str, Any]] = []
+    shapes = parse_input_shapes(input_shape)
+    if shapes and is_bundle_path(path):
+        raise BadInput(f"{path}: --input-shape is for plain model files; a bundle's shapes are in its manifest")
     if is_bundle_path(path):
         trusted = [load_public_key(p) for p in trusted_key or []]
         with open_bundle(path, trusted_keys=trusted, require_signature=require_signature) as bundle:
@@ -213,7 +219,7 @@ def verify(
     else:
         info = inspect_model_file(path)
         checks.append({"check": "model file", "ok": True, "detail": f"{info.format}, {info.bytes} bytes"})
-        checks += file_smoke(path, runtime, delegate)
+        checks += file_smoke(path, runtime, delegate, input_shapes=shapes)
         kind = "model"
     ok = all(c["ok"] is not False for c in checks)
     if json_out:
