@@ -119,7 +119,10 @@ def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
         "classification": f"classes: {', '.join(task.labels)} ({task.activation or 'scores'})",
         "regression": f"targets: {', '.join(task.targets)} [{', '.join(task.units)}]",
         "anomaly": f"anomaly score ({task.score or 'score'}), threshold {task.threshold}",
-    }[task.kind]
+        "score": f"score ({task.score or 'score'})"
+                 f"{', threshold ' + str(task.threshold) if task.threshold is not None else ''}",
+        "features": "a feature vector (no decision on the device)",
+    }.get(task.kind, "")
     console.print(f"task: {task.kind} on output {task.output!r}; {meaning}")
     art_table = Table(title="artifacts", title_justify="left")
     for col in ("path", "format", "precision", "bytes", "input dtype", "ops", "metrics"):
@@ -272,14 +275,16 @@ def convert(
     golden: Annotated[int, typer.Option(help="How many golden vectors the bundle carries.")] = 8,
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name).")] = None,
     description: Annotated[str, typer.Option(help="One line describing the model.")] = "",
-    task: Annotated[str | None, typer.Option(help="classification, regression or anomaly.")] = None,
+    task: Annotated[str | None, typer.Option(help="classification, regression, anomaly, score (one value; "
+                                                  "--threshold optional) or features (default: guessed).")] = None,
     task_output: Annotated[str | None, typer.Option(help="Which output the task reads (default: the first "
                                                          "float output with several values).")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma list of class names.")] = None,
     activation: Annotated[str | None, typer.Option(help="logits or probabilities (default: guessed).")] = None,
     targets: Annotated[str | None, typer.Option(help="Comma list of regression target names.")] = None,
     units: Annotated[str | None, typer.Option(help="Comma list of the targets' units.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Anomaly score threshold.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Score or anomaly threshold (above it: a detection).")]
+    = None,
     channels: Annotated[str | None, typer.Option(help="Comma list of sensor channels, e.g. "
                                                       "imu.accel_x,imu.accel_y.")] = None,
     channel_units: Annotated[str | None, typer.Option(help="Comma list of the channels' SI units, e.g. "

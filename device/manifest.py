@@ -28,11 +28,11 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 ArtifactFormat = Literal["onnx", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8-io"]
-TaskKind = Literal["classification", "regression", "anomaly"]
+TaskKind = Literal["classification", "regression", "anomaly", "score", "features"]
 
 ARTIFACT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-io")
-TASK_KINDS: tuple[str, ...] = ("classification", "regression", "anomaly")
+TASK_KINDS: tuple[str, ...] = ("classification", "regression", "anomaly", "score", "features")
 DTYPES: tuple[str, ...] = (
     "float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
 )
@@ -119,6 +119,10 @@ class Task:
       the model emits ``logits`` (softmax to apply) or ``probabilities``.
     - ``regression``: ``targets`` name the values and ``units`` give their SI units.
     - ``anomaly``: the output is a score; above ``threshold`` is anomalous.
+    - ``score``: the output is one score (a detector's probability); with a ``threshold``, above it is
+      a detection.
+    - ``features``: the output is a vector for another model or the host (a mel spectrogram, an
+      embedding): no decision is made on the device.
     """
 
     kind: str

@@ -67,7 +67,7 @@ FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
     "tflite-int8": ("tflite", "int8", "model.int8.tflite"),
     "tflite-int8-io": ("tflite", "int8-io", "model.int8-io.tflite"),
 }
-TASKS = ("classification", "regression", "anomaly")
+TASKS = ("classification", "regression", "anomaly", "score", "features")
 DROP_MEANING = {
     "accuracy": "top-1 accuracy points lost against fp32",
     "regression": "MAE increase in percent of fp32's MAE",
@@ -161,6 +161,8 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
         raise BadInput(f"--activation {opts.activation!r}: choose logits or probabilities")
     if opts.task == "anomaly" and opts.threshold is None:
         raise BadInput("--task anomaly needs --threshold")
+    if opts.threshold is not None and opts.task in ("classification", "regression", "features"):
+        raise BadInput(f"--threshold has no meaning for --task {opts.task} (it is for score and anomaly)")
     if not (math.isfinite(opts.max_drop) and opts.max_drop >= 0):
         raise BadInput(f"--max-drop must be a number >= 0, got {opts.max_drop}")
     if opts.threshold is not None and not math.isfinite(opts.threshold):
@@ -575,10 +577,9 @@ class _Pipeline:
     def _task(self) -> Task:
         opts = self.opts
         out = next(o for o in self.outputs if o.name == self.task_output)
-        kind = opts.task or ("classification" if opts.labels or self.val.labels is not None else
-                             "regression" if opts.targets or self.val.targets is not None else
-                             "anomaly" if opts.threshold is not None else
-                             "classification" if out.shape and out.shape[-1] > 1 else "regression")
+        kind = opts.task or self._guess_task(out)
+        if kind == "features":
+            return Task(kind="features", output=out.name)
         if kind == "classification":
             labels = opts.labels
             classes = out.shape[-1] if out.shape else 1
@@ -598,12 +599,45 @@ class _Pipeline:
                 raise BadInput(f"--units gives {len(opts.units)} units but output {out.name!r} holds {size} "
                                f"value(s) (give 1 or {size})")
             return Task(kind="regression", output=out.name, targets=opts.targets, units=opts.units)
+        if kind == "score":
+            if size != 1:
+                raise BadInput(f"--task score needs an output with one score, but {out.name!r} has shape "
+                               f"{list(out.shape)}; pick it with --task-output")
+            return Task(kind="score", output=out.name, threshold=opts.threshold, score=out.name)
         if opts.threshold is None:
             raise BadInput("--task anomaly needs --threshold")
         if size != 1:
             raise BadInput(f"--task anomaly needs an output with one score, but {out.name!r} has shape "
                            f"{list(out.shape)}; pick it with --task-output")
         return Task(kind="anomaly", output=out.name, threshold=opts.threshold, score=out.name)
+
+    def _guess_task(self, out: Any) -> str:
+        """The task when ``--task`` is not given, guessed conservatively and said in a note.
+
+        Labels (given or in the validation data) mean classification, targets regression, a threshold
+        anomaly. Otherwise the reference outputs decide: one value in [0, 1] is a ``score``, one other
+        value ``regression``; several values are ``classification`` only when they are probabilities
+        (each row in [0, 1], summing to 1): a mel extractor or an embedding is ``features``, not a
+        32- or 96-class classifier.
+        """
+        opts = self.opts
+        if opts.labels or self.val.labels is not None:
+            return "classification"
+        if opts.targets or self.val.targets is not None:
+            return "regression"
+        if opts.threshold is not None:
+            return "anomaly"
+        values = self.ref[out.name].reshape(self.val.count, -1).astype(np.float64)
+        in_unit = bool(np.all(values >= -1e-6) and np.all(values <= 1 + 1e-6))
+        if values.shape[1] == 1:
+            kind = "score" if in_unit else "regression"
+        elif in_unit and np.allclose(values.sum(axis=1), 1.0, atol=1e-3):
+            kind = "classification"
+        else:
+            kind = "features"
+        self.notes.append(f"task guessed from the outputs: {kind} on {out.name!r} (say --task "
+                          f"{'|'.join(TASKS)} to override)")
+        return kind
 
     def _guess_activation(self) -> str:
         values = self.ref[self.task_output].reshape(self.val.count, -1).astype(np.float64)

@@ -194,3 +194,48 @@ def test_scalar_input_round_trips_manifest_runtime_and_golden(tmp_path: Path) ->
         out = loaded.run({"x": np.ones((1, 4), np.float32), "gain": np.asarray(2.0, np.float32)})
     w = numpy_helper.to_array(onnx.load(str(model)).graph.initializer[0])
     np.testing.assert_allclose(out["y"], np.ones((1, 4)) @ w * 2.0, rtol=0.05, atol=0.05)
+
+
+# --------------------------------------------------------------------------------------------
+# 7. The task: said with --task, guessed conservatively
+
+
+def sigmoid_onnx(path: Path) -> Path:
+    w = numpy_helper.from_array(np.random.default_rng(6).standard_normal((6, 1)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["z"], name="mm"), helper.make_node("Sigmoid", ["z"], ["p"],
+                                                                                    name="sig")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 1])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def task_of(tmp_path: Path, model: Path, *extra: str) -> dict:
+    out = tmp_path / f"b{len(list(tmp_path.iterdir()))}"
+    result = run_cli("convert", model, "-o", out, "--formats", "onnx-fp32", *extra)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_task_is_guessed_conservatively_and_can_be_said(tmp_path: Path) -> None:
+    """A mel extractor became a 32-class classifier, an embedding a 96-class one, a detector `regression`."""
+    mel = mlp_onnx(tmp_path / "mel.onnx", classes=32)  # 32 unbounded values: features, not 32 classes
+    manifest = task_of(tmp_path, mel)
+    assert manifest["task"] == {"kind": "features", "output": "y"}
+    assert any("task guessed from the outputs: features" in n for n in manifest["notes"])
+    probs = mlp_onnx(tmp_path / "probs.onnx", classes=4, softmax=True)  # probabilities: a classifier
+    manifest = task_of(tmp_path, probs)
+    assert manifest["task"]["kind"] == "classification" and manifest["task"]["activation"] == "probabilities"
+    detector = sigmoid_onnx(tmp_path / "det.onnx")
+    assert task_of(tmp_path, detector)["task"] == {"kind": "score", "output": "p", "score": "p"}
+    said = task_of(tmp_path, detector, "--task", "score", "--threshold", "0.5")
+    assert said["task"] == {"kind": "score", "output": "p", "threshold": 0.5, "score": "p"}
+    assert task_of(tmp_path, mel, "--task", "classification", "--labels",
+                   ",".join(f"c{i}" for i in range(32)))["task"]["kind"] == "classification"
+    bad = run_cli("convert", mel, "-o", tmp_path / "x", "--task", "features", "--threshold", "1")
+    assert bad.exit_code == 2 and "--threshold has no meaning for --task features" in bad.stderr
+    wrong = run_cli("convert", mel, "-o", tmp_path / "x", "--task", "score", "--formats", "onnx-fp32")
+    assert wrong.exit_code == 2 and "--task score needs an output with one score" in wrong.stderr, wrong.stderr
+    unknown = run_cli("convert", mel, "-o", tmp_path / "x", "--task", "embedding")
+    assert unknown.exit_code == 2 and "features" in unknown.stderr
