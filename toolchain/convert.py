@@ -522,19 +522,41 @@ class _Pipeline:
         return self._sm
 
     def _make_tflite(self, key: str, precision: str) -> None:
+        import hashlib
+
         from toolchain.tflite import TfliteOptions, convert_saved_model, describe_tflite, sensitive_tf_nodes
 
         sm = self._saved_model()
         counter = iter(range(1000))
+        made: dict[str, str] = {}  # sha256 of a file made -> the attempt that made it
+        seen: set[Any] = set()  # configurations already queued
+        by_label: dict[str, Any] = {}
 
         def attempt(options: TfliteOptions, label: str) -> tuple[str, Callable[[], tuple[Path, tuple, tuple]]]:
+            by_label[label] = options
+
             def make() -> tuple[Path, tuple, tuple]:
                 content = convert_saved_model(sm, precision, self.inputs, self.calib, options)
+                digest = hashlib.sha256(content).hexdigest()
+                if digest in made:  # e.g. a denylist that changed nothing: the same file is not judged twice
+                    raise ModelFileError(f"made the same file as {made[digest]!r} (not evaluated again)")
+                made[digest] = label
                 out = self.work / f"{key}-{next(counter)}.tflite"
                 out.write_bytes(content)
                 ins, outs = describe_tflite(content, sm, self.inputs, self.outputs, self.layouts)
                 return out, ins, outs
             return label, make
+
+        def unique(items: list[tuple[TfliteOptions, str]]) -> list[tuple[str, Callable[[], tuple[Path, tuple,
+                                                                                                  tuple]]]]:
+            out = []
+            for options, label in items:
+                config = TfliteOptions(per_channel=options.per_channel,
+                                       denylist=tuple(sorted(set(options.denylist))))
+                if config not in seen:
+                    seen.add(config)
+                    out.append(attempt(options, label))
+            return out
 
         if precision in ("fp32", "fp16"):
             _, make = attempt(TfliteOptions(), precision)
@@ -542,19 +564,31 @@ class _Pipeline:
             metrics, runner = self._evaluate(path, "tflite", ins, outs)
             self._record(key, path, ins, outs, metrics, runner, {})
             return
+        chosen = getattr(self, "_tflite_int8_choice", None)
+        if precision == "int8-io" and chosen is not None:  # the same kernels as int8: its search decided already
+            options, label = chosen
+            self._gate(key, [attempt(options, f"{label} (chosen for model.int8.tflite)")], None)
+            return
         base = TfliteOptions(per_channel=self.opts.per_channel)
-        tries = [attempt(base, "per-channel" if base.per_channel else "per-tensor")]
+        items = [(base, "per-channel" if base.per_channel else "per-tensor")]
         if self.opts.remedies:
-            tries.append(attempt(TfliteOptions(per_channel=not base.per_channel),
-                                 "per-tensor" if base.per_channel else "per-channel"))
+            items.append((TfliteOptions(per_channel=not base.per_channel),
+                          "per-tensor" if base.per_channel else "per-channel"))
 
         def sensitive() -> list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]:
-            ranked = sensitive_tf_nodes(sm, self.inputs, self.calib)
-            return [attempt(TfliteOptions(per_channel=base.per_channel, denylist=tuple(ranked[:k])),
+            if getattr(self, "_tf_ranked", None) is None:  # one debugger run serves int8 and int8-io
+                self._tf_ranked = list(dict.fromkeys(sensitive_tf_nodes(sm, self.inputs, self.calib)))
+            ranked = self._tf_ranked
+            return unique([(TfliteOptions(per_channel=base.per_channel, denylist=tuple(ranked[:k])),
                             f"{'per-channel' if base.per_channel else 'per-tensor'}, {k} node(s) kept in float "
-                            f"({', '.join(ranked[:k])})") for k in (1, 2, 4) if k <= len(ranked)]
+                            f"({', '.join(ranked[:k])})") for k in (1, 2, 4) if k <= len(ranked)])
 
-        self._gate(key, tries, sensitive)
+        self._gate(key, unique(items), sensitive)
+        name = FORMATS[key][2]
+        entry = self.shipped[key]["entry"] if key in self.shipped else self.rejected.get(name, {})
+        label = entry.get("quantization")
+        if precision == "int8" and label in by_label:
+            self._tflite_int8_choice = (by_label[label], label)
 
     # ---- bundle
 

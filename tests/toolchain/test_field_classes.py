@@ -239,3 +239,53 @@ def test_task_is_guessed_conservatively_and_can_be_said(tmp_path: Path) -> None:
     assert wrong.exit_code == 2 and "--task score needs an output with one score" in wrong.stderr, wrong.stderr
     unknown = run_cli("convert", mel, "-o", tmp_path / "x", "--task", "embedding")
     assert unknown.exit_code == 2 and "features" in unknown.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Wasted time: identical attempts, int8-io's repeated search, onnx2tf failing once per format
+
+
+def test_no_attempt_is_repeated_and_int8_io_reuses_int8s_choice(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TFLite remedies made identical files three times, then int8-io searched all over again."""
+    import toolchain.tflite as tfl
+    from toolchain.convert import ConvertOptions, convert
+
+    calls = []
+
+    def ranked(*args: object, **kwargs: object) -> list[str]:
+        calls.append(1)
+        return ["no_such_node", "no_such_node", "nor_this_one"]  # a denylist that changes nothing
+
+    monkeypatch.setattr(tfl, "sensitive_tf_nodes", ranked)
+    model = mlp_onnx(tmp_path / "mlp.onnx")
+    calibration(tmp_path / "cal.npz", "x", (6,))
+    res = convert(ConvertOptions(model=str(model), out=tmp_path / "b", calibration=tmp_path / "cal.npz",
+                                 max_drop=0.0, formats=("onnx-fp32", "tflite-int8", "tflite-int8-io"),
+                                 latency_runs=2))
+    entries = {**res.report["rejected"], **res.report["artifacts"]}
+    int8 = [a["config"] for a in entries["model.int8.tflite"]["attempts"]]
+    assert len(int8) == len(set(int8)) == 4, int8  # per-channel, per-tensor, 1 and 2 node(s) kept in float
+    same = [a for a in entries["model.int8.tflite"]["attempts"] if "made the same file" in a.get("error", "")]
+    assert len(same) == 1 and "1 node(s) kept in float" in same[0]["error"], int8
+    io = entries["model.int8-io.tflite"]
+    assert "chosen for model.int8.tflite" in io["quantization"] and not io.get("attempts"), io
+    assert len(calls) == 1
+
+
+def test_a_failing_onnx2tf_runs_once_for_every_tflite_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import toolchain.tflite as tfl
+    from device.errors import ModelFileError
+    from toolchain.convert import ConvertOptions, convert
+
+    calls = []
+
+    def fails(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise ModelFileError("mlp.onnx: onnx2tf failed (ValueError: in user code:)")
+
+    monkeypatch.setattr(tfl, "onnx_to_saved_model", fails)
+    model = mlp_onnx(tmp_path / "mlp.onnx")
+    res = convert(ConvertOptions(model=str(model), out=tmp_path / "b", latency_runs=2))
+    assert [a.path for a in res.manifest.artifacts] == ["model.fp32.onnx", "model.int8.onnx"]
+    assert len(res.report["failed"]) == 4 and len(calls) == 1
