@@ -324,6 +324,17 @@ def _inspect_tflite(path: Path, sha256: str, size: int, runtime: str | None = No
         inputs = [tensor(d) for d in interp.get_input_details()]
         outputs = [tensor(d) for d in interp.get_output_details()]
         signatures = sorted(interp.get_signature_list())
+        # The one signature's keys name the tensors the way the model's author did ("x", "output_0") where the
+        # tensor names are the converter's ("serving_default_x:0", "StatefulPartitionedCall:0").
+        keys: dict[str, str] = {}
+        with contextlib.suppress(AttributeError, RuntimeError, ValueError, KeyError):
+            full = interp._get_full_signature_list()
+            if len(full) == 1:
+                by_index = {d["index"]: d["name"] for d in interp.get_input_details() + interp.get_output_details()}
+                for side in ("inputs", "outputs"):
+                    for key, index in next(iter(full.values()))[side].items():
+                        if index in by_index:
+                            keys[by_index[index]] = key
         ops: Counter[str] = Counter()
         with contextlib.suppress(AttributeError, RuntimeError, ValueError):  # a private API; absent in some versions
             ops.update(op["op_name"] for op in interp._get_ops_details())  # before a delegate rewrites the graph
@@ -337,7 +348,8 @@ def _inspect_tflite(path: Path, sha256: str, size: int, runtime: str | None = No
     return ModelInfo(
         path=str(path), format="tflite", bytes=size, sha256=sha256, inputs=inputs, outputs=outputs,
         ops=dict(ops.most_common()),
-        details={"runtime": runtime, "signatures": signatures, "tensor_dtypes": tensor_dtypes},
+        details={"runtime": runtime, "signatures": signatures, "tensor_dtypes": tensor_dtypes,
+                 "signature_keys": keys},
     )
 
 

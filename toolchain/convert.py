@@ -249,6 +249,10 @@ class _Pipeline:
 
         t_start = time.perf_counter()
         opts = self.opts
+        from toolchain.as_is import as_is_kind
+
+        if as_is_kind(opts.model) is not None:
+            return self._run_as_is(t_start)
         steps = 4 + len(self.wanted)
         self.progress.start(steps)
         hints = {}
@@ -291,6 +295,43 @@ class _Pipeline:
             raise CheckFailed("no artifact passed; " + "; ".join(reasons))
         report = self._timed("bundle", lambda: self._bundle(time.perf_counter() - t_start))
         return report
+
+    def _run_as_is(self, t_start: float) -> ConvertResult:
+        """A .tflite file or an already-quantized .onnx: one artifact, the file itself (see toolchain.as_is)."""
+        from toolchain.as_is import as_is_kind, prepare_onnx, prepare_tflite
+        from toolchain.sources import SourceModel
+
+        opts = self.opts
+        path = Path(opts.model)
+        files = {k: v[2] for k, v in FORMATS.items()}
+        self.progress.start(5)
+        hints = {}
+        if opts.calibration is not None and opts.calibration.suffix in (".npz", ".npy"):
+            hints = {k: tuple(v.shape) for k, v in read_raw(opts.calibration).items()}
+        if as_is_kind(opts.model) == "tflite":
+            made = self._timed("read model", lambda: prepare_tflite(path, self.work, files, opts.input_shapes))
+        else:
+            made = self._timed("read model", lambda: prepare_onnx(path, self.work, files, opts.input_shapes, hints))
+        if opts.formats and set(opts.formats) != {made.key}:
+            raise BadInput(f"{path}: is bundled as it is ({made.key}); --formats cannot make "
+                           f"{', '.join(k for k in opts.formats if k != made.key)} from it (convert the source model "
+                           "for those)")
+        self.wanted = (made.key,)
+        self.notes += made.notes
+        self.source = SourceModel(kind=f"{FORMATS[made.key][0]} (as is)", onnx_path=made.path)
+        self.source_parity = None
+        self.inputs, self.outputs = made.inputs, made.outputs
+        self.layouts = self._logical_layouts()
+        self.calib, self.val = self._timed("read data", self._read_data)
+        fmt = FORMATS[made.key][0]
+        runner = Runner(made.path, fmt, made.art_inputs, made.art_outputs, self.inputs, self.outputs, self.layouts)
+        self.ref = self._timed("reference outputs", lambda: run_all(runner, self.val, self.inputs))
+        self.task_output = self._task_output()
+        self.baseline = score(self.ref, self.ref, self.val, self.task_output, None)
+        self.drop_kind = self.baseline.kind
+        metrics = score(self.ref, self.ref, self.val, self.task_output, self.baseline)
+        self._record(made.key, made.path, made.art_inputs, made.art_outputs, metrics, runner, {"as_is": True})
+        return self._timed("bundle", lambda: self._bundle(time.perf_counter() - t_start))
 
     # ---- data
 

@@ -289,3 +289,36 @@ def test_a_failing_onnx2tf_runs_once_for_every_tflite_format(tmp_path: Path, mon
     res = convert(ConvertOptions(model=str(model), out=tmp_path / "b", latency_runs=2))
     assert [a.path for a in res.manifest.artifacts] == ["model.fp32.onnx", "model.int8.onnx"]
     assert len(res.report["failed"]) == 4 and len(calls) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# 9. A file the user already has: bundled as it is
+
+
+def test_a_tflite_file_and_a_quantized_onnx_are_bundled_as_they_are(tmp_path: Path) -> None:
+    """`spinal convert x.tflite` (or an already-quantized .onnx) said "unknown model type"."""
+    from device.bundle import file_digest
+    from toolchain.convert import ConvertOptions, convert
+
+    model = mlp_onnx(tmp_path / "mlp.onnx")
+    calibration(tmp_path / "cal.npz", "x", (6,))
+    made = convert(ConvertOptions(model=str(model), out=tmp_path / "made", calibration=tmp_path / "cal.npz",
+                                  max_drop=100, formats=("onnx-int8", "tflite-int8-io"), latency_runs=2))
+    assert {a.path for a in made.manifest.artifacts} == {"model.int8.onnx", "model.int8-io.tflite"}
+    for name, key in (("model.int8-io.tflite", "tflite-int8-io"), ("model.int8.onnx", "onnx-int8")):
+        theirs = tmp_path / f"theirs-{name}"
+        theirs.write_bytes((tmp_path / "made" / name).read_bytes())
+        out = tmp_path / f"as-is-{key}"
+        result = run_cli("convert", theirs, "-o", out, "--calibration", tmp_path / "cal.npz")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        manifest = json.loads((out / "manifest.json").read_text())
+        (art,) = manifest["artifacts"]
+        assert art["path"] == name and art["precision"] == key.split("-", 1)[1]
+        assert file_digest(out / name)[0] == file_digest(theirs)[0]  # not re-converted, not re-quantized
+        assert any("as it is" in n for n in manifest["notes"]), manifest["notes"]
+        assert manifest["inputs"][0]["dtype"] == "float32"  # int8 I/O: float on the logical side
+        verify = run_cli("verify", out)
+        assert verify.exit_code == 0, verify.stdout + verify.stderr
+    refused = run_cli("convert", tmp_path / "theirs-model.int8.onnx", "-o", tmp_path / "x", "--formats",
+                      "onnx-int8,tflite-fp32")
+    assert refused.exit_code == 2 and "bundled as it is (onnx-int8)" in refused.stderr, refused.stderr
