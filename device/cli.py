@@ -265,6 +265,8 @@ def convert(
     calibration_samples: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 200,
     validation: Annotated[Path | None, typer.Option(help=".npz keyed by input name, plus 'labels' (class ids) or "
                                                          "'targets' (regression).")] = None,
+    max_validation: Annotated[int | None, typer.Option(help="Score on at most this many validation samples "
+                                                             "(default: all; a cap is noted).")] = None,
     max_drop: Annotated[float, typer.Option(help="Largest loss against fp32 an artifact may show: top-1 points; "
                                                  "% of MAE; or 100×(1−cosine).")] = 1.0,
     per_tensor: Annotated[bool, typer.Option("--per-tensor", help="Start from per-tensor weights, not "
@@ -273,7 +275,8 @@ def convert(
                                                                      "with other settings.")] = False,
     keep_float: Annotated[str | None, typer.Option(help="Comma list of ONNX node names to keep in float.")] = None,
     golden: Annotated[int, typer.Option(help="How many golden vectors the bundle carries.")] = 8,
-    name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name).")] = None,
+    name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name, or the module of "
+                                                  "'package.module:factory').")] = None,
     description: Annotated[str, typer.Option(help="One line describing the model.")] = "",
     task: Annotated[str | None, typer.Option(help="classification, regression, anomaly, score (one value; "
                                                   "--threshold optional) or features (default: guessed).")] = None,
@@ -312,6 +315,7 @@ def convert(
         model=model, out=out, formats=csv_list(formats), input_shapes=parse_shapes(input_shape),
         input_names=csv_list(input_name), output_names=csv_list(output_name), calibration=calibration,
         calibration_method=calibration_method, calibration_samples=calibration_samples, validation=validation,
+        validation_samples=max_validation,
         max_drop=max_drop, per_channel=not per_tensor, remedies=not no_remedies, keep_float=csv_list(keep_float),
         golden_count=golden, name=name, description=description, task=task, task_output=task_output,
         labels=csv_list(labels), activation=activation, targets=csv_list(targets), units=csv_list(units),

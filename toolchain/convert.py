@@ -89,7 +89,7 @@ class ConvertOptions:
     calibration_method: str = "minmax"
     calibration_samples: int = 200
     validation: Path | None = None
-    validation_samples: int = 2000
+    validation_samples: int | None = None  # None: every row (--max-validation caps it, and says so)
     max_drop: float = 1.0
     per_channel: bool = True
     remedies: bool = True
@@ -170,7 +170,7 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
     if opts.golden_count < 1:
         raise BadInput(f"--golden must be >= 1, got {opts.golden_count}")
     for option, value in (("--calibration-samples", opts.calibration_samples),
-                          ("--validation-samples", opts.validation_samples), ("--window", opts.window),
+                          ("--max-validation", opts.validation_samples), ("--window", opts.window),
                           ("--hop", opts.hop)):
         if value is not None and value < 1:
             raise BadInput(f"{option} must be >= 1, got {value}")
@@ -378,6 +378,9 @@ class _Pipeline:
             val.notes.append("no --validation given: the calibration data stands in (optimistic)")
         else:
             val = synthetic(self.inputs, 32, opts.seed + 1)
+        capped = [n for n in val.notes if n.startswith("first ")]
+        if capped and opts.validation is not None:
+            self.notes.append(f"validation: {capped[0]} (--max-validation)")
         return calib, val
 
     def _reference(self) -> dict[str, np.ndarray]:
@@ -847,7 +850,8 @@ def _op_summary(path: Path) -> str:
 def _default_name(model: str) -> str:
     import re
 
-    stem = model.split(":")[-1] if ":" in model and not Path(model).exists() else Path(model).stem
+    # pkg.mod:factory is named after its module ("mod"), not the factory every module may call "build"
+    stem = model.split(":")[0].split(".")[-1] if ":" in model and not Path(model).exists() else Path(model).stem
     name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).strip("-.") or "model"
     return name[:128]
 
