@@ -340,7 +340,9 @@ def _inspect_tflite(path: Path, sha256: str, size: int, runtime: str | None = No
             ops.update(op["op_name"] for op in interp._get_ops_details())  # before a delegate rewrites the graph
         # What the runtimes do next when they load the file (allocate, list every tensor): the calls that crash
         # on some files (tflite-runtime 2.14's get_tensor_details on sparse DENSIFY models), here in the probe.
-        interp.allocate_tensors()
+        # A file with dynamic axes may not allocate at its placeholder sizes (1): not a reason to refuse it.
+        with contextlib.suppress(ValueError, RuntimeError):
+            interp.allocate_tensors()
         tensor_dtypes = sorted({_np_name(d["dtype"]) for d in interp.get_tensor_details()})
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
