@@ -99,6 +99,13 @@ def _bundle_dict(bundle: Bundle, models: dict[str, ModelInfo]) -> dict[str, Any]
     return data
 
 
+def _headline(metrics: dict[str, Any]) -> str:
+    """The report's figure for an artifact (its task measure, or its fidelity to fp32) and its drop."""
+    keys = next(([k] for k in ("accuracy", "mae", "roc_auc") if k in metrics), ["cosine", "rel_rms"])
+    shown = [f"{k}={metrics[k]:.4g}" for k in (*keys, "drop") if isinstance(metrics.get(k), int | float)]
+    return ", ".join(shown)
+
+
 def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
     m = bundle.manifest
     console.print(f"[bold]{m.name}[/]  bundle format {m.format_version}, created {m.created}"
@@ -125,20 +132,24 @@ def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
     }.get(task.kind, "")
     console.print(f"task: {task.kind} on output {task.output!r}; {meaning}")
     art_table = Table(title="artifacts", title_justify="left")
-    for col in ("path", "format", "precision", "bytes", "input dtype", "ops", "metrics"):
+    for col in ("path", "format", "precision", "bytes", "input dtype", "ops", "metrics", "parity bound"):
         art_table.add_column(col)
     for art in m.artifacts:
         info = models.get(art.path)
         metrics = m.report.get("artifacts", {}).get(art.path, {}) if isinstance(m.report, dict) else {}
+        tol = m.golden.tolerances.get(art.path) if m.golden else None
         art_table.add_row(
             art.path, art.format, art.precision, f"{art.bytes:,}",
             ", ".join(t.dtype for t in art.inputs) or "",
             str(sum(info.ops.values())) if info else "?",
-            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
+            _headline(metrics),
+            f"{max([tol.atol, *tol.outputs.values()]):.3g}" if tol else "",
         )
     console.print(art_table)
     if m.golden:
-        console.print(f"golden: {m.golden.count} vectors in {m.golden.path}")
+        derived = any(t.basis for t in m.golden.tolerances.values())
+        how = "; bounds derived from measured kernel spread and int8 rounding (--json: basis)" if derived else ""
+        console.print(f"golden: {m.golden.count} vectors in {m.golden.path}{how}")
     for note in m.notes:
         console.print(f"note: {note}")
 
