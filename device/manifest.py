@@ -28,11 +28,11 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 ArtifactFormat = Literal["onnx", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8-io"]
-TaskKind = Literal["classification", "regression", "anomaly"]
+TaskKind = Literal["classification", "regression", "anomaly", "score", "features"]
 
 ARTIFACT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-io")
-TASK_KINDS: tuple[str, ...] = ("classification", "regression", "anomaly")
+TASK_KINDS: tuple[str, ...] = ("classification", "regression", "anomaly", "score", "features")
 DTYPES: tuple[str, ...] = (
     "float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
 )
@@ -119,6 +119,10 @@ class Task:
       the model emits ``logits`` (softmax to apply) or ``probabilities``.
     - ``regression``: ``targets`` name the values and ``units`` give their SI units.
     - ``anomaly``: the output is a score; above ``threshold`` is anomalous.
+    - ``score``: the output is one score (a detector's probability); with a ``threshold``, above it is
+      a detection.
+    - ``features``: the output is a vector for another model or the host (a mel spectrogram, an
+      embedding): no decision is made on the device.
     """
 
     kind: str
@@ -133,10 +137,25 @@ class Task:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How close an artifact's outputs must be to its golden outputs: ``|a-b| <= atol + rtol*|b|``."""
+    """How close an artifact's outputs must be to its golden outputs: ``|a-b| <= bound + rtol*|b|``.
+
+    ``atol`` is the bound for every output that ``outputs`` does not name. A converter that derives
+    the bound also records why (docs/runtime.md, "Parity"): ``spread`` holds the largest difference it
+    measured between each kernel path on the host and the golden outputs, ``rounding`` what moving
+    every int8 requantization by up to one step moved the outputs by, and ``basis`` says in words how
+    the bound follows from them.
+    """
 
     atol: float
     rtol: float = 0.0
+    outputs: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
+    rounding: float | None = None
+    basis: str = ""
+
+    def bound(self, output: str) -> float:
+        """The absolute bound for ``output``."""
+        return self.outputs.get(output, self.atol)
 
 
 @dataclass(frozen=True)
@@ -208,7 +227,8 @@ class Manifest:
 
 def _prune(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _prune(v) for k, v in value.items() if v is not None and v != () and v != []}
+        # A shape is kept even when empty: () is a rank-0 (scalar) tensor, not a missing value.
+        return {k: _prune(v) for k, v in value.items() if v is not None and (k == "shape" or (v != () and v != []))}
     if isinstance(value, list | tuple):
         return [_prune(v) for v in value]
     return value
@@ -301,9 +321,7 @@ class _Reader:
         )
 
     def shape(self, key: str) -> tuple[int, ...]:
-        items = self.array(key)
-        if not items:
-            self.fail("expected at least one dimension", key)
+        items = self.array(key)  # [] is a rank-0 (scalar) tensor
         for i, dim in enumerate(items):
             if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
                 self.fail(f"dimensions must be positive integers, got {dim!r}", f"{key}[{i}]")
@@ -476,6 +494,27 @@ def _task(r: _Reader, output_names: set[str]) -> Task:
     return task
 
 
+def _number_map(r: _Reader, key: str) -> dict[str, float]:
+    sub = r.sub(key, required=False)
+    if sub is None:
+        return {}
+    if not isinstance(sub.obj, dict):
+        r.fail(f"must be an object of names to numbers, got {_kind(sub.obj)}", key)
+    values = {str(name): sub.number(name) for name in sub.obj}
+    if any(v < 0 for v in values.values()):
+        r.fail("values must be >= 0", key)
+    return values
+
+
+def _tolerance(t: _Reader) -> Tolerance:
+    tol = Tolerance(atol=t.number("atol"), rtol=t.number("rtol", required=False) or 0.0,
+                    outputs=_number_map(t, "outputs"), spread=_number_map(t, "spread"),
+                    rounding=t.number("rounding", required=False), basis=t.text("basis", required=False) or "")
+    if tol.atol < 0 or tol.rtol < 0 or (tol.rounding is not None and tol.rounding < 0):
+        t.fail("atol, rtol and rounding must be >= 0")
+    return tol
+
+
 def _golden(r: _Reader, artifact_paths: set[str]) -> Golden:
     tolerances: dict[str, Tolerance] = {}
     if (tol := r.sub("tolerances", required=False)) is not None:
@@ -484,9 +523,7 @@ def _golden(r: _Reader, artifact_paths: set[str]) -> Golden:
                 tol.fail(f"{key!r} is not an artifact path", key)
             t = tol.sub(key)
             assert t is not None
-            tolerances[key] = Tolerance(atol=t.number("atol"), rtol=t.number("rtol", required=False) or 0.0)
-            if tolerances[key].atol < 0 or tolerances[key].rtol < 0:
-                t.fail("atol and rtol must be >= 0")
+            tolerances[key] = _tolerance(t)
     path = r.path("path")
     if not path.endswith(".npz"):
         r.fail(f"{path!r} must be an .npz file", "path")

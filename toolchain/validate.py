@@ -9,7 +9,9 @@ Metrics, and what ``drop`` means for ``--max-drop`` (points):
 
 - labels → top-1 accuracy in percent; drop = fp32 accuracy − artifact accuracy.
 - targets → MAE and RMSE; drop = MAE increase in percent of fp32's MAE.
-- neither → cosine similarity and max-abs error against fp32 outputs; drop = 100 × (1 − cosine).
+- neither → against fp32's outputs: drop = the largest of 100 × (1 − cosine), 50 × (RMS error / RMS of
+  fp32's outputs)² (equal to the first for noise, but it also counts a scaled or offset output), and the
+  percent of samples whose decision (top-1 class, side of the threshold) differs from fp32's.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from device.errors import BadInput, BundleError, ModelFileError
 from device.manifest import ArtifactTensor
+from device.runtime.parity import DecisionRule
 from toolchain.calibration import DataSet, InputSpec
 
 
@@ -153,7 +156,7 @@ class Metrics:
             return f"top-1 {self.values['accuracy']:.2f}%"
         if self.kind == "regression":
             return f"MAE {self.values['mae']:.4g}"
-        return f"cos {self.values['cosine']:.5f}"
+        return f"cos {self.values['cosine']:.5f}, rel. error {100 * self.values.get('rel_rms', 0.0):.2f}%"
 
 
 def _flat(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -162,25 +165,64 @@ def _flat(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def fidelity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
-    """Cosine similarity (worst output, over all samples' values) and max-abs error against reference outputs."""
-    cos_all, max_abs = [], 0.0
+    """How an artifact's outputs compare with the reference (fp32) outputs, worst output first.
+
+    - ``cosine``: one cosine over every value of every sample (blind to scale: a score that halves keeps 1.0);
+    - ``rel_rms``: RMS of the error over the RMS of the reference, which counts scale and offset errors;
+    - ``scale``: the least-squares factor from reference to artifact (1.0 when nothing is scaled);
+    - ``max_abs``: the largest absolute difference.
+    """
+    cos_all, max_abs, rel, scale = [], 0.0, 0.0, 1.0
     for name in reference:
         a, b = _flat(outputs, name), _flat(reference, name)
         if not np.issubdtype(reference[name].dtype, np.floating):
-            cos_all.append(float(np.mean(np.all(a == b, axis=1))))
+            same = float(np.mean(np.all(a == b, axis=1)))
+            cos_all.append(same)
+            rel = max(rel, 1.0 - same)
             continue
-        # One cosine over every value of every sample: per-sample cosines of 1-value outputs are only signs.
         a, b = a.ravel(), b.ravel()
         den = float(np.linalg.norm(a) * np.linalg.norm(b))
         cos_all.append(float(a @ b) / den if den > 0 else (1.0 if np.array_equal(a, b) else 0.0))
         max_abs = max(max_abs, float(np.max(np.abs(a - b))) if a.size else 0.0)
-    return {"cosine": float(min(cos_all)) if cos_all else 1.0, "max_abs": max_abs}
+        energy = float(b @ b)
+        if energy > 0:
+            rel = max(rel, float(np.linalg.norm(a - b)) / np.sqrt(energy))
+            k = float(a @ b) / energy
+            scale = k if abs(k - 1.0) > abs(scale - 1.0) else scale
+        elif a.size and np.any(a != 0):
+            rel, scale = max(rel, 1.0), 0.0
+    return {"cosine": float(min(cos_all)) if cos_all else 1.0, "rel_rms": rel, "scale": scale, "max_abs": max_abs}
+
+
+def agreement(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], rule: DecisionRule) -> float:
+    """Percent of samples on which the artifact makes the reference's decision (top-1 class, threshold side)."""
+    a, b = _flat(outputs, rule.output), _flat(reference, rule.output)
+    if not a.size:
+        return 100.0
+    if rule.kind == "top-1":
+        return float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)) * 100.0)
+    threshold = float(rule.threshold or 0.0)
+    return float(np.mean(np.all((a > threshold) == (b > threshold), axis=1)) * 100.0)
+
+
+def fidelity_drop(values: dict[str, float]) -> float:
+    """The gate's figure without labels or targets, in points (see DROP_MEANING in convert)."""
+    drop = max(100.0 * (1.0 - values["cosine"]), 50.0 * values["rel_rms"] ** 2)
+    if "agreement" in values:
+        drop = max(drop, 100.0 - values["agreement"])
+    return drop
 
 
 def score(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: DataSet, task_output: str,
-          baseline: Metrics | None) -> Metrics:
-    """Metrics of one artifact's outputs; ``baseline`` (fp32's metrics) turns them into a drop."""
+          baseline: Metrics | None, rule: DecisionRule | None = None) -> Metrics:
+    """Metrics of one artifact's outputs; ``baseline`` (fp32's metrics) turns them into a drop.
+
+    ``rule`` is the task's decision (top-1, threshold): the percent of samples deciding as fp32 does
+    is reported, and without labels or targets it bounds the drop too.
+    """
     fid = fidelity(outputs, reference)
+    if rule is not None:
+        fid["agreement"] = agreement(outputs, reference, rule)
     if data.labels is not None:
         logits = _flat(outputs, task_output)
         if data.labels.size and (data.labels.min() < 0 or data.labels.max() >= logits.shape[1]):
@@ -206,23 +248,5 @@ def score(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data
             m.drop = 100.0 * (m.values["mae"] - base) / max(base, 1e-12)
         return m
     m = Metrics("fidelity", fid)
-    m.drop = 100.0 * (1.0 - fid["cosine"])
+    m.drop = fidelity_drop(fid)
     return m
-
-
-def tolerance_for(precision: str, outputs: dict[str, np.ndarray], tensors: tuple[ArtifactTensor, ...]) -> tuple[
-        float, float]:
-    """(atol, rtol) a device must meet against this artifact's golden outputs.
-
-    Float artifacts differ across CPUs only by rounding order; int8 ones may move by a quantization
-    step or two where a value sits on a rounding edge.
-    """
-    peak = max((float(np.max(np.abs(v))) for v in outputs.values() if v.size), default=1.0)
-    peak = max(peak, 1e-6)
-    if precision == "fp32":
-        return 1e-4 * max(peak, 1.0), 1e-3
-    if precision == "fp16":
-        return 2e-3 * max(peak, 1.0), 1e-2
-    steps = [t.quantization.scale[0] for t in tensors if t.quantization is not None]
-    step = max(steps) if steps else 0.01 * peak
-    return float(max(3.0 * step, 0.02 * peak)), 0.0

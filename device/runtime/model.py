@@ -65,6 +65,11 @@ class _Adapter:
             self.perm = tuple(logical.layout.index(axis) for axis in layout)
             self.inverse = tuple(layout.index(axis) for axis in logical.layout)
         expected = logical.shape if self.perm is None else tuple(logical.shape[i] for i in self.perm)
+        # A rank-0 (scalar) tensor that the file holds as one element ([1], or [-1] before a resize: what
+        # onnx2tf makes of an ONNX scalar) is reshaped on the way in and out.
+        self.scalar = logical.shape == () and tuple(raw.shape) in ((1,), (-1,))
+        if self.scalar:
+            expected = (1,)
         if len(raw.shape) != len(expected) or any(
             r != -1 and e is not None and r != e for r, e in zip(raw.shape, expected, strict=False)
         ):
@@ -91,7 +96,7 @@ class _Adapter:
             raise BundleError(f"{where}: the file's tensor {raw.name!r} is {raw.dtype.name} but the logical "
                               f"{logical.name!r} is {logical.dtype.name} and there is no quantization between them")
         self.batchless = logical.shape[1:] if logical.shape and logical.shape[0] == 1 else None
-        plain = self.quant is None and self.perm is None and raw.dtype == logical.dtype
+        plain = self.quant is None and self.perm is None and raw.dtype == logical.dtype and not self.scalar
         self.identity = plain  # outputs: the runtime's array is already the logical one
         self.fast = logical.dtype if plain and logical.dtype == np.float32 and None not in logical.shape else None
 
@@ -146,6 +151,8 @@ class _Adapter:
             x = q.astype(self.raw.dtype)
         elif x.dtype != self.raw.dtype:
             x = x.astype(self.raw.dtype)
+        if self.scalar:
+            x = x.reshape(1)
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
     def _as_array(self, value: Any) -> np.ndarray:
@@ -172,6 +179,8 @@ class _Adapter:
             y = y.astype(self.logical.dtype)
         if self.inverse is not None:
             y = np.ascontiguousarray(y.transpose(self.inverse))
+        if self.scalar:
+            y = y.reshape(())
         return y
 
 
@@ -251,6 +260,10 @@ class Model:
         )
         if all(a.concrete for a in self._in_by_position):
             session.resize([a.concrete for a in self._in_by_position])  # type: ignore[misc]
+
+    def output_steps(self) -> dict[str, float]:
+        """The quantization step of each output the file stores as int8/uint8 (largest step if per channel)."""
+        return {a.name: float(np.max(a.quant[0])) for a in self._out if a.quant is not None}
 
     def with_fallback(self, reason: str | None) -> Model:
         """Record why this model runs where it runs (a delegate that was given up)."""

@@ -11,19 +11,7 @@ import time
 from dataclasses import dataclass
 
 from device.sensors.base import BusError, Sensor, SensorError, check_choice
-
-REG_CONVERSION = 0x00
-REG_CONFIG = 0x01
-REG_LO_THRESH = 0x02
-REG_HI_THRESH = 0x03
-
-CONFIG_DEFAULT = 0x8583
-LO_THRESH_DEFAULT = 0x8000
-HI_THRESH_DEFAULT = 0x7FFF
-
-OS_BIT = 0x8000
-MODE_SINGLE_BIT = 0x0100
-COMP_QUE_DISABLE = 0x0003
+from device.sensors.registers import Field, Register, RegisterMap
 
 # MUX[2:0] -> channel name (positive input minus negative input, or minus GND).
 MUX_CODES = {"ain0_ain1": 0, "ain0_ain3": 1, "ain1_ain3": 2, "ain2_ain3": 3, "ain0": 4, "ain1": 5, "ain2": 6, "ain3": 7}
@@ -32,13 +20,44 @@ MUX_INPUTS = {0: (0, 1), 1: (0, 3), 2: (1, 3), 3: (2, 3), 4: (0, None), 5: (1, N
 PGA_CODES = {6.144: 0, 4.096: 1, 2.048: 2, 1.024: 3, 0.512: 4, 0.256: 5}
 DATA_RATE_CODES = {8: 0, 16: 1, 32: 2, 64: 3, 128: 4, 250: 5, 475: 6, 860: 7}
 
+# The register map (datasheet 9.6): four 16-bit registers, big-endian, behind a pointer byte. Declared
+# once: the driver encodes the config word with it, the simulated chip decodes it and takes its power-on
+# values from it.
+REGISTERS = RegisterMap(
+    "ads1115",
+    Register("CONVERSION", 0x00, width=2, read_only=True),
+    Register("CONFIG", 0x01, (
+        Field("os", 0x8000), Field("mux", 0x7000), Field("pga", 0x0E00), Field("mode", 0x0100),
+        Field("dr", 0x00E0), Field("comp_mode", 0x0010), Field("comp_pol", 0x0008), Field("comp_lat", 0x0004),
+        Field("comp_que", 0x0003)), width=2, reset=0x8583),
+    Register("LO_THRESH", 0x02, width=2, reset=0x8000),
+    Register("HI_THRESH", 0x03, width=2, reset=0x7FFF),
+)
+# The config fields by meaning (channel name, ±V, samples/s, "single"/"continuous"), over the same bits.
+CONFIG_MEANING = Register("CONFIG", 0x01, (
+    Field("channel", 0x7000, MUX_CODES), Field("full_scale_v", 0x0E00, PGA_CODES, also={6: 0.256, 7: 0.256}),
+    Field("mode", 0x0100, {"continuous": 0, "single": 1}), Field("data_rate", 0x00E0, DATA_RATE_CODES)), width=2)
+
+REG_CONVERSION = REGISTERS.CONVERSION.address
+REG_CONFIG = REGISTERS.CONFIG.address
+REG_LO_THRESH = REGISTERS.LO_THRESH.address
+REG_HI_THRESH = REGISTERS.HI_THRESH.address
+
+CONFIG_DEFAULT = REGISTERS.CONFIG.reset
+LO_THRESH_DEFAULT = REGISTERS.LO_THRESH.reset
+HI_THRESH_DEFAULT = REGISTERS.HI_THRESH.reset
+
+OS_BIT = REGISTERS.CONFIG.encode(os=1)
+MODE_SINGLE_BIT = REGISTERS.CONFIG.encode(mode=1)
+COMP_QUE_DISABLE = 0x0003
+
 
 def full_scale_v(pga_code: int) -> float:
-    return (6.144, 4.096, 2.048, 1.024, 0.512, 0.256, 0.256, 0.256)[pga_code & 7]
+    return float(CONFIG_MEANING["full_scale_v"].decode((pga_code & 7) << 9))
 
 
 def data_rate_sps(dr_code: int) -> int:
-    return (8, 16, 32, 64, 128, 250, 475, 860)[dr_code & 7]
+    return int(CONFIG_MEANING["data_rate"].decode((dr_code & 7) << 5))
 
 
 def lsb_v(fsr: float) -> float:
@@ -61,14 +80,12 @@ def to_signed16(word: int) -> int:
 
 def config_word(mux: int, pga: int, dr: int, *, single_shot: bool = True, start: bool = False,
                 comp_que: int = COMP_QUE_DISABLE) -> int:
-    return ((OS_BIT if start else 0) | (mux & 7) << 12 | (pga & 7) << 9 | (MODE_SINGLE_BIT if single_shot else 0)
-            | (dr & 7) << 5 | (comp_que & 3))
+    return REGISTERS.CONFIG.encode(os=int(start), mux=mux & 7, pga=pga & 7, mode=int(single_shot), dr=dr & 7,
+                                   comp_que=comp_que & 3)
 
 
 def parse_config(word: int) -> dict[str, int]:
-    return {"os": word >> 15 & 1, "mux": word >> 12 & 7, "pga": word >> 9 & 7, "mode": word >> 8 & 1,
-            "dr": word >> 5 & 7, "comp_mode": word >> 4 & 1, "comp_pol": word >> 3 & 1, "comp_lat": word >> 2 & 1,
-            "comp_que": word & 3}
+    return REGISTERS.CONFIG.decode(word)
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from device.sensors.base import BusError, Sensor, SensorError, check_choice
-
-REG_CALIB_00 = 0x88     # 0x88..0xA1: dig_T1..dig_P9, (0xA0 reserved), dig_H1
-REG_CHIP_ID = 0xD0
-REG_RESET = 0xE0
-REG_CALIB_26 = 0xE1     # 0xE1..0xE7: dig_H2..dig_H6
-REG_CTRL_HUM = 0xF2
-REG_STATUS = 0xF3
-REG_CTRL_MEAS = 0xF4
-REG_CONFIG = 0xF5
-REG_DATA = 0xF7         # press_msb .. hum_lsb (8 bytes on a BME280, 6 on a BMP280)
+from device.sensors.registers import Field, Register, RegisterMap
 
 RESET_WORD = 0xB6
 CHIP_ID_BME280 = 0x60
 CHIP_IDS_BMP280 = (0x58, 0x56, 0x57)  # 0x56/0x57 were engineering samples
-STATUS_MEASURING = 0x08
-STATUS_IM_UPDATE = 0x01
 MODE_SLEEP, MODE_FORCED, MODE_NORMAL = 0b00, 0b01, 0b11
 SKIPPED_20BIT = 0x80000   # what a skipped temperature/pressure measurement reads
 SKIPPED_16BIT = 0x8000    # what a skipped humidity measurement reads
@@ -39,21 +28,69 @@ OVERSAMPLING_CODES = {0: 0, 1: 1, 2: 2, 4: 3, 8: 4, 16: 5}   # factor -> osrs_x 
 FILTER_CODES = {0: 0, 2: 1, 4: 2, 8: 3, 16: 4}                # IIR coefficient -> filter bits
 STANDBY_CODES_BME280 = {0.5: 0, 62.5: 1, 125.0: 2, 250.0: 3, 500.0: 4, 1000.0: 5, 10.0: 6, 20.0: 7}
 STANDBY_CODES_BMP280 = {0.5: 0, 62.5: 1, 125.0: 2, 250.0: 3, 500.0: 4, 1000.0: 5, 2000.0: 6, 4000.0: 7}
+MODE_CODES = {"sleep": MODE_SLEEP, "forced": MODE_FORCED, "normal": MODE_NORMAL}
+
+
+def _osrs_field(name: str, mask: int) -> Field:
+    return Field(name, mask, OVERSAMPLING_CODES, also={6: 16, 7: 16})
+
+
+# The register map (BME280 datasheet section 5.3/5.4, BMP280 4.2/4.3), declared once: the driver encodes
+# with it, the simulated chip decodes with it and takes its power-on values from it.
+REGISTERS_BME280 = RegisterMap(
+    "bme280",
+    Register("CALIB_00", 0x88, read_only=True, length=26),     # dig_T1..dig_P9, (0xA0), dig_H1
+    Register("CHIP_ID", 0xD0, reset=CHIP_ID_BME280, read_only=True),
+    Register("RESET", 0xE0, (Field("reset", 0xFF),)),          # write 0xB6: power-on reset; reads 0
+    Register("CALIB_26", 0xE1, read_only=True, length=7),      # dig_H2..dig_H6
+    Register("CTRL_HUM", 0xF2, (Field("osrs_h", 0x07, OVERSAMPLING_CODES, also={6: 16, 7: 16}),)),
+    Register("STATUS", 0xF3, (Field("measuring", 0x08), Field("im_update", 0x01)), read_only=True),
+    Register("CTRL_MEAS", 0xF4, (_osrs_field("osrs_t", 0xE0), _osrs_field("osrs_p", 0x1C),
+                                 Field("mode", 0x03, MODE_CODES, also={0b10: "forced"}))),
+    Register("CONFIG", 0xF5, (Field("t_sb", 0xE0, STANDBY_CODES_BME280), Field("filter", 0x1C, FILTER_CODES,
+                                                                                   also={5: 16, 6: 16, 7: 16}),
+                              Field("spi3w_en", 0x01))),
+    Register("DATA", 0xF7, read_only=True, length=8),          # press_msb .. hum_lsb
+)
+REGISTERS_BMP280 = REGISTERS_BME280.replace(
+    "bmp280",
+    Register("CHIP_ID", 0xD0, reset=CHIP_IDS_BMP280[0], read_only=True),
+    Register("CALIB_00", 0x88, read_only=True, length=26),     # 0xA1 (dig_H1 on a BME280) is unused
+    Register("CONFIG", 0xF5, (Field("t_sb", 0xE0, STANDBY_CODES_BMP280), Field("filter", 0x1C, FILTER_CODES,
+                                                                                   also={5: 16, 6: 16, 7: 16}),
+                              Field("spi3w_en", 0x01))),
+    Register("DATA", 0xF7, read_only=True, length=6),          # press_msb .. temp_xlsb
+    drop=("CALIB_26", "CTRL_HUM"),
+)
+REGISTERS = {"bme280": REGISTERS_BME280, "bmp280": REGISTERS_BMP280}
+
+REG_CALIB_00 = REGISTERS_BME280.CALIB_00.address
+REG_CHIP_ID = REGISTERS_BME280.CHIP_ID.address
+REG_RESET = REGISTERS_BME280.RESET.address
+REG_CALIB_26 = REGISTERS_BME280.CALIB_26.address
+REG_CTRL_HUM = REGISTERS_BME280.CTRL_HUM.address
+REG_STATUS = REGISTERS_BME280.STATUS.address
+REG_CTRL_MEAS = REGISTERS_BME280.CTRL_MEAS.address
+REG_CONFIG = REGISTERS_BME280.CONFIG.address
+REG_DATA = REGISTERS_BME280.DATA.address
+STATUS_MEASURING = REGISTERS_BME280.STATUS.encode(measuring=1)
+STATUS_IM_UPDATE = REGISTERS_BME280.STATUS.encode(im_update=1)
 
 
 def oversampling_factor(code: int) -> int:
     """osrs_x bits -> factor (0 = skipped; 5, 6, 7 all mean x16)."""
-    return 0 if code == 0 else 1 << (min(code, 5) - 1)
+    return int(REGISTERS_BME280.CTRL_HUM["osrs_h"].decode(code & 7))
 
 
 def filter_coefficient(code: int) -> int:
     """filter bits -> IIR coefficient (0 = off; 5, 6, 7 all mean 16)."""
-    return 0 if code == 0 else 1 << min(code, 4)
+    field = REGISTERS_BME280.CONFIG["filter"]
+    return int(field.decode((code & 7) << field.shift))
 
 
 def standby_ms(code: int, chip: str = "bme280") -> float:
-    table = STANDBY_CODES_BMP280 if chip == "bmp280" else STANDBY_CODES_BME280
-    return {v: k for k, v in table.items()}[code & 7]
+    field = REGISTERS[chip].CONFIG["t_sb"]
+    return float(field.decode((code & 7) << field.shift))
 
 
 def measurement_time_ms(osrs_t: int, osrs_p: int, osrs_h: int = 0) -> float:
@@ -180,7 +217,9 @@ def compensate_pressure_int64(adc_p: int, t_fine: int, cal: Calibration) -> int:
 
 
 def compensate_pressure_int32(adc_p: int, t_fine: int, cal: Calibration) -> int:
-    """Pressure in Pa, the 32-bit formula (BMP280 datasheet 3.11.3). Example: 415148 -> 100653."""
+    """Pressure in Pa, the 32-bit formula (BMP280 datasheet 3.11.3). The worked example's adc_P 415148 at its
+    t_fine gives 100656 Pa with this listing (the datasheet's table quotes 100653 Pa, from the floating-point
+    formula)."""
     var1 = (t_fine >> 1) - 64000
     var2 = (((var1 >> 2) * (var1 >> 2)) >> 11) * cal.P6
     var2 = var2 + ((var1 * cal.P5) << 1)
@@ -395,16 +434,15 @@ class BME280(Sensor):
     def _configure(self) -> None:
         o: BME280Options = self.options
         bus, addr = self.bus, self.address
-        table = STANDBY_CODES_BMP280 if self.name == "bmp280" else STANDBY_CODES_BME280
-        config = (table[o.standby_ms] << 5) | (FILTER_CODES[o.iir_filter] << 2)
+        regs = REGISTERS[self.name]
+        config = regs.CONFIG.encode(t_sb=o.standby_ms, filter=o.iir_filter)
         bus.write_byte_data(addr, REG_CONFIG, config)   # written in sleep mode (normal-mode writes may be ignored)
         if self.has_humidity:
             # ctrl_hum only takes effect after the next write of ctrl_meas (datasheet 5.4.3).
-            bus.write_byte_data(addr, REG_CTRL_HUM, OVERSAMPLING_CODES[o.humidity_oversampling])
-        mode = MODE_NORMAL if o.mode == "normal" else MODE_SLEEP
-        self._ctrl_meas = (OVERSAMPLING_CODES[o.temperature_oversampling] << 5) | \
-            (OVERSAMPLING_CODES[o.pressure_oversampling] << 2)
-        bus.write_byte_data(addr, REG_CTRL_MEAS, self._ctrl_meas | mode)
+            bus.write_byte_data(addr, REG_CTRL_HUM, regs.CTRL_HUM.encode(osrs_h=o.humidity_oversampling))
+        self._ctrl_meas = regs.CTRL_MEAS.encode(osrs_t=o.temperature_oversampling, osrs_p=o.pressure_oversampling)
+        mode = "normal" if o.mode == "normal" else "sleep"
+        bus.write_byte_data(addr, REG_CTRL_MEAS, regs.CTRL_MEAS.encode(self._ctrl_meas, mode=mode))
         if o.mode == "normal":
             time.sleep(self.measurement_time_s)   # so that the first read has a result
 
@@ -416,7 +454,7 @@ class BME280(Sensor):
         bus, addr = self.bus, self.address
         # The bus lock is not held across the measurement time: other sensors keep the bus meanwhile.
         if o.mode == "forced":
-            bus.write_byte_data(addr, REG_CTRL_MEAS, self._ctrl_meas | MODE_FORCED)
+            bus.write_byte_data(addr, REG_CTRL_MEAS, REGISTERS_BME280.CTRL_MEAS.encode(self._ctrl_meas, mode="forced"))
             time.sleep(self.measurement_time_s)
             deadline = time.monotonic() + self.measurement_time_s + 0.01
             while bus.read_byte_data(addr, REG_STATUS) & STATUS_MEASURING:

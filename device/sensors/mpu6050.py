@@ -13,21 +13,7 @@ import time
 from dataclasses import dataclass
 
 from device.sensors.base import BusError, Sensor, SensorError, check_choice
-
-REG_SMPLRT_DIV = 0x19
-REG_CONFIG = 0x1A
-REG_GYRO_CONFIG = 0x1B
-REG_ACCEL_CONFIG = 0x1C
-REG_INT_STATUS = 0x3A
-REG_ACCEL_XOUT_H = 0x3B      # .. GYRO_ZOUT_L at 0x48
-REG_SIGNAL_PATH_RESET = 0x68
-REG_PWR_MGMT_1 = 0x6B
-REG_WHO_AM_I = 0x75
-
-WHO_AM_I_MPU6050 = 0x68
-PWR_RESET = 0x80
-PWR_SLEEP = 0x40
-CLKSEL_PLL_XGYRO = 0x01
+from device.sensors.registers import Field, Register, RegisterMap
 
 STANDARD_GRAVITY = 9.80665
 ACCEL_LSB_PER_G = {2: 16384.0, 4: 8192.0, 8: 4096.0, 16: 2048.0}
@@ -37,6 +23,40 @@ GYRO_RANGE_CODES = {250: 0, 500: 1, 1000: 2, 2000: 3}
 # DLPF_CFG -> (accelerometer bandwidth Hz, gyroscope bandwidth Hz); 7 is reserved.
 DLPF_BANDWIDTH_HZ = {0: (260, 256), 1: (184, 188), 2: (94, 98), 3: (44, 42), 4: (21, 20), 5: (10, 10), 6: (5, 5)}
 CHANNELS = ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z", "temperature")
+
+WHO_AM_I_MPU6050 = 0x68
+DATA_BYTES = 14              # ACCEL_XOUT_H (0x3B) .. GYRO_ZOUT_L (0x48)
+
+# The register map (RM-MPU-6000A-00 rev 4.2), declared once: the driver encodes with it, the simulated chip
+# decodes with it and takes its power-on values from it.
+REGISTERS = RegisterMap(
+    "mpu6050",
+    Register("SMPLRT_DIV", 0x19, (Field("divider", 0xFF),)),
+    Register("CONFIG", 0x1A, (Field("ext_sync_set", 0x38), Field("dlpf_cfg", 0x07))),
+    Register("GYRO_CONFIG", 0x1B, (Field("self_test", 0xE0), Field("fs_sel", 0x18, GYRO_RANGE_CODES))),
+    Register("ACCEL_CONFIG", 0x1C, (Field("self_test", 0xE0), Field("afs_sel", 0x18, ACCEL_RANGE_CODES))),
+    Register("INT_STATUS", 0x3A, (Field("data_rdy_int", 0x01),), read_only=True),
+    Register("DATA", 0x3B, read_only=True, length=DATA_BYTES),   # ACCEL_XOUT_H .. GYRO_ZOUT_L
+    Register("SIGNAL_PATH_RESET", 0x68, (Field("gyro_reset", 0x04), Field("accel_reset", 0x02),
+                                         Field("temp_reset", 0x01))),
+    Register("PWR_MGMT_1", 0x6B, (Field("device_reset", 0x80), Field("sleep", 0x40), Field("cycle", 0x20),
+                                  Field("temp_dis", 0x08), Field("clksel", 0x07)), reset=0x40),
+    Register("WHO_AM_I", 0x75, (Field("who_am_i", 0x7E),), reset=WHO_AM_I_MPU6050, read_only=True),
+)
+
+REG_SMPLRT_DIV = REGISTERS.SMPLRT_DIV.address
+REG_CONFIG = REGISTERS.CONFIG.address
+REG_GYRO_CONFIG = REGISTERS.GYRO_CONFIG.address
+REG_ACCEL_CONFIG = REGISTERS.ACCEL_CONFIG.address
+REG_INT_STATUS = REGISTERS.INT_STATUS.address
+REG_ACCEL_XOUT_H = REGISTERS.DATA.address
+REG_SIGNAL_PATH_RESET = REGISTERS.SIGNAL_PATH_RESET.address
+REG_PWR_MGMT_1 = REGISTERS.PWR_MGMT_1.address
+REG_WHO_AM_I = REGISTERS.WHO_AM_I.address
+
+PWR_RESET = REGISTERS.PWR_MGMT_1.encode(device_reset=1)
+PWR_SLEEP = REGISTERS.PWR_MGMT_1.encode(sleep=1)
+CLKSEL_PLL_XGYRO = REGISTERS.PWR_MGMT_1.encode(clksel=1)
 
 
 def gyro_output_rate_hz(dlpf: int) -> float:
@@ -163,21 +183,22 @@ class MPU6050(Sensor):
         # No bus lock across the waits: other sensors on the bus keep sampling meanwhile.
         bus.write_byte_data(addr, REG_PWR_MGMT_1, PWR_RESET)
         time.sleep(self.reset_wait_s)
-        bus.write_byte_data(addr, REG_SIGNAL_PATH_RESET, 0x07)
+        bus.write_byte_data(addr, REG_SIGNAL_PATH_RESET,
+                            REGISTERS.SIGNAL_PATH_RESET.encode(gyro_reset=1, accel_reset=1, temp_reset=1))
         time.sleep(self.reset_wait_s)
         bus.write_byte_data(addr, REG_PWR_MGMT_1, CLKSEL_PLL_XGYRO)   # wake up, PLL with X gyro reference
-        bus.write_byte_data(addr, REG_SMPLRT_DIV, o.sample_rate_div)
-        bus.write_byte_data(addr, REG_CONFIG, o.dlpf)
-        bus.write_byte_data(addr, REG_GYRO_CONFIG, GYRO_RANGE_CODES[o.gyro_range_dps] << 3)
-        bus.write_byte_data(addr, REG_ACCEL_CONFIG, ACCEL_RANGE_CODES[o.accel_range_g] << 3)
-        if bus.read_byte_data(addr, REG_PWR_MGMT_1) & PWR_SLEEP:
+        bus.write_byte_data(addr, REG_SMPLRT_DIV, REGISTERS.SMPLRT_DIV.encode(divider=o.sample_rate_div))
+        bus.write_byte_data(addr, REG_CONFIG, REGISTERS.CONFIG.encode(dlpf_cfg=o.dlpf))
+        bus.write_byte_data(addr, REG_GYRO_CONFIG, REGISTERS.GYRO_CONFIG.encode(fs_sel=o.gyro_range_dps))
+        bus.write_byte_data(addr, REG_ACCEL_CONFIG, REGISTERS.ACCEL_CONFIG.encode(afs_sel=o.accel_range_g))
+        if REGISTERS.PWR_MGMT_1.get(bus.read_byte_data(addr, REG_PWR_MGMT_1), "sleep"):
             raise SensorError(f"{self.where}: the chip did not wake up (PWR_MGMT_1 still has SLEEP set)")
         self._ready = True
 
     def read_raw(self) -> tuple[int, int, int, int, int, int, int]:
         if not self._ready:
             raise SensorError(f"{self.where}: read() before setup()")
-        block = self.bus.read_block(self.address, REG_ACCEL_XOUT_H, 14)
+        block = self.bus.read_block(self.address, REG_ACCEL_XOUT_H, DATA_BYTES)
         if not any(block):
             # Physically impossible (no gravity, 36.53 °C exactly): the chip was reset or power-cycled.
             raise BusError(f"{self.where}: the data registers read all zeros (the chip was reset or is asleep); "

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from device.sensors.base import BusError, DataError, Sensor, SensorError, check_choice
+from device.sensors.registers import Field, Register
 
 CMD_SINGLE_STRETCH = {"high": 0x2C06, "medium": 0x2C0D, "low": 0x2C10}
 CMD_SINGLE = {"high": 0x2400, "medium": 0x240B, "low": 0x2416}
@@ -36,13 +37,22 @@ CMD_READ_SERIAL = 0x3780
 MEASUREMENT_S = {"high": 0.0155, "medium": 0.0065, "low": 0.0045}
 SOFT_RESET_S = 0.0015
 
-STATUS_ALERT_PENDING = 1 << 15
-STATUS_HEATER = 1 << 13
-STATUS_RH_ALERT = 1 << 11
-STATUS_T_ALERT = 1 << 10
-STATUS_RESET_DETECTED = 1 << 4
-STATUS_COMMAND_FAILED = 1 << 1
-STATUS_WRITE_CRC_FAILED = 1 << 0
+# The status register (datasheet 4.11, table 17), read with CMD_READ_STATUS; after a reset it reads 0x8010
+# (an alert pending, a reset detected). Declared once: the driver decodes with it, the simulated chip serves it.
+STATUS = Register("STATUS", CMD_READ_STATUS, (
+    Field("alert_pending", 1 << 15), Field("heater_on", 1 << 13), Field("rh_alert", 1 << 11),
+    Field("t_alert", 1 << 10), Field("reset_detected", 1 << 4), Field("command_failed", 1 << 1),
+    Field("write_crc_failed", 1 << 0)), width=2, reset=0x8010, read_only=True)
+# Bits that CMD_CLEAR_STATUS clears (the heater and command bits reflect the current state).
+STATUS_CLEARED_BY_CLEAR = STATUS.encode(alert_pending=1, rh_alert=1, t_alert=1, reset_detected=1)
+
+STATUS_ALERT_PENDING = STATUS.encode(alert_pending=1)
+STATUS_HEATER = STATUS.encode(heater_on=1)
+STATUS_RH_ALERT = STATUS.encode(rh_alert=1)
+STATUS_T_ALERT = STATUS.encode(t_alert=1)
+STATUS_RESET_DETECTED = STATUS.encode(reset_detected=1)
+STATUS_COMMAND_FAILED = STATUS.encode(command_failed=1)
+STATUS_WRITE_CRC_FAILED = STATUS.encode(write_crc_failed=1)
 
 
 def crc8(data: bytes | list[int]) -> int:
@@ -160,11 +170,7 @@ class SHT3x(Sensor):
         return self._read_words(1)[0]
 
     def status(self) -> dict[str, bool]:
-        s = self.read_status()
-        return {"alert_pending": bool(s & STATUS_ALERT_PENDING), "heater_on": bool(s & STATUS_HEATER),
-                "rh_alert": bool(s & STATUS_RH_ALERT), "t_alert": bool(s & STATUS_T_ALERT),
-                "reset_detected": bool(s & STATUS_RESET_DETECTED), "command_failed": bool(s & STATUS_COMMAND_FAILED),
-                "write_crc_failed": bool(s & STATUS_WRITE_CRC_FAILED)}
+        return {name: bool(value) for name, value in STATUS.decode(self.read_status()).items()}
 
     def read_serial(self) -> int:
         self.command(CMD_READ_SERIAL)

@@ -133,7 +133,7 @@ def onnx_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
             return next(self.items, None)
 
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, per_channel=False)
+                    weight_type=QuantType.QInt8, per_channel=False, reduce_range=True)  # as toolchain/quantize.py
 
 
 def _tflite_tensors(path: Path) -> tuple[tuple[ArtifactTensor, ...], tuple[ArtifactTensor, ...]]:
@@ -217,14 +217,52 @@ def build_bundle(root: Path, artifacts: tuple[str, ...] = ALL_ARTIFACTS, corrupt
             outputs = (ArtifactTensor("logits", (1, CLASSES), "float32"),)
             expected = raw_onnx(path, golden_x)
             fmt = "onnx"
-        if name == corrupt_golden:
-            expected = expected + 0.5
         golden[f"output/{name}/logits"] = expected
         sha, size = file_digest(path)
         arts.append(Artifact(path=name, format=fmt, precision=precision, sha256=sha, bytes=size,
                              inputs=inputs, outputs=outputs))
-        tolerances[name] = (Tolerance(atol=1e-4, rtol=1e-3) if precision == "fp32" else
-                            Tolerance(atol=5e-3, rtol=5e-3) if precision == "fp16" else Tolerance(atol=0.06, rtol=0.05))
+        tolerances[name] = Tolerance(atol=1.0)  # replaced by the derived bound below
+    manifest = _write(root, tuple(arts), golden, tolerances)
+    tolerances = derived_tolerances(root, manifest)
+    if corrupt_golden is not None:
+        golden[f"output/{corrupt_golden}/logits"] = golden[f"output/{corrupt_golden}/logits"] + 0.5
+    _write(root, tuple(arts), golden, tolerances)
+    return root
+
+
+def derived_tolerances(root: Path, manifest: Manifest) -> dict[str, Tolerance]:
+    """Each artifact's parity bound as the converter derives it (toolchain.bounds), from the true golden."""
+    from device.bundle import open_bundle
+    from device.runtime import RuntimePolicy, load_model  # type: ignore[attr-defined]
+    from device.runtime.parity import golden_feeds
+    from toolchain.bounds import derive_tolerance, measure_spread, rounding_movement
+
+    tolerances: dict[str, Tolerance] = {}
+    with open_bundle(root) as bundle:
+        golden = bundle.load_golden()
+
+        def model_of(art: Artifact):  # type: ignore[no-untyped-def]
+            runtime = "onnxruntime" if art.format == "onnx" else "litert"
+            return load_model(bundle, RuntimePolicy(runtime=runtime, artifact=art.path, threads=1, autotune=False))
+
+        qdq = next((a for a in manifest.artifacts if a.path == "model_int8.onnx"), None)
+        rounding: dict[str, float] = {}
+        for art in manifest.artifacts:
+            with model_of(art) as model:
+                feeds = golden_feeds(golden, manifest, model.inputs, GOLDEN_COUNT)
+                outs = [{"logits": golden[f"output/{art.path}/logits"][i]} for i in range(GOLDEN_COUNT)]
+                spread, _ = measure_spread(bundle.path_of(art.path), art.format, model, feeds, outs)
+                if art.precision.startswith("int8") and qdq is not None and not rounding:
+                    with model_of(qdq) as qmodel:
+                        rounding = rounding_movement(bundle.path_of(qdq.path), qmodel, feeds)[0]
+                tolerances[art.path] = derive_tolerance(art.precision, outs, spread,
+                                                        rounding if art.precision.startswith("int8") else {},
+                                                        model.output_steps())
+    return tolerances
+
+
+def _write(root: Path, arts: tuple[Artifact, ...], golden: dict[str, np.ndarray],
+           tolerances: dict[str, Tolerance]) -> Manifest:
     with open(root / "golden.npz", "wb") as fh:
         np.savez(fh, **golden)
     gsha, gsize = file_digest(root / "golden.npz")
@@ -236,11 +274,11 @@ def build_bundle(root: Path, artifacts: tuple[str, ...] = ALL_ARTIFACTS, corrupt
                                                                 "gyro_z")), sample_rate_hz=50.0, window=T, hop=16),),
         outputs=(TensorSpec("logits", (1, CLASSES), "float32"),),
         task=Task(kind="classification", output="logits", labels=LABELS, activation="logits"),
-        artifacts=tuple(arts),
+        artifacts=arts,
         golden=Golden(path="golden.npz", sha256=gsha, bytes=gsize, count=GOLDEN_COUNT, tolerances=tolerances),
     )
     write_manifest(root, manifest)
-    return root
+    return manifest
 
 
 def mlp_dynamic_range(path: Path, seed: int = 3) -> Path:

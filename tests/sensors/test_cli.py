@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from device.cli import app
+from device.sensors.sim import SimMPU6050
 
 from .conftest import write_csv
 
@@ -68,9 +69,13 @@ def test_read_replay_with_options(run, imu_recording) -> None:
             "-o", "accel_range_g=4", "-o", "gyro_unit=deg/s")
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in r.stdout.splitlines()]
-    assert [round(x["values"]["accel_x"], 2) for x in lines] == pytest.approx(np.round(rows[:5, 0], 2), abs=0.011)
+    # the simulated part (seed 0, flat) adds its zero-g and zero-rate offsets and its noise to the recording
+    part = SimMPU6050(seed=0)
+    accel_x = [x["values"]["accel_x"] - part.accel_offset[0] - part.gravity[0] for x in lines]
+    assert accel_x == pytest.approx(rows[:5, 0], abs=0.15)              # noise: 0.026 m/s² RMS at 44 Hz
     assert lines[0]["units"]["gyro_x"] == "°/s"
-    assert lines[0]["values"]["gyro_y"] == pytest.approx(np.degrees(rows[0, 4]), abs=0.02)
+    gyro_y = lines[0]["values"]["gyro_y"] - np.degrees(part.gyro_offset[1])
+    assert gyro_y == pytest.approx(np.degrees(rows[0, 4]), abs=0.2)    # noise: 0.032 °/s RMS at 42 Hz
 
 
 def test_read_table(run) -> None:

@@ -149,7 +149,7 @@ class FakeClock:
 
 
 def test_bme280_forced_measurement_takes_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    from device.sensors import sim as simmod
+    from device.sensors.sim import bme280 as simmod  # the simulated chip's clock
 
     sim = SimBME280()
     bus = SimBus({0x76: sim})
@@ -258,7 +258,7 @@ def test_mpu6050_wrong_who_am_i() -> None:
 
 def test_mpu6050_replays_a_recording(imu_recording) -> None:
     path, rows = imu_recording
-    sim = SimMPU6050(source=Recording.load(path), noise=0.0)
+    sim = SimMPU6050(source=Recording.load(path), noise=0.0, gravity=False, offsets=False)
     drv = MPU6050(one(0x68, sim), 0x68, {"accel_range_g": 4, "gyro_range_dps": 500})
     drv.setup()
     cols = ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z", "temperature"]
@@ -274,13 +274,13 @@ def test_mpu6050_configuration_and_ranges(tmp_path: Path) -> None:
     rows = np.array([[3 * 9.80665, 0, 0, math.radians(300), 0, 0, 25.0]])
     path = write_csv(tmp_path / "big.csv", ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z",
                                             "temperature"], rows)
-    small = MPU6050(one(0x68, SimMPU6050(source=Recording.load(path), noise=0)), 0x68,
+    small = MPU6050(one(0x68, SimMPU6050(source=Recording.load(path), noise=0, offsets=False)), 0x68,
                     {"accel_range_g": 2, "gyro_range_dps": 250, "gyro_unit": "deg/s"})
     small.setup()
     v = small.read()
     assert v["accel_x"] == pytest.approx(2 * 9.80665, rel=1e-3) and v["gyro_x"] == pytest.approx(250, rel=1e-2)
     assert small.units["gyro_x"] == "°/s"
-    sim = SimMPU6050(source=Recording.load(path), noise=0)
+    sim = SimMPU6050(source=Recording.load(path), noise=0, offsets=False)
     big = MPU6050(one(0x68, sim), 0x68, {"accel_range_g": 16, "gyro_range_dps": 2000, "dlpf": 6,
                                          "sample_rate_div": 9})
     big.setup()
@@ -331,7 +331,7 @@ def test_sht3x_single_shot_all_repeatabilities() -> None:
 
 
 def test_sht3x_read_too_early_is_nacked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from device.sensors import sim as simmod
+    from device.sensors.sim import sht3x as simmod  # the simulated chip's clock
 
     sim = SimSHT3x(enforce_timing=True)
     bus = I2CBus(one(0x44, sim))
@@ -541,7 +541,7 @@ def test_mpu6050_every_range_and_dlpf(tmp_path: Path, accel_g: int, gyro_dps: in
     rows = np.array([[value_g * 9.80665, -value_g * 9.80665, 0.5, math.radians(value_dps), 0, 0, 21.0]])
     path = write_csv(tmp_path / "x.csv", ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z",
                                           "temperature"], rows)
-    sim = SimMPU6050(source=Recording.load(path), noise=0.0)
+    sim = SimMPU6050(source=Recording.load(path), noise=0.0, offsets=False)
     drv = MPU6050(one(0x68, sim), 0x68, {"accel_range_g": accel_g, "gyro_range_dps": gyro_dps, "dlpf": dlpf,
                                          "sample_rate_div": dlpf * 10})
     drv.setup()

@@ -173,7 +173,7 @@ def test_recording_channel_must_belong_to_the_chip(tmp_path: Path) -> None:
 
 def test_partial_recording_is_completed_by_the_synthetic_signal(tmp_path: Path) -> None:
     p = write_csv(tmp_path / "ax.csv", ["accel_x"], np.array([[1.0], [2.0]]))
-    sim = SimMPU6050(source=Recording.load(p), noise=0.0)
+    sim = SimMPU6050(source=Recording.load(p), noise=0.0, offsets=False)
     from device.sensors.mpu6050 import MPU6050
 
     drv = MPU6050(SimBus({0x68: sim}), 0x68)
@@ -203,7 +203,7 @@ def test_time_advance_follows_the_clock(tmp_path: Path) -> None:
 
 def test_build_sim_bus_from_a_description(imu_recording) -> None:
     path, rows = imu_recording
-    bus = build_sim_bus({"mpu6050": {"address": 0x69, "replay": path.name, "noise": 0},
+    bus = build_sim_bus({"mpu6050": {"address": 0x69, "replay": path.name, "noise": 0, "offsets": False},
                          "room": {"kind": "bme280", "address": "0x77"},
                          "faults": {"nack_probability": 0.0, "seed": 2}}, base_dir=path.parent)
     assert sorted(bus.devices) == [0x69, 0x77]

@@ -1,0 +1,338 @@
+"""Describing simulated chips: the typed :class:`SimSpec` (a sensor's ``[sensors.sim]`` table, or one entry of
+a ``--sim-config`` description), checked at load with errors that name the key; the registry of simulated chips;
+building a :class:`SimBus` from a description.
+
+Every chip answers at its driver's default address unless the spec names another one (the address lives
+on the driver class, nowhere else).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from device.errors import BadInput
+from device.sensors import ads1115 as ads
+from device.sensors import bme280 as bme
+from device.sensors import mpu6050 as mpu
+from device.sensors import sht3x as sht
+from device.sensors.base import Sensor
+from device.sensors.sim.ads1115 import SimADS1115
+from device.sensors.sim.bme280 import SimBME280
+from device.sensors.sim.bus import BusFaults, SimBus
+from device.sensors.sim.chip import SimDevice
+from device.sensors.sim.mpu6050 import SimMPU6050
+from device.sensors.sim.physics import FACES
+from device.sensors.sim.sht3x import SimSHT3x
+from device.sensors.sim.signals import Recording
+
+
+class SimSpecError(BadInput):
+    """A simulated chip's description is wrong; ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# --------------------------------------------------------------------------------------------
+# The registry: one record per simulated chip
+
+
+@dataclass(frozen=True)
+class SimChip:
+    """A simulated chip: its name, how to make one, the driver of the real chip (whose ``default_address``
+    is where it answers) and the spec keys only it understands."""
+
+    name: str
+    factory: Callable[..., SimDevice]
+    driver: type[Sensor]
+    keys: frozenset[str] = frozenset()
+
+    @property
+    def default_address(self) -> int:
+        return self.driver.default_address
+
+    def __call__(self, **kwargs: Any) -> SimDevice:
+        return self.factory(**kwargs)
+
+
+_TIMED = frozenset({"enforce_timing"})
+_IMU = frozenset({"orientation", "gravity", "offsets"})
+
+SIM_CHIPS: dict[str, SimChip] = {
+    "bme280": SimChip("bme280", lambda **kw: SimBME280(chip="bme280", **kw), bme.BME280, _TIMED),
+    "bmp280": SimChip("bmp280", lambda **kw: SimBME280(chip="bmp280", **kw), bme.BMP280, _TIMED),
+    "mpu6050": SimChip("mpu6050", SimMPU6050, mpu.MPU6050, _IMU),
+    "sht3x": SimChip("sht3x", SimSHT3x, sht.SHT3x, _TIMED),
+    "ads1115": SimChip("ads1115", SimADS1115, ads.ADS1115, _TIMED),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The spec
+
+
+Orientation = tuple[float, float, float] | str
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """How one simulated chip behaves. Defaults are a realistic chip on a synthetic signal.
+
+    ``kind``: the chip (in a ``--sim-config`` description, when the entry's name is not one); ``address``:
+    where it answers (default: the driver's default address); ``replay``: a CSV/NPZ recording in SI units
+    (an IMU's body motion, without gravity), ``sample_rate_hz`` overriding the file's; ``advance``:
+    "per_read" or "time"; ``rate_hz``: the time base of a synthetic signal; ``noise``: scale of the
+    datasheet's noise (0 = none, true/false = 1/0); ``seed``: of the noise, the offsets and a random
+    orientation; ``enforce_timing`` (bme280/bmp280, sht3x, ads1115): results take their conversion time;
+    ``frozen``, ``corrupt_crc``: faults. MPU-6050 only: ``orientation`` (roll, pitch, yaw in degrees, a face
+    such as "z_up", or "random"), ``gravity`` and ``offsets`` (true: add 1 g along the orientation and
+    the part's zero-g/zero-rate offsets). With :func:`sim_bus_for` also the bus's ``nack_probability``
+    and ``fault_seed``.
+    """
+
+    kind: str | None = None
+    address: int | None = None
+    replay: str | None = None
+    sample_rate_hz: float | None = None
+    advance: str = "per_read"
+    rate_hz: float | None = None
+    noise: float = 1.0
+    seed: int = 0
+    enforce_timing: bool | None = None
+    frozen: bool = False
+    corrupt_crc: float = 0.0
+    orientation: Orientation = "z_up"
+    gravity: bool = True
+    offsets: bool = True
+    nack_probability: float = 0.0
+    fault_seed: int = 0
+
+
+CHIP_KEYS = ("kind", "address", "replay", "sample_rate_hz", "advance", "rate_hz", "noise", "seed", "enforce_timing",
+             "frozen", "corrupt_crc", "orientation", "gravity", "offsets")
+BUS_KEYS = ("nack_probability", "fault_seed")
+
+
+def _err(where: str, key: str, message: str) -> SimSpecError:
+    return SimSpecError(f"{where}.{key}", f"{where}.{key}: {message}")
+
+
+def _flag(value: Any, where: str, key: str) -> bool:
+    """A true/false setting: TOML/JSON booleans only (``bool("no")`` is True)."""
+    if not isinstance(value, bool):
+        raise _err(where, key, f"{value!r} is not true or false")
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _probability(value: Any, where: str, key: str) -> float:
+    """A probability 0..1 (a number, not a string or a bool)."""
+    if not _number(value):
+        raise _err(where, key, f"{value!r} is not a probability (0..1)")
+    if not 0.0 <= value <= 1.0:
+        raise _err(where, key, f"{float(value)} is not a probability (0..1)")
+    return float(value)
+
+
+def _address(value: Any, where: str) -> int:
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError
+        address = int(value, 0) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise _err(where, "address", f"{value!r} is not an I2C address (write it like 0x68)") from None
+    if not 0x03 <= address <= 0x77:
+        raise _err(where, "address", f"{address:#04x} is outside 0x03..0x77")
+    return address
+
+
+def _integer(value: Any, where: str, key: str) -> int:
+    if not _number(value) or not float(value).is_integer():
+        raise _err(where, key, f"{value!r} is not a valid int")
+    return int(value)
+
+
+def _orientation(value: Any, where: str) -> Orientation:
+    if isinstance(value, str):
+        if value == "random" or value in FACES:
+            return value
+        raise _err(where, "orientation", f"{value!r} is not 'random' or one of {', '.join(FACES)} (or give roll, "
+                                         "pitch, yaw in degrees)")
+    if isinstance(value, list | tuple) and len(value) == 3 and all(_number(v) for v in value):
+        return (float(value[0]), float(value[1]), float(value[2]))
+    raise _err(where, "orientation", f"{value!r} is not roll, pitch, yaw in degrees (e.g. [0, 90, 0]), 'random' or "
+                                     f"one of {', '.join(FACES)}")
+
+
+def parse_sim_spec(chip: str, table: dict[str, Any] | None, *, where: str = "sim",
+                   bus_keys: bool = False) -> SimSpec:
+    """Check a description of the simulated ``chip`` (a driver name) and type it; no I/O (a replay file is
+    read when the chip is made). Raises :class:`SimSpecError` naming the key."""
+    if table is not None and not isinstance(table, dict):
+        raise SimSpecError(where, f"{where}: expected a table of settings, got {table!r}")
+    table = dict(table or {})
+    known = CHIP_KEYS + (BUS_KEYS if bus_keys else ())
+    for key in table:
+        if key not in known:
+            raise SimSpecError(f"{where}.{key}", f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
+    kind = str(table.get("kind", chip)).lower()
+    if kind not in SIM_CHIPS:
+        raise SimSpecError(f"{where}.kind" if "kind" in table else where,
+                           f"{where}: no simulated chip {kind!r}; simulated chips: {', '.join(SIM_CHIPS)}")
+    record = SIM_CHIPS[kind]
+    for key in table:
+        if key in _TIMED | _IMU and key not in record.keys:
+            what = "has no conversion time" if key in _TIMED else f"has no {key} (only the mpu6050 simulation has)"
+            raise _err(where, key, f"the {kind} simulation {what}")
+    out: dict[str, Any] = {"kind": kind}
+    if "address" in table:
+        out["address"] = _address(table["address"], where)
+    if "replay" in table:
+        if not isinstance(table["replay"], str):
+            raise _err(where, "replay", f"{table['replay']!r} is not a file name")
+        out["replay"] = table["replay"]
+    for key in ("sample_rate_hz", "rate_hz"):
+        if key in table:
+            value = table[key]
+            if not _number(value) or value <= 0:
+                raise _err(where, key, f"{value!r} is not a number" if not _number(value)
+                           else f"{value!r} is not a valid positive float")
+            out[key] = float(value)
+    if "advance" in table:
+        if table["advance"] not in ("per_read", "time"):
+            raise _err(where, "advance", f"advance must be 'per_read' or 'time' (got {table['advance']!r})")
+        out["advance"] = table["advance"]
+    if "noise" in table:
+        value = table["noise"]
+        if isinstance(value, bool):
+            value = float(value)
+        if not _number(value) or value < 0:
+            raise _err(where, "noise", f"{value!r} is not a valid float (a scale: 0 = none, 1 = the datasheet's)")
+        out["noise"] = float(value)
+    for key in ("seed", "fault_seed"):
+        if key in table:
+            out[key] = _integer(table[key], where, key)
+    for key in ("enforce_timing", "frozen", "gravity", "offsets"):
+        if key in table:
+            out[key] = _flag(table[key], where, key)
+    for key in ("corrupt_crc", "nack_probability"):
+        if key in table:
+            out[key] = _probability(table[key], where, key)
+    if "orientation" in table:
+        out["orientation"] = _orientation(table["orientation"], where)
+    return SimSpec(**out)
+
+
+def check_sim_table(driver: str, table: dict[str, Any] | None, where: str = "sim") -> SimSpec:
+    """A sensor's ``[sensors.sim]`` table, checked as ``spinal run --sim`` will use it (for a config loader:
+    a typo is an error at load, naming the key, not a sensor that never answers)."""
+    if table and "kind" in table:
+        raise _err(where, "kind", f"the simulated chip is the sensor's driver ({driver}); remove 'kind'")
+    return parse_sim_spec(driver, table, where=where, bus_keys=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Making chips and buses
+
+
+def make_device(spec: SimSpec, *, base_dir: str | Path | None = None, rate_hz: float | None = None) -> SimDevice:
+    """The simulated chip a :class:`SimSpec` describes (reads its replay file, relative to ``base_dir``)."""
+    assert spec.kind is not None
+    record = SIM_CHIPS[spec.kind]
+    kwargs: dict[str, Any] = {"advance": spec.advance, "noise": spec.noise, "seed": spec.seed}
+    if spec.replay is not None:
+        path = Path(spec.replay)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        kwargs["source"] = Recording.load(path, spec.sample_rate_hz)
+    if spec.rate_hz or rate_hz:
+        kwargs["rate_hz"] = spec.rate_hz or rate_hz
+    if spec.enforce_timing is not None:
+        kwargs["enforce_timing"] = spec.enforce_timing
+    if "orientation" in record.keys:
+        kwargs.update(orientation=spec.orientation, gravity=spec.gravity, offsets=spec.offsets)
+    device = record(**kwargs)
+    device.faults.frozen = spec.frozen
+    device.faults.corrupt_crc = spec.corrupt_crc
+    return device
+
+
+def make_sim_device(kind: str, spec: dict[str, Any] | None = None, *, where: str | None = None,
+                    base_dir: str | Path | None = None) -> tuple[int, SimDevice]:
+    """(address, device) for one entry of a description (see :func:`build_sim_bus`)."""
+    typed = parse_sim_spec(kind, spec, where=where or f"sim.{kind}")
+    assert typed.kind is not None
+    address = typed.address if typed.address is not None else SIM_CHIPS[typed.kind].default_address
+    return address, make_device(typed, base_dir=base_dir)
+
+
+def build_sim_bus(description: dict[str, Any] | None = None, *, bus: int = 1,
+                  base_dir: str | Path | None = None) -> SimBus:
+    """A :class:`SimBus` from a small description, e.g.::
+
+        {"mpu6050": {"address": 0x68, "replay": "walk.csv", "orientation": "random", "seed": 3},
+         "room": {"kind": "bme280", "address": "0x77"},
+         "faults": {"nack_probability": 0.01, "seed": 1}}
+
+    A key names a simulated chip (``bme280``, ``bmp280``, ``mpu6050``, ``sht3x``, ``ads1115``) or is
+    any name with a ``kind``; its settings are those of :class:`SimSpec` (relative replay paths against
+    ``base_dir``). ``None``: :func:`default_sim_bus`.
+    """
+    if description is None:
+        return default_sim_bus(bus=bus)
+    devices: dict[int, SimDevice] = {}
+    faults = BusFaults()
+    for name, spec in description.items():
+        if name == "faults":
+            if not isinstance(spec, dict):
+                raise SimSpecError("sim.faults", f"sim.faults: expected a table (nack_probability, seed), got {spec!r}")
+            for key in spec:
+                if key not in ("nack_probability", "seed"):
+                    raise SimSpecError(f"sim.faults.{key}",
+                                       f"sim.faults: unknown key {key!r}; known keys: nack_probability, seed")
+            p = _probability(spec.get("nack_probability", 0.0), "sim.faults", "nack_probability")
+            faults = BusFaults(p, _integer(spec.get("seed", 0), "sim.faults", "seed"))
+            continue
+        if not isinstance(spec, dict):
+            raise SimSpecError(f"sim.{name}", f"sim.{name}: expected a table of settings, got {spec!r}")
+        address, device = make_sim_device(name, spec, where=f"sim.{name}", base_dir=base_dir)
+        if address in devices:
+            raise _err(f"sim.{name}", "address", f"{address:#04x} is already taken by another simulated chip")
+        devices[address] = device
+    return SimBus(devices, faults, bus=bus)
+
+
+def default_sim_bus(*, bus: int = 1, seed: int = 0) -> SimBus:
+    """One of each simulated chip at its driver's default address, or the driver's next address where that
+    is taken: bme280 0x76, bmp280 0x77 (its default 0x76 holds the bme280), mpu6050 0x68, sht3x 0x44,
+    ads1115 0x48."""
+    devices: dict[int, SimDevice] = {}
+    for record in SIM_CHIPS.values():
+        free = [a for a in (record.default_address, *record.driver.addresses) if a not in devices]
+        devices[free[0]] = record(seed=seed)
+    return SimBus(devices, bus=bus)
+
+
+def sim_bus_for(driver: str, address: int | None = None, sim: dict[str, Any] | None = None,
+                rate_hz: float | None = None, *, bus_number: int = 1, base_dir: str | Path | None = None) -> SimBus:
+    """A :class:`SimBus` holding the one simulated chip a configured sensor needs (``spinal run --sim``).
+
+    ``sim`` is the sensor's ``[sensors.sim]`` table (see :class:`SimSpec`), ``address`` the sensor's (``None``:
+    the driver's default address, where the simulated chip then answers too). ``rate_hz`` (the sampler's
+    rate) is the time base of a synthetic signal unless ``sim`` sets ``rate_hz``.
+    """
+    spec = check_sim_table(driver, sim)
+    assert spec.kind is not None
+    addr = spec.address if spec.address is not None else address
+    if addr is None:
+        addr = SIM_CHIPS[spec.kind].default_address
+    device = make_device(spec, base_dir=base_dir, rate_hz=rate_hz)
+    return SimBus({addr: device}, BusFaults(spec.nack_probability, spec.fault_seed), bus=bus_number)
