@@ -79,25 +79,6 @@ class SensorConfig:
 
 
 @dataclass(frozen=True)
-class SimSpec:
-    """``[sensors.sim]``: the simulated chip behind a sensor under ``spinal run --sim`` (checked at load, so
-    ``--check`` refuses a typo); :func:`device.sensors.sim.sim_bus_for` reads the same keys."""
-
-    replay: str | None = None  # a recording (CSV/JSON lines) to play back, relative to the config file
-    sample_rate_hz: float | None = field(default=None, metadata={"gt": 0})
-    advance: Literal["per_read", "time"] | None = None
-    rate_hz: float | None = field(default=None, metadata={"gt": 0})
-    noise: float | None = field(default=None, metadata={"min": 0})
-    seed: int | None = None
-    enforce_timing: bool | None = None
-    frozen: bool = False
-    corrupt_crc: float = field(default=0.0, metadata={"min": 0, "max": 1})
-    address: int | str | None = None  # where the simulated chip answers (default: the sensor's address)
-    nack_probability: float = field(default=0.0, metadata={"min": 0, "max": 1})
-    fault_seed: int = 0
-
-
-@dataclass(frozen=True)
 class PostprocessConfig:
     """``[postprocess]``: what a model output becomes."""
 
@@ -526,6 +507,22 @@ def _check_driver_address(ctx: _Ctx, index: int, s: SensorConfig) -> None:
                         f"{' or '.join(f'0x{a:02x}' for a in allowed)})")
 
 
+def _check_sim(ctx: _Ctx, index: int, s: SensorConfig) -> None:
+    """``[sensors.sim]`` typed as ``spinal run --sim`` reads it (:func:`device.sensors.sim.check_sim_table`), at
+    load: a typo is an error naming file, line and key (``--check`` refuses it), not a sensor retried forever."""
+    try:
+        from device.sensors.sim import SimSpecError, check_sim_table
+    except ImportError:  # pragma: no cover - the simulator ships with device
+        return
+    where = _path_text(("sensors", index, "sim"))
+    try:
+        check_sim_table(s.driver, s.sim, where=where)
+    except SimSpecError as exc:
+        key = exc.key.removeprefix(where).lstrip(".")
+        line = ctx.locator.line(("sensors", index, "sim", *([key] if key else [])))
+        raise ConfigError(f"{ctx.source}:{line}: {exc}" if line else f"{ctx.source}: {exc}") from None
+
+
 def locate(config: Config, *path: Any) -> str:
     """``FILE:LINE: KEY`` for a key of a loaded config (``FILE: KEY`` if the file cannot be read again)."""
     try:
@@ -560,7 +557,7 @@ def _sensors(ctx: _Ctx, value: Any) -> tuple[SensorConfig, ...]:
         if drivers is not None:
             _check_driver_address(ctx, i, s)
             _check_driver_options(ctx, i, s)
-        build_dataclass(ctx, ("sensors", i, "sim"), s.sim, SimSpec)
+        _check_sim(ctx, i, s)
         if s.retry_max_s < s.retry_initial_s:
             raise ctx.error(("sensors", i, "retry_max_s"),
                             f"must be >= retry_initial_s ({s.retry_initial_s}), got {s.retry_max_s}")
