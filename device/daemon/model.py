@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,7 +209,8 @@ def _bind(config: Config, bundle: Bundle, channels: dict[str, tuple[str, ...]]) 
         raise BundleError(f"{bundle.source}: input {spec.name!r} names {len(model_channels)} channels for "
                           f"{plan.channels} channel slots")
     try:
-        sources = bind_channels(model_channels, channels, config.binding, where=locate(config, "binding"))
+        offered: dict[str, Sequence[str]] = dict(channels)
+        sources = bind_channels(model_channels, offered, config.binding, where=locate(config, "binding"))
     except BadInput as exc:  # a model channel no sensor has: the fix is in [binding] (or the bundle)
         text = str(exc)
         raise BadInput(text if text.startswith(str(config.source)) else f"{locate(config, 'binding')}: {text}") \

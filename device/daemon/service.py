@@ -87,6 +87,8 @@ class Daemon:
         self.recent_inference = Recent()
         self.http: HealthServer | None = None
         self._threads: list[threading.Thread] = []
+        self._infer_thread = threading.Thread()  # replaced by the real threads in _start_threads
+        self._output_thread = threading.Thread()
 
     def _make_state_dir(self) -> None:
         cfg = self.config
@@ -281,9 +283,9 @@ class Daemon:
         for s in cfg.sensors:
             opener = SensorOpener(s, self.options.sim, cfg.source.absolute().parent)
             self.samplers.append(Sampler(s, opener, hooks, self.stop_event, self.metrics, self.sensor_states[s.id]))
-        infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
-        output = threading.Thread(target=self.output.run, name="output", daemon=True)
-        self._threads = [*self.samplers, infer, output]
+        self._infer_thread = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        self._output_thread = threading.Thread(target=self.output.run, name="output", daemon=True)
+        self._threads = [*self.samplers, self._infer_thread, self._output_thread]
         for t in self._threads:
             t.start()
 
@@ -399,24 +401,20 @@ class Daemon:
 
     def _join_workers(self) -> int:
         """Stop the samplers and inference, then the output thread after the sentinel; 1 if a sink hung."""
-        for t in self.samplers:
-            t.join(timeout=5)
-            if not t.is_alive():
-                t.close_bus()
-        for t in self._threads:
-            if t.name == "inference":
-                t.join(timeout=10)
+        for sampler in self.samplers:
+            sampler.join(timeout=5)
+            if not sampler.is_alive():
+                sampler.close_bus()
+        self._infer_thread.join(timeout=10)
         self.event("stopped", {"inferences": self.inferences, "windows": self.router.stats()})
         try:
             self.out.put(None, timeout=5)
         except queue.Full:
             log.error("output queue full at shutdown; some records were not written")
-        for t in self._threads:
-            if t.name == "output":
-                t.join(timeout=10)
-                if t.is_alive():
-                    log.error("output thread did not finish in 10 s (a sink is stuck); exiting anyway")
-                    return 1
+        self._output_thread.join(timeout=10)
+        if self._output_thread.is_alive():
+            log.error("output thread did not finish in 10 s (a sink is stuck); exiting anyway")
+            return 1
         return 0
 
     def _shutdown(self, code: int) -> int:
@@ -425,7 +423,7 @@ class Daemon:
         self.notifier.stopping("stopping: flushing sinks")
         hung = self._join_workers()
         code = code or hung
-        if code == 0 or not any(t.is_alive() for t in self._threads if t.name == "output"):
+        if code == 0 or not self._output_thread.is_alive():
             self.output.close_sinks()
         if self.http is not None:
             self.http.close()
