@@ -23,10 +23,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from device.errors import BadInput
 from device.sinks.base import Record, encode_record
+
+if TYPE_CHECKING:
+    from device.sinks.factory import SinkContext
 
 MAX_PENDING_LINES = 100_000
 RETRY_S = 1.0
@@ -214,6 +217,6 @@ class JsonlSink:
         """The JSON lines sink has no metrics of its own (the daemon counts its records and errors)."""
 
 
-def build_jsonl(options: JsonlOptions, ctx: object) -> JsonlSink:
+def build_jsonl(options: JsonlOptions, ctx: SinkContext) -> JsonlSink:
     """Sink factory entry (see :mod:`device.sinks.factory`)."""
-    return JsonlSink(options, name=getattr(ctx, "name", "jsonl"))
+    return JsonlSink(options, name=ctx.name)
