@@ -100,3 +100,55 @@ def test_sequence_numbers_that_cannot_be_saved_make_health_degraded(tmp_path, bu
     daemon.event("test", {})
     assert daemon.metrics.records_unnumbered._value.get() == 1
     assert daemon.health()["status"] == "degraded" and daemon.health()["seq"]["error"]
+
+
+class SlowSink(FlakySink):
+    """Every write_many takes 0.3 s (a slow disk, a slow broker): records pile up meanwhile."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def write_many(self, records: Any) -> None:
+        self.batches.append(len(records))
+        time.sleep(0.3)
+        super().write_many(records)
+
+
+def test_the_output_thread_hands_a_sink_everything_that_accumulated_in_one_call(tmp_path, bundles):
+    sink = SlowSink()
+    cfg = load_config(write_config(tmp_path, bundles["good"], readings=True))
+    daemon = Daemon(cfg, RunOptions(sim=True), sinks=[(sink, ("reading",))])
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: len(sink.batches) >= 5, what="five batches")
+    finally:
+        daemon.request_stop("test over")
+        runner.join(timeout=30)
+    # 50 readings/s against one call per 0.3 s: about 15 records a call (before: one call per record).
+    assert max(sink.batches) >= 5, sink.batches
+    seqs = [r.seq for r in sink.records]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "in order, none lost"
+
+
+def test_a_sink_that_is_not_connected_after_the_grace_period_is_degraded(tmp_path, bundles):
+    class Offline(FlakySink):
+        name = "mqtt"
+
+        def stats(self) -> dict[str, Any]:
+            return {"connected": False, "spool_depth": 12}
+
+    cfg = load_config(write_config(tmp_path, bundles["good"]))
+    daemon = Daemon(cfg, RunOptions(sim=True), sinks=[(Offline(), ("status",))])
+    daemon.phase = "running"
+    daemon.sensor_states["imu"].state = "ok"
+    assert daemon.health()["status"] == "ok", "while starting, a connection may still be on its way"
+    daemon.started_ns -= int(10e9)
+    daemon.sensor_states["imu"].heartbeat_ns = time.monotonic_ns()
+    health = daemon.health()
+    # Before: "ok" while the broker was down.
+    assert health["status"] == "degraded" and health["sinks"]["mqtt"]["problem"] == "not connected"
+    assert health["sinks"]["mqtt"]["spool_depth"] == 12
