@@ -14,7 +14,7 @@ One module per responsibility:
 
 from __future__ import annotations
 
-from device.daemon.check import check_config
+from device.daemon.check import check_config, probe_sensors
 from device.daemon.metrics import Metrics, Recent
 from device.daemon.model import ActiveModel, CanaryResult, ModelSlot, bundle_fingerprint, load_candidate, run_canary
 from device.daemon.router import OutItem, Output, Router, WindowJob
@@ -25,5 +25,5 @@ from device.daemon.service import Daemon, RunOptions
 __all__ = [
     "ActiveModel", "CanaryResult", "Daemon", "Metrics", "ModelSlot", "OutItem", "Output", "Recent", "Router",
     "RunOptions", "Sampler", "SensorOpener", "SensorState", "SeqCounter", "WindowJob", "bundle_fingerprint",
-    "check_config", "describe_sensor", "load_candidate", "run_canary", "sensor_channels",
+    "check_config", "describe_sensor", "load_candidate", "probe_sensors", "run_canary", "sensor_channels",
 ]

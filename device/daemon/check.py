@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from device.config import Config, locate
 from device.daemon.model import load_candidate
-from device.daemon.sampler import check_sim, sensor_channels
+from device.daemon.sampler import check_sim, describe_sensor, open_bus_for, sensor_channels
 from device.errors import BadInput
 
 
@@ -49,4 +49,34 @@ def check_config(config: Config, sim: bool = False) -> list[str]:
         lines.append(f"delegate: {active.delegate}")
     finally:
         active.close()
+    return lines
+
+
+def probe_sensors(config: Config, sim: bool = False) -> list[str]:
+    """``--check --probe``: touch each sensor's bus read-only (an address acknowledge, then the chip's id
+    registers: nothing is written to a chip's configuration) and say what answers where the config expects
+    each driver. Raises :class:`BadInput` naming file, line and key when nothing or another chip answers."""
+    from device.sensors.bus import as_bus
+    from device.sensors.registry import scan
+
+    lines = []
+    for i, s in enumerate(config.sensors):
+        address = describe_sensor(s, i).address
+        bus = as_bus(open_bus_for(s, sim, config.source.absolute().parent))
+        try:
+            found = scan(bus, address, address)
+        finally:
+            bus.close()
+        where = f"0x{address:02x} on {bus.label}"
+        if not found:
+            raise BadInput(f"{locate(config, 'sensors', i, 'address')}: nothing answers at {where} (expected a "
+                           f"{s.driver}); check the wiring and the address (`spinal sensors scan --bus {s.bus}`)")
+        chip, detail = found[0].chip, found[0].detail
+        if chip is not None and chip != s.driver:
+            raise BadInput(f"{locate(config, 'sensors', i, 'driver')}: a {chip} answers at {where} ({detail}), not "
+                           f"a {s.driver}; set driver = \"{chip}\" or fix the address")
+        if chip is None and detail and "not probed" not in detail:
+            raise BadInput(f"{locate(config, 'sensors', i, 'driver')}: the chip at {where} is not a {s.driver} "
+                           f"({detail})")
+        lines.append(f"probe {s.id}: {s.driver} answers at {where}" + (f" ({detail})" if detail else ""))
     return lines

@@ -96,3 +96,19 @@ def test_a_missing_bundle_fails_check(tmp_path, bundles):
     # Before: a "note:" and exit 0.
     with pytest.raises(BadInput, match=r"spinal\.toml:\d+: model\.bundle: .*model\.spinal does not exist"):
         check_config(load_config(path))
+
+
+def test_probe_reads_id_registers_only_and_names_a_wrong_chip_or_an_empty_address(tmp_path, bundles):
+    from device.daemon import probe_sensors
+
+    path = write_config(tmp_path, bundles["good"])
+    lines = probe_sensors(load_config(path), sim=True)
+    assert lines == ["probe imu: mpu6050 answers at 0x68 on simulated I2C bus 1 (WHO_AM_I 0x68)"]
+    # The simulated MPU-6050 answers where the config says; a config expecting it at 0x69 finds nothing.
+    path = write_config(tmp_path, bundles["good"], sim="[sensors.sim]\naddress = 0x68\n")
+    path.write_text(path.read_text().replace("address = 0x68\nrate_hz", "address = 0x69\nrate_hz"))
+    with pytest.raises(BadInput, match=r"spinal\.toml:\d+: sensors\[0\]\.address: nothing answers at 0x69"):
+        probe_sensors(load_config(path), sim=True)
+    proc = subprocess.run([sys.executable, "-c", "from device.cli import main; main()", "run", "--config", str(path),
+                           "--sim", "--probe"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and "nothing answers at 0x69" in proc.stderr, proc.stderr
