@@ -15,6 +15,7 @@ reopening is retried at most once per ``RETRY_S``. Meanwhile ``write_many`` rais
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -121,6 +122,8 @@ class JsonlSink:
         while view:
             try:
                 n = os.write(self._fd, view)
+                if n == 0:  # nothing taken and no error: treat as a full device rather than spin
+                    raise OSError(errno.ENOSPC, "no space left on device (write took no bytes)")
             except OSError:
                 self._pending[0] = bytes(view)
                 self._torn = self._torn or len(view) < len(line)
