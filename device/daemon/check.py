@@ -32,8 +32,8 @@ def check_config(config: Config, sim: bool = False) -> list[str]:
             lines.append(f"sink {sc.name}: mqtt {mq.host}:{mq.port}{' (TLS)' if mq.tls else ''}, spool "
                          f"{sc.options.spool.path}{', secrets ' + str(mq.secrets_file) if mq.secrets_file else ''}")
     if sim:
-        for i, s in enumerate(config.sensors):
-            check_sim(s, i, config.source)
+        for i in range(len(config.sensors)):
+            check_sim(config, i)
     if not config.model.bundle.exists():
         raise BadInput(f"{locate(config, 'model', 'bundle')}: {config.model.bundle} does not exist; install a "
                        "bundle there (made by spinal convert) before starting the service")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from device.config import SensorConfig
+from device.config import Config, SensorConfig
 from device.daemon.metrics import Metrics, Recent
 from device.errors import BadInput
 from device.sensors.base import Sensor
@@ -47,16 +47,19 @@ def describe_sensor(cfg: SensorConfig, index: int) -> Sensor:
         raise BadInput(f"sensors[{index}] ({cfg.id}): {exc}") from None
 
 
-def check_sim(cfg: SensorConfig, index: int, source: Path) -> None:
-    """Build the simulated chip of ``[sensors.sim]`` once (a replay file is read): a config error stops the
-    start (or ``--check``) with the file and key instead of being retried by the sampler forever."""
+def check_sim(config: Config, index: int) -> None:
+    """Build the simulated chip of sensor ``index``'s ``[sensors.sim]`` once (a replay file is read): a config
+    error stops the start (or ``--check``) naming file, line and key instead of being retried forever."""
+    from device.config import locate
     from device.sensors.sim import sim_bus_for
 
+    cfg = config.sensors[index]
     try:
         sim_bus_for(cfg.driver, cfg.address, cfg.sim, cfg.rate_hz, bus_number=cfg.bus,
-                    base_dir=source.absolute().parent)
+                    base_dir=config.source.absolute().parent)
     except BadInput as exc:
-        raise BadInput(f"{source}: sensors[{index}] ({cfg.id}): {exc}") from None
+        text = str(exc).removeprefix("sim: ").removeprefix("sim.")
+        raise BadInput(f"{locate(config, 'sensors', index, 'sim')}: {text}") from None
 
 
 def sensor_channels(cfg: SensorConfig, index: int = 0) -> tuple[str, ...]:

@@ -296,8 +296,8 @@ class Daemon:
         self.notifier.status("starting: loading model")
         try:
             if self.options.sim:  # a bad [sensors.sim] table stops the start (not retried by the sampler)
-                for i, s in enumerate(self.config.sensors):
-                    check_sim(s, i, self.config.source)
+                for i in range(len(self.config.sensors)):
+                    check_sim(self.config, i)
             if self._own_sinks:  # inside: a sink that fails to start closes the ones already open
                 self._build_sinks()
             self.reload("startup", startup=True)

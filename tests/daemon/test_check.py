@@ -37,7 +37,7 @@ def test_a_sim_table_the_simulator_refuses_stops_run_sim_at_once(tmp_path, bundl
     path = write_config(tmp_path, bundles["good"], sim='[sensors.sim]\nreplay = "no-such-recording.csv"\n')
     daemon = Daemon(load_config(path), RunOptions(sim=True))
     t = time.monotonic()
-    with pytest.raises(BadInput, match=r"spinal\.toml: sensors\[0\] \(imu\): .*no-such-recording\.csv"):
+    with pytest.raises(BadInput, match=r"spinal\.toml:\d+: sensors\[0\]\.sim: .*no-such-recording\.csv"):
         daemon.run()
     assert time.monotonic() - t < 10
 
