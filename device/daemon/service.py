@@ -318,6 +318,7 @@ class Daemon:
         self.phase = "stopping"
         self.output.close_sinks()
         self.models.close()
+        self.seq.close()  # a failed start is a clean stop: the next start continues the numbers
         self.notifier.close()
 
     def _supervise(self) -> int:
