@@ -12,6 +12,7 @@ time of the fault's end, however long the fault lasted, and a dead bus sees one 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import threading
 import time
@@ -23,13 +24,15 @@ from typing import Any, Protocol
 from device.config import Config, SensorConfig
 from device.daemon.metrics import Metrics, Recent
 from device.errors import BadInput
-from device.sensors.base import Sensor
+from device.sensors.base import BusError, Sensor
 from device.sensors.bus import I2CBus
 
 log = logging.getLogger("spinal.daemon")
 
 # A sampler this late (or less) reads the due ticks back to back instead of leaving a gap.
 CATCH_UP_S = 0.05
+# The errors of an adapter that has no SMBus quick command (the probe): not a sign the chip is gone.
+_NO_QUICK = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.ENOTTY, errno.EINVAL})
 
 OnSample = Callable[[str, int, int, dict[str, float]], None]
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -154,6 +157,7 @@ class Sampler(threading.Thread):
         self._last_setup = time.monotonic()
         self._last_values: dict[str, float] | None = None
         self.address = describe_sensor(cfg, 0).address
+        self._probe_supported = True
 
     def _wait_until(self, due_ns: int) -> bool:
         """Sleep until ``due_ns`` (monotonic); ``False`` if asked to stop meanwhile."""
@@ -182,12 +186,16 @@ class Sampler(threading.Thread):
         """The cheap check: does the chip acknowledge its address? (A quick write, as i2cdetect does: no data
         byte, no register changed; one attempt.) ``True`` when there is no bus yet (setup opens it)."""
         bus = self.open_driver.bus
-        if bus is None:
+        if bus is None or not self._probe_supported:
             return True
         self.metrics.probes.labels(self.cfg.id).inc()
         try:
             bus.write_quick(self.address, retries=0)
         except Exception as exc:  # a NACK, a timeout, a stuck bus: still gone
+            if isinstance(exc, BusError | OSError) and exc.errno in _NO_QUICK:  # no SMBus quick: set-ups only
+                log.info("sensor %s: the bus cannot probe (%s); set-ups with backoff only", self.cfg.id, exc)
+                self._probe_supported = False
+                return True
             self.state.last_error = f"probe: {exc}"
             return False
         return True

@@ -64,3 +64,28 @@ def test_a_long_unplug_recovers_within_2_s_of_the_replug_without_hammering_set_u
     finally:
         daemon.request_stop("test over")
         runner.join(timeout=30)
+
+
+def test_an_adapter_without_the_quick_command_falls_back_to_set_ups_with_backoff(tmp_path, bundles):
+    import errno
+
+    path = write_config(tmp_path, bundles["good"])
+    path.write_text(path.read_text().replace("retry_initial_s = 0.1", "retry_initial_s = 0.5")
+                    .replace("retry_max_s = 0.2", "retry_max_s = 30"))
+    daemon = Daemon(load_config(path), RunOptions(sim=True))
+    runner = start(daemon)
+    try:
+        wait_for(lambda: daemon.sensor_states["imu"].state == "ok", what="ok")
+        simbus = daemon.samplers[0].open_driver.bus.raw
+
+        def no_quick(address, force=None):
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+        simbus.write_quick = no_quick
+        simbus.unplug(0x68)
+        wait_for(lambda: not daemon.samplers[0]._probe_supported, what="probe given up")
+        simbus.replug(0x68)
+        wait_for(lambda: daemon.sensor_states["imu"].state == "ok", timeout=10, what="recovered by set-ups")
+    finally:
+        daemon.request_stop("test over")
+        runner.join(timeout=30)
