@@ -9,7 +9,8 @@ One module per responsibility:
 - :mod:`~device.daemon.health` the watchdog condition, /healthz, rate-limited error logs;
 - :mod:`~device.daemon.metrics` the Prometheus metrics;
 - :mod:`~device.daemon.seq` sequence numbers that survive restarts;
-- :mod:`~device.daemon.check` ``spinal run --check``.
+- :mod:`~device.daemon.check` ``spinal run --check`` and ``--probe``;
+- :mod:`~device.daemon.logs` the loggers' set-up (time, level, ``log_level``).
 """
 
 from __future__ import annotations
