@@ -141,7 +141,8 @@ def test_names_onnx2tf_rewrites_or_tensorflow_rejects(tmp_path: Path) -> None:
     model = awkward_names_onnx(tmp_path / "names.onnx")
     calibration(tmp_path / "cal.npz", "onnx::Flatten_0", (2, 3, 4))
     result = run_cli("convert", model, "-o", tmp_path / "b", "--calibration", tmp_path / "cal.npz",
-                     "--formats", "onnx-fp32,tflite-fp32", "--max-drop", "0.1", "--json")
+                     "--formats", "onnx-fp32,tflite-fp32", "--max-drop", "0.1", "--json",
+                     "--input-shape", "onnx::Flatten_0=1,2,3,4")
     assert result.exit_code == 0, result.stdout + result.stderr
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert [a["path"] for a in manifest["artifacts"]] == ["model.fp32.onnx", "model.fp32.tflite"], manifest["notes"]
