@@ -379,3 +379,28 @@ def test_pytorch_module_named_after_its_module_and_shaped_by_the_data(tmp_path: 
     assert manifest["inputs"][0]["name"] == "input" and manifest["inputs"][0]["shape"] == [1, 4, 5]
     assert any("from the calibration data" in n for n in manifest["notes"]), manifest["notes"]
     del torch
+
+
+def test_the_tensorflow_child_tells_internal_failures_apart(tmp_path: Path) -> None:
+    """The child answered every exception as `error: ...`, which became the model's fault (artifact dropped)."""
+    import sys
+
+    import toolchain.tflite as tfl
+    from device.errors import ModelFileError
+    from toolchain.calibration import DataSet, InputSpec
+    from toolchain.failures import InternalFailure
+
+    sm = tfl.SavedModel(path=tmp_path / "onnx2tf", input_keys={"x": "x"}, output_keys={"y": "y"}, producer="onnx2tf")
+    sm.path.mkdir()
+    data = DataSet(arrays={"x": np.zeros((2, 4), np.float32)}, source="test")
+    inputs = (InputSpec("x", (1, 4)),)
+    for reply, expected in (("internal: FileNotFoundError: [Errno 2] No such file", InternalFailure),
+                            ("error: ValueError: in user code:", ModelFileError)):
+        answer = [sys.executable, "-c", f"import sys; sys.stdin.readline(); print({reply!r}, flush=True); "
+                                        "sys.stdin.readline()"]
+        tfl._WORKERS[sm.path.parent.resolve()] = tfl._Worker(tmp_path, command=answer)
+        try:
+            with pytest.raises(expected):
+                tfl.convert_saved_model(sm, "fp32", inputs, data)
+        finally:
+            tfl.close_workers()
