@@ -404,3 +404,38 @@ def test_the_tensorflow_child_tells_internal_failures_apart(tmp_path: Path) -> N
                 tfl.convert_saved_model(sm, "fp32", inputs, data)
         finally:
             tfl.close_workers()
+
+
+def test_a_bundled_sparse_file_crashing_one_runtime_fails_its_row_only(tmp_path: Path) -> None:
+    """Bundle verify: the probe had loaded each TFLite artifact with LiteRT only, then tflite-runtime read it
+    in-process; on a sparse (DENSIFY) file tflite-runtime 2.14 segfaults there (simulated by the hook below)."""
+    pytest.importorskip("tflite_runtime")
+    tf = pytest.importorskip("tensorflow")
+    import os
+    import subprocess
+    import sys
+
+    from tests.runtime.test_inputs_and_files import CRASH_ON_DENSIFY
+
+    rng = np.random.default_rng(11)
+    inp = tf.keras.Input((8, 8, 16), batch_size=1)
+    layer = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)
+    keras_model = tf.keras.Model(inp, layer(inp))
+    w = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
+    layer.set_weights([w * (rng.random(w.shape) < 0.1)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    sparse = tmp_path / "sparse.tflite"
+    sparse.write_bytes(conv.convert())
+    result = run_cli("convert", sparse, "-o", tmp_path / "b")  # bundled as it is (LiteRT reads it)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_ON_DENSIFY)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), root]), "SPINAL_CACHE_DIR": str(tmp_path / "c")}
+    proc = subprocess.run([sys.executable, "-c", "from device.cli import main; main()", "verify", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "ok   parity model.fp32.tflite on litert" in proc.stdout, proc.stdout
+    assert "FAIL parity model.fp32.tflite on tflite-runtime" in proc.stdout and "SIGSEGV" in proc.stdout
