@@ -109,6 +109,11 @@ def test_worker_reports_internal_failures_apart() -> None:
     assert is_internal(RuntimeError("[ONNXRuntimeError] : 3 : NO_SUCHFILE : Load model from m.onnx failed"))
     assert is_internal(InternalFailure("x"))
     assert not is_internal(ValueError("in user code:"))
+    from toolchain.failures import describe
+
+    tf_error = ValueError('in user code:\n\n    File "x.py", line 3, in f\n\n    ValueError: \'Softmax@0\' is not a '
+                          "valid scope name")
+    assert describe(tf_error) == "ValueError: ValueError: 'Softmax@0' is not a valid scope name"
 
 
 # --------------------------------------------------------------------------------------------
