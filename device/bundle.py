@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Bundle:
         """Whether this bundle was unpacked from a ``.spinal`` archive."""
         return self._tmp is not None
 
-    def load_golden(self) -> dict[str, np.ndarray]:
+    def load_golden(self) -> dict[str, np.ndarray[Any, Any]]:
         """The golden vectors as arrays keyed ``input/<name>`` and ``output/<artifact>/<name>``."""
         golden = self.manifest.golden
         if golden is None:
