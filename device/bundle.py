@@ -9,9 +9,11 @@ here, once.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from device.errors import BundleError
+from device.errors import BundleError, OutOfSpace
 from device.manifest import MANIFEST_NAME, Manifest, parse_manifest, unsafe_path_reason
 from device.signing import SIGNATURE_NAME, PublicKey, verify_signature
 
@@ -266,7 +268,14 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
     except tarfile.ReadError:
         raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive (not a tar file, or a corrupt "
                           "or truncated one)") from None
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the disk, not the bundle
+            raise OutOfSpace(f"{dest.parent}: no space left on device while unpacking {archive} "
+                             f"({_human_bytes(shutil.disk_usage(dest.parent).free)} free); free space there, "
+                             "then start again") from None
+        raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive ({type(exc).__name__}: "
+                          f"{exc})") from None
+    except (tarfile.TarError, EOFError, ValueError) as exc:
         raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive ({type(exc).__name__}: "
                           f"{exc})") from None
     allowed = {MANIFEST_NAME, SIGNATURE_NAME}
