@@ -64,6 +64,8 @@ demo: $(VENV)/.demo-installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint system-deps $(DEVICE_VENV)/.installed
 	$(VENV)/bin/python -m pytest

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class Bundle:
         """Whether this bundle was unpacked from a ``.spinal`` archive (not copied from a directory)."""
         return self._tmp is not None and not self.source.is_dir()
 
-    def load_golden(self) -> dict[str, np.ndarray]:
+    def load_golden(self) -> dict[str, np.ndarray[Any, Any]]:
         """The golden vectors as arrays keyed ``input/<name>`` and ``output/<artifact>/<name>``."""
         golden = self.manifest.golden
         if golden is None:

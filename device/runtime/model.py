@@ -37,7 +37,7 @@ class LogicalTensor:
         return f"[{dims}] {self.dtype.name}{' ' + self.layout if self.layout else ''}"
 
 
-def _quant_arrays(q: Quantization, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+def _quant_arrays(q: Quantization, ndim: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     scale = np.asarray(q.scale, dtype=np.float32)
     zero = np.asarray(q.zero_point, dtype=np.float32)
     if scale.size > 1:
@@ -78,12 +78,14 @@ class _Adapter:
         self.concrete = None if None in expected else tuple(int(d) for d in expected)  # type: ignore[arg-type]
         self.float_logical = logical.dtype.kind == "f"
         self.quant = None
-        self.lut: np.ndarray | None = None
+        self.lut: np.ndarray[Any, Any] | None = None
         if raw.dtype.name in _QUANT_RANGE and self.float_logical:
             if quant is None:
                 raise BundleError(f"{where}: {raw.dtype.name} tensor {raw.name!r} has no scale/zero point "
                                   "(neither in the manifest nor in the file)")
             lo, hi = _QUANT_RANGE[raw.dtype.name]
+            scale: np.ndarray[Any, Any] | np.float32
+            zero: np.ndarray[Any, Any] | np.float32
             scale, zero = _quant_arrays(quant, len(raw.shape))
             if scale.size == 1:  # numpy scalars broadcast at half the cost of one-element arrays
                 scale, zero = np.float32(scale.item()), np.float32(zero.item())
@@ -105,7 +107,7 @@ class _Adapter:
     def _shape_ok(self, shape: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
         return len(shape) == len(want) and all(w is None or w == s for s, w in zip(shape, want, strict=True))
 
-    def to_artifact(self, value: Any) -> np.ndarray:
+    def to_artifact(self, value: Any) -> np.ndarray[Any, Any]:
         """Validate one logical input and return it as the artifact wants it."""
         # The common case (float32 in, float32 file, same layout): only the finite check to do.
         if (self.fast and type(value) is np.ndarray and value.dtype is self.fast and value.shape == self.logical.shape
@@ -155,7 +157,7 @@ class _Adapter:
             x = x.reshape(1)
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
-    def _as_array(self, value: Any) -> np.ndarray:
+    def _as_array(self, value: Any) -> np.ndarray[Any, Any]:
         try:
             x = np.asarray(value)
         except (ValueError, TypeError) as exc:
@@ -164,7 +166,7 @@ class _Adapter:
 
     # outputs ----------------------------------------------------------------------------------
 
-    def to_logical(self, y: np.ndarray) -> np.ndarray:
+    def to_logical(self, y: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Turn one artifact output into the logical output."""
         if self.identity:
             return y
@@ -200,7 +202,7 @@ def bind(logical: tuple[LogicalTensor, ...], declared: tuple[ArtifactTensor, ...
     """Pair each logical tensor with the file's tensor (by the manifest's artifact tensor name, else by position)."""
     if len(logical) != len(raws):
         raise BundleError(f"{where}: the file has {len(raws)} tensors but the manifest declares {len(logical)}")
-    adapters = []
+    adapters: list[_Adapter] = []
     for i, spec in enumerate(logical):
         art = declared[i] if i < len(declared) else None
         names = (art.name, spec.name) if art else (spec.name,)
@@ -273,7 +275,7 @@ class Model:
             self.info = replace(self.info, fallback_reason=reason)
         return self
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """Run one inference on logical inputs (by name) and return the logical outputs (by name).
 
         Inputs are validated first (names, shape, dtype, finite values): :class:`InputError` otherwise.
@@ -281,7 +283,7 @@ class Model:
         """
         return self._run(inputs)
 
-    def _general(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def _general(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         if not isinstance(inputs, Mapping) or len(inputs) != len(self._in) or not self._names.issuperset(inputs):
             self._name_error(inputs)
         arrays = [a.to_artifact(inputs[a.name]) for a in self._in_by_position]
@@ -300,7 +302,7 @@ class Model:
         fast, shape, identity = adapter.fast, adapter.logical.shape, out.identity
         ndarray, isfinite, vdot = np.ndarray, math.isfinite, np.vdot
 
-        def run(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        def run(inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
             try:
                 value = inputs[name]
             except (KeyError, TypeError, IndexError):
