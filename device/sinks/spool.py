@@ -25,12 +25,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from device.errors import BadInput
+from device.errors import BadInput, SpinalError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
+_INSERT = "INSERT INTO messages (topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?)"
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
 
 
@@ -82,6 +83,18 @@ class SpooledMessage:
     size: int
 
 
+class SpoolError(SpinalError):
+    """A write to the spool failed (disk full, I/O error). The message names SQLite's reason; the
+    failed transaction was rolled back, so the spool holds what it held before."""
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    """SQLite's message and its error name, on one line: ``database or disk is full (SQLITE_FULL)``."""
+    name = getattr(exc, "sqlite_errorname", None)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{text} ({name})" if name and name not in text else text
+
+
 class _Corrupt(sqlite3.DatabaseError):
     """The file opened but its content failed SQLite's own check."""
 
@@ -92,10 +105,6 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
         return True
     code = getattr(exc, "sqlite_errorcode", None)
     return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-def _message_size(topic: str, payload: bytes) -> int:
-    return len(topic.encode()) + len(payload) + _PER_MESSAGE_OVERHEAD
 
 
 class Spool:
@@ -187,48 +196,98 @@ class Spool:
         (it is then counted as dropped). Drops the oldest messages when over the bounds."""
         return self.append_many([(topic, payload, retain)])[0]
 
-    def append_many(self, messages: Iterable[tuple[str, bytes, bool]]) -> list[int | None]:
-        """Store several messages in one transaction (one fsync)."""
+    def append_many(self, messages: Iterable[tuple[str, bytes, bool]],
+                    on_stored: Callable[[list[tuple[int, str, bytes, int]]], None] | None = None,
+                    ) -> list[int | None]:
+        """Store several messages in one transaction (one fsync); returns their ids in order (None for
+        a message bigger than ``max_bytes`` on its own, which is dropped and counted).
+
+        ``on_stored(rows)`` is called with ``(id, topic, payload, retain)`` of the new messages still in
+        the spool (drop-oldest may remove some of a batch bigger than the spool) after they are written
+        but *before* the commit, with the spool's lock held: the MQTT sink hands them to the network
+        while the commit's fsync runs. Nothing is durable until this method returns; when it raises,
+        nothing of the batch was kept (and ``on_stored``'s rows no longer exist).
+
+        A failed write (disk full, I/O error) raises :class:`SpoolError` with SQLite's own reason; the
+        transaction is rolled back and depth, bytes and the drop counters are re-read from the file,
+        so they stay equal to what the table holds."""
         now = time.time()
+        rows: list[tuple[str, bytes, int, float, int]] = []
         ids: list[int | None] = []
+        oversize = 0
+        max_bytes = self.options.max_bytes
+        for topic, payload, retain in messages:
+            size = len(topic.encode()) + len(payload) + _PER_MESSAGE_OVERHEAD
+            if size > max_bytes:
+                oversize += 1
+                ids.append(None)
+                continue
+            rows.append((topic, payload, int(retain), now, size))
+            ids.append(0)  # filled in below
         with self._lock:
             self._check_open()
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
-                added = 0
-                oversize = 0
-                for topic, payload, retain in messages:
-                    size = _message_size(topic, payload)
-                    if size > self.options.max_bytes:
-                        oversize += 1
-                        ids.append(None)
-                        continue
-                    cur = db.execute(
-                        "INSERT INTO messages (topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?)",
-                        (topic, payload, int(retain), now, size))
-                    ids.append(cur.lastrowid)
-                    self._count += 1
-                    self._bytes += size
-                    added += 1
-                dropped = self._drop_over_bounds(db) + oversize
+                db.execute("BEGIN IMMEDIATE")
+                first = 0
+                if rows:
+                    db.executemany(_INSERT, rows)
+                    # One writer (the flock) inside one transaction: AUTOINCREMENT ids are consecutive.
+                    last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    first = last - len(rows) + 1
+                    self._count += len(rows)
+                    self._bytes += sum(r[4] for r in rows)
+                dropped, max_dropped_id = self._drop_over_bounds(db)
+                dropped += oversize
                 if dropped:
                     self._add_dropped(db, dropped)
+                if on_stored is not None and rows:
+                    kept = [(first + i, r[0], r[1], r[2]) for i, r in enumerate(rows) if first + i > max_dropped_id]
+                    if kept:
+                        on_stored(kept)
                 db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._undo(db, before)
+                raise SpoolError(f"MQTT spool {self.path}: could not store {len(rows)} message(s): "
+                                 f"{_reason(exc)}; nothing of this batch was kept") from None
             except BaseException:
-                db.execute("ROLLBACK")
-                self._recount()
+                self._undo(db, before)
                 raise
+        if rows:
+            it = iter(range(first, first + len(rows)))
+            ids = [None if i is None else next(it) for i in ids]
         if oversize:
             log.warning("MQTT spool: %d message(s) larger than mqtt.spool.max_bytes (%d) dropped",
                         oversize, self.options.max_bytes)
         return ids
 
-    def _drop_over_bounds(self, db: sqlite3.Connection) -> int:
+    def _undo(self, db: sqlite3.Connection, before: tuple[int, int, int, int]) -> None:
+        """After a failed write: roll back what SQLite has not already rolled back itself (after
+        SQLITE_FULL or an I/O error it may have), then take the counters from the file."""
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # the original error is the one to report
+                log.debug("MQTT spool: ROLLBACK after a failed write: %s", exc)
+        count, size, dropped, total = before
+        try:
+            count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+            row = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+            total_now = int(row[0]) if row else 0
+        except sqlite3.Error as exc:  # cannot even read: keep the values from before the transaction
+            log.debug("MQTT spool: recount after a failed write: %s", exc)
+            total_now = total
+        self._count, self._bytes = count, size
+        self.dropped = dropped + (total_now - total)
+        self._dropped_total = total_now
+
+    def _drop_over_bounds(self, db: sqlite3.Connection) -> tuple[int, int]:
+        """Drop the oldest until both bounds hold; returns (how many, the highest id dropped)."""
         over_count = self._count - self.options.max_messages
         over_bytes = self._bytes - self.options.max_bytes
         if over_count <= 0 and over_bytes <= 0:
-            return 0
+            return 0, 0
         # Walk from the oldest until both bounds hold again.
         drop_ids = []
         freed = 0
@@ -238,7 +297,7 @@ class Spool:
             drop_ids.append(row_id)
             freed += size
         self._delete_ids(db, drop_ids)
-        return len(drop_ids)
+        return len(drop_ids), (drop_ids[-1] if drop_ids else 0)
 
     def _add_dropped(self, db: sqlite3.Connection, n: int) -> None:
         db.execute("INSERT INTO meta (key, value) VALUES ('dropped_total', ?) "
@@ -257,18 +316,18 @@ class Spool:
             self._bytes -= sum(r[0] for r in rows)
         return removed
 
-    def _recount(self) -> None:
-        self._count, self._bytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
-
     def fetch(self, after_id: int = 0, limit: int = 100) -> list[SpooledMessage]:
         """The next ``limit`` messages with ``id > after_id``, oldest first."""
+        return [SpooledMessage(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in self.fetch_rows(after_id, limit)]
+
+    def fetch_rows(self, after_id: int = 0, limit: int = 100) -> list[tuple[int, str, bytes, int, float, int]]:
+        """Like :meth:`fetch`, as plain ``(id, topic, payload, retain, created, size)`` tuples (the sender's
+        hot path: no object per message)."""
         with self._lock:
             self._check_open()
-            rows = self._db.execute(
+            return self._db.execute(
                 "SELECT id, topic, payload, retain, created, size FROM messages WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit)).fetchall()
-        return [SpooledMessage(r[0], r[1], bytes(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     def delete(self, ids: Iterable[int]) -> int:
         """Remove delivered messages (ids already gone, e.g. dropped meanwhile, are ignored)."""
@@ -281,20 +340,26 @@ class Spool:
             # A delete lost in a power cut only means a repeat (at-least-once), so it need not wait for
             # an fsync of its own; the next append's FULL commit syncs the WAL, these frames included.
             relaxed = self.options.synchronous == "full"
-            if relaxed:
-                db.execute("PRAGMA synchronous=NORMAL")
+            before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
+                if relaxed:
+                    db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("BEGIN IMMEDIATE")
-                try:
-                    removed = self._delete_ids(db, ids)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    self._recount()
-                    raise
+                removed = self._delete_ids(db, ids)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._undo(db, before)
+                raise SpoolError(f"MQTT spool {self.path}: could not remove {len(ids)} delivered message(s): "
+                                 f"{_reason(exc)}; they stay and will be sent again") from None
+            except BaseException:
+                self._undo(db, before)
+                raise
             finally:
                 if relaxed:
-                    db.execute("PRAGMA synchronous=FULL")
+                    try:
+                        db.execute("PRAGMA synchronous=FULL")
+                    except sqlite3.Error as exc:  # pragma: no cover - only on a broken connection
+                        log.error("MQTT spool %s: cannot restore synchronous=FULL: %s", self.path, exc)
         return removed
 
     # -- state -------------------------------------------------------------------------------
