@@ -329,6 +329,17 @@ class Spool:
                 "SELECT id, topic, payload, retain, created, size FROM messages WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit)).fetchall()
 
+    def head_cursor(self) -> int:
+        """The id just before the oldest stored message (when empty: the last id ever given out), so
+        that ``fetch_rows(head_cursor())`` starts at the head of the FIFO."""
+        with self._lock:
+            self._check_open()
+            oldest = self._db.execute("SELECT MIN(id) FROM messages").fetchone()[0]
+            if oldest is not None:
+                return int(oldest) - 1
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        return int(row[0]) if row else 0
+
     def delete(self, ids: Iterable[int]) -> int:
         """Remove delivered messages (ids already gone, e.g. dropped meanwhile, are ignored)."""
         ids = list(ids)
