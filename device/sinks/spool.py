@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
-_INSERT = "INSERT INTO messages (topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?)"
+_INSERT = "INSERT INTO messages (id, topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?, ?)"
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
 
 
@@ -127,6 +127,7 @@ class Spool:
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
         self._dropped_total = int(row[0]) if row else 0
+        self._next_id = self._read_next_id()
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -197,55 +198,52 @@ class Spool:
         return self.append_many([(topic, payload, retain)])[0]
 
     def append_many(self, messages: Iterable[tuple[str, bytes, bool]],
-                    on_stored: Callable[[list[tuple[int, str, bytes, int]]], None] | None = None,
+                    before_write: Callable[[list[tuple[int, str, bytes, int]]], None] | None = None,
                     ) -> list[int | None]:
         """Store several messages in one transaction (one fsync); returns their ids in order (None for
         a message bigger than ``max_bytes`` on its own, which is dropped and counted).
 
-        ``on_stored(rows)`` is called with ``(id, topic, payload, retain)`` of the new messages still in
-        the spool (drop-oldest may remove some of a batch bigger than the spool) after they are written
-        but *before* the commit, with the spool's lock held: the MQTT sink hands them to the network
-        while the commit's fsync runs. Nothing is durable until this method returns; when it raises,
-        nothing of the batch was kept (and ``on_stored``'s rows no longer exist).
+        ``before_write(rows)`` is called with ``(id, topic, payload, retain)`` of the new messages, with
+        the ids they are about to get, before the transaction starts (the spool's lock is held, so no
+        other write can come between): the MQTT sink hands them to the network while the insert and the
+        commit's fsync run. Nothing is durable until this method returns; when it raises, nothing of the
+        batch is in the spool. (A batch bigger than the spool loses its oldest messages to drop-oldest
+        in the same transaction; they were handed over all the same.)
 
         A failed write (disk full, I/O error) raises :class:`SpoolError` with SQLite's own reason; the
         transaction is rolled back and depth, bytes and the drop counters are re-read from the file,
         so they stay equal to what the table holds."""
         now = time.time()
-        rows: list[tuple[str, bytes, int, float, int]] = []
+        rows: list[tuple[int, str, bytes, int, float, int]] = []
         ids: list[int | None] = []
         oversize = 0
         max_bytes = self.options.max_bytes
-        for topic, payload, retain in messages:
-            size = len(topic.encode()) + len(payload) + _PER_MESSAGE_OVERHEAD
-            if size > max_bytes:
-                oversize += 1
-                ids.append(None)
-                continue
-            rows.append((topic, payload, int(retain), now, size))
-            ids.append(0)  # filled in below
         with self._lock:
             self._check_open()
+            next_id = self._next_id
+            for topic, payload, retain in messages:
+                size = len(topic.encode()) + len(payload) + _PER_MESSAGE_OVERHEAD
+                if size > max_bytes:
+                    oversize += 1
+                    ids.append(None)
+                    continue
+                # Explicit ids: the ones before_write was told, or the insert fails (never silently others).
+                rows.append((next_id, topic, payload, int(retain), now, size))
+                ids.append(next_id)
+                next_id += 1
+            if before_write is not None and rows:
+                before_write([(r[0], r[1], r[2], r[3]) for r in rows])
             db = self._db
             before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
                 db.execute("BEGIN IMMEDIATE")
-                first = 0
                 if rows:
                     db.executemany(_INSERT, rows)
-                    # One writer (the flock) inside one transaction: AUTOINCREMENT ids are consecutive.
-                    last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-                    first = last - len(rows) + 1
                     self._count += len(rows)
-                    self._bytes += sum(r[4] for r in rows)
-                dropped, max_dropped_id = self._drop_over_bounds(db)
-                dropped += oversize
+                    self._bytes += sum(r[5] for r in rows)
+                dropped = self._drop_over_bounds(db) + oversize
                 if dropped:
                     self._add_dropped(db, dropped)
-                if on_stored is not None and rows:
-                    kept = [(first + i, r[0], r[1], r[2]) for i, r in enumerate(rows) if first + i > max_dropped_id]
-                    if kept:
-                        on_stored(kept)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._undo(db, before)
@@ -254,13 +252,17 @@ class Spool:
             except BaseException:
                 self._undo(db, before)
                 raise
-        if rows:
-            it = iter(range(first, first + len(rows)))
-            ids = [None if i is None else next(it) for i in ids]
+            self._next_id = next_id
         if oversize:
             log.warning("MQTT spool: %d message(s) larger than mqtt.spool.max_bytes (%d) dropped",
                         oversize, self.options.max_bytes)
         return ids
+
+    def _read_next_id(self) -> int:
+        """The id AUTOINCREMENT would give next: one past the largest ever given out."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        top = self._db.execute("SELECT MAX(id) FROM messages").fetchone()[0]
+        return max(int(row[0]) if row else 0, int(top or 0)) + 1
 
     def _undo(self, db: sqlite3.Connection, before: tuple[int, int, int, int]) -> None:
         """After a failed write: roll back what SQLite has not already rolled back itself (after
@@ -272,6 +274,7 @@ class Spool:
                 log.debug("MQTT spool: ROLLBACK after a failed write: %s", exc)
         count, size, dropped, total = before
         try:
+            self._next_id = self._read_next_id()
             count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
             row = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
             total_now = int(row[0]) if row else 0
@@ -282,12 +285,12 @@ class Spool:
         self.dropped = dropped + (total_now - total)
         self._dropped_total = total_now
 
-    def _drop_over_bounds(self, db: sqlite3.Connection) -> tuple[int, int]:
-        """Drop the oldest until both bounds hold; returns (how many, the highest id dropped)."""
+    def _drop_over_bounds(self, db: sqlite3.Connection) -> int:
+        """Drop the oldest until both bounds hold; returns how many."""
         over_count = self._count - self.options.max_messages
         over_bytes = self._bytes - self.options.max_bytes
         if over_count <= 0 and over_bytes <= 0:
-            return 0, 0
+            return 0
         # Walk from the oldest until both bounds hold again.
         drop_ids = []
         freed = 0
@@ -297,7 +300,7 @@ class Spool:
             drop_ids.append(row_id)
             freed += size
         self._delete_ids(db, drop_ids)
-        return len(drop_ids), (drop_ids[-1] if drop_ids else 0)
+        return len(drop_ids)
 
     def _add_dropped(self, db: sqlite3.Connection, n: int) -> None:
         db.execute("INSERT INTO meta (key, value) VALUES ('dropped_total', ?) "
@@ -330,15 +333,12 @@ class Spool:
                 (after_id, limit)).fetchall()
 
     def head_cursor(self) -> int:
-        """The id just before the oldest stored message (when empty: the last id ever given out), so
-        that ``fetch_rows(head_cursor())`` starts at the head of the FIFO."""
+        """The id just before the oldest stored message (when empty: the last id given out), so that
+        ``fetch_rows(head_cursor())`` starts at the head of the FIFO."""
         with self._lock:
             self._check_open()
             oldest = self._db.execute("SELECT MIN(id) FROM messages").fetchone()[0]
-            if oldest is not None:
-                return int(oldest) - 1
-            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-        return int(row[0]) if row else 0
+            return int(oldest) - 1 if oldest is not None else self._next_id - 1
 
     def delete(self, ids: Iterable[int]) -> int:
         """Remove delivered messages (ids already gone, e.g. dropped meanwhile, are ignored)."""
