@@ -96,6 +96,24 @@ def _check_private(path: Path, what: str) -> os.stat_result:
     return st
 
 
+def _unknown_key_line(path: Path, n: int) -> str:
+    """Where the first key that is not allowed is ("line 3"), without saying what it is."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("["):
+            return f"the table on line {number}"  # no tables are allowed at all
+        key = text.split("=", 1)[0].strip().strip("\"'")
+        if "=" in text and key not in _SECRET_KEYS:
+            return f"the key on line {number}"
+    return f"{n} key(s)"
+
+
 def load_secrets(path: Path) -> MqttSecrets:
     """Read the credentials file; refuse it when other users can read or anyone else can write it."""
     path = Path(path)
@@ -109,10 +127,11 @@ def load_secrets(path: Path) -> MqttSecrets:
         raise BadInput(f"MQTT secrets file {path} is not valid TOML ({where}); fix its syntax") from None
     except OSError as exc:
         raise BadInput(f"cannot read the MQTT secrets file {path}: {exc.strerror}") from None
-    unknown = sorted(set(data) - set(_SECRET_KEYS))
-    if unknown:
-        raise BadInput(f"MQTT secrets file {path}: unknown key {unknown[0]!r}; "
-                       f"allowed: {', '.join(_SECRET_KEYS)}")
+    if set(data) - set(_SECRET_KEYS):
+        # Never echo the key: a password pasted on a line of its own is a key to the TOML parser.
+        where = _unknown_key_line(path, len(set(data) - set(_SECRET_KEYS)))
+        raise BadInput(f"MQTT secrets file {path}: {where} is not one of the allowed keys "
+                       f"({', '.join(_SECRET_KEYS)}); fix or remove it")
     for key, value in data.items():
         if not isinstance(value, str) or not value:
             raise BadInput(f"MQTT secrets file {path}: key {key!r} must be a non-empty string")

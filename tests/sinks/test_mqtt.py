@@ -220,9 +220,24 @@ def test_secrets_file_errors_never_echo_content(tmp_path):
         load_secrets(f)
     assert "not valid TOML" in str(info.value) and PASSWORD not in str(info.value)
     f = write_secrets(tmp_path / "typo.secrets", f'usernam = "pi"\npassword = "{PASSWORD}"\n')
-    with pytest.raises(BadInput, match="unknown key 'usernam'") as info:
+    with pytest.raises(BadInput, match="the key on line 1 is not one of the allowed keys") as info:
         load_secrets(f)
-    assert PASSWORD not in str(info.value)
+    assert PASSWORD not in str(info.value) and "'usernam'" not in str(info.value)
+    assert "username, password, client_cert, client_key, client_key_password" in str(info.value)
+
+
+def test_a_password_pasted_as_a_key_is_not_printed(tmp_path):
+    """A password pasted on a line of its own (``s3cret = ""`` or a bare key) parses as an unknown key."""
+    f = write_secrets(tmp_path / "pasted.secrets",
+                      f'# credentials\nusername = "pi"\n\n"{PASSWORD}" = ""\npassword = "x"\n')
+    with pytest.raises(BadInput) as info:
+        load_secrets(f)
+    msg = str(info.value)
+    assert PASSWORD not in msg and "line 4" in msg and "\n" not in msg
+    f = write_secrets(tmp_path / "table.secrets", 'username = "pi"\n[s3cretTable]\nx = "1"\n')
+    with pytest.raises(BadInput, match="the table on line 2") as info:
+        load_secrets(f)
+    assert "s3cretTable" not in str(info.value)
 
 
 def test_client_key_readable_by_others_is_refused(tmp_path, tls_material):
