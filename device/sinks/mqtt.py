@@ -445,7 +445,9 @@ class MqttSink:
         try:
             client.publish(self.options.availability_topic, ONLINE, qos=1, retain=True)
             if self.homeassistant is not None:
-                client.subscribe(self.homeassistant.status_topic, qos=1)
+                self.homeassistant.connected(time.monotonic())
+                for topic in self.homeassistant.subscriptions:
+                    client.subscribe(topic, qos=1)
                 self.homeassistant.announce()
         except Exception:  # an exception here would end up in paho's log only; keep the sink running
             log.exception("MQTT: announcing availability / Home Assistant discovery failed")
@@ -502,6 +504,8 @@ class MqttSink:
                 self._drain_acks()
                 if self._connected.is_set():
                     self._hand_over()
+                    if self.homeassistant is not None:
+                        self.homeassistant.tick(time.monotonic())
             except Exception:  # never let the sender die: the spool keeps everything meanwhile
                 log.exception("MQTT sender: unexpected error; retrying in 1 s")
                 self._stop.wait(1.0)

@@ -180,7 +180,8 @@ def test_a_full_disk_reports_sqlite_s_reason_and_counters_stay_true(tmp_path: Pa
             assert (sp.depth, sp.bytes, sp.dropped_total) == _table_truth(sp), f"after append {i}"
             assert sp.dropped == sp.dropped_total
         assert errors, "the tiny page budget never filled up"
-        assert all(e.startswith("SpoolError: ") and "database or disk is full" in e and "SQLITE_FULL" in e and "\n" not in e for e in errors)
+        assert all(e.startswith("SpoolError: ") and "database or disk is full" in e and "SQLITE_FULL" in e
+                   and "\n" not in e for e in errors)
         assert not any("rollback" in e for e in errors)
         assert sp.depth <= 12
         sp._db.execute("PRAGMA max_page_count=1073741823")  # space again: the spool works on
