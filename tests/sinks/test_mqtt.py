@@ -356,3 +356,27 @@ def test_bad_client_key_password_is_a_clear_error(tls_material, make_sink, tmp_p
     with pytest.raises(BadInput, match="client certificate") as info:
         make_sink(1, tls=True, ca_file=tls_material["ca.crt"], secrets_file=secrets)
     assert "nope-nope" not in str(info.value)
+
+
+def test_sink_spool_and_discovery_log_through_device_loggers_not_stderr(tmp_path, make_sink, caplog, capfd):
+    """The daemon configures handlers on the ``device`` logger: every line of these modules must reach it
+    (a named ``device.sinks.*`` logger that propagates), nothing may go to stderr directly."""
+    from device.sinks.homeassistant import HomeAssistantOptions
+    from tests.sinks.mosquitto_broker import free_port
+
+    spool = tmp_path / "state" / "spool.db"
+    spool.parent.mkdir(parents=True)
+    spool.write_bytes(b"not a database" * 100)  # the spool logs an ERROR and starts afresh
+    caplog.set_level(logging.DEBUG, logger="device")
+    sink = make_sink(free_port(), spool=SpoolOptions(spool), homeassistant=HomeAssistantOptions())  # nobody listens
+    sink.write(reading(0))
+    assert wait_until(lambda: any("cannot connect" in r.getMessage() for r in caplog.records), 10)
+    sink.close()
+    names = {r.name for r in caplog.records}
+    assert {"device.sinks.spool", "device.sinks.mqtt"} <= names, names
+    assert all(n.startswith("device.sinks.") for n in names), names
+    for name in ("device.sinks.spool", "device.sinks.mqtt", "device.sinks.homeassistant", "device.sinks.mqtt.paho"):
+        lg = logging.getLogger(name)
+        assert lg.propagate and not lg.handlers, name
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
