@@ -56,6 +56,12 @@ ONLINE, OFFLINE = "online", "offline"
 _TRANSIENT = frozenset({0x97, 0x89})
 # Messages handed to paho at most (in flight + in paho's queue); see MqttSink._handover.
 _HANDOVER = 1024
+# The sender takes PUBACKs every _ACK_TICK_S while messages are out, at once when _ACK_WAKE are waiting,
+# and deletes what was delivered once _DELETE_BATCH are done or the oldest has waited _DELETE_DELAY_S.
+_ACK_TICK_S = 0.01
+_ACK_WAKE = 128
+_DELETE_BATCH = 512
+_DELETE_DELAY_S = 0.02
 _SECRET_KEYS = ("username", "password", "client_cert", "client_key", "client_key_password")
 
 
@@ -325,6 +331,9 @@ class MqttSink:
         # PUBACKs come in (as plain paho does); this bounds what it holds (memory, resends after a break).
         self._handover = max(options.max_inflight, _HANDOVER)
         self._topics: dict[tuple[str, str], str] = {}
+        self._done: list[int] = []  # acknowledged, still in the spool until _delete_done()
+        self._done_since = 0.0
+        self._sender_idle = False
         self._resync = False  # after a reconnect: let paho resend its unacknowledged ones first
         self._retry_from: int | None = None  # lowest spool id the broker asked us to send again
         self._retry_at = 0.0
@@ -477,7 +486,7 @@ class MqttSink:
         # paho holds its message lock here, and a writer holding _send_lock may be waiting for it inside
         # publish(): take no lock of ours (deque.append is atomic; Event.set uses its own private lock).
         self._acks.append((mid, reason, time.monotonic()))
-        if not self._wake.is_set():
+        if (self._sender_idle or len(self._acks) >= _ACK_WAKE) and not self._wake.is_set():
             self._wake.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
@@ -498,10 +507,16 @@ class MqttSink:
 
     def _run_sender(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(0.25)
+            # PUBACKs are taken in batches: every _ACK_TICK_S while messages are out (or when many wait),
+            # and delivered messages leave the spool in one delete per _DELETE_DELAY_S (or _DELETE_BATCH).
+            busy = bool(self._outstanding or self._done)
+            self._sender_idle = not busy  # then the next PUBACK wakes it (it would wait 0.25 s)
+            self._wake.wait(_ACK_TICK_S if busy else 0.25)
+            self._sender_idle = False
             self._wake.clear()
             try:
                 self._drain_acks()
+                self._delete_done()
                 if self._connected.is_set():
                     self._hand_over()
                     if self.homeassistant is not None:
@@ -510,10 +525,23 @@ class MqttSink:
                 log.exception("MQTT sender: unexpected error; retrying in 1 s")
                 self._stop.wait(1.0)
         self._drain_acks()
+        self._delete_done(force=True)
+
+    def _delete_done(self, force: bool = False) -> None:
+        """Remove acknowledged messages from the spool, many per transaction. Until then they are only
+        counted in the depth: a crash meanwhile sends them again (at-least-once), nothing is lost."""
+        done = self._done
+        if not done:
+            return
+        if force or len(done) >= _DELETE_BATCH or time.monotonic() - self._done_since >= _DELETE_DELAY_S:
+            self._done = []
+            self.spool.delete(done)
 
     def _hand_over(self) -> None:
         """Hand spooled messages to paho in spool order (after a restart, a break or a backlog; the
-        writer hands over new messages itself while nothing is waiting before them)."""
+        writer hands over new messages itself while nothing is waiting before them). The file is read
+        without _send_lock held: a writer in its commit holds the spool's lock, and must not find
+        _send_lock taken for that long (it would leave its batch to this thread)."""
         with self._send_lock:
             if self._resync:
                 if self._outstanding:
@@ -524,19 +552,26 @@ class MqttSink:
                     return
                 self._cursor = min(self._cursor, self._retry_from - 1)
                 self._retry_from = None
-            room = self._handover - len(self._outstanding)
-            if room <= 0:
+            room = min(self._handover - len(self._outstanding), 256)
+            cursor = self._cursor
+        if room <= 0:
+            return
+        rows = self.spool.fetch_rows(cursor, room)
+        if not rows:
+            return
+        # Rows from the file carry their wall-clock time of writing; the latency stats want monotonic.
+        offset = time.monotonic() - time.time()
+        with self._send_lock:
+            if self._resync or self._retry_from is not None or not self._connected.is_set():
                 return
-            rows = self.spool.fetch_rows(self._cursor, min(room, 256))
-            if not rows:
+            if self._cursor < cursor:  # cannot happen (only this thread moves it back); read again next time
                 return
-            # Rows from the file carry their wall-clock time of writing; the latency stats want monotonic.
-            offset = time.monotonic() - time.time()
-            rejected = self._publish_rows(rows, None, offset)
-            more = len(rows) == min(room, 256)
+            if self._cursor > cursor:  # the writer handed some over meanwhile: they are the oldest ones
+                rows = [r for r in rows if r[0] > self._cursor]
+            rejected = self._publish_rows(rows, None, offset) if rows else []
         if rejected:
             self.spool.delete(rejected)
-        if more:
+        if len(rows) == room:
             self._wake.set()
 
     def _publish_rows(self, rows: list[tuple], t_written: float | None, offset: float = 0.0) -> list[int]:
@@ -661,8 +696,9 @@ class MqttSink:
             if failed:
                 m.rejected.inc(failed)
         if done:
-            self.spool.delete(done)
-            self._wake.set()  # room to hand over more
+            if not self._done:
+                self._done_since = time.monotonic()
+            self._done.extend(done)
 
     # -- the Sink protocol --------------------------------------------------------------------
 
