@@ -12,7 +12,8 @@ in one transaction and return once it is committed (the records are then accepte
 is waiting, the writing thread hands the new messages to paho just before the insert, so the round trip
 to the broker overlaps the fsync; otherwise a sender thread hands spooled messages to paho in spool
 order. paho keeps ``max_inflight`` on the wire and queues the rest (at most ``_HANDOVER``), sending them
-as PUBACKs come in; a message leaves the spool only after its PUBACK (deleted in batches). While the broker is unreachable messages stay in the spool; paho resends the ones it already had
+as PUBACKs come in; a message leaves the spool only after its PUBACK (deleted in batches).
+While the broker is unreachable messages stay in the spool; paho resends the ones it already had
 (in order) when the connection comes back, then the sender carries on from the spool. After a restart
 the spool replays everything still in it, in order. The guarantee is at-least-once: a message whose
 PUBACK was lost is sent again, so consumers count by ``seq`` (per kind) and drop repeats.
