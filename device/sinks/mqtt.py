@@ -577,7 +577,8 @@ class MqttSink:
         if len(rows) == room:
             self._wake.set()
 
-    def _publish_rows(self, rows: list[tuple[int, str, bytes, int, float, int]], t_written: float | None, offset: float = 0.0) -> list[int]:
+    def _publish_rows(self, rows: list[tuple[int, str, bytes, int, float, int]], t_written: float | None,
+                      offset: float = 0.0) -> list[int]:
         """publish() each row at QoS 1 (``_send_lock`` held); returns the ids paho refused outright."""
         publish = self._client.publish
         props = self._publish_props
