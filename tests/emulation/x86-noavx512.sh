@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# `make test-x86-noavx512`: the parity-relevant tests on an x86_64 CPU without AVX-512 and VNNI (an Intel
+# Haswell: AVX2 + FMA), whatever CPU this machine has. The venvs' own Python runs under qemu-x86_64-static
+# (user-mode TCG emulation; qemu >= 7.2 emulates AVX2). onnxruntime (MLAS), XNNPACK and numpy choose their
+# kernels from the CPUID instruction, which qemu answers for the emulated model, so they take their AVX2
+# paths; the script checks that (AVX2 seen, AVX-512F and AVX-512 VNNI not seen, in a child process too).
+#
+# Child processes (verify's probes, the CLI tests) start sys.executable: here a wrapper in a scratch venv
+# (its lib/ is the real venv's) that runs the real interpreter under qemu again, so no child escapes to the
+# host CPU. Scripts started through their #! line (the venv's bin/spinal) would run natively: use -m / -c.
+#
+# For each venv in X86_VENVS (default: .venv-device, what a device installs): `spinal verify` on every
+# bundle in models/, then pytest -m "not slow" on X86_TESTS (default tests/runtime). Exits 1 if any fails.
+# Settings (environment): X86_VENVS, X86_TESTS, SPINAL_X86_CPU (default Haswell without the features
+# TCG lacks), SPINAL_DEVICE_ONLY is set for venvs whose name starts with .venv-device.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+export LOG_TAG=x86-noavx512
+
+CPU=${SPINAL_X86_CPU:-Haswell-noTSX,-pcid,-x2apic,-tsc-deadline,-invpcid}
+X86_VENVS=${X86_VENVS:-.venv-device}
+X86_TESTS=${X86_TESTS:-tests/runtime}
+LOGS=$ROOT/out/emulation/x86-noavx512
+STEP_TIMEOUT=${STEP_TIMEOUT:-2400}
+
+need_packages qemu-x86_64-static:qemu-user-static
+cd "$ROOT"
+mkdir -p "$LOGS"
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/spinal-x86.XXXXXX")
+trap 'rm -rf "$RUN"' EXIT
+trap 'exit 130' INT TERM
+
+# emulated_venv VENV DIR: DIR/bin/python runs VENV's interpreter under qemu as a Haswell, and is the
+# sys.executable of that interpreter (qemu -0 sets argv[0]; DIR/pyvenv.cfg makes DIR the venv prefix).
+emulated_venv() {
+    local venv=$1 dir=$2 real
+    real=$(readlink -f "$venv/bin/python")
+    [ -x "$real" ] || die "$venv/bin/python not found (make venv / make device-venv)"
+    mkdir -p "$dir/bin"
+    cp "$venv/pyvenv.cfg" "$dir/pyvenv.cfg"
+    ln -s "$(cd "$venv" && pwd)/lib" "$dir/lib"
+    cat >"$dir/bin/python" <<EOF
+#!/bin/sh
+exec $(command -v qemu-x86_64-static) -cpu '$CPU' -0 "\$0" '$real' "\$@"
+EOF
+    chmod +x "$dir/bin/python"
+}
+
+SUMMARY=()
+FAILED=0
+step() { # step NAME LOGFILE CMD...
+    local name=$1 logfile=$2 t0=$SECONDS rc=0 detail
+    shift 2
+    log "$name"
+    timeout --kill-after=30 "$STEP_TIMEOUT" "$@" 2>&1 | tee "$logfile" || rc=$?
+    if [ "$rc" = 0 ]; then
+        SUMMARY+=("PASS  $name  ($((SECONDS - t0)) s)")
+        return 0
+    fi
+    FAILED=1
+    SUMMARY+=("FAIL  $name  (exit $rc, $((SECONDS - t0)) s; log: ${logfile#"$ROOT"/})")
+    detail=$(grep -E '^(FAILED|ERROR) |^FAIL |^error:|^Error:|Segmentation|Illegal instruction' "$logfile" | head -40 || true)
+    [ -n "$detail" ] || detail=$(tail -n 3 "$logfile")
+    while IFS= read -r line; do SUMMARY+=("        $line"); done <<<"$detail"
+}
+
+for venv in $X86_VENVS; do
+    name=$(basename "$venv")
+    py=$RUN/$name/bin/python
+    emulated_venv "$venv" "$RUN/$name"
+    device_only=0
+    case $name in .venv-device*) device_only=1 ;; esac
+    # A fresh cache: no probe or runtime choice remembered from the host CPU.
+    export SPINAL_CACHE_DIR=$RUN/cache-$name PYTHONPATH=$ROOT SPINAL_DEVICE_ONLY=$device_only
+    "$py" "$HERE/cpu_features.py" 2>&1 | tee "$LOGS/cpu-$name.log" \
+        || die "$venv under qemu-x86_64 -cpu $CPU is not an AVX2-only x86_64 (see above)"
+    SUMMARY+=("== $venv on qemu-x86_64 -cpu $CPU: Python $("$py" -c 'import platform; print(platform.python_version())')")
+    for b in models/*/*.spinal; do
+        step "spinal verify $b ($name)" "$LOGS/verify-$(basename "$b" .spinal)-$name.log" \
+            "$py" -c 'from device.cli import main; main()' verify "$b"
+    done
+    # shellcheck disable=SC2086 # X86_TESTS is a list of paths
+    step "pytest -m 'not slow' $X86_TESTS ($name)" "$LOGS/tests-$name.log" \
+        "$py" -m pytest -p no:cacheprovider -m "not slow" $X86_TESTS
+done
+{
+    echo
+    echo "== make test-x86-noavx512: summary (logs in ${LOGS#"$ROOT"/}/)"
+    printf '%s\n' "${SUMMARY[@]}"
+} >&2
+if [ "$FAILED" != 0 ]; then
+    log "FAILED on the emulated x86_64 without AVX-512"
+    exit 1
+fi
+log "all passed on the emulated x86_64 without AVX-512"
