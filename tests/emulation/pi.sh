@@ -108,13 +108,14 @@ enter_root() {
 }
 leave_root() { kill_chroot_procs; unmount_all "$R" || die "could not unmount $R"; }
 
+ROOT_ENV=() # more VAR=value for in_root (pip's network settings while the venv is built)
 # in_root CPU CMD...: runs CMD in /spinal in the chroot, with a clean environment and the emulated CPU.
 in_root() {
     local cpu=$1; shift
     # shellcheck disable=SC2016 # $HOME and $@ are the chroot shell's
     QEMU_CPU=$cpu timeout --kill-after=30 "$STEP_TIMEOUT" chroot "$R" /usr/bin/env -i \
         PATH=/opt/spinal-venv/bin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin HOME=/tmp/home LANG=C.UTF-8 \
-        TMPDIR=/tmp QEMU_CPU="$cpu" SPINAL_DEVICE_ONLY=1 PYTHONDONTWRITEBYTECODE=1 \
+        TMPDIR=/tmp QEMU_CPU="$cpu" SPINAL_DEVICE_ONLY=1 PYTHONDONTWRITEBYTECODE=1 "${ROOT_ENV[@]}" \
         /bin/sh -c 'mkdir -p "$HOME" && cd /spinal && exec "$@"' sh "$@"
 }
 
@@ -158,6 +159,16 @@ build_venv() {
     mkdir -p "$tmp"
     log "building the venv (pip install ${PIP_INSTALL[*]}) into $tmp"
     enter_root "$BASE" "$tmp" rw "$HERE/cpuinfo-pi4.txt"
+    # pip goes out as the host does: its proxy settings, index, and CA bundle (a TLS-inspecting proxy's CA).
+    local var ca=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
+    for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL PIP_TRUSTED_HOST \
+        PIP_DEFAULT_TIMEOUT; do
+        if [ -n "${!var:-}" ]; then ROOT_ENV+=("$var=${!var}"); fi
+    done
+    if [ -f "$ca" ]; then
+        mount --bind "$ca" "$R/etc/ssl/certs/ca-certificates.crt"
+        ROOT_ENV+=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+    fi
     {
         in_root cortex-a72 python3 -m venv /opt/spinal-venv &&
         in_root cortex-a72 /opt/spinal-venv/bin/pip install -q --no-cache-dir --upgrade pip &&
@@ -166,6 +177,7 @@ build_venv() {
         in_root cortex-a72 /opt/spinal-venv/bin/pip check
     } >"$LOGS/venv.log" 2>&1 || { leave_root; die "the venv did not install; see $LOGS/venv.log"; }
     leave_root
+    ROOT_ENV=()
     mv -T "$tmp" "$VENV"
     log "venv ready in $((SECONDS - t0)) s: $VENV"
 }

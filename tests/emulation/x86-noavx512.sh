@@ -5,6 +5,11 @@
 # kernels from the CPUID instruction, which qemu answers for the emulated model, so they take their AVX2
 # paths; the script checks that (AVX2 seen, AVX-512F and AVX-512 VNNI not seen, in a child process too).
 #
+# /proc/cpuinfo: qemu-user passes the host's through, so code that reads it (spinal's runtime choice:
+# int8 first on CPUs with VNNI) would see this machine's AVX-512 VNNI. The script runs in a private mount
+# namespace (unshare; root, or an unprivileged user namespace) with a Haswell /proc/cpuinfo bound over it:
+# the host's, one block per processor, with a Haswell's model name and flags.
+#
 # Child processes (verify's probes, the CLI tests) start sys.executable: here a wrapper in a scratch venv
 # (its lib/ is the real venv's) that runs the real interpreter under qemu again, so no child escapes to the
 # host CPU. Scripts started through their #! line (the venv's bin/spinal) would run natively: use -m / -c.
@@ -20,6 +25,23 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
 export LOG_TAG=x86-noavx512
 
+if [ -z "${SPINAL_X86_NAMESPACE:-}" ]; then # once, in a mount namespace of our own
+    export SPINAL_X86_NAMESPACE=1
+    need_packages unshare:util-linux
+    if [ "$(id -u)" = 0 ]; then
+        exec unshare --mount --propagation private "$0" "$@"
+    fi
+    exec unshare --user --map-root-user --mount --propagation private "$0" "$@"
+fi
+
+# A Haswell's flags (Core i7-4770, Linux 6.x), for /proc/cpuinfo.
+HASWELL_FLAGS="fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush dts acpi mmx fxsr sse \
+sse2 ss ht tm pbe syscall nx pdpe1gb rdtscp lm constant_tsc arch_perfmon pebs bts rep_good nopl xtopology nonstop_tsc \
+cpuid aperfmperf pni pclmulqdq dtes64 monitor ds_cpl vmx smx est tm2 ssse3 sdbg fma cx16 xtpr pdcm pcid sse4_1 sse4_2 \
+x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand lahf_lm abm cpuid_fault epb invpcid_single pti ssbd \
+ibrs ibpb stibp tpr_shadow flexpriority ept vpid ept_ad fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid xsaveopt \
+dtherm ida arat pln pts vnmi md_clear flush_l1d"
+
 CPU=${SPINAL_X86_CPU:-Haswell-noTSX,-pcid,-x2apic,-tsc-deadline,-invpcid}
 X86_VENVS=${X86_VENVS:-.venv-device}
 X86_TESTS=${X86_TESTS:-tests/runtime}
@@ -32,6 +54,14 @@ mkdir -p "$LOGS"
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/spinal-x86.XXXXXX")
 trap 'rm -rf "$RUN"' EXIT
 trap 'exit 130' INT TERM
+
+awk -v flags="$HASWELL_FLAGS" '
+    /^model name/ { print "model name\t: Intel(R) Core(TM) i7-4770 CPU @ 3.40GHz"; next }
+    /^model[ \t]*:/ { print "model\t\t: 60"; next }
+    /^(flags|vmx flags)[ \t]*:/ { if ($1 == "flags") print "flags\t\t: " flags; next }
+    { print }' /proc/cpuinfo >"$RUN/cpuinfo"
+mount --bind "$RUN/cpuinfo" /proc/cpuinfo || die "cannot bind a Haswell /proc/cpuinfo (in a private mount namespace)"
+grep -q avx512 /proc/cpuinfo && die "/proc/cpuinfo still shows AVX-512"
 
 # emulated_venv VENV DIR: DIR/bin/python runs VENV's interpreter under qemu as a Haswell, and is the
 # sys.executable of that interpreter (qemu -0 sets argv[0]; DIR/pyvenv.cfg makes DIR the venv prefix).
