@@ -77,11 +77,14 @@ PI_CPUS ?= cortex-a72
 test-pi:
 	DEVICE_TESTS="$(DEVICE_TESTS)" SPINAL_PI_CPUS="$(PI_CPUS)" tests/emulation/pi.sh
 
-# test-x86-noavx512: an x86_64 without AVX-512/VNNI (qemu-x86_64 -cpu Haswell runs the device venv's Python;
-# onnxruntime and XNNPACK take their AVX2 kernels): `spinal verify` on every bundle in models/ + X86_TESTS.
+# test-x86-noavx512: an x86_64 without AVX-512/VNNI (qemu-x86_64 -cpu Haswell runs both venvs' Python;
+# onnxruntime and XNNPACK take their AVX2 kernels): `spinal verify` on every bundle in models/, X86_TESTS,
+# and X86_HOST_TESTS in the developer venv.
 X86_TESTS ?= tests/runtime
-test-x86-noavx512: $(DEVICE_VENV)/.installed
-	X86_VENVS="$(DEVICE_VENV)" X86_TESTS="$(X86_TESTS)" tests/emulation/x86-noavx512.sh
+X86_HOST_TESTS ?= tests/models/test_bundles.py
+test-x86-noavx512: $(DEVICE_VENV)/.installed $(VENV)/.installed
+	X86_VENVS="$(DEVICE_VENV) $(VENV)" X86_TESTS="$(X86_TESTS)" X86_HOST_TESTS="$(X86_HOST_TESTS)" \
+	    tests/emulation/x86-noavx512.sh
 
 # The reference models (models/<name>/): data from sktime/pvlib, seeded training, ONNX export,
 # spinal convert, scoring, metrics.json + MODEL_CARD.md + replay/ (a few minutes on one core).

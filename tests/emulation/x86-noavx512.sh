@@ -14,10 +14,11 @@
 # (its lib/ is the real venv's) that runs the real interpreter under qemu again, so no child escapes to the
 # host CPU. Scripts started through their #! line (the venv's bin/spinal) would run natively: use -m / -c.
 #
-# For each venv in X86_VENVS (default: .venv-device, what a device installs): `spinal verify` on every
-# bundle in models/, then pytest -m "not slow" on X86_TESTS (default tests/runtime). Exits 1 if any fails.
-# Settings (environment): X86_VENVS, X86_TESTS, SPINAL_X86_CPU (default Haswell without the features
-# TCG lacks), SPINAL_DEVICE_ONLY is set for venvs whose name starts with .venv-device.
+# For each venv in X86_VENVS (default: ".venv-device .venv", what a device installs and the developer venv):
+# `spinal verify` on every bundle in models/, then pytest -m "not slow" on X86_TESTS (default tests/runtime)
+# and, in venvs other than .venv-device*, X86_HOST_TESTS (tests that need the host extra). Exits 1 if any fails.
+# Settings (environment): X86_VENVS, X86_TESTS, X86_HOST_TESTS, SPINAL_X86_CPU (default Haswell without the
+# features TCG lacks). SPINAL_DEVICE_ONLY=1 is set for venvs whose name starts with .venv-device.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -43,8 +44,9 @@ ibrs ibpb stibp tpr_shadow flexpriority ept vpid ept_ad fsgsbase tsc_adjust bmi1
 dtherm ida arat pln pts vnmi md_clear flush_l1d"
 
 CPU=${SPINAL_X86_CPU:-Haswell-noTSX,-pcid,-x2apic,-tsc-deadline,-invpcid}
-X86_VENVS=${X86_VENVS:-.venv-device}
+X86_VENVS=${X86_VENVS:-.venv-device .venv}
 X86_TESTS=${X86_TESTS:-tests/runtime}
+X86_HOST_TESTS=${X86_HOST_TESTS:-tests/models/test_bundles.py}
 LOGS=$ROOT/out/emulation/x86-noavx512
 STEP_TIMEOUT=${STEP_TIMEOUT:-2400}
 
@@ -101,10 +103,10 @@ for venv in $X86_VENVS; do
     name=$(basename "$venv")
     py=$RUN/$name/bin/python
     emulated_venv "$venv" "$RUN/$name"
-    device_only=0
-    case $name in .venv-device*) device_only=1 ;; esac
+    device_only=0 tests=$X86_TESTS
+    case $name in .venv-device*) device_only=1 ;; *) tests="$tests $X86_HOST_TESTS" ;; esac
     # A fresh cache: no probe or runtime choice remembered from the host CPU.
-    export SPINAL_CACHE_DIR=$RUN/cache-$name PYTHONPATH=$ROOT SPINAL_DEVICE_ONLY=$device_only
+    export SPINAL_CACHE_DIR=$RUN/cache-$name PYTHONPATH=$ROOT SPINAL_DEVICE_ONLY=$device_only COLUMNS=200
     "$py" "$HERE/cpu_features.py" 2>&1 | tee "$LOGS/cpu-$name.log" \
         || die "$venv under qemu-x86_64 -cpu $CPU is not an AVX2-only x86_64 (see above)"
     SUMMARY+=("== $venv on qemu-x86_64 -cpu $CPU: Python $("$py" -c 'import platform; print(platform.python_version())')")
@@ -112,9 +114,9 @@ for venv in $X86_VENVS; do
         step "spinal verify $b ($name)" "$LOGS/verify-$(basename "$b" .spinal)-$name.log" \
             "$py" -c 'from device.cli import main; main()' verify "$b"
     done
-    # shellcheck disable=SC2086 # X86_TESTS is a list of paths
-    step "pytest -m 'not slow' $X86_TESTS ($name)" "$LOGS/tests-$name.log" \
-        "$py" -m pytest -p no:cacheprovider -m "not slow" $X86_TESTS
+    # shellcheck disable=SC2086 # a list of paths
+    step "pytest -m 'not slow' $tests ($name)" "$LOGS/tests-$name.log" \
+        "$py" -m pytest -p no:cacheprovider -m "not slow" $tests
 done
 {
     echo
