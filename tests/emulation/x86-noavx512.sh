@@ -14,6 +14,10 @@
 # (its lib/ is the real venv's) that runs the real interpreter under qemu again, so no child escapes to the
 # host CPU. Scripts started through their #! line (the venv's bin/spinal) would run natively: use -m / -c.
 #
+# qemu 7.2 (Debian bookworm) computes numpy 1.26's float64 tanh wrongly (its AVX2 kernel; numpy 2 is right):
+# where a venv's numpy shows that, the test whose numpy reference uses it (X86_TANH_TESTS) is deselected
+# there, and the summary says so. Nothing in device/ uses tanh.
+#
 # For each venv in X86_VENVS (default: ".venv-device .venv", what a device installs and the developer venv):
 # `spinal verify` on every bundle in models/, then pytest -m "not slow" on X86_TESTS (default tests/runtime)
 # and, in venvs other than .venv-device*, X86_HOST_TESTS (tests that need the host extra). Exits 1 if any fails.
@@ -47,6 +51,11 @@ CPU=${SPINAL_X86_CPU:-Haswell-noTSX,-pcid,-x2apic,-tsc-deadline,-invpcid}
 X86_VENVS=${X86_VENVS:-.venv-device .venv}
 X86_TESTS=${X86_TESTS:-tests/runtime}
 X86_HOST_TESTS=${X86_HOST_TESTS:-tests/models/test_bundles.py}
+X86_TANH_TESTS=${X86_TANH_TESTS-tests/runtime/test_model_kinds.py::test_onnx_with_lstm_and_if}
+TANH_CHECK='import math, sys, numpy as np
+v = np.linspace(-20.0, 20.0, 4001)
+sys.exit(0 if np.allclose(np.tanh(v), [math.tanh(t) for t in v], rtol=1e-12, atol=0) else 1)'
+
 LOGS=$ROOT/out/emulation/x86-noavx512
 STEP_TIMEOUT=${STEP_TIMEOUT:-2400}
 
@@ -114,9 +123,16 @@ for venv in $X86_VENVS; do
         step "spinal verify $b ($name)" "$LOGS/verify-$(basename "$b" .spinal)-$name.log" \
             "$py" -c 'from device.cli import main; main()' verify "$b"
     done
+    deselect=()
+    if ! "$py" -c "$TANH_CHECK"; then
+        for t in $X86_TANH_TESTS; do
+            deselect+=(--deselect "$t")
+            SUMMARY+=("note  deselected (numpy $("$py" -c 'import numpy; print(numpy.__version__)')'s float64 tanh is wrong under this qemu): $t")
+        done
+    fi
     # shellcheck disable=SC2086 # a list of paths
     step "pytest -m 'not slow' $tests ($name)" "$LOGS/tests-$name.log" \
-        "$py" -m pytest -p no:cacheprovider -m "not slow" $tests
+        "$py" -m pytest -p no:cacheprovider -m "not slow" "${deselect[@]}" $tests
 done
 {
     echo
