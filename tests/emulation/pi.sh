@@ -33,7 +33,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 export LOG_TAG=pi
 
 if [ "$(id -u)" != 0 ]; then
-    exec sudo --preserve-env=SPINAL_PI_CPUS,SPINAL_PI_CACHE,SPINAL_PI_MIRROR,DEVICE_TESTS,DEMO_SECONDS,XDG_CACHE_HOME \
+    exec sudo --preserve-env=SPINAL_PI_CPUS,SPINAL_PI_CACHE,SPINAL_PI_MIRROR,DEVICE_TESTS,DEMO_SECONDS,PI_DESELECT,STEP_TIMEOUT,XDG_CACHE_HOME \
         "$0" "$@"
 fi
 
