@@ -124,6 +124,7 @@ def main() -> int:
     failed = sum(1 for r in rows if r.get("ok") is False)
     print(f"\nworst err/bound {worst:.2f}; {failed} cell(s) over their bound")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"label": args.label, "machine": platform.machine(), "cpu": features.model,
                                          "flags": sorted(features.flags & {"avx2", "avx512f", "avx512_vnni",
                                                                            "asimddp", "i8mm"}),

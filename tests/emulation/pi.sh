@@ -242,6 +242,9 @@ run_suite() {
     for b in models/*/*.spinal; do
         step "$cpu" "spinal verify $b" "$dir/verify-$(basename "$b" .spinal).log" spinal verify "$b"
     done
+    step "$cpu" "parity spread (benchmarks/bench_parity.py)" "$dir/parity.log" python benchmarks/bench_parity.py \
+        --threads 1,2 --label "aarch64 $cpu (qemu)" --json "out/parity-$cpu.json"
+    cp "$RUN/spinal/out/parity-$cpu.json" "$dir/parity.json" 2>/dev/null || true
     step "$cpu" "demo (firmware/demo.py --duration $DEMO_SECONDS)" "$dir/demo.log" \
         python firmware/demo.py --duration "$DEMO_SECONDS"
     leave_root

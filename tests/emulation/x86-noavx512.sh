@@ -124,6 +124,10 @@ for venv in $X86_VENVS; do
         step "spinal verify $b ($name)" "$LOGS/verify-$(basename "$b" .spinal)-$name.log" \
             "$py" -c 'from device.cli import main; main()' verify "$b"
     done
+    if [ "$device_only" = 1 ]; then # the spread per artifact, runtime, kernels and threads (benchmarks/RESULTS.md)
+        step "parity spread ($name)" "$LOGS/parity-$name.log" "$py" benchmarks/bench_parity.py --threads 1,2 \
+            --label "x86_64 Haswell AVX2 (qemu)" --json "$LOGS/parity-$name.json"
+    fi
     deselect=()
     if ! "$py" -c "$TANH_CHECK"; then
         for t in $X86_TANH_TESTS; do
