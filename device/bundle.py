@@ -62,6 +62,10 @@ class Bundle:
         """Absolute path of a file named in the manifest."""
         return self.root / relative
 
+    def shown(self, message: str) -> str:
+        """``message`` with the private copy's directory replaced by the bundle the user named."""
+        return message.replace(str(self.root), str(self.source)) if self.root != self.source else message
+
     @property
     def is_archive(self) -> bool:
         """Whether this bundle was unpacked from a ``.spinal`` archive (not copied from a directory)."""

@@ -515,6 +515,19 @@ def _load_file(path: Path, policy: RuntimePolicy) -> Model:
 
 
 def _load_bundle(bundle: Bundle, policy: RuntimePolicy) -> Model:
+    """:func:`_select_and_load`, with errors naming the bundle the user gave, not its private copy."""
+    try:
+        model = _select_and_load(bundle, policy)
+    except SpinalError as exc:
+        exc.args = (bundle.shown(str(exc)), *exc.args[1:])
+        raise
+    if model.selection is not None:
+        for m in model.selection.measurements:
+            m.error = bundle.shown(m.error) if m.error else m.error
+    return model
+
+
+def _select_and_load(bundle: Bundle, policy: RuntimePolicy) -> Model:
     manifest = bundle.manifest
     spec = parse_delegate(policy.delegate)
     installed = installed_runtimes()
