@@ -174,8 +174,17 @@ class MqttOptions:
     ca_file: Path | None = None  # None with tls: the system's CA store
     secrets_file: Path | None = None
     reconnect_min_s: float = 0.5
+    # While the broker cannot be reached, a connection attempt (a refused or unanswered TCP connect) is the
+    # cheap probe: at most probe_interval_s apart, so the sink is back within that of the broker's return.
+    # A live broker that refuses the connection (credentials, quota) gets the backoff up to reconnect_max_s.
+    probe_interval_s: float = 1.0
     reconnect_max_s: float = 30.0
     max_inflight: int = 32
+
+    @property
+    def probe_max_s(self) -> float:
+        """The longest wait between attempts while the broker cannot be reached."""
+        return min(max(self.probe_interval_s, self.reconnect_min_s), self.reconnect_max_s)
     close_timeout_s: float = 2.0  # how long close() waits for the spool to drain while connected
     homeassistant: HomeAssistantOptions | None = None
 
@@ -194,6 +203,8 @@ class MqttOptions:
             raise BadInput(f"mqtt.keepalive_s must be 5..65535, got {self.keepalive_s}")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise BadInput("mqtt.reconnect_min_s must be > 0 and <= mqtt.reconnect_max_s")
+        if not self.probe_interval_s > 0:
+            raise BadInput(f"mqtt.probe_interval_s must be > 0, got {self.probe_interval_s}")
         if not 1 <= self.max_inflight <= 1000:
             raise BadInput(f"mqtt.max_inflight must be 1..1000, got {self.max_inflight}")
         if self.ca_file is not None:
@@ -412,7 +423,7 @@ class MqttSink:
         client.enable_logger(self._paho_log)
         client.max_inflight_messages_set(o.max_inflight)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_max_s)  # type: ignore[arg-type]
+        client.reconnect_delay_set(o.reconnect_min_s, o.probe_max_s)  # type: ignore[arg-type]
         client.will_set(o.availability_topic, OFFLINE, qos=1, retain=True)
         if self._secrets.username:
             client.username_pw_set(self._secrets.username, self._secrets.password)
@@ -432,9 +443,11 @@ class MqttSink:
     # -- paho callbacks (paho's network thread: keep them short, never block) -----------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if reason.is_failure:
+        if reason.is_failure:  # the broker is there and says no: back off up to reconnect_max_s
+            client.reconnect_delay_set(self.options.reconnect_min_s, self.options.reconnect_max_s)
             self._log_fail(f"broker {self.options.host}:{self.options.port} refused the connection: {reason}")
             return
+        client.reconnect_delay_set(self.options.reconnect_min_s, self.options.probe_max_s)
         self.connects += 1
         if self.connects > 1:
             self.reconnects += 1

@@ -380,3 +380,27 @@ def test_sink_spool_and_discovery_log_through_device_loggers_not_stderr(tmp_path
         assert lg.propagate and not lg.handlers, name
     out, err = capfd.readouterr()
     assert err == "" and out == ""
+
+
+def test_an_unreachable_broker_is_probed_often_a_refusing_one_backed_off(broker, make_sink):
+    """Unreachable: attempts at most probe_interval_s apart (back within ~1 s of the broker's return, where
+    the plain exponential backoff took 5.5 s after a 10 s outage). A live broker that says no (credentials):
+    the backoff grows to reconnect_max_s, so it is not hammered with TLS handshakes and CONNECTs."""
+    opts = MqttOptions(host="127.0.0.1", port=broker.port, device_id="d", reconnect_min_s=0.5, reconnect_max_s=30)
+    assert opts.probe_max_s == 1.0
+    assert MqttOptions(host="h", device_id="d", reconnect_min_s=0.1, reconnect_max_s=0.5).probe_max_s == 0.5
+    with pytest.raises(BadInput, match="probe_interval_s"):
+        MqttOptions(host="h", device_id="d", probe_interval_s=0)
+    sink = make_sink(broker.port, reconnect_min_s=0.5, reconnect_max_s=30)
+    calls: list[tuple[float, float]] = []
+
+    class Client:
+        def reconnect_delay_set(self, low: float, high: float) -> None:
+            calls.append((low, high))
+
+    class Refused:
+        is_failure = True
+
+    sink._on_connect(Client(), None, None, Refused(), None)
+    assert calls == [(0.5, 30)]
+    assert sink._client._reconnect_max_delay == 1.0  # as built: the short probe interval
