@@ -17,6 +17,7 @@ from device import __version__, cli_bench, cli_run, cli_sensors, cli_signing
 from device.bundle import Bundle, is_bundle_path, open_bundle
 from device.cli_common import console, print_json, reports_errors, require_host
 from device.cli_convert import RichProgress, csv_list, float_list, parse_shapes
+from device.dsp import describe
 from device.errors import BadInput
 from device.modelfile import ModelInfo, check_model_file, inspect_model_file, probe_tflite_files
 from device.signing import load_public_key
@@ -114,6 +115,12 @@ def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
             io_table.add_row(kind, s.name, str(list(s.shape)), s.dtype, s.layout or "",
                              ", ".join(s.channels), timing)
     console.print(io_table)
+    for s in m.inputs:
+        if s.preprocessing:
+            console.print(f"preprocessing of {s.name!r} (per window, device/dsp.py): {describe(s.preprocessing)}")
+        if s.normalization is not None:
+            console.print(f"normalization of {s.name!r}: mean {list(s.normalization.mean)}, "
+                          f"std {list(s.normalization.std)}")
     task = m.task
     meaning = {
         "classification": f"classes: {', '.join(task.labels)} ({task.activation or 'scores'})",
