@@ -16,7 +16,7 @@ from rich.table import Table
 from device import __version__, cli_bench, cli_run, cli_sensors, cli_signing
 from device.bundle import Bundle, is_bundle_path, open_bundle
 from device.cli_common import console, print_json, reports_errors, require_host
-from device.cli_convert import RichProgress, csv_list, float_list, parse_shapes
+from device.cli_convert import RichProgress, csv_list, float_list, parse_preprocess, parse_shapes
 from device.dsp import describe
 from device.errors import BadInput
 from device.modelfile import ModelInfo, check_model_file, inspect_model_file, probe_tflite_files
@@ -292,6 +292,10 @@ def convert(
     norm_mean: Annotated[str | None, typer.Option(help="Per-channel mean the device subtracts before the model.")]
     = None,
     norm_std: Annotated[str | None, typer.Option(help="Per-channel std the device divides by.")] = None,
+    preprocess: Annotated[list[str] | None, typer.Option(help="A DSP block, e.g. highpass:cutoff_hz=0.3 (repeat, "
+                                                              "in order); --calibration is then raw recordings.")]
+    = None,
+    preprocess_file: Annotated[Path | None, typer.Option(help="TOML file of [[preprocess]] blocks.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset for PyTorch/Keras exports.")] = 17,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -315,7 +319,7 @@ def convert(
         channels=csv_list(channels), channel_units=csv_list(channel_units), sample_rate_hz=sample_rate, window=window,
         hop=hop, layout=layout,
         norm_mean=float_list(norm_mean, "--norm-mean"), norm_std=float_list(norm_std, "--norm-std"), opset=opset,
-        force=force,
+        force=force, preprocess=parse_preprocess(preprocess, preprocess_file),
     )
     if activation is not None and activation not in ("logits", "probabilities"):
         raise BadInput(f"--activation {activation!r}: choose logits or probabilities")
