@@ -321,6 +321,16 @@ class InputPlan:
         return window * self.std + self.mean if self.mean is not None and self.std is not None else window
 
 
+def fit_normalization(features: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel ``(mean, std)`` of processed windows ``(M, T, C)`` over windows and time, as the converter
+    computes it from the calibration windows (a constant channel gets std 1)."""
+    x = np.asarray(features, dtype=np.float64)
+    mean = x.mean(axis=(0, 1))
+    std = x.std(axis=(0, 1))
+    std[std < 1e-9] = 1.0
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 def preparation_costs(plan: InputPlan, window_tc: np.ndarray, repeats: int = 200) -> list[tuple[str, float]]:
     """Median µs per window of each chain block, then of normalization + layout, on one raw window."""
     out = [(str(block), us) for block, us in plan.chain.timed(window_tc, repeats)] if plan.chain else []

@@ -20,6 +20,7 @@ import csv
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -266,6 +267,7 @@ class RecordedWindows:
     rate_hz: float
     source: str
     notes: list[str]
+    starts: np.ndarray  # each window's first sample in the recording
 
 
 def read_recording_windows(path: Path, channels: tuple[str, ...], window: int, hop: int,
@@ -275,20 +277,28 @@ def read_recording_windows(path: Path, channels: tuple[str, ...], window: int, h
     that the first few (the golden vectors) cover every label."""
     from device import recording
 
-    rec = recording.read(path)
+    return recorded_windows(recording.read(path), channels, window, hop, limit, purpose)
+
+
+def recorded_windows(rec: Any, channels: tuple[str, ...], window: int, hop: int, limit: int | None = None,
+                     purpose: str = "calibration") -> RecordedWindows:
+    """:func:`read_recording_windows` on a :class:`device.recording.Recording` already in memory."""
+    from device import recording
+
+    path = rec.source
     chans = channels or rec.channels
     cut = recording.windows(rec, chans, window, hop)
     if not len(cut.raw):
         raise BadInput(f"{path}: {len(rec.samples)} samples give no complete window of {window} samples "
                        f"({purpose} needs at least one)")
-    raw, labels = cut.raw, np.asarray(cut.labels, dtype=object)
+    raw, labels, starts = cut.raw, np.asarray(cut.labels, dtype=object), cut.starts
     notes = [f"{len(raw)} windows of {window} samples, hop {hop}, cut from {len(rec.samples)} samples at "
              f"{rec.rate_hz:g} Hz in {len(np.unique(rec.segments))} segment(s)"]
     if cut.mixed:
         notes.append(f"{cut.mixed} windows spanning two labels dropped")
     if limit is not None and len(raw) > limit:
         keep = np.unique(np.linspace(0, len(raw) - 1, limit).round().astype(np.int64))
-        raw, labels = raw[keep], labels[keep]
+        raw, labels, starts = raw[keep], labels[keep], starts[keep]
         notes.append(f"{len(keep)} windows used, spread evenly")
     rank = np.empty(len(labels), dtype=np.int64)
     for name in dict.fromkeys(labels.tolist()):
@@ -298,7 +308,7 @@ def read_recording_windows(path: Path, channels: tuple[str, ...], window: int, h
     _, names = rec.select(chans)
     units = rec.units if not channels else tuple(rec.units[rec.channels.index(n)] for n in names) if rec.units else ()
     return RecordedWindows(raw[order], tuple(labels[order].tolist()), tuple(channels) or names, units, rec.rate_hz,
-                           str(path), notes)
+                           str(path), notes, starts[order])
 
 
 def class_ids(labels: tuple[str, ...], names: tuple[str, ...], path: str) -> np.ndarray | None:

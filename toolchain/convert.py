@@ -56,7 +56,7 @@ from device.manifest import (  # the name and layout rules are the manifest's ow
     TensorSpec,
     Tolerance,
 )
-from device.pipeline import InputPlan
+from device.pipeline import InputPlan, fit_normalization
 from device.runtime.parity import DecisionRule
 from toolchain import report as report_mod
 from toolchain.bounds import derive_tolerance, measure_spread, rounding_movement
@@ -384,14 +384,10 @@ class _Pipeline:
         if opts.norm_mean:
             norm = Normalization(mean=opts.norm_mean, std=opts.norm_std)
         else:
-            feats = plan.features(cal.raw)
-            mean = feats.mean(axis=(0, 1))
-            std = feats.std(axis=(0, 1))
-            flat = std < 1e-9
-            std[flat] = 1.0
-            norm = Normalization(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
-            notes.append(f"normalization computed from {len(cal.raw)} calibration windows after the chain"
-                         + (f" ({int(flat.sum())} constant channel(s) get std 1)" if flat.any() else ""))
+            mean, std = fit_normalization(plan.features(cal.raw))
+            norm = Normalization(mean=mean, std=std)
+            notes.append(f"normalization computed from {len(cal.raw)} calibration windows"
+                         + (" after the chain" if chain else ""))
         self.sensor_spec = spec = dataclasses.replace(spec, normalization=norm)
         self.layouts[spec0.name] = layout
         plan = InputPlan.for_input(spec)

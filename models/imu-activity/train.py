@@ -30,6 +30,7 @@ SPEC = build.BuildSpec(
     task="classification", output_name="logits",
     channels=datasets.IMU_CHANNELS, units=datasets.IMU_UNITS, sample_rate_hz=datasets.IMU_RATE_HZ,
     window=prepare.IMU_WINDOW, hop=prepare.IMU_HOP, labels=datasets.ACTIVITIES, validation_kind="labels",
+    preprocess=prepare.IMU_PREPROCESS,
 )
 
 
