@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from device import __version__, cli_bench, cli_run, cli_sensors, cli_signing
+from device import __version__, cli_bench, cli_record, cli_run, cli_sensors, cli_signing
 from device.bundle import Bundle, is_bundle_path, open_bundle
 from device.cli_common import console, print_json, reports_errors, require_host
 from device.cli_convert import RichProgress, csv_list, float_list, parse_preprocess, parse_shapes
@@ -237,6 +237,7 @@ def verify(
 app.command(name="run")(cli_run.run)
 app.add_typer(cli_sensors.app, name="sensors")
 app.command(name="bench")(cli_bench.bench)
+app.command(name="record")(cli_record.record)
 app.command(name="keygen")(cli_signing.keygen)
 app.command(name="sign")(cli_signing.sign)
 
