@@ -393,7 +393,7 @@ def _tensor_spec(r: _Reader) -> TensorSpec:
             r.fail(f"{layout!r} is not a layout (distinct capital letters such as NTC or NCHW)", "layout")
         if len(layout) != len(shape):
             r.fail(f"{layout!r} has {len(layout)} axes but shape {list(shape)} has {len(shape)}", "layout")
-        if channels and "C" in layout and shape[layout.index("C")] != len(channels):
+        if channels and "C" in layout and shape[layout.index("C")] != len(channels) and not r.has("preprocessing"):
             r.fail(f"{len(channels)} channel names for {shape[layout.index('C')]} channels", "channels")
     chain: tuple[Block, ...] = ()
     if r.has("preprocessing"):

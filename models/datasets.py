@@ -129,6 +129,23 @@ def mpu6050_reports(body: np.ndarray, seed: int, orientation: object = "random",
     return np.concatenate([accel, gyro], axis=1)
 
 
+def recorded_windows(paths: list[Path], channels: tuple[str, ...], window: int, hop: int
+                     ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Raw windows ``(M, window, C)`` and their labels from recordings made with ``spinal record``
+    (``device/recording.py``), cut as the device and ``spinal convert`` cut them (per segment; windows that
+    span two labels dropped). Feed them to ``device.pipeline.InputPlan.prepare`` to train on what the
+    bundle's chain makes of them."""
+    from device import recording
+    from toolchain.calibration import recorded_windows as cut
+
+    xs, labels = [], []
+    for path in paths:
+        w = cut(recording.read(Path(path)), channels, window, hop)
+        xs.append(w.raw)
+        labels += list(w.labels)
+    return np.concatenate(xs), tuple(labels)
+
+
 def _package_dir(package: str) -> Path:
     """The directory of an installed package, found without importing it (sktime imports slowly)."""
     spec = importlib.util.find_spec(package)
