@@ -180,27 +180,50 @@ def _iir(kind: str, cutoff_hz: float, order: int, stage: Stage, idx: np.ndarray)
             return out
         return run
 
-    bl, al = [float(v) for v in b], [float(v) for v in a]
+    return _iir_blocks(b, a, dc, idx)
 
-    def run_long(x: np.ndarray) -> np.ndarray:  # direct form II transposed, one Python float at a time
+
+BLOCK_LENGTH = 256
+
+
+def _iir_blocks(b: np.ndarray, a: np.ndarray, dc: float, idx: np.ndarray) -> Fn:
+    """A long window in blocks of ``BLOCK_LENGTH`` samples: inside a block one matrix product (the filter's
+    impulse response), between blocks the filter's state (transposed direct form II, as a state-space model)."""
+    order = len(a) - 1
+    A = np.zeros((order, order))
+    A[:, 0] = -a[1:]
+    A[np.arange(order - 1), np.arange(1, order)] = 1.0
+    B = b[1:] - a[1:] * b[0]
+    C = np.zeros(order)
+    C[0] = 1.0
+    L = BLOCK_LENGTH
+    powers = [np.eye(order)]
+    for _ in range(L):
+        powers.append(A @ powers[-1])
+    h = np.array([b[0]] + [C @ powers[m - 1] @ B for m in range(1, L)])
+    rows = np.arange(L)[:, None] - np.arange(L)[None, :]
+    T = np.where(rows >= 0, h[np.clip(rows, 0, None)], 0.0)      # x in a block -> y in the block
+    S = np.stack([C @ powers[n] for n in range(L)])               # state at the block's start -> y
+    F = np.stack([powers[L - 1 - k] @ B for k in range(L)], axis=1)  # x in a block -> state at its end
+    AL = powers[L]
+
+    def run(x: np.ndarray) -> np.ndarray:
         out = np.array(x, dtype=np.float64, copy=True)
-        for c in idx.tolist():
-            col = out[:, c].tolist()
-            x0 = col[0]
-            z1 = z2 = 0.0
-            res = []
-            for v in col:
-                v -= x0
-                y = bl[0] * v + z1
-                if len(bl) == 2:
-                    z1 = bl[1] * v - al[1] * y
-                else:
-                    z1 = bl[1] * v - al[1] * y + z2
-                    z2 = bl[2] * v - al[2] * y
-                res.append(y + dc * x0)
-            out[:, c] = res
+        sel = out[:, idx]
+        x0 = sel[0:1, :]
+        v = sel - x0
+        z = np.zeros((order, v.shape[1]))
+        y = np.empty_like(v)
+        n = len(v)
+        for start in range(0, n, L):
+            blk = v[start:start + L]
+            r = len(blk)
+            y[start:start + r] = T[:r, :r] @ blk + S[:r] @ z
+            if r == L:
+                z = AL @ z + F @ blk
+        out[:, idx] = y + dc * x0
         return out
-    return run_long
+    return run
 
 
 @dataclass(frozen=True)
