@@ -76,6 +76,15 @@ def test_convert_from_recordings_with_a_chain(tmp_path):
     shown = run_cli("inspect", out)
     assert "highpass(cutoff_hz=0.3, order=1) -> resample(rate_hz=2.0)" in shown.stdout
 
+    # a device that does not know a block refuses the bundle, in one line naming it
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["inputs"][0]["preprocessing"][1] = {"block": "wavelet", "level": 3}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    refused = run_cli("verify", out)
+    assert refused.exit_code != 0
+    assert "inputs[0].preprocessing[1].block: 'wavelet' is not a DSP block" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
 
 def test_convert_flags_and_refusals(tmp_path):
     cal = tmp_path / "cal.csv"
