@@ -63,6 +63,7 @@ def test_convert_from_recordings_with_a_chain(tmp_path):
     assert (spec["window"], spec["hop"], spec["sample_rate_hz"], spec["layout"]) == (40, 20, 10.0, "NTC")
     assert spec["units"] == ["m/s^2"] * 3
     mean, std = spec["normalization"]["mean"], spec["normalization"]["std"]
+    assert len(std) == 3 and all(s > 0 for s in std)
     assert len(mean) == 3 and all(abs(m) < 0.5 for m in mean)  # gravity is gone: the high-pass removed it
     with open_bundle(out) as bundle:
         golden = bundle.load_golden()
