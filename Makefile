@@ -13,7 +13,7 @@ DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py te
 	tests/test_signing.py tests/test_modelfile_fuzz.py tests/sinks \
 	tests/daemon/test_pipeline.py tests/daemon/test_config.py tests/daemon/test_reference_model.py tests/sensors tests/runtime
 
-.PHONY: test lint venv device-venv system-deps clean demo models
+.PHONY: test lint venv device-venv system-deps clean demo models test-pi test-x86-noavx512
 
 # The developer venv: every extra. onnx2tf pins numpy/onnx/onnxruntime/tensorflow exactly (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -64,10 +64,29 @@ demo: $(VENV)/.demo-installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint system-deps $(DEVICE_VENV)/.installed
 	$(VENV)/bin/python -m pytest
 	SPINAL_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -p no:cacheprovider -m "not slow" $(DEVICE_TESTS)
+
+# Proof on other CPUs (tests/emulation/; each installs its Debian packages, needs root or sudo).
+# test-pi: an emulated Raspberry Pi 4 (qemu-user-static, Debian bookworm arm64, Python 3.11, only the device
+# extras; root filesystem cached in ~/.cache/spinal/pi-bookworm-arm64): DEVICE_TESTS, `spinal verify` on every
+# bundle in models/, the demo. PI_CPUS="cortex-a72 cortex-a76" adds a Pi 5.
+PI_CPUS ?= cortex-a72
+test-pi:
+	DEVICE_TESTS="$(DEVICE_TESTS)" SPINAL_PI_CPUS="$(PI_CPUS)" tests/emulation/pi.sh
+
+# test-x86-noavx512: an x86_64 without AVX-512/VNNI (qemu-x86_64 -cpu Haswell runs both venvs' Python;
+# onnxruntime and XNNPACK take their AVX2 kernels): `spinal verify` on every bundle in models/, X86_TESTS,
+# and X86_HOST_TESTS in the developer venv.
+X86_TESTS ?= tests/runtime
+X86_HOST_TESTS ?= tests/models/test_bundles.py
+test-x86-noavx512: $(DEVICE_VENV)/.installed $(VENV)/.installed
+	X86_VENVS="$(DEVICE_VENV) $(VENV)" X86_TESTS="$(X86_TESTS)" X86_HOST_TESTS="$(X86_HOST_TESTS)" \
+	    tests/emulation/x86-noavx512.sh
 
 # The reference models (models/<name>/): data from sktime/pvlib, seeded training, ONNX export,
 # spinal convert, scoring, metrics.json + MODEL_CARD.md + replay/ (a few minutes on one core).

@@ -13,6 +13,13 @@ The model is the reference imu-activity CNN (models/imu-activity) with its input
 window is the real model's.
 
     python benchmarks/bench_daemon.py [--seconds 30] [--warmup 5] [--runtimes litert onnxruntime]
+
+``--faults`` measures recovery instead, in process: the simulated MPU-6050 is unplugged for 5 s, the bus
+is stuck for 5 s, the chip is unplugged for ``--unplug-s`` (65) s; for each, the seconds from the fault's
+end to the first sample, the set-ups and bus transactions per second while it lasted, and what /healthz
+said meanwhile. ``SPINAL_CODE=/path/to/other/checkout`` runs another tree's daemon (e.g. before a change).
+
+    python benchmarks/bench_daemon.py --faults [--unplug-s 65]
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+CODE = Path(os.environ.get("SPINAL_CODE", ROOT))
+sys.path.insert(0, str(CODE))
 
 from device.bundle import open_bundle, pack_archive, write_manifest  # noqa: E402
 
@@ -152,6 +160,96 @@ def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True) -> 
         }
 
 
+FAULT_CONFIG = """
+device_id = "bench"
+state_dir = "{tmp}"
+
+[model]
+bundle = "{bundle}"
+runtime = "onnxruntime"
+watch = false
+
+[[sensors]]
+id = "imu"
+driver = "mpu6050"
+rate_hz = 100
+[sensors.options]
+accel_range_g = 8
+gyro_range_dps = 2000
+
+[[sinks]]
+type = "jsonl"
+path = "{tmp}/records.jsonl"
+fsync = "flush"
+
+[http]
+enabled = false
+"""
+
+
+def _counter(metrics: object, name: str) -> float:
+    metric = getattr(metrics, name, None)  # spinal_sensor_probes does not exist before the change
+    return metric.labels("imu")._value.get() if metric is not None else float("nan")
+
+
+def fault_run(kind: str, fault_s: float) -> dict:
+    """One fault on the simulated IMU, in process; recovery measured to the first sample after its end."""
+    import collections
+    import threading
+
+    from device.config import load_config
+    from device.daemon import Daemon, RunOptions
+
+    with tempfile.TemporaryDirectory(prefix="spinal-bench-") as d:
+        tmp = Path(d)
+        cfg = tmp / "spinal.toml"
+        cfg.write_text(FAULT_CONFIG.format(tmp=tmp, bundle=relabelled_bundle(tmp)))
+        daemon = Daemon(load_config(cfg), RunOptions(sim=True))
+        runner = threading.Thread(target=daemon.run, daemon=True)
+        runner.start()
+        st = daemon.sensor_states["imu"]
+        while not (daemon.phase == "running" and st.state == "ok" and daemon.inferences >= 2):
+            time.sleep(0.05)
+        simbus = daemon.samplers[0].open_driver.bus.raw
+        tx0, setups0, probes0 = simbus.transactions, _counter(daemon.metrics, "retries"), \
+            _counter(daemon.metrics, "probes")
+        seen: collections.Counter[str] = collections.Counter()
+        watchdog_ok = 0
+        t_start = time.monotonic()
+        if kind == "unplug":
+            simbus.unplug(0x68)
+        else:
+            simbus.stick(fault_s)
+        while time.monotonic() - t_start < fault_s:
+            seen[daemon.health()["status"]] += 1
+            watchdog_ok += daemon.healthy()[0]
+            time.sleep(0.1)
+        end_ns = time.monotonic_ns()
+        tx, setups, probes = simbus.transactions - tx0, _counter(daemon.metrics, "retries") - setups0, \
+            _counter(daemon.metrics, "probes") - probes0
+        if kind == "unplug":
+            simbus.replug(0x68)  # power-cycled: registers at power-on values, it needs a set-up
+        while not (st.state == "ok" and (st.last_sample_ns or 0) > end_ns):
+            time.sleep(0.002)
+        recovery = (st.last_sample_ns - end_ns) / 1e9
+        daemon.request_stop("bench over")
+        runner.join(timeout=30)
+        return {"fault": f"{kind} {fault_s:g} s", "recovery_s": round(recovery, 3), "setups": setups,
+                "probes": probes, "bus_tx_per_s": round(tx / fault_s, 1), "health": dict(seen),
+                "watchdog_ok": f"{watchdog_ok} of {sum(seen.values())}"}
+
+
+def faults(unplug_s: float) -> None:
+    rows = [fault_run("unplug", 5.0), fault_run("stuck", 5.0), fault_run("unplug", unplug_s)]
+    print(f"code: {CODE}\n")
+    print("| fault | recovery after its end (s) | set-ups during it | probes | bus transactions/s | /healthz status "
+          "(samples every 0.1 s) | watchdog condition ok |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['fault']} | {r['recovery_s']:.3f} | {r['setups']:g} | {r['probes']:g} | {r['bus_tx_per_s']} "
+              f"| {r['health']} | {r['watchdog_ok']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -159,7 +257,12 @@ def main() -> None:
     parser.add_argument("--runtimes", nargs="+", default=["litert", "onnxruntime"])
     parser.add_argument("--without-chain", action="store_true",
                         help="also run each runtime with the bundle's DSP chain removed (canary off)")
+    parser.add_argument("--faults", action="store_true", help="measure recovery from sensor faults instead")
+    parser.add_argument("--unplug-s", type=float, default=65.0, help="the long unplug of --faults")
     args = parser.parse_args()
+    if args.faults:
+        faults(args.unplug_s)
+        return
     rows = []
     for rt in args.runtimes:
         rows.append(run_one(rt, args.seconds, args.warmup))

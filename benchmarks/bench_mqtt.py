@@ -1,18 +1,21 @@
-"""MQTT sink benchmark: the durable spool against plain paho, to the same local Mosquitto.
+"""MQTT sink benchmark: the durable spool against plain paho, to the same local Mosquitto, in one run.
 
-    python benchmarks/bench_mqtt.py [--messages 5000] [--repeats 3] [--latency-seconds 10]
+    python benchmarks/bench_mqtt.py [--messages 5000] [--repeats 5] [--latency-seconds 5]
 
-Measures (medians over --repeats runs, printed as a Markdown table):
-- messages/s end to end (first write → last PUBACK) through MqttSink with the spool at
-  synchronous=FULL (the default: power-cut safe) and NORMAL (SIGKILL safe), against plain paho
-  QoS 1 publishing the same payloads with the same in-flight window (no disk, nothing durable);
-- spool appends/s on its own (one transaction per message, and batches of 100);
-- publish latency p50/p99 at a steady 100 messages/s: hand-over → PUBACK for the sink and
-  publish() → PUBACK for plain paho, plus the sink's write() → PUBACK (time in the spool included).
+Each round runs every case once, in turn (interleaved rounds), and the table shows the median over the
+rounds with the min–max beside it, and each Spinal case's ratio to plain paho of the same round kind:
+
+- saturation: N messages as fast as they can go, first write()/publish() to the last PUBACK.
+  Plain paho QoS 1 (nothing durable: paho keeps unacknowledged messages in memory) publishes one at a
+  time; MqttSink with its spool at synchronous=FULL (power-cut safe: the WAL is fsynced before
+  write() returns) gets the records one write() each, or write_many() batches of 10 and 100 (the
+  daemon's router hands the sink what has accumulated); NORMAL (SIGKILL safe) one write() each.
+  Both encode the same records with the same encoder, with the same in-flight window.
+- write → PUBACK latency, p50 and p99: from the start of write()/publish() to the PUBACK callback, at
+  saturation (queueing included) and at a steady 100 messages/s.
 
 The broker runs on a free loopback port with persistence off; no subscriber (the broker acks).
-fsync-bound numbers (FULL) depend on the disk and on other writers on the machine: an ext4 fsync
-also waits for other files' dirty data, so each measurement starts after an os.sync().
+Each measurement starts after an os.sync() (an ext4 fsync also waits for other files' dirty data).
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as paho
 
 from device.sinks.base import Record
-from device.sinks.mqtt import MqttOptions, MqttSink, encode_record
-from device.sinks.spool import Spool, SpoolOptions
+from device.sinks.mqtt import MqttOptions, MqttSink, _Percentiles, encode_record
+from device.sinks.spool import SpoolOptions
 from tests.sinks.mosquitto_broker import Mosquitto
 
 DEVICE = "bench-pi"
 WINDOW = 32
+TOPIC = f"spinal/{DEVICE}/readings/bme280"
 
 
 def record(i: int) -> Record:
@@ -50,13 +54,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def plain_paho(port: int, n: int, rate: float | None = None) -> tuple[float, list[float]]:
-    """Publish n QoS 1 messages; returns (messages/s, per-message publish→PUBACK seconds)."""
+    """Publish n QoS 1 messages; returns (messages/s, per-message publish() → PUBACK seconds)."""
     done = threading.Event()
     acks: list[tuple[int, float]] = []
 
     def on_publish(client, userdata, mid, reason, props):
         # Called with paho's message lock held: take no lock here (publish() holds paho's lock too).
-        acks.append((mid, time.perf_counter()))
+        acks.append((mid, time.monotonic()))
         if len(acks) == n:
             done.set()
 
@@ -65,18 +69,18 @@ def plain_paho(port: int, n: int, rate: float | None = None) -> tuple[float, lis
     c.on_publish = on_publish
     c.connect("127.0.0.1", port)
     c.loop_start()
-    topic = f"spinal/{DEVICE}/readings/bme280"
+    time.sleep(0.2)
     order: list[tuple[int, float]] = []
-    t_start = time.perf_counter()
+    t_start = time.monotonic()
     for i in range(n):
+        t0 = time.monotonic()
         payload = encode_record(record(i))
-        t0 = time.perf_counter()
-        info = c.publish(topic, payload, qos=1)
+        info = c.publish(TOPIC, payload, qos=1)
         order.append((info.mid, t0))
         if rate:
-            time.sleep(max(0.0, t_start + (i + 1) / rate - time.perf_counter()))
+            time.sleep(max(0.0, t_start + (i + 1) / rate - time.monotonic()))
     done.wait(120)
-    elapsed = time.perf_counter() - t_start
+    elapsed = time.monotonic() - t_start
     # mids are reused after 65535 messages; pair each ack with the oldest unmatched publish of that mid.
     pending: dict[int, list[float]] = {}
     for mid, t0 in order:
@@ -87,95 +91,97 @@ def plain_paho(port: int, n: int, rate: float | None = None) -> tuple[float, lis
     return n / elapsed, lat
 
 
-def through_sink(port: int, n: int, sync: str, workdir: Path, rate: float | None = None) -> tuple[float, MqttSink]:
+def through_sink(port: int, n: int, sync: str, workdir: Path, batch: int = 1,
+                 rate: float | None = None) -> tuple[float, list[float]]:
+    """Write n records through MqttSink; returns (messages/s, per-message write() → PUBACK seconds)."""
     spool_path = workdir / f"spool-{sync}-{time.monotonic_ns()}.db"
     opts = MqttOptions(host="127.0.0.1", port=port, device_id=DEVICE, max_inflight=WINDOW, close_timeout_s=0)
     sink = MqttSink(opts, SpoolOptions(spool_path, synchronous=sync))  # type: ignore[arg-type]
+    sink.delivery_latency = _Percentiles(n)
     deadline = time.monotonic() + 10
     while not sink.connected and time.monotonic() < deadline:
         time.sleep(0.01)
-    t_start = time.perf_counter()
-    for i in range(n):
-        sink.write(record(i))
-        if rate:
-            time.sleep(max(0.0, t_start + (i + 1) / rate - time.perf_counter()))
-    if not sink.wait_drained(300):
-        raise RuntimeError(f"spool did not drain: {sink.stats()}")
-    elapsed = time.perf_counter() - t_start
+    time.sleep(0.2)
+    t_start = time.monotonic()
+    if batch == 1:
+        for i in range(n):
+            sink.write(record(i))
+            if rate:
+                time.sleep(max(0.0, t_start + (i + 1) / rate - time.monotonic()))
+    else:
+        for i in range(0, n, batch):
+            sink.write_many([record(j) for j in range(i, min(n, i + batch))])
+    deadline = time.monotonic() + 300
+    while sink.acked < n and time.monotonic() < deadline:  # the last PUBACK, as for plain paho
+        time.sleep(0.0005)
+    elapsed = time.monotonic() - t_start
+    if sink.acked < n:
+        raise RuntimeError(f"not all acknowledged: {sink.stats()}")
+    lat = list(sink.delivery_latency._d)
     sink.close()
-    return n / elapsed, sink
-
-
-def spool_appends(n: int, sync: str, workdir: Path, batch: int = 1) -> float:
-    path = workdir / f"append-{sync}-{batch}-{time.monotonic_ns()}.db"
-    payload = encode_record(record(0))
-    with Spool(SpoolOptions(path, synchronous=sync)) as sp:  # type: ignore[arg-type]
-        t0 = time.perf_counter()
-        if batch == 1:
-            for _ in range(n):
-                sp.append("spinal/x/readings/bme280", payload)
-        else:
-            for _ in range(n // batch):
-                sp.append_many([("spinal/x/readings/bme280", payload, False)] * batch)
-        return n / (time.perf_counter() - t0)
+    return n / elapsed, lat
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=5000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--latency-seconds", type=float, default=5.0)
+    ap.add_argument("--cases", default="", help="comma-separated subset of the cases (default: all)")
     a = ap.parse_args()
+    n, n_lat = a.messages, int(100 * a.latency_seconds)
+    cases = {
+        "paho": lambda p, w: plain_paho(p, n),
+        "full_b1": lambda p, w: through_sink(p, n, "full", w),
+        "full_b10": lambda p, w: through_sink(p, n, "full", w, batch=10),
+        "full_b100": lambda p, w: through_sink(p, n, "full", w, batch=100),
+        "normal_b1": lambda p, w: through_sink(p, n, "normal", w),
+        "paho_100hz": lambda p, w: plain_paho(p, n_lat, rate=100),
+        "full_100hz": lambda p, w: through_sink(p, n_lat, "full", w, rate=100),
+        "normal_100hz": lambda p, w: through_sink(p, n_lat, "normal", w, rate=100),
+    }
+    if a.cases:
+        cases = {k: v for k, v in cases.items() if k in a.cases.split(",")}
+    rate: dict[str, list[float]] = {k: [] for k in cases}
+    p50: dict[str, list[float]] = {k: [] for k in cases}
+    p99: dict[str, list[float]] = {k: [] for k in cases}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         broker = Mosquitto(work / "broker", persistence=False).start()
         try:
-            res: dict[str, list[float]] = {}
-
-            def add(key: str, v: float) -> None:
-                res.setdefault(key, []).append(v)
-                os.sync()  # start each measurement without others' dirty pages queued ahead of our fsyncs
-
             for _ in range(a.repeats):
-                add("paho", plain_paho(broker.port, a.messages)[0])
-                add("sink_full", through_sink(broker.port, a.messages, "full", work)[0])
-                add("sink_normal", through_sink(broker.port, a.messages, "normal", work)[0])
-                add("append_full", spool_appends(a.messages, "full", work))
-                add("append_normal", spool_appends(a.messages, "normal", work))
-                add("append_full_b100", spool_appends(a.messages, "full", work, batch=100))
-            n_lat = int(100 * a.latency_seconds)
-            _, plain_lat = plain_paho(broker.port, n_lat, rate=100)
-            _, sink = through_sink(broker.port, n_lat, "full", work, rate=100)
+                for key, fn in cases.items():
+                    os.sync()
+                    r, lat = fn(broker.port, work)
+                    rate[key].append(r)
+                    p50[key].append(pct(lat, 0.5))
+                    p99[key].append(pct(lat, 0.99))
         finally:
             broker.kill()
-    med = {k: statistics.median(v) for k, v in res.items()}
-    spread = {k: (min(v), max(v)) for k, v in res.items()}
-    ms = 1000.0
-    print(f"\nmessages per run {a.messages}, repeats {a.repeats}, in-flight window {WINDOW}, "
-          f"payload {len(encode_record(record(0)))} bytes\n")
-    print("| measurement | median | min–max |")
-    print("|---|---:|---:|")
-    rows = [
-        ("plain paho QoS 1, msgs/s (nothing durable)", "paho"),
-        ("MqttSink + spool synchronous=FULL, msgs/s", "sink_full"),
-        ("MqttSink + spool synchronous=NORMAL, msgs/s", "sink_normal"),
-        ("spool appends/s, FULL (1 message/transaction)", "append_full"),
-        ("spool appends/s, NORMAL (1 message/transaction)", "append_normal"),
-        ("spool appends/s, FULL, append_many(100)", "append_full_b100"),
-    ]
-    for label, key in rows:
-        lo, hi = spread[key]
-        print(f"| {label} | {med[key]:,.0f} | {lo:,.0f}–{hi:,.0f} |")
-    print(f"\nratio sink FULL / plain paho: {med['sink_full'] / med['paho']:.2f}; "
-          f"sink NORMAL / plain paho: {med['sink_normal'] / med['paho']:.2f}\n")
-    pub = list(sink.publish_latency._d)
-    dlv = list(sink.delivery_latency._d)
-    print(f"latency at 100 msgs/s for {a.latency_seconds:.0f} s ({n_lat} messages), milliseconds:\n")
-    print("| path | p50 | p99 |")
-    print("|---|---:|---:|")
-    print(f"| plain paho publish() → PUBACK | {pct(plain_lat, .5) * ms:.2f} | {pct(plain_lat, .99) * ms:.2f} |")
-    print(f"| MqttSink hand-over → PUBACK | {pct(pub, .5) * ms:.2f} | {pct(pub, .99) * ms:.2f} |")
-    print(f"| MqttSink write() → PUBACK (spool FULL) | {pct(dlv, .5) * ms:.2f} | {pct(dlv, .99) * ms:.2f} |")
+    med = {k: statistics.median(v) for k, v in rate.items()}
+    m50 = {k: statistics.median(v) for k, v in p50.items()}
+    m99 = {k: statistics.median(v) for k, v in p99.items()}
+    print(f"\n{n} messages per saturation run, {n_lat} at 100 msgs/s, {a.repeats} interleaved rounds, in-flight "
+          f"window {WINDOW}, payload {len(encode_record(record(0)))} bytes, load average "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print("| case | msgs/s median (min–max) | ratio to paho | write→PUBACK p50 ms | ratio to paho | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    labels = {
+        "paho": ("plain paho QoS 1, publish() each (nothing durable)", "paho"),
+        "full_b1": ("MqttSink FULL, write() each", "paho"),
+        "full_b10": ("MqttSink FULL, write_many(10)", "paho"),
+        "full_b100": ("MqttSink FULL, write_many(100)", "paho"),
+        "normal_b1": ("MqttSink NORMAL, write() each", "paho"),
+        "paho_100hz": ("plain paho at 100 msgs/s", "paho_100hz"),
+        "full_100hz": ("MqttSink FULL, write() each at 100 msgs/s", "paho_100hz"),
+        "normal_100hz": ("MqttSink NORMAL, write() each at 100 msgs/s", "paho_100hz"),
+    }
+    for key, (label, ref) in labels.items():
+        if key not in cases or ref not in cases:
+            continue
+        lo, hi = min(rate[key]), max(rate[key])
+        print(f"| {label} | {med[key]:,.0f} ({lo:,.0f}–{hi:,.0f}) | {med[key] / med[ref]:.2f} | "
+              f"{m50[key] * 1e3:.3f} | {m50[key] / m50[ref]:.2f} | {m99[key] * 1e3:.3f} |")
     return 0
 
 

@@ -2,6 +2,7 @@
 kernel path and thread count, against the bound its bundle carries.
 
     python benchmarks/bench_parity.py [BUNDLE ...] [--threads 1,2,4] [--json OUT]
+    python benchmarks/bench_parity.py --combine vnni.json haswell.json pi4.json   # one table, a column per CPU
 
 Without bundles: every bundle in models/ and the runtime tests' bundle. Device-only (numpy and the
 runtimes installed here), so it runs the same on an x86 workstation, under ``qemu-x86_64 -cpu Haswell``
@@ -81,12 +82,37 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def combined(runs: list[dict[str, Any]]) -> str:
+    """One line per bundle x artifact: its bound and the worst |err| each CPU measured (any runtime, kernels,
+    threads), from several ``--json`` files (one per CPU)."""
+    names = [r.get("label") or f"{r['machine']} {'+'.join(r['flags']) or 'baseline'}" for r in runs]
+    worst: dict[tuple[str, str], dict[str, float]] = {}
+    bound: dict[tuple[str, str], float] = {}
+    for name, run in zip(names, runs, strict=True):
+        for r in run["rows"]:
+            if "error" in r:
+                continue
+            key = (r["bundle"], r["artifact"])
+            bound[key] = r["bound"]
+            worst.setdefault(key, {})[name] = max(worst.get(key, {}).get(name, 0.0), r["max_abs_err"])
+    lines = ["| bundle | artifact | bound | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for key, per_cpu in worst.items():
+        cells = " | ".join(f"{per_cpu[n]:.3g}" if n in per_cpu else "—" for n in names)
+        lines.append(f"| {key[0]} | {key[1]} | {bound[key]:.3g} | {cells} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundles", nargs="*", type=Path)
     parser.add_argument("--threads", default="1,2,4")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--label", help="name this CPU in the JSON (under qemu-user, /proc/cpuinfo is the host's)")
+    parser.add_argument("--combine", type=Path, nargs="+", help="print one table from earlier --json files")
     args = parser.parse_args()
+    if args.combine:
+        print(combined([json.loads(p.read_text(encoding="utf-8")) for p in args.combine]))
+        return 0
     logging.getLogger("spinal").setLevel(logging.ERROR)  # tflite-runtime's int8 speed warning is not news here
     threads = [int(t) for t in args.threads.split(",")]
     features = cpu_features()
@@ -98,7 +124,7 @@ def main() -> int:
     failed = sum(1 for r in rows if r.get("ok") is False)
     print(f"\nworst err/bound {worst:.2f}; {failed} cell(s) over their bound")
     if args.json:
-        args.json.write_text(json.dumps({"machine": platform.machine(), "cpu": features.model,
+        args.json.write_text(json.dumps({"label": args.label, "machine": platform.machine(), "cpu": features.model,
                                          "flags": sorted(features.flags & {"avx2", "avx512f", "avx512_vnni",
                                                                            "asimddp", "i8mm"}),
                                          "rows": rows}, indent=1), encoding="utf-8")

@@ -9,9 +9,11 @@ here, once.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -19,10 +21,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from device.errors import BundleError
+from device.errors import BundleError, OutOfSpace
 from device.manifest import MANIFEST_NAME, Manifest, parse_manifest, unsafe_path_reason
 from device.signing import SIGNATURE_NAME, PublicKey, verify_signature
 
@@ -61,10 +64,10 @@ class Bundle:
 
     @property
     def is_archive(self) -> bool:
-        """Whether this bundle was unpacked from a ``.spinal`` archive."""
-        return self._tmp is not None
+        """Whether this bundle was unpacked from a ``.spinal`` archive (not copied from a directory)."""
+        return self._tmp is not None and not self.source.is_dir()
 
-    def load_golden(self) -> dict[str, np.ndarray]:
+    def load_golden(self) -> dict[str, np.ndarray[Any, Any]]:
         """The golden vectors as arrays keyed ``input/<name>`` and ``output/<artifact>/<name>``."""
         golden = self.manifest.golden
         if golden is None:
@@ -109,8 +112,11 @@ def open_bundle(
 ) -> Bundle:
     """Open and verify a bundle directory or ``.spinal`` archive.
 
-    An archive is checked member by member and unpacked into a private temporary directory
-    (under ``workdir`` if given) that lives until :meth:`Bundle.close`. With
+    What is verified is exactly what is loaded: an archive is checked member by member and unpacked,
+    and a directory's manifest and listed files are each read once and copied, into a private
+    temporary directory (under ``workdir`` if given) that lives until :meth:`Bundle.close`; the
+    hashes and the signature are checked on that copy, and the runtimes load from it, so a process
+    that can write the bundle directory cannot swap a file between the check and the load. With
     ``require_signature`` the manifest must carry a valid signature by one of
     ``trusted_keys``; with trusted keys alone, a signature that is present must be valid.
     Raises :class:`BundleError` naming the file or manifest key at fault.
@@ -119,16 +125,15 @@ def open_bundle(
     if not source.exists():
         raise BundleError(f"{source}: no such bundle (expected a directory with {MANIFEST_NAME} or a "
                           f"{ARCHIVE_SUFFIX} file)")
-    if source.is_dir():
-        manifest = verify_directory(source)
-        return Bundle(root=source, manifest=manifest, source=source,
-                      signed_by=_check_signature(source, source, trusted_keys, require_signature))
-    if source.suffix != ARCHIVE_SUFFIX:
+    if not source.is_dir() and source.suffix != ARCHIVE_SUFFIX:
         raise BundleError(f"{source}: not a bundle (expected a directory or a {ARCHIVE_SUFFIX} archive)")
     tmp = tempfile.TemporaryDirectory(prefix="spinal-bundle-", dir=workdir)
     try:
         root = Path(tmp.name)
-        unpack_archive(source, root)
+        if source.is_dir():
+            copy_directory(source, root)
+        else:
+            unpack_archive(source, root)
         manifest = verify_directory(root, label=source)
         signed_by = _check_signature(root, source, trusted_keys, require_signature)
     except BaseException:
@@ -154,24 +159,81 @@ def read_manifest(root: Path, label: Path | None = None) -> Manifest:
     return parse_manifest(manifest_path.read_bytes(), source=f"{label}/{MANIFEST_NAME}")
 
 
+def _regular_member(root: Path, rel: str, where: str) -> os.stat_result:
+    """``root/rel``'s status, if it is a regular file inside ``root``; else a :class:`BundleError`."""
+    path = root / rel
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        raise BundleError(f"{where}: file is missing") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise BundleError(f"{where}: is a symbolic link; bundles hold regular files only")
+    if not stat.S_ISREG(info.st_mode):
+        raise BundleError(f"{where}: not a regular file")
+    if root.resolve() not in path.resolve().parents:
+        raise BundleError(f"{where}: resolves outside the bundle")
+    return info
+
+
+def copy_directory(source: Path, dest: Path) -> None:
+    """Copy a bundle directory's manifest, signature and listed files into ``dest``, reading each once.
+
+    Checks are those of :func:`verify_directory` (what a link, a device or a missing file gets); the
+    copy is then verified by the caller, so its bytes are the ones that are used.
+    """
+    try:
+        _copy_members(source, dest)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the disk, not the bundle
+            raise OutOfSpace(f"{dest.parent}: no space left on device while copying {source} "
+                             f"({_human_bytes(shutil.disk_usage(dest.parent).free)} free); free space there, "
+                             "then start again") from None
+        raise
+
+
+def _copy_members(source: Path, dest: Path) -> None:
+    manifest_bytes = _read_regular(source, MANIFEST_NAME, f"{source}: no {MANIFEST_NAME} (is this a bundle?)")
+    manifest = parse_manifest(manifest_bytes, source=f"{source}/{MANIFEST_NAME}")
+    (dest / MANIFEST_NAME).write_bytes(manifest_bytes)
+    if (source / SIGNATURE_NAME).exists():
+        signature = _read_regular(source, SIGNATURE_NAME, f"{source}/{SIGNATURE_NAME}: not a regular file")
+        (dest / SIGNATURE_NAME).write_bytes(signature)
+    for key, rel, _, _ in manifest.files():
+        where = f"{source}/{rel} ({MANIFEST_NAME} {key})"
+        _regular_member(source, rel, where)
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            src = open(source / rel, "rb", opener=_no_follow)  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise BundleError(f"{where}: cannot be read ({exc.strerror})") from None
+        with src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
+def _read_regular(root: Path, name: str, missing: str) -> bytes:
+    path = root / name
+    try:
+        with open(path, "rb", opener=_no_follow) as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise BundleError(missing)
+            return fh.read()
+    except OSError:
+        raise BundleError(missing) from None
+
+
 def verify_directory(root: Path, label: Path | None = None) -> Manifest:
     """Parse the manifest and check every file it lists (existence, type, size, sha256)."""
     label = label or root
     manifest = read_manifest(root, label)
-    real_root = root.resolve()
     for key, rel, sha256, size in manifest.files():
         path = root / rel
         where = f"{label}/{rel} ({MANIFEST_NAME} {key})"
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            raise BundleError(f"{where}: file is missing") from None
-        if stat.S_ISLNK(info.st_mode):
-            raise BundleError(f"{where}: is a symbolic link; bundles hold regular files only")
-        if not stat.S_ISREG(info.st_mode):
-            raise BundleError(f"{where}: not a regular file")
-        if real_root not in path.resolve().parents:
-            raise BundleError(f"{where}: resolves outside the bundle")
+        info = _regular_member(root, rel, where)
         if info.st_size != size:
             raise BundleError(f"{where}: size is {info.st_size} bytes, manifest says {size}; "
                               "the file was changed or truncated")
@@ -265,7 +327,14 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
     except tarfile.ReadError:
         raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive (not a tar file, or a corrupt "
                           "or truncated one)") from None
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the disk, not the bundle
+            raise OutOfSpace(f"{dest.parent}: no space left on device while unpacking {archive} "
+                             f"({_human_bytes(shutil.disk_usage(dest.parent).free)} free); free space there, "
+                             "then start again") from None
+        raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive ({type(exc).__name__}: "
+                          f"{exc})") from None
+    except (tarfile.TarError, EOFError, ValueError) as exc:
         raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive ({type(exc).__name__}: "
                           f"{exc})") from None
     allowed = {MANIFEST_NAME, SIGNATURE_NAME}
@@ -346,8 +415,11 @@ def sign_bundle(path: Path, private_key_path: Path) -> str:
     """
     from device.signing import sign_directory
 
-    with open_bundle(path) as bundle:
+    with open_bundle(path) as bundle:  # the verified private copy is what gets signed
         key_id = sign_directory(bundle.root, private_key_path)
         if bundle.is_archive:
             pack_archive(bundle.root, Path(path))
+        else:
+            with _atomic_output(Path(path) / SIGNATURE_NAME) as tmp_path:
+                tmp_path.write_bytes((bundle.root / SIGNATURE_NAME).read_bytes())
     return key_id

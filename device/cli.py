@@ -56,7 +56,7 @@ def _root(
 def _model_info_dict(info: ModelInfo) -> dict[str, Any]:
     return {
         "path": info.path, "format": info.format, "bytes": info.bytes, "sha256": info.sha256,
-        "quantized": info.quantized,
+        "quantized": info.quantized, "precision": info.precision,
         "inputs": [vars(t) for t in info.inputs], "outputs": [vars(t) for t in info.outputs],
         "ops": info.ops, "details": info.details,
     }
@@ -85,8 +85,8 @@ def _ops_line(ops: dict[str, int]) -> str:
 
 
 def _print_model(info: ModelInfo) -> None:
-    console.print(f"[bold]{info.path}[/]  {info.format}, {info.bytes:,} bytes, sha256 {info.sha256[:16]}…"
-                  f"{', quantized' if info.quantized else ''}")
+    console.print(f"[bold]{info.path}[/]  {info.format}, {info.bytes:,} bytes, sha256 {info.sha256[:16]}…, "
+                  f"precision {info.precision}{' (quantized)' if info.quantized else ''}")
     console.print(_tensor_table("tensors", info))
     console.print(_ops_line(info.ops))
     if info.details:
@@ -98,6 +98,13 @@ def _bundle_dict(bundle: Bundle, models: dict[str, ModelInfo]) -> dict[str, Any]
     data["source"] = str(bundle.source)
     data["models"] = {path: _model_info_dict(info) for path, info in models.items()}
     return data
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    """The report's figure for an artifact (its task measure, or its fidelity to fp32) and its drop."""
+    keys = next(([k] for k in ("accuracy", "mae", "roc_auc") if k in metrics), ["cosine", "rel_rms"])
+    shown = [f"{k}={metrics[k]:.4g}" for k in (*keys, "drop") if isinstance(metrics.get(k), int | float)]
+    return ", ".join(shown)
 
 
 def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
@@ -126,23 +133,30 @@ def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
         "classification": f"classes: {', '.join(task.labels)} ({task.activation or 'scores'})",
         "regression": f"targets: {', '.join(task.targets)} [{', '.join(task.units)}]",
         "anomaly": f"anomaly score ({task.score or 'score'}), threshold {task.threshold}",
-    }[task.kind]
+        "score": f"score ({task.score or 'score'})"
+                 f"{', threshold ' + str(task.threshold) if task.threshold is not None else ''}",
+        "features": "a feature vector (no decision on the device)",
+    }.get(task.kind, "")
     console.print(f"task: {task.kind} on output {task.output!r}; {meaning}")
     art_table = Table(title="artifacts", title_justify="left")
-    for col in ("path", "format", "precision", "bytes", "input dtype", "ops", "metrics"):
+    for col in ("path", "format", "precision", "bytes", "input dtype", "ops", "metrics", "parity bound"):
         art_table.add_column(col)
     for art in m.artifacts:
         info = models.get(art.path)
         metrics = m.report.get("artifacts", {}).get(art.path, {}) if isinstance(m.report, dict) else {}
+        tol = m.golden.tolerances.get(art.path) if m.golden else None
         art_table.add_row(
             art.path, art.format, art.precision, f"{art.bytes:,}",
             ", ".join(t.dtype for t in art.inputs) or "",
             str(sum(info.ops.values())) if info else "?",
-            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
+            _headline(metrics),
+            f"{max([tol.atol, *tol.outputs.values()]):.3g}" if tol else "",
         )
     console.print(art_table)
     if m.golden:
-        console.print(f"golden: {m.golden.count} vectors in {m.golden.path}")
+        derived = any(t.basis for t in m.golden.tolerances.values())
+        how = "; bounds derived from measured kernel spread and int8 rounding (--json: basis)" if derived else ""
+        console.print(f"golden: {m.golden.count} vectors in {m.golden.path}{how}")
     for note in m.notes:
         console.print(f"note: {note}")
 
@@ -193,6 +207,9 @@ def verify(
                               "be valid.")] = None,
     require_signature: Annotated[bool, typer.Option(
         "--require-signature", help="Refuse a bundle that is not signed by a trusted key.")] = False,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="A plain file's input shape, NAME=1,3,224,224 (repeat per input): the size of its "
+                              "dynamic axes (default 1).")] = None,
 ) -> None:
     """Check a bundle's integrity (every file's size and sha256) and golden parity per artifact and runtime.
 
@@ -200,9 +217,12 @@ def verify(
     out, 1 when outputs do not match the golden vectors (max error and tolerance shown), 2 when the
     bundle or file is corrupt or tampered with.
     """
-    from device.runtime.checks import bundle_parity, file_smoke
+    from device.runtime.checks import bundle_parity, file_smoke, parse_input_shapes
 
     checks: list[dict[str, Any]] = []
+    shapes = parse_input_shapes(input_shape)
+    if shapes and is_bundle_path(path):
+        raise BadInput(f"{path}: --input-shape is for plain model files; a bundle's shapes are in its manifest")
     if is_bundle_path(path):
         trusted = [load_public_key(p) for p in trusted_key or []]
         with open_bundle(path, trusted_keys=trusted, require_signature=require_signature) as bundle:
@@ -220,7 +240,7 @@ def verify(
     else:
         info = inspect_model_file(path)
         checks.append({"check": "model file", "ok": True, "detail": f"{info.format}, {info.bytes} bytes"})
-        checks += file_smoke(path, runtime, delegate)
+        checks += file_smoke(path, runtime, delegate, input_shapes=shapes)
         kind = "model"
     ok = all(c["ok"] is not False for c in checks)
     if json_out:
@@ -254,7 +274,7 @@ def convert(
     out: Annotated[Path, typer.Option("-o", "--out", help="Bundle directory, or NAME.spinal for one archive.")],
     formats: Annotated[str | None, typer.Option(help="Comma list of onnx-fp32, onnx-int8, tflite-fp32, "
                                                      "tflite-fp16, tflite-int8, tflite-int8-io (default: all)")] = None,
-    input_shape: Annotated[list[str] | None, typer.Option(help="Input shape, e.g. 1,3,64 or NAME:1,3,64 "
+    input_shape: Annotated[list[str] | None, typer.Option(help="Input shape, e.g. 1,3,64 or NAME=1,3,64 "
                                                                "(repeat per input); fixes dynamic axes.")] = None,
     input_name: Annotated[str | None, typer.Option(help="Comma list of input names to give the model.")] = None,
     output_name: Annotated[str | None, typer.Option(help="Comma list of output names to give the model.")] = None,
@@ -264,6 +284,8 @@ def convert(
     calibration_samples: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 200,
     validation: Annotated[Path | None, typer.Option(help=".npz keyed by input name, plus 'labels' (class ids) or "
                                                          "'targets' (regression).")] = None,
+    max_validation: Annotated[int | None, typer.Option(help="Score on at most this many validation samples "
+                                                             "(default: all; a cap is noted).")] = None,
     max_drop: Annotated[float, typer.Option(help="Largest loss against fp32 an artifact may show: top-1 points; "
                                                  "% of MAE; or 100×(1−cosine).")] = 1.0,
     per_tensor: Annotated[bool, typer.Option("--per-tensor", help="Start from per-tensor weights, not "
@@ -272,16 +294,19 @@ def convert(
                                                                      "with other settings.")] = False,
     keep_float: Annotated[str | None, typer.Option(help="Comma list of ONNX node names to keep in float.")] = None,
     golden: Annotated[int, typer.Option(help="How many golden vectors the bundle carries.")] = 8,
-    name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name).")] = None,
+    name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name, or the module of "
+                                                  "'package.module:factory').")] = None,
     description: Annotated[str, typer.Option(help="One line describing the model.")] = "",
-    task: Annotated[str | None, typer.Option(help="classification, regression or anomaly.")] = None,
+    task: Annotated[str | None, typer.Option(help="classification, regression, anomaly, score (one value; "
+                                                  "--threshold optional) or features (default: guessed).")] = None,
     task_output: Annotated[str | None, typer.Option(help="Which output the task reads (default: the first "
                                                          "float output with several values).")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma list of class names.")] = None,
     activation: Annotated[str | None, typer.Option(help="logits or probabilities (default: guessed).")] = None,
     targets: Annotated[str | None, typer.Option(help="Comma list of regression target names.")] = None,
     units: Annotated[str | None, typer.Option(help="Comma list of the targets' units.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Anomaly score threshold.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Score or anomaly threshold (above it: a detection).")]
+    = None,
     channels: Annotated[str | None, typer.Option(help="Comma list of sensor channels, e.g. "
                                                       "imu.accel_x,imu.accel_y.")] = None,
     channel_units: Annotated[str | None, typer.Option(help="Comma list of the channels' SI units, e.g. "
@@ -313,6 +338,7 @@ def convert(
         model=model, out=out, formats=csv_list(formats), input_shapes=parse_shapes(input_shape),
         input_names=csv_list(input_name), output_names=csv_list(output_name), calibration=calibration,
         calibration_method=calibration_method, calibration_samples=calibration_samples, validation=validation,
+        validation_samples=max_validation,
         max_drop=max_drop, per_channel=not per_tensor, remedies=not no_remedies, keep_float=csv_list(keep_float),
         golden_count=golden, name=name, description=description, task=task, task_output=task_output,
         labels=csv_list(labels), activation=activation, targets=csv_list(targets), units=csv_list(units),

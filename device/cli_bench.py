@@ -39,7 +39,8 @@ def _threads(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str]) -> tuple[list[dict[str, Any]], bool]:
+def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str],
+            shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[list[dict[str, Any]], bool]:
     from device.bundle import is_bundle_path, open_bundle
     from device.modelfile import check_model_file
     from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES
@@ -56,6 +57,8 @@ def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str]) 
     runtimes = [r for r in RUNTIMES if r in installed and runtime in ("all", r)]
     specs = {d: parse_delegate(None if d == "cpu" else d) for d in delegates}
     is_bundle = is_bundle_path(path)
+    if shapes and is_bundle:
+        raise BadInput(f"{path}: --input-shape is for plain model files; a bundle's shapes are in its manifest")
     if is_bundle:
         with open_bundle(path) as bundle:
             arts = [(a.path, a.format, a.edgetpu) for a in bundle.manifest.artifacts]
@@ -70,7 +73,9 @@ def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str]) 
                 if not spec.applies_to(rt) or (edgetpu and spec.kind != "edgetpu"):
                     continue
                 cells.extend({"source": str(path), "runtime": rt, "artifact": art, "threads": t,
-                              "delegate": None if name == "cpu" else name} for t in threads)
+                              "delegate": None if name == "cpu" else name,
+                              **({"input_shapes": {k: list(v) for k, v in shapes.items()}} if shapes else {})}
+                             for t in threads)
     return cells, is_bundle
 
 
@@ -156,6 +161,9 @@ def bench(
     seconds: Annotated[float, typer.Option(help="Timed seconds per cell (after load and first inference).")] = 1.0,
     delegate: Annotated[list[str] | None, typer.Option(
         help="Also measure on this delegate/provider (repeatable). Default: CPU + accelerators found here.")] = None,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="A plain file's input shape, NAME=1,3,224,224 (repeat per input): the size of its "
+                              "dynamic axes (default 1).")] = None,
 ) -> None:
     """Measure latency (p50/p99/max), throughput, RSS after load and cold start for each runtime x artifact x threads.
 
@@ -179,7 +187,9 @@ def bench(
 
             ort = available_providers()
         delegates = ["cpu", *present_delegates(ort)]
-    cells, _ = _matrix(path, runtime, thread_list, delegates)
+    from device.runtime.checks import parse_input_shapes
+
+    cells, _ = _matrix(path, runtime, thread_list, delegates, parse_input_shapes(input_shape))
     if not cells:
         raise BadInput(f"{path}: nothing to measure (no installed runtime runs its artifacts; installed: "
                        f"{', '.join(installed) or 'none'})")

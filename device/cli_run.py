@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,16 +9,11 @@ import typer
 
 from device.cli_common import console, reports_errors
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger("spinal")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    from device.daemon.logs import setup_logging
+
+    setup_logging(level)
 
 
 @reports_errors
@@ -32,6 +25,9 @@ def run(
                                                          "and exit.")] = False,
     sim: Annotated[bool, typer.Option("--sim", help="Simulated sensors: each sensor's sim table (replay, "
                                                      "faults) on a simulated bus, not /dev/i2c-N.")] = False,
+    probe: Annotated[bool, typer.Option("--probe", help="With --check: also ask each sensor's bus, read-only "
+                                                         "(address acknowledge, id registers), what answers "
+                                                         "there.")] = False,
 ) -> None:
     """Run the daemon: sample the sensors, run the model on every window, write predictions to the sinks.
 
@@ -41,10 +37,11 @@ def run(
 
     cfg = load_config(config, sim=sim)
     _setup_logging(cfg.daemon.log_level)
-    if check:
-        from device.daemon import check_config
+    if check or probe:
+        from device.daemon import check_config, probe_sensors
 
-        for line in check_config(cfg, sim=sim):
+        lines = probe_sensors(cfg, sim=sim) if probe else []
+        for line in [*check_config(cfg, sim=sim), *lines]:
             console.print(line, soft_wrap=True, highlight=False, markup=False)
         return
     from device.daemon import Daemon, RunOptions

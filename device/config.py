@@ -72,6 +72,10 @@ class SensorConfig:
     readings: bool = False
     retry_initial_s: float = field(default=0.5, metadata={"gt": 0})
     retry_max_s: float = field(default=30.0, metadata={"gt": 0})
+    # A failed sensor is probed (does it acknowledge its address?) this often; set up again once it does.
+    probe_interval_s: float = field(default=0.2, metadata={"min": 0.01, "max": 60})
+    # Readings whose raw values repeat exactly this many reads in a row are stale (a frozen chip); 0: off.
+    stale_after: int = field(default=50, metadata={"min": 0, "max": 1_000_000})
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ class HttpConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = field(default=9108, metadata={"min": 0, "max": 65535})
+    max_connections: int = field(default=16, metadata={"min": 1, "max": 1024})
+    timeout_s: float = field(default=5.0, metadata={"gt": 0, "max": 300})
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,8 @@ class DaemonConfig:
     status_interval_s: float = field(default=10.0, metadata={"gt": 0})
     # The daemon's loops beat every 0.2-0.25 s when idle: a shorter limit would call healthy threads stalled.
     stall_after_s: float = field(default=5.0, metadata={"min": 0.5})
+    # While sensors are merely starting (no sample yet) within this long after the start, /healthz is not degraded.
+    startup_grace_s: float = field(default=5.0, metadata={"min": 0, "max": 600})
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -488,6 +496,43 @@ def _check_driver_options(ctx: _Ctx, index: int, s: SensorConfig) -> None:
         raise ctx.error(path, str(exc)) from None
 
 
+def _check_driver_address(ctx: _Ctx, index: int, s: SensorConfig) -> None:
+    """An address the chip cannot have (an SHT3x at 0x40) is a config error, not a sensor retried forever."""
+    from device.sensors.registry import driver_class
+
+    allowed = driver_class(s.driver).addresses
+    if s.address is not None and allowed and s.address not in allowed:
+        raise ctx.error(("sensors", index, "address"),
+                        f"0x{s.address:02x} is not an address a {s.driver} can have (it answers at "
+                        f"{' or '.join(f'0x{a:02x}' for a in allowed)})")
+
+
+def _check_sim(ctx: _Ctx, index: int, s: SensorConfig) -> None:
+    """``[sensors.sim]`` typed as ``spinal run --sim`` reads it (:func:`device.sensors.sim.check_sim_table`), at
+    load: a typo is an error naming file, line and key (``--check`` refuses it), not a sensor retried forever."""
+    try:
+        from device.sensors.sim import SimSpecError, check_sim_table
+    except ImportError:  # pragma: no cover - the simulator ships with device
+        return
+    where = _path_text(("sensors", index, "sim"))
+    try:
+        check_sim_table(s.driver, s.sim, where=where)
+    except SimSpecError as exc:
+        key = exc.key.removeprefix(where).lstrip(".")
+        line = ctx.locator.line(("sensors", index, "sim", *([key] if key else [])))
+        raise ConfigError(f"{ctx.source}:{line}: {exc}" if line else f"{ctx.source}: {exc}") from None
+
+
+def locate(config: Config, *path: Any) -> str:
+    """``FILE:LINE: KEY`` for a key of a loaded config (``FILE: KEY`` if the file cannot be read again)."""
+    try:
+        line = KeyLocator(config.source.read_text(encoding="utf-8")).line(tuple(path))
+    except (OSError, UnicodeDecodeError):
+        line = None
+    where = f"{config.source}:{line}" if line else str(config.source)
+    return f"{where}: {_path_text(tuple(path))}"
+
+
 def _sensors(ctx: _Ctx, value: Any) -> tuple[SensorConfig, ...]:
     if value is None:
         raise ctx.error((), "missing [[sensors]]: configure at least one sensor (id, driver, bus, address, rate_hz)")
@@ -510,7 +555,9 @@ def _sensors(ctx: _Ctx, value: Any) -> tuple[SensorConfig, ...]:
                             f"0x{s.address:02x} ({s.address}) is not a 7-bit I2C device address; expected "
                             f"0x{MIN_I2C_ADDRESS:02x}..0x{MAX_I2C_ADDRESS:02x}, e.g. 0x68")
         if drivers is not None:
+            _check_driver_address(ctx, i, s)
             _check_driver_options(ctx, i, s)
+        _check_sim(ctx, i, s)
         if s.retry_max_s < s.retry_initial_s:
             raise ctx.error(("sensors", i, "retry_max_s"),
                             f"must be >= retry_initial_s ({s.retry_initial_s}), got {s.retry_max_s}")

@@ -1,8 +1,8 @@
 """The project's exception types.
 
 Libraries raise these; only ``device/cli.py`` turns them into messages and exit codes
-(0 ok, 1 a check failed, 2 bad input or usage). Every message is one line that names the
-file, key or device concerned and, where there is one, the fix.
+(0 ok, 1 a check failed, 2 bad input or usage, 3 the device ran out of disk space). Every message is
+one line that names the file, key or device concerned and, where there is one, the fix.
 """
 
 
@@ -38,3 +38,10 @@ class CheckFailed(SpinalError):
     """A check ran to completion and found a problem (parity mismatch, accuracy gate)."""
 
     exit_code = 1
+
+
+class OutOfSpace(SpinalError):
+    """The device's disk is full: not the input's fault. Exit code 3, which the systemd unit does not
+    restart on (``RestartPreventExitStatus=3``): restarting cannot help until space is freed."""
+
+    exit_code = 3

@@ -19,7 +19,8 @@ from device.errors import BadInput
 class HealthServer:
     """Serves ``/healthz`` from ``health()`` and ``/metrics`` from ``registry``."""
 
-    def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], registry: Any) -> None:
+    def __init__(self, host: str, port: int, health: Callable[[], dict[str, Any]], registry: Any, *,
+                 max_connections: int = 16, timeout_s: float = 5.0) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         def render_metrics() -> bytes:
@@ -27,6 +28,7 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "spinal"
+            timeout = timeout_s  # the socket's timeout: a silent client is dropped (setup() applies it)
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
@@ -51,7 +53,7 @@ class HealthServer:
                 return
 
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = _LimitedServer((host, port), Handler, max_connections)
         except OSError as exc:
             raise BadInput(f"http: cannot listen on {host}:{port} ({exc.strerror}); pick another [http] port "
                            "or set enabled = false") from None
@@ -71,3 +73,31 @@ class HealthServer:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
+
+
+class _LimitedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``limit`` connections at once and closes the rest."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, limit: int) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self.refused = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)  # closed at once: no thread, no descriptor kept
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()

@@ -29,11 +29,11 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 ArtifactFormat = Literal["onnx", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8-io"]
-TaskKind = Literal["classification", "regression", "anomaly"]
+TaskKind = Literal["classification", "regression", "anomaly", "score", "features"]
 
 ARTIFACT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-io")
-TASK_KINDS: tuple[str, ...] = ("classification", "regression", "anomaly")
+TASK_KINDS: tuple[str, ...] = ("classification", "regression", "anomaly", "score", "features")
 DTYPES: tuple[str, ...] = (
     "float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
 )
@@ -121,6 +121,10 @@ class Task:
       the model emits ``logits`` (softmax to apply) or ``probabilities``.
     - ``regression``: ``targets`` name the values and ``units`` give their SI units.
     - ``anomaly``: the output is a score; above ``threshold`` is anomalous.
+    - ``score``: the output is one score (a detector's probability); with a ``threshold``, above it is
+      a detection.
+    - ``features``: the output is a vector for another model or the host (a mel spectrogram, an
+      embedding): no decision is made on the device.
     """
 
     kind: str
@@ -228,7 +232,8 @@ class Manifest:
 
 def _prune(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _prune(v) for k, v in value.items() if v is not None and v != () and v != []}
+        # A shape is kept even when empty: () is a rank-0 (scalar) tensor, not a missing value.
+        return {k: _prune(v) for k, v in value.items() if v is not None and (k == "shape" or (v != () and v != []))}
     if isinstance(value, list | tuple):
         return [_prune(v) for v in value]
     return value
@@ -321,9 +326,7 @@ class _Reader:
         )
 
     def shape(self, key: str) -> tuple[int, ...]:
-        items = self.array(key)
-        if not items:
-            self.fail("expected at least one dimension", key)
+        items = self.array(key)  # [] is a rank-0 (scalar) tensor
         for i, dim in enumerate(items):
             if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
                 self.fail(f"dimensions must be positive integers, got {dim!r}", f"{key}[{i}]")

@@ -47,12 +47,31 @@ class ModelInfo:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def precision(self) -> str:
+        """``int8-io`` (integer inputs/outputs), ``int8``, ``fp16`` (float16 weights) or ``fp32``.
+
+        A TFLite file's answer comes from the dtypes of all its tensors: an fp16-weight file has
+        DEQUANTIZE operators too (float16 → float32), but no integer arithmetic.
+        """
+        io_dtypes = {t.dtype for t in self.inputs + self.outputs}
+        if io_dtypes & {"int8", "uint8"} and (self.format == "tflite" or self.ops.keys() & {"QuantizeLinear",
+                                                                                              "DequantizeLinear"}):
+            return "int8-io"
+        dtypes = set(self.details.get("tensor_dtypes") or ())
+        if self.format == "tflite" and dtypes:
+            return "int8" if dtypes & {"int8", "uint8"} else "fp16" if "float16" in dtypes else "fp32"
+        quant_ops = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
+                     "ConvInteger", "QUANTIZE"}
+        if quant_ops & set(self.ops):
+            return "int8"
+        if "float16" in dtypes or "float16" in io_dtypes:
+            return "fp16"
+        return "fp32"
+
+    @property
     def quantized(self) -> bool:
-        """Whether the file holds int8/uint8 tensors or (de)quantize operators."""
-        quant_ops = {"QuantizeLinear", "DequantizeLinear", "QUANTIZE", "DEQUANTIZE"}
-        return bool(quant_ops & set(self.ops)) or any(
-            t.dtype in ("int8", "uint8") for t in self.inputs + self.outputs
-        )
+        """Whether the file computes in int8/uint8 (fp16 weights are not quantization in this sense)."""
+        return self.precision in ("int8", "int8-io")
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -114,10 +133,12 @@ def inspect_model_file(path: Path, isolate: bool = True) -> ModelInfo:
     return _inspect_tflite(path, sha256, size)
 
 
-def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[ModelInfo]:
+def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0, runtime: str | None = None) -> list[ModelInfo]:
     """Load TFLite files in one child process and return what it saw; crashes become errors.
 
-    Used before a TFLite file is loaded into a long-lived process (the daemon, ``verify``).
+    Used before a TFLite file is loaded into a long-lived process (the daemon, ``verify``). ``runtime``
+    (``litert`` or ``tflite-runtime``) is the runtime the child loads it with (default: the preferred
+    one): each runtime crashes on different files, so each gets its own first contact in a child.
     """
     import json
     import signal
@@ -131,13 +152,14 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[Mode
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _PROBE_CODE, *map(str, paths)], capture_output=True, text=True, timeout=timeout_s,
-            env=env)
+            env={**env, _PROBE_RUNTIME_ENV: runtime or "default"})
     except subprocess.TimeoutExpired:
         raise ModelFileError(f"{paths[0]}: the TFLite runtime took more than {timeout_s:.0f} s to read it") from None
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
         crashed = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else str(paths[0])
-        raise ModelFileError(f"{crashed}: the TFLite runtime crashed reading it ({name}); the file is corrupt or "
+        who = f"TFLite runtime {runtime}" if runtime not in (None, "default") else "TFLite runtime"
+        raise ModelFileError(f"{crashed}: the {who} crashed reading it ({name}); the file is corrupt or "
                              "not a model this runtime can run")
     if proc.returncode == _PROBE_REFUSED:
         raise ModelFileError(proc.stderr.strip().splitlines()[-1])
@@ -146,12 +168,13 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0) -> list[Mode
         raise ModelFileError(f"{paths[0]}: reading it in a child process failed (exit {proc.returncode}: {last})")
     infos = [json.loads(line[len(_PROBE_INFO):]) for line in proc.stdout.splitlines() if line.startswith(_PROBE_INFO)]
     for info in infos:
-        _remember(info["sha256"])
+        _remember(_probe_key(info["sha256"], runtime))
     return [ModelInfo(**{**info, "inputs": [TensorInfo(**t) for t in info["inputs"]],
                          "outputs": [TensorInfo(**t) for t in info["outputs"]]}) for info in infos]
 
 
 _PROBE_REFUSED = 3
+_PROBE_RUNTIME_ENV = "SPINAL_PROBE_RUNTIME"  # which runtime the child loads the files with
 _PROBE_INFO = "spinal-probe-info "  # marks the child's JSON lines (the lines between them are paths, any text)
 _PROBE_CODE = "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])"
 _probed: set[str] = set()
@@ -172,18 +195,38 @@ def _remember(digest: str) -> None:
         marker.touch()
 
 
-def ensure_tflite_loadable(path: Path) -> None:
+def _probe_key(digest: str, runtime: str | None) -> str:
+    """The marker name for a content that loaded in ``runtime`` (the preferred runtime's is the bare digest)."""
+    return digest if runtime in (None, "default", "litert", "ai-edge-litert") else f"{digest}.{runtime}"
+
+
+# Set in a child process that already isolates its first contact with a file (verify's smoke child):
+# the probe would only repeat it.
+ISOLATED_ENV = "SPINAL_ISOLATED_CHILD"
+
+
+def ensure_tflite_loadable(path: Path, runtime: str | None = None) -> None:
     """Probe a TFLite file in a child process before this process loads it, unless its content passed before.
 
     Contents that passed (here or in ``inspect``/``verify``) are remembered by sha256, in memory and as an
     empty marker file in the cache directory (``$SPINAL_CACHE_DIR`` or ``~/.cache/spinal``), so each model
     costs one child process per device, not one per start. Without a writable cache the probe runs again.
     """
-    digest, _ = file_digest(path)
-    if digest in _probed or (_probe_cache_dir() / digest).exists():
-        _probed.add(digest)
+    if os.environ.get(ISOLATED_ENV) == "1":
         return
-    probe_tflite_files([path])
+    digest, _ = file_digest(path)
+    if runtime in (None, "default", "litert", "ai-edge-litert"):
+        _, preferred = tflite_interpreter_class()
+        if preferred == "tflite-runtime":  # no LiteRT here: the default probe uses tflite-runtime
+            runtime = "tflite-runtime"
+    key = _probe_key(digest, runtime)
+    if key in _probed or (_probe_cache_dir() / key).exists():
+        _probed.add(key)
+        return
+    if runtime in (None, "default", "litert", "ai-edge-litert"):
+        probe_tflite_files([path])
+    else:
+        probe_tflite_files([path], runtime=runtime)
 
 
 def _probe_main(args: list[str]) -> None:
@@ -194,12 +237,13 @@ def _probe_main(args: list[str]) -> None:
 
     from device.errors import SpinalError
 
+    runtime = os.environ.get(_PROBE_RUNTIME_ENV) or None
     for arg in args:
         path = Path(arg)
         print(path, flush=True)  # so that a crash can be pinned on this file
         try:
             sha256, size = file_digest(path)
-            info = _inspect_tflite(path, sha256, size)
+            info = _inspect_tflite(path, sha256, size, runtime)
         except SpinalError as exc:
             print(exc, file=sys.stderr)
             sys.exit(_PROBE_REFUSED)
@@ -238,8 +282,30 @@ def tflite_interpreter_class() -> tuple[Any, str]:
     raise MissingDependency("no TFLite runtime installed; install one with: pip install 'spinal[device]'")
 
 
-def _inspect_tflite(path: Path, sha256: str, size: int) -> ModelInfo:
-    interpreter_class, runtime = tflite_interpreter_class()
+def _interpreter_class_for(runtime: str | None) -> tuple[Any, str]:
+    """The ``Interpreter`` class of ``runtime`` (``litert``/``tflite-runtime``), or of the preferred one."""
+    if runtime in (None, "", "default"):
+        return tflite_interpreter_class()
+    try:
+        if runtime in ("litert", "ai-edge-litert"):
+            from ai_edge_litert.interpreter import Interpreter
+
+            return Interpreter, "ai-edge-litert"
+        if runtime == "tflite-runtime":
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+            return Interpreter, "tflite-runtime"
+    except ImportError as exc:
+        raise MissingDependency(f"TFLite runtime {runtime} cannot be imported ({exc})") from None
+    raise MissingDependency(f"unknown TFLite runtime {runtime!r}")
+
+
+def _inspect_tflite(path: Path, sha256: str, size: int, runtime: str | None = None) -> ModelInfo:
+    interpreter_class, runtime = _interpreter_class_for(runtime)
+    if runtime == "tflite-runtime":  # files it is known not to load are refused with the reason, not tried
+        from device.runtime import tflite as tflite_backend
+
+        tflite_backend.check_model(path)
 
     def tensor(d: dict[str, Any]) -> TensorInfo:
         q = d.get("quantization_parameters") or {}
@@ -258,15 +324,34 @@ def _inspect_tflite(path: Path, sha256: str, size: int) -> ModelInfo:
         inputs = [tensor(d) for d in interp.get_input_details()]
         outputs = [tensor(d) for d in interp.get_output_details()]
         signatures = sorted(interp.get_signature_list())
+        # The one signature's keys name the tensors the way the model's author did ("x", "output_0") where the
+        # tensor names are the converter's ("serving_default_x:0", "StatefulPartitionedCall:0").
+        keys: dict[str, str] = {}
+        with contextlib.suppress(AttributeError, RuntimeError, ValueError, KeyError):
+            full = interp._get_full_signature_list()
+            if len(full) == 1:
+                by_index = {d["index"]: d["name"] for d in interp.get_input_details() + interp.get_output_details()}
+                for side in ("inputs", "outputs"):
+                    for key, index in next(iter(full.values()))[side].items():
+                        if index in by_index:
+                            keys[by_index[index]] = key
+        ops: Counter[str] = Counter()
+        with contextlib.suppress(AttributeError, RuntimeError, ValueError):  # a private API; absent in some versions
+            ops.update(op["op_name"] for op in interp._get_ops_details())  # before a delegate rewrites the graph
+        # What the runtimes do next when they load the file (allocate, list every tensor): the calls that crash
+        # on some files (tflite-runtime 2.14's get_tensor_details on sparse DENSIFY models), here in the probe.
+        # A file with dynamic axes may not allocate at its placeholder sizes (1): not a reason to refuse it.
+        with contextlib.suppress(ValueError, RuntimeError):
+            interp.allocate_tensors()
+        tensor_dtypes = sorted({_np_name(d["dtype"]) for d in interp.get_tensor_details()})
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ModelFileError(f"{path}: the TFLite runtime cannot load it ({reason})") from None
-    ops: Counter[str] = Counter()
-    with contextlib.suppress(AttributeError, RuntimeError, ValueError):  # a private API; absent in some versions
-        ops.update(op["op_name"] for op in interp._get_ops_details())
     return ModelInfo(
         path=str(path), format="tflite", bytes=size, sha256=sha256, inputs=inputs, outputs=outputs,
-        ops=dict(ops.most_common()), details={"runtime": runtime, "signatures": signatures},
+        ops=dict(ops.most_common()),
+        details={"runtime": runtime, "signatures": signatures, "tensor_dtypes": tensor_dtypes,
+                 "signature_keys": keys},
     )
 
 

@@ -458,13 +458,18 @@ class PostSettings:
     unknown_label: str = "unknown"
 
 
+FEATURES_IN_FULL = 64  # a features output up to this size is published value by value, else summarised
+
+
 @dataclass(frozen=True)
 class Prediction:
     """What one window amounted to after post-processing.
 
-    ``label`` is the reported class (classification), ``"anomaly"``/``"normal"`` (anomaly) or
-    ``None`` (regression); ``values`` hold the smoothed per-class probabilities, regression
-    targets or the anomaly score; ``emit`` says whether the emit policy wants it sent.
+    ``label`` is the reported class (classification), ``"anomaly"``/``"normal"`` (anomaly),
+    ``"detected"``/``"clear"`` (score with a threshold) or ``None`` (regression, features, score without
+    a threshold); ``values`` hold the smoothed per-class probabilities, regression targets, the score,
+    or the feature vector (``f0``, ``f1``...; a summary — mean, std, min, max, L2 norm — when it holds
+    more than :data:`FEATURES_IN_FULL` values); ``emit`` says whether the emit policy wants it sent.
     """
 
     label: str | None
@@ -509,20 +514,29 @@ class PostProcessor:
                 raise BadInput('postprocess.emit: "change" needs a class or anomaly model; use "every"')
             if settings.labels:
                 raise BadInput("postprocess.labels: a regression model has no labels; remove them")
+        elif task.kind == "features":
+            self.names = tuple(f"f{i}" for i in range(size)) if size <= FEATURES_IN_FULL else ()
+            if settings.threshold is not None:
+                raise BadInput("postprocess.threshold: has no meaning for a features model; remove it")
+            if settings.emit == "change":
+                raise BadInput('postprocess.emit: "change" needs a class, score or anomaly model; use "every"')
+            if settings.labels:
+                raise BadInput("postprocess.labels: a features model has no labels; remove them")
         else:
             if size != 1:
-                raise BadInput(f"output {output.name!r}: an anomaly model outputs one score, but its shape "
-                               f"{list(output.shape)} holds {size} values")
+                raise BadInput(f"output {output.name!r}: a{'n' if task.kind == 'anomaly' else ''} {task.kind} model "
+                               f"outputs one score, but its shape {list(output.shape)} holds {size} values")
             self.names = (task.score or "score",)
             if settings.labels:
-                raise BadInput("postprocess.labels: an anomaly model has no labels; remove them")
+                raise BadInput(f"postprocess.labels: a{'n' if task.kind == 'anomaly' else ''} {task.kind} model has "
+                               "no labels; remove them")
         self._history: deque[np.ndarray] = deque(maxlen=settings.smoothing)
         self._last_label: str | None = None
         self._emitted_any = False
 
     @property
     def threshold(self) -> float | None:
-        if self.task.kind == "anomaly":
+        if self.task.kind in ("anomaly", "score"):
             return self.settings.threshold if self.settings.threshold is not None else self.task.threshold
         return self.settings.threshold
 
@@ -536,7 +550,12 @@ class PostProcessor:
             raw = softmax(raw)
         self._history.append(raw)
         smoothed = np.mean(np.stack(self._history), axis=0)
-        values = {name: float(v) for name, v in zip(self.names, smoothed, strict=True)}
+        if self.task.kind == "features" and not self.names:  # too long to publish value by value
+            values = {"mean": float(np.mean(smoothed)), "std": float(np.std(smoothed)), "min": float(np.min(smoothed)),
+                      "max": float(np.max(smoothed)), "l2": float(np.linalg.norm(smoothed)),
+                      "size": float(smoothed.size)}
+        else:
+            values = {name: float(v) for name, v in zip(self.names, smoothed, strict=True)}
         label: str | None
         score: float | None
         if self.task.kind == "classification":
@@ -549,6 +568,10 @@ class PostProcessor:
             score = float(smoothed[0])
             threshold = self.threshold
             label = "anomaly" if threshold is not None and score > threshold else "normal"
+        elif self.task.kind == "score":
+            score = float(smoothed[0])
+            threshold = self.threshold
+            label = None if threshold is None else "detected" if score > threshold else "clear"
         else:
             label, score = None, None
         changed = label != self._last_label or not self._emitted_any

@@ -19,9 +19,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device.errors import BadInput, BundleError
 from device.manifest import MANIFEST_NAME
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SIGNATURE_NAME = "manifest.sig"
 ALGORITHM = "ed25519"
@@ -81,7 +85,7 @@ def _read_key_file(path: Path, kind: str) -> bytes:
     return path.read_bytes()
 
 
-def load_private_key(path: Path):  # -> Ed25519PrivateKey (lazy import keeps `spinal --help` fast)
+def load_private_key(path: Path) -> Ed25519PrivateKey:  # (the lazy import keeps `spinal --help` fast)
     """Load a PEM ed25519 private key; refuse one that others can read."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -25,6 +25,20 @@ def test_directory_bundle_opens_and_loads_golden(make_bundle):
         assert set(golden) == {"input/x", "output/model.fp32.onnx/logits", "output/model.fp32.tflite/logits"}
 
 
+def test_a_file_swapped_after_the_check_is_not_what_gets_loaded(make_bundle):
+    """What is verified is what is loaded: a process that can write the bundle directory swaps a model file
+    after open_bundle checked it; the runtime must still read the verified bytes (a private copy)."""
+    root = make_bundle()
+    with open_bundle(root) as bundle:
+        art = bundle.manifest.artifacts[0]
+        verified = (root / art.path).read_bytes()
+        (root / art.path).write_bytes(b"\0" * len(verified))  # the swap, after the hashes were checked
+        assert bundle.path_of(art.path).read_bytes() == verified
+        golden = bundle.load_golden()
+    assert not bundle.path_of(art.path).exists()  # the private copy is gone with the bundle
+    assert golden
+
+
 def test_archive_round_trip_is_reproducible(make_bundle, tmp_path):
     root = make_bundle()
     a = pack_archive(root, tmp_path / "a.spinal")

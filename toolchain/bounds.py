@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,8 @@ class KernelPath:
 def _onnx_paths(path: Path) -> list[KernelPath]:
     import onnxruntime as ort
 
-    from device.runtime.onnx import CPU_PROVIDER, OrtSession
+    from device.runtime.delegates import CPU_PROVIDER
+    from device.runtime.onnx import OrtSession
     from device.runtime.onnx import version as ort_version
 
     def session(threads: int, optimize: bool) -> Any:
@@ -64,7 +66,7 @@ def _onnx_paths(path: Path) -> list[KernelPath]:
         sess = ort.InferenceSession(str(path), opts, providers=[CPU_PROVIDER])
         return OrtSession(sess, ort_version(), path, threads, CPU_PROVIDER, None)
 
-    paths = [KernelPath(f"onnxruntime {t} thread{'s' if t > 1 else ''}", lambda t=t: session(t, True))
+    paths = [KernelPath(f"onnxruntime {t} thread{'s' if t > 1 else ''}", partial(session, t, True))
              for t in (1, 2, 4)]
     paths.append(KernelPath("onnxruntime unoptimized graph", lambda: session(1, False)))
     return paths
@@ -81,8 +83,10 @@ def _tflite_paths(path: Path) -> list[KernelPath]:
         interp.allocate_tensors()
         return litert.InterpreterSession(interp, litert.NAME, litert.version(), path, 1, parse_delegate("none"), [])
 
-    paths = [KernelPath(f"litert xnnpack {t} thread{'s' if t > 1 else ''}",
-                        lambda t=t: litert.open_session(path, t, parse_delegate("cpu"))) for t in (1, 2)]
+    def xnnpack(threads: int) -> Any:
+        return litert.open_session(path, threads, parse_delegate("cpu"))
+
+    paths = [KernelPath(f"litert xnnpack {t} thread{'s' if t > 1 else ''}", partial(xnnpack, t)) for t in (1, 2)]
     paths.append(KernelPath("litert builtin kernels",
                             lambda: builtin(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)))
     paths.append(KernelPath("litert reference kernels", lambda: builtin(OpResolverType.BUILTIN_REF)))
@@ -185,7 +189,8 @@ def rounding_movement(qdq_path: Path, like: Model, feeds: list[dict[str, np.ndar
     import onnx
     import onnxruntime as ort
 
-    from device.runtime.onnx import CPU_PROVIDER, OrtSession
+    from device.runtime.delegates import CPU_PROVIDER
+    from device.runtime.onnx import OrtSession
     from device.runtime.onnx import version as ort_version
 
     noisy, points = noisy_requantization(onnx.load(str(qdq_path)))

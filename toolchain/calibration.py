@@ -44,7 +44,7 @@ class InputSpec:
 
     def batch(self, sample: np.ndarray) -> np.ndarray:
         """One sample shaped the way the model takes it (a batch of one)."""
-        return sample.reshape(self.shape)
+        return np.asarray(sample).reshape(self.shape)  # a rank-0 input's sample is a NumPy scalar
 
 
 @dataclass
@@ -129,16 +129,18 @@ def read_dataset(path: Path, inputs: tuple[InputSpec, ...], csv_options: CsvOpti
         data = _read_csv(path, inputs, csv_options or CsvOptions())
     else:
         raw = _load_numpy(path)
-        data = _from_arrays(path, raw, inputs)
+        data = _from_arrays(path, raw, inputs, purpose)
     if data.count == 0:
         raise BadInput(f"{path}: holds no samples; {purpose} needs at least one")
     if limit is not None and data.count > limit:
+        total = data.count
         data = data.take(limit)
-        data.notes.append(f"first {limit} samples used")
+        data.notes.append(f"first {limit} of {total} samples used")
     return data
 
 
-def _from_arrays(path: Path, raw: dict[str, np.ndarray], inputs: tuple[InputSpec, ...]) -> DataSet:
+def _from_arrays(path: Path, raw: dict[str, np.ndarray], inputs: tuple[InputSpec, ...],
+                 purpose: str = "calibration") -> DataSet:
     if "" in raw:  # .npy
         if len(inputs) != 1:
             names = ", ".join(s.name for s in inputs)
@@ -173,6 +175,13 @@ def _from_arrays(path: Path, raw: dict[str, np.ndarray], inputs: tuple[InputSpec
     if labels is not None and targets is not None:
         raise BadInput(f"{path}: holds both 'labels' and 'targets'; keep the one the model is scored on")
     unknown = sorted(set(raw) - set(names) - set(LABEL_KEYS))
+    per_sample = [k for k in unknown if np.ndim(raw[k]) >= 1 and len(raw[k]) == count]
+    if purpose == "validation" and per_sample and labels is None and targets is None:
+        # One value per sample under another name is most likely the answers: scoring without them would
+        # silently fall back to comparing against fp32 only.
+        raise BadInput(f"{path}: array {per_sample[0]!r} holds one value per sample but is not an input; labels "
+                       f"must be stored under 'labels' (class ids) or 'targets' (regression values) (keys found: "
+                       f"{', '.join(sorted(raw))}; inputs: {', '.join(names)})")
     notes = [f"ignored arrays {', '.join(unknown)}"] if unknown else []
     return DataSet(arrays=arrays, source=str(path), labels=labels, targets=targets, notes=notes)
 

@@ -41,7 +41,8 @@ import numpy as np
 
 from device import __version__
 from device.bundle import ARCHIVE_SUFFIX, file_digest, pack_archive, verify_directory, write_manifest
-from device.dsp import ChainError, Stage, compile_chain, describe, parse_chain
+from device.dsp import ChainError, Stage, compile_chain, parse_chain
+from device.dsp import describe as describe_chain
 from device.errors import BadInput, BundleError, CheckFailed, ModelFileError, SpinalError
 from device.manifest import (  # the name and layout rules are the manifest's own
     _LAYOUT_RE,
@@ -69,6 +70,7 @@ from toolchain.calibration import (
     read_recording_windows,
     synthetic,
 )
+from toolchain.failures import InternalFailure, describe, is_internal
 from toolchain.validate import Metrics, Runner, latency_us, onnx_io, run_all, score
 
 FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
@@ -79,7 +81,7 @@ FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
     "tflite-int8": ("tflite", "int8", "model.int8.tflite"),
     "tflite-int8-io": ("tflite", "int8-io", "model.int8-io.tflite"),
 }
-TASKS = ("classification", "regression", "anomaly")
+TASKS = ("classification", "regression", "anomaly", "score", "features")
 DROP_MEANING = {
     "accuracy": "top-1 accuracy points lost against fp32",
     "regression": "MAE increase in percent of fp32's MAE",
@@ -101,7 +103,7 @@ class ConvertOptions:
     calibration_method: str = "minmax"
     calibration_samples: int = 200
     validation: Path | None = None
-    validation_samples: int = 2000
+    validation_samples: int | None = None  # None: every row (--max-validation caps it, and says so)
     max_drop: float = 1.0
     per_channel: bool = True
     remedies: bool = True
@@ -175,6 +177,8 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
         raise BadInput(f"--activation {opts.activation!r}: choose logits or probabilities")
     if opts.task == "anomaly" and opts.threshold is None:
         raise BadInput("--task anomaly needs --threshold")
+    if opts.threshold is not None and opts.task in ("classification", "regression", "features"):
+        raise BadInput(f"--threshold has no meaning for --task {opts.task} (it is for score and anomaly)")
     if not (math.isfinite(opts.max_drop) and opts.max_drop >= 0):
         raise BadInput(f"--max-drop must be a number >= 0, got {opts.max_drop}")
     if opts.threshold is not None and not math.isfinite(opts.threshold):
@@ -182,7 +186,7 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
     if opts.golden_count < 1:
         raise BadInput(f"--golden must be >= 1, got {opts.golden_count}")
     for option, value in (("--calibration-samples", opts.calibration_samples),
-                          ("--validation-samples", opts.validation_samples), ("--window", opts.window),
+                          ("--max-validation", opts.validation_samples), ("--window", opts.window),
                           ("--hop", opts.hop)):
         if value is not None and value < 1:
             raise BadInput(f"{option} must be >= 1, got {value}")
@@ -222,7 +226,9 @@ def convert(opts: ConvertOptions, progress: Progress | None = None) -> ConvertRe
     progress = progress or Progress()
     wanted = _check_options(opts)
     opts.out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".spinal-convert-", dir=opts.out.parent))
+    # Absolute: TensorFlow's child process has its own working directory, and a relative --out must not
+    # depend on anybody's.
+    work = Path(tempfile.mkdtemp(prefix=".spinal-convert-", dir=opts.out.parent.resolve()))
     try:
         return _Pipeline(opts, wanted, work, progress).run()
     finally:
@@ -264,6 +270,10 @@ class _Pipeline:
 
         t_start = time.perf_counter()
         opts = self.opts
+        from toolchain.as_is import as_is_kind
+
+        if as_is_kind(opts.model) is not None:
+            return self._run_as_is(t_start)
         steps = 4 + len(self.wanted)
         self.progress.start(steps)
         hints = {}
@@ -308,6 +318,43 @@ class _Pipeline:
             raise CheckFailed("no artifact passed; " + "; ".join(reasons))
         report = self._timed("bundle", lambda: self._bundle(time.perf_counter() - t_start))
         return report
+
+    def _run_as_is(self, t_start: float) -> ConvertResult:
+        """A .tflite file or an already-quantized .onnx: one artifact, the file itself (see toolchain.as_is)."""
+        from toolchain.as_is import as_is_kind, prepare_onnx, prepare_tflite
+        from toolchain.sources import SourceModel
+
+        opts = self.opts
+        path = Path(opts.model)
+        files = {k: v[2] for k, v in FORMATS.items()}
+        self.progress.start(5)
+        hints = {}
+        if opts.calibration is not None and opts.calibration.suffix in (".npz", ".npy"):
+            hints = {k: tuple(v.shape) for k, v in read_raw(opts.calibration).items()}
+        if as_is_kind(opts.model) == "tflite":
+            made = self._timed("read model", lambda: prepare_tflite(path, self.work, files, opts.input_shapes))
+        else:
+            made = self._timed("read model", lambda: prepare_onnx(path, self.work, files, opts.input_shapes, hints))
+        if opts.formats and set(opts.formats) != {made.key}:
+            raise BadInput(f"{path}: is bundled as it is ({made.key}); --formats cannot make "
+                           f"{', '.join(k for k in opts.formats if k != made.key)} from it (convert the source model "
+                           "for those)")
+        self.wanted = (made.key,)
+        self.notes += made.notes
+        self.source = SourceModel(kind=f"{FORMATS[made.key][0]} (as is)", onnx_path=made.path)
+        self.source_parity = None
+        self.inputs, self.outputs = made.inputs, made.outputs
+        self.layouts = self._logical_layouts()
+        self.calib, self.val = self._timed("read data", self._read_data)
+        fmt = FORMATS[made.key][0]
+        runner = Runner(made.path, fmt, made.art_inputs, made.art_outputs, self.inputs, self.outputs, self.layouts)
+        self.ref = self._timed("reference outputs", lambda: run_all(runner, self.val, self.inputs))
+        self.task_output = self._task_output()
+        self.baseline = score(self.ref, self.ref, self.val, self.task_output, None)
+        self.drop_kind = self.baseline.kind
+        metrics = score(self.ref, self.ref, self.val, self.task_output, self.baseline)
+        self._record(made.key, made.path, made.art_inputs, made.art_outputs, metrics, runner, {"as_is": True})
+        return self._timed("bundle", lambda: self._bundle(time.perf_counter() - t_start))
 
     # ---- data
 
@@ -380,7 +427,7 @@ class _Pipeline:
                           sample_rate_hz=rate, window=window, hop=hop, units=opts.channel_units or cal.units,
                           preprocessing=chain)
         plan = InputPlan.for_input(spec)
-        notes = [f"preprocessing: {describe(chain)}"] if chain else []
+        notes = [f"preprocessing: {describe_chain(chain)}"] if chain else []
         if opts.norm_mean:
             norm = Normalization(mean=opts.norm_mean, std=opts.norm_std)
         else:
@@ -431,6 +478,9 @@ class _Pipeline:
             val.notes.append("no --validation given: the calibration data stands in (optimistic)")
         else:
             val = synthetic(self.inputs, 32, opts.seed + 1)
+        capped = [n for n in val.notes if n.startswith("first ")]
+        if capped and opts.validation is not None:
+            self.notes.append(f"validation: {capped[0]} (--max-validation)")
         return calib, val
 
     def _reference(self) -> dict[str, np.ndarray]:
@@ -513,12 +563,16 @@ class _Pipeline:
                 self._make_onnx_int8()
             else:
                 self._make_tflite(key, precision)
-        except SpinalError as exc:
-            if isinstance(exc, BadInput) and not isinstance(exc, ModelFileError):
-                raise
+        except ModelFileError as exc:  # the model's reason: noted, the other artifacts go on
             self.failed[name] = {"format": fmt, "precision": precision, "reason": str(exc)}
             if not (fmt == "tflite" and self.source.tflite_blocked):
                 self.notes.append(f"{name} not produced: {exc}")
+        except InternalFailure as exc:
+            raise InternalFailure(f"{name} could not be made: {exc}") from None
+        except SpinalError:
+            raise
+        except Exception as exc:  # not the model's fault: never a bundle that silently lacks an artifact
+            raise InternalFailure(f"{name} could not be made: internal error ({describe(exc)})") from None
 
     def _gate(self, key: str, attempts: list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]],
               more: Callable[[], list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]] | None) -> None:
@@ -531,7 +585,7 @@ class _Pipeline:
             label, make = queue.pop(0)
             try:
                 path, ins, outs = make()
-            except SpinalError as exc:
+            except ModelFileError as exc:
                 tried.append({"config": label, "drop": float("nan"), "error": str(exc)})
                 continue
             metrics, runner = self._evaluate(path, FORMATS[key][0], ins, outs)
@@ -544,7 +598,9 @@ class _Pipeline:
                 extended = True
                 try:
                     queue.extend(more())
-                except Exception as exc:  # the debugger is best effort
+                except Exception as exc:  # the debugger is best effort, but not for our own failures
+                    if is_internal(exc):
+                        raise
                     self.notes.append(f"{FORMATS[key][2]}: sensitivity analysis failed ({type(exc).__name__}: {exc})")
         if best is None:
             errors = "; ".join(dict.fromkeys(t.get("error", "") for t in tried))
@@ -603,31 +659,59 @@ class _Pipeline:
         self._gate("onnx-int8", [attempt(c) for c in remedies], sensitive)
 
     def _saved_model(self) -> Any:
+        if getattr(self, "_sm_error", None) is not None:  # onnx2tf failed once: it fails the same for every format
+            raise ModelFileError(str(self._sm_error))
         if getattr(self, "_sm", None) is None:
             from toolchain.tflite import keras_saved_model, onnx_to_saved_model
 
             if self.source.tflite_blocked:
                 raise ModelFileError(self.source.tflite_blocked)
-            if self.source.saved_model is not None:
-                self._sm = keras_saved_model(self.source.saved_model, self.inputs, self.outputs)
-            else:
-                self._sm = onnx_to_saved_model(self.source.onnx_path, self.work, self.inputs, self.outputs)
+            try:
+                if self.source.saved_model is not None:
+                    self._sm = keras_saved_model(self.source.saved_model, self.inputs, self.outputs)
+                else:
+                    self._sm = onnx_to_saved_model(self.source.onnx_path, self.work, self.inputs, self.outputs)
+            except ModelFileError as exc:
+                self._sm_error = exc
+                raise
         return self._sm
 
     def _make_tflite(self, key: str, precision: str) -> None:
+        import hashlib
+
         from toolchain.tflite import TfliteOptions, convert_saved_model, describe_tflite, sensitive_tf_nodes
 
         sm = self._saved_model()
         counter = iter(range(1000))
+        made: dict[str, str] = {}  # sha256 of a file made -> the attempt that made it
+        seen: set[Any] = set()  # configurations already queued
+        by_label: dict[str, Any] = {}
 
         def attempt(options: TfliteOptions, label: str) -> tuple[str, Callable[[], tuple[Path, tuple, tuple]]]:
+            by_label[label] = options
+
             def make() -> tuple[Path, tuple, tuple]:
                 content = convert_saved_model(sm, precision, self.inputs, self.calib, options)
+                digest = hashlib.sha256(content).hexdigest()
+                if digest in made:  # e.g. a denylist that changed nothing: the same file is not judged twice
+                    raise ModelFileError(f"made the same file as {made[digest]!r} (not evaluated again)")
+                made[digest] = label
                 out = self.work / f"{key}-{next(counter)}.tflite"
                 out.write_bytes(content)
                 ins, outs = describe_tflite(content, sm, self.inputs, self.outputs, self.layouts)
                 return out, ins, outs
             return label, make
+
+        def unique(items: list[tuple[TfliteOptions, str]]) -> list[tuple[str, Callable[[], tuple[Path, tuple,
+                                                                                                  tuple]]]]:
+            out = []
+            for options, label in items:
+                config = TfliteOptions(per_channel=options.per_channel,
+                                       denylist=tuple(sorted(set(options.denylist))))
+                if config not in seen:
+                    seen.add(config)
+                    out.append(attempt(options, label))
+            return out
 
         if precision in ("fp32", "fp16"):
             _, make = attempt(TfliteOptions(), precision)
@@ -635,19 +719,31 @@ class _Pipeline:
             metrics, runner = self._evaluate(path, "tflite", ins, outs)
             self._record(key, path, ins, outs, metrics, runner, {})
             return
+        chosen = getattr(self, "_tflite_int8_choice", None)
+        if precision == "int8-io" and chosen is not None:  # the same kernels as int8: its search decided already
+            options, label = chosen
+            self._gate(key, [attempt(options, f"{label} (chosen for model.int8.tflite)")], None)
+            return
         base = TfliteOptions(per_channel=self.opts.per_channel)
-        tries = [attempt(base, "per-channel" if base.per_channel else "per-tensor")]
+        items = [(base, "per-channel" if base.per_channel else "per-tensor")]
         if self.opts.remedies:
-            tries.append(attempt(TfliteOptions(per_channel=not base.per_channel),
-                                 "per-tensor" if base.per_channel else "per-channel"))
+            items.append((TfliteOptions(per_channel=not base.per_channel),
+                          "per-tensor" if base.per_channel else "per-channel"))
 
         def sensitive() -> list[tuple[str, Callable[[], tuple[Path, tuple, tuple]]]]:
-            ranked = sensitive_tf_nodes(sm, self.inputs, self.calib)
-            return [attempt(TfliteOptions(per_channel=base.per_channel, denylist=tuple(ranked[:k])),
+            if getattr(self, "_tf_ranked", None) is None:  # one debugger run serves int8 and int8-io
+                self._tf_ranked = list(dict.fromkeys(sensitive_tf_nodes(sm, self.inputs, self.calib)))
+            ranked = self._tf_ranked
+            return unique([(TfliteOptions(per_channel=base.per_channel, denylist=tuple(ranked[:k])),
                             f"{'per-channel' if base.per_channel else 'per-tensor'}, {k} node(s) kept in float "
-                            f"({', '.join(ranked[:k])})") for k in (1, 2, 4) if k <= len(ranked)]
+                            f"({', '.join(ranked[:k])})") for k in (1, 2, 4) if k <= len(ranked)])
 
-        self._gate(key, tries, sensitive)
+        self._gate(key, unique(items), sensitive)
+        name = FORMATS[key][2]
+        entry = self.shipped[key]["entry"] if key in self.shipped else self.rejected.get(name, {})
+        label = entry.get("quantization")
+        if precision == "int8" and label in by_label:
+            self._tflite_int8_choice = (by_label[label], label)
 
     # ---- bundle
 
@@ -673,10 +769,9 @@ class _Pipeline:
     def _task(self) -> Task:
         opts = self.opts
         out = next(o for o in self.outputs if o.name == self.task_output)
-        kind = opts.task or ("classification" if opts.labels or self.val.labels is not None else
-                             "regression" if opts.targets or self.val.targets is not None else
-                             "anomaly" if opts.threshold is not None else
-                             "classification" if out.shape and out.shape[-1] > 1 else "regression")
+        kind = opts.task or self._guess_task(out)
+        if kind == "features":
+            return Task(kind="features", output=out.name)
         if kind == "classification":
             labels = opts.labels or self.label_names
             classes = out.shape[-1] if out.shape else 1
@@ -696,12 +791,45 @@ class _Pipeline:
                 raise BadInput(f"--units gives {len(opts.units)} units but output {out.name!r} holds {size} "
                                f"value(s) (give 1 or {size})")
             return Task(kind="regression", output=out.name, targets=opts.targets, units=opts.units)
+        if kind == "score":
+            if size != 1:
+                raise BadInput(f"--task score needs an output with one score, but {out.name!r} has shape "
+                               f"{list(out.shape)}; pick it with --task-output")
+            return Task(kind="score", output=out.name, threshold=opts.threshold, score=out.name)
         if opts.threshold is None:
             raise BadInput("--task anomaly needs --threshold")
         if size != 1:
             raise BadInput(f"--task anomaly needs an output with one score, but {out.name!r} has shape "
                            f"{list(out.shape)}; pick it with --task-output")
         return Task(kind="anomaly", output=out.name, threshold=opts.threshold, score=out.name)
+
+    def _guess_task(self, out: Any) -> str:
+        """The task when ``--task`` is not given, guessed conservatively and said in a note.
+
+        Labels (given or in the validation data) mean classification, targets regression, a threshold
+        anomaly. Otherwise the reference outputs decide: one value in [0, 1] is a ``score``, one other
+        value ``regression``; several values are ``classification`` only when they are probabilities
+        (each row in [0, 1], summing to 1): a mel extractor or an embedding is ``features``, not a
+        32- or 96-class classifier.
+        """
+        opts = self.opts
+        if opts.labels or self.val.labels is not None:
+            return "classification"
+        if opts.targets or self.val.targets is not None:
+            return "regression"
+        if opts.threshold is not None:
+            return "anomaly"
+        values = self.ref[out.name].reshape(self.val.count, -1).astype(np.float64)
+        in_unit = bool(np.all(values >= -1e-6) and np.all(values <= 1 + 1e-6))
+        if values.shape[1] == 1:
+            kind = "score" if in_unit else "regression"
+        elif in_unit and np.allclose(values.sum(axis=1), 1.0, atol=1e-3):
+            kind = "classification"
+        else:
+            kind = "features"
+        self.notes.append(f"task guessed from the outputs: {kind} on {out.name!r} (say --task "
+                          f"{'|'.join(TASKS)} to override)")
+        return kind
 
     def _guess_activation(self) -> str:
         values = self.ref[self.task_output].reshape(self.val.count, -1).astype(np.float64)
@@ -877,7 +1005,8 @@ def _op_summary(path: Path) -> str:
 def _default_name(model: str) -> str:
     import re
 
-    stem = model.split(":")[-1] if ":" in model and not Path(model).exists() else Path(model).stem
+    # pkg.mod:factory is named after its module ("mod"), not the factory every module may call "build"
+    stem = model.split(":")[0].split(".")[-1] if ":" in model and not Path(model).exists() else Path(model).stem
     name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).strip("-.") or "model"
     return name[:128]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from device.errors import ModelFileError
 from toolchain.calibration import DataSet, InputSpec
+from toolchain.failures import InternalFailure, describe, is_internal
 
 METHODS = ("minmax", "entropy", "percentile")
 # Histogram calibrators keep every activation of every sample: cap the samples they see.
@@ -109,24 +109,21 @@ def quantize_onnx(fp32: Path, out: Path, inputs: tuple[InputSpec, ...], calib: D
     extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if config.method == "percentile":
         extra["CalibPercentile"] = 99.99
-    cal_dir = workdir / f"calib-{os.getpid()}-{abs(hash(config))}"
-    cal_dir.mkdir(parents=True, exist_ok=True)
-    cwd = Path.cwd()
+    # No chdir: onnxruntime writes its augmented model into a temporary directory of its own, and a
+    # chdir made every relative path of the caller's (a relative --out) point somewhere else.
     try:
-        os.chdir(cal_dir)  # ORT writes augmented_model.onnx into the working directory
         with _quiet():
             quantize_static(
-                str(fp32), str(out), _Reader(data, inputs), quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=config.per_channel,
-                calibrate_method=method, nodes_to_exclude=list(config.keep_float), extra_options=extra,
-                reduce_range=REDUCE_RANGE,
+                str(Path(fp32).resolve()), str(Path(out).resolve()), _Reader(data, inputs),
+                quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                per_channel=config.per_channel, calibrate_method=method, nodes_to_exclude=list(config.keep_float),
+                extra_options=extra, reduce_range=REDUCE_RANGE,
             )
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ModelFileError(f"{fp32.name}: onnxruntime static quantization failed ({type(exc).__name__}: "
-                             f"{message})") from None
-    finally:
-        os.chdir(cwd)
+        if is_internal(exc):
+            raise InternalFailure(f"onnxruntime static quantization of {fp32} failed for a reason that is not the "
+                                  f"model's ({describe(exc)})") from None
+        raise ModelFileError(f"{fp32.name}: onnxruntime static quantization failed ({describe(exc)})") from None
     model = onnx.load(str(out))
     quantized = sum(1 for n in model.graph.node if n.op_type == "DequantizeLinear")
     ops = {"Conv", "MatMul", "Gemm", "ConvTranspose", "LSTM", "GRU", "Attention", "MatMulInteger"}

@@ -42,7 +42,7 @@ def _drop(entry: dict[str, Any]) -> str:
 
 def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per artifact tried: path, status, bytes, metric, drop, latency, quantization."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for status_key, status in (("artifacts", "shipped"), ("rejected", "REJECTED"), ("failed", "FAILED")):
         for path, entry in report.get(status_key, {}).items():
             if status_key == "failed":

@@ -28,6 +28,7 @@ import numpy as np
 from device.errors import ModelFileError, SpinalError
 from device.manifest import ArtifactTensor, Quantization
 from toolchain.calibration import DataSet, InputSpec
+from toolchain.failures import InternalFailure, describe, is_internal
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8", "int8-io")
 DEFAULT_LAYOUTS = {3: "NCW", 4: "NCHW", 5: "NCDHW"}  # ONNX's channels-first conventions
@@ -127,16 +128,25 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
         raise ModelFileError(f"onnx2tf is not importable ({exc}); install the host extra") from None
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(onnx_path)).graph.node}
+    model = onnx.load(str(onnx_path))
+    ops = {n.op_type for n in model.graph.node}
+    # onnx2tf sanitizes some characters (':' → '__') before matching keep_shape_absolutely_input_names, and
+    # TensorFlow rejects others ('@', quotes, braces) in op names: it gets a copy with safe names only.
+    renames = safe_names(model)
+    safe_path = workdir / "onnx2tf-input.onnx"
+    onnx.save(model, str(safe_path))
+    back = {new: old for old, new in renames.items()}
+    safe_in = [renames.get(s.name, s.name) for s in inputs]
+    safe_out = [renames.get(s.name, s.name) for s in outputs]
     try:
         with quiet_native():
             onnx2tf.convert(
-                input_onnx_file_path=str(onnx_path),
+                input_onnx_file_path=str(safe_path),
                 # Unrolled recurrent layers become plain ops that the int8 quantizer handles; the
                 # while-loop form crashes TF's quantizer.
                 enable_rnn_unroll=bool(ops & {"LSTM", "GRU", "RNN"}),
                 output_folder_path=str(out_dir),
-                keep_shape_absolutely_input_names=[s.name for s in inputs],
+                keep_shape_absolutely_input_names=safe_in,
                 copy_onnx_input_output_names_to_tflite=True,
                 non_verbose=True,
                 verbosity="error",
@@ -145,18 +155,77 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
         raise ModelFileError(f"{onnx_path.name}: onnx2tf gave up (exit {exc.code}); {unsupported_hint(onnx_path)}") \
             from None
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise ModelFileError(f"{onnx_path.name}: onnx2tf failed ({type(exc).__name__}: {message}); "
+        if is_internal(exc):
+            raise InternalFailure(f"onnx2tf on {onnx_path} failed for a reason that is not the model's "
+                                  f"({describe(exc)})") from None
+        if isinstance(exc, KeyError) and exc.args and exc.args[0] in back:  # name the tensor as the user knows it
+            exc = KeyError(back[exc.args[0]])
+        raise ModelFileError(f"{onnx_path.name}: onnx2tf failed ({_unrename(describe(exc), back)}); "
                              f"{unsupported_hint(onnx_path, exc)}") from None
     if not (out_dir / "saved_model.pb").exists():
         raise ModelFileError(f"{onnx_path.name}: onnx2tf wrote no SavedModel; {unsupported_hint(onnx_path)}")
     in_keys, out_keys = _signature_keys(out_dir)
+    in_match = match_keys(safe_in, in_keys, "inputs", onnx_path.name)
+    out_match = match_keys(safe_out, out_keys, "outputs", onnx_path.name)
     return SavedModel(
         path=out_dir,
-        input_keys=match_keys([s.name for s in inputs], in_keys, "inputs", onnx_path.name),
-        output_keys=match_keys([s.name for s in outputs], out_keys, "outputs", onnx_path.name),
+        input_keys={s.name: in_match[safe] for s, safe in zip(inputs, safe_in, strict=True)},
+        output_keys={s.name: out_match[safe] for s, safe in zip(outputs, safe_out, strict=True)},
         producer="onnx2tf",
     )
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
+
+
+def safe_names(model: Any) -> dict[str, str]:
+    """Rename (in place) every tensor and node name of ``model`` that onnx2tf or TensorFlow may mangle or refuse
+    (anything but a letter then letters, digits and '_'); returns old → new for the tensor names.
+
+    Graph inputs become ``input_N``, outputs ``output_N``, other tensors ``tensor_N`` and nodes ``node_N``;
+    names already safe are kept, so the TFLite file's tensor names stay readable where they can.
+    """
+    graphs = [model.graph]
+    for graph in graphs:  # subgraphs (If/Loop/Scan bodies) share the outer scope's names
+        for node in graph.node:
+            for attr in node.attribute:
+                graphs.extend([attr.g] if attr.HasField("g") else [])
+                graphs.extend(attr.graphs)
+    taken = {v.name for g in graphs for v in (*g.input, *g.output, *g.initializer, *g.value_info)}
+    taken |= {name for g in graphs for n in g.node for name in (*n.input, *n.output, n.name)}
+    renames: dict[str, str] = {}
+
+    def fresh(prefix: str) -> str:
+        index = len(renames)
+        while f"{prefix}_{index}" in taken:
+            index += 1
+        taken.add(f"{prefix}_{index}")
+        return f"{prefix}_{index}"
+
+    for prefix, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for value in values:
+            if value.name and not _SAFE_NAME.fullmatch(value.name) and value.name not in renames:
+                renames[value.name] = fresh(prefix)
+    for name in sorted(taken):
+        if name and not _SAFE_NAME.fullmatch(name) and name not in renames:
+            renames[name] = fresh("tensor")
+    node_names: dict[str, str] = {}
+    for graph in graphs:
+        for value in (*graph.input, *graph.output, *graph.initializer, *graph.value_info):
+            value.name = renames.get(value.name, value.name)
+        for node in graph.node:
+            node.input[:] = [renames.get(n, n) for n in node.input]
+            node.output[:] = [renames.get(n, n) for n in node.output]
+            if node.name and not _SAFE_NAME.fullmatch(node.name):
+                node.name = node_names.setdefault(node.name, renames.get(node.name) or fresh("node"))
+    return renames
+
+
+def _unrename(text: str, back: dict[str, str]) -> str:
+    """``text`` with the safe names put back to the model's own (longest first)."""
+    for new in sorted(back, key=len, reverse=True):
+        text = re.sub(rf"\b{re.escape(new)}\b", back[new], text)
+    return text
 
 
 def unsupported_hint(onnx_path: Path, error: BaseException | None = None) -> str:
@@ -258,7 +327,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             command or [sys.executable, "-m", "toolchain.tflite", "--serve"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log_fh, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-            cwd=str(workdir))
+            cwd=str(workdir.resolve()))
 
     def run(self, job_path: Path, timeout_s: float) -> str:
         """Send one job and wait for its status line: ``""`` if the child died, ``"timeout"`` if it hung
@@ -307,12 +376,12 @@ def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, j
     """Run one TensorFlow job in the worker child process and return the file it wrote."""
     import json
 
-    workdir = sm.path.parent
+    workdir = sm.path.parent.resolve()  # the child works in its own cwd: every path it gets is absolute
     data_path = workdir / f"tflite-data-{calib.sha256()[:16]}.npz"
     if not data_path.exists():
         np.savez(data_path, **{f"in{i}": calib.arrays[s.name] for i, s in enumerate(inputs)})
     out = workdir / f"tflite-job-{abs(hash(json.dumps(job, sort_keys=True)))}-{len(list(workdir.iterdir()))}"
-    job = {**job, "saved_model": str(sm.path), "input_keys": sm.input_keys, "output_keys": sm.output_keys,
+    job = {**job, "saved_model": str(sm.path.resolve()), "input_keys": sm.input_keys, "output_keys": sm.output_keys,
            "producer": sm.producer, "inputs": [[s.name, list(s.shape), s.dtype] for s in inputs],
            "data": str(data_path), "out": str(out)}
     job_path = out.with_suffix(".json")
@@ -325,6 +394,9 @@ def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, j
         return out
     if status.startswith("error: "):
         raise ModelFileError(status[len("error: "):])
+    if status.startswith("internal: "):
+        raise InternalFailure(f"TensorFlow's TFLite converter failed making {what} for a reason that is not the "
+                              f"model's ({status[len('internal: '):]})")
     if status == "timeout":
         _WORKERS.pop(workdir, None)
         worker.close()
@@ -367,10 +439,13 @@ def _serve() -> int:
         try:
             _worker_job(json.loads(Path(line.strip()).read_text()))
             reply = "ok"
+        except InternalFailure as exc:
+            reply = f"internal: {exc}"
         except SpinalError as exc:
             reply = f"error: {exc}"
         except Exception as exc:
-            reply = f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            kind = "internal" if is_internal(exc) else "error"
+            reply = f"{kind}: {' '.join(describe(exc).split())}"
         sys.stdout.write(reply + "\n")
         sys.stdout.flush()
     return 0
@@ -424,8 +499,9 @@ def _convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...],
         with quiet_native():
             return bytes(conv.convert())
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise ModelFileError(f"TFLite {precision} conversion failed ({type(exc).__name__}: {message})") from None
+        if is_internal(exc):
+            raise InternalFailure(f"TFLite {precision} conversion failed ({describe(exc)})") from None
+        raise ModelFileError(f"TFLite {precision} conversion failed ({describe(exc)})") from None
 
 
 def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, as_list: bool = False) -> Any:
@@ -500,6 +576,8 @@ def describe_tflite(content: bytes, sm: SavedModel, inputs: tuple[InputSpec, ...
     def one(spec: InputSpec, key: str, sig: dict[str, Any]) -> ArtifactTensor:
         d = details[sig[key]["index"]] if sig[key].get("index") in details else sig[key]
         shape = tuple(int(x) for x in d["shape"])
+        if spec.shape == () and len(shape) == 1 and shape[0] in (1, -1):
+            shape = (1,)  # onnx2tf holds an ONNX scalar as one element; the runtime adapter reshapes it
         if tuple(shape) != tuple(spec.shape) and logical_layouts.get(spec.name) is None:
             # The file holds this tensor permuted (onnx2tf's channels-last): give the logical side
             # ONNX's channels-first names so the permutation can be recorded and undone.

@@ -84,7 +84,7 @@ class Runner:
 
             _, runtime = tflite_interpreter_class()
             if runtime == "ai-edge-litert":
-                from device.runtime import litert as backend
+                from device.runtime import litert as backend  # type: ignore[no-redef]
             else:
                 from device.runtime import tflite as backend  # type: ignore[no-redef]
         session = backend.open_session(path, 1, cpu)

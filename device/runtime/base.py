@@ -20,18 +20,56 @@ from device.manifest import Quantization
 
 log = logging.getLogger("spinal.runtime")
 
-RUNTIMES: tuple[str, ...] = ("litert", "tflite-runtime", "onnxruntime")
-RUNTIME_FORMAT: dict[str, str] = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx"}
-# The distribution that provides each runtime, for versions and install hints.
-RUNTIME_PACKAGE: dict[str, str] = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime",
-                                   "onnxruntime": "onnxruntime"}
-RUNTIME_MODULE: dict[str, str] = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime",
-                                  "onnxruntime": "onnxruntime"}
-INSTALL_HINT: dict[str, str] = {
-    "litert": "pip install 'spinal[device]' (ai-edge-litert)",
-    "tflite-runtime": "pip install tflite-runtime (Python <= 3.12, numpy < 2; prefer ai-edge-litert)",
-    "onnxruntime": "pip install 'spinal[onnx-runtime]' (onnxruntime)",
-}
+
+@dataclass(frozen=True)
+class RuntimeRecord:
+    """One runtime, everything the rest of the code needs to know about it by name (like sensors' ``DRIVERS``).
+
+    - ``format``: the artifact format it runs (``tflite`` or ``onnx``).
+    - ``package``: the distribution that provides it (for versions and install hints); ``module``: its import
+      name (probed with ``importlib.util.find_spec``, never imported to find out).
+    - ``install_hint``: what to run when it is missing.
+    - ``rank``: preference when several runtimes could run the same artifact equally well (lower first).
+    - ``backend``: the ``device.runtime`` module with its ``open_session`` and ``version``.
+    """
+
+    name: str
+    format: str
+    package: str
+    module: str
+    install_hint: str
+    rank: int
+    backend: str
+
+    def load_backend(self) -> Any:
+        """The backend module (imported now: the runtime itself is imported by its ``open_session``)."""
+        import importlib
+
+        return importlib.import_module(self.backend)
+
+
+# Registry order is the order runtimes are tried and listed in.
+RUNTIMES: dict[str, RuntimeRecord] = {r.name: r for r in (
+    RuntimeRecord("litert", "tflite", "ai-edge-litert", "ai_edge_litert",
+                  "pip install 'spinal[device]' (ai-edge-litert)", rank=0, backend="device.runtime.litert"),
+    RuntimeRecord("tflite-runtime", "tflite", "tflite-runtime", "tflite_runtime",
+                  "pip install tflite-runtime (Python <= 3.12, numpy < 2; prefer ai-edge-litert)", rank=2,
+                  backend="device.runtime.tflite"),
+    RuntimeRecord("onnxruntime", "onnx", "onnxruntime", "onnxruntime",
+                  "pip install 'spinal[onnx-runtime]' (onnxruntime)", rank=1, backend="device.runtime.onnx"),
+)}
+
+# The per-field views the code used before the registry (derived from it, kept so callers need not change).
+RUNTIME_FORMAT: dict[str, str] = {name: r.format for name, r in RUNTIMES.items()}
+RUNTIME_PACKAGE: dict[str, str] = {name: r.package for name, r in RUNTIMES.items()}
+RUNTIME_MODULE: dict[str, str] = {name: r.module for name, r in RUNTIMES.items()}
+INSTALL_HINT: dict[str, str] = {name: r.install_hint for name, r in RUNTIMES.items()}
+RUNTIME_RANK: dict[str, int] = {name: r.rank for name, r in RUNTIMES.items()}
+
+
+def runtimes_for(fmt: str) -> tuple[str, ...]:
+    """The runtimes that run artifacts of format ``fmt``, in registry order."""
+    return tuple(name for name, r in RUNTIMES.items() if r.format == fmt)
 
 
 class DelegateError(CheckFailed):
@@ -120,7 +158,7 @@ class Session(Protocol):
     threads: int | None
     fallback_reason: str | None
 
-    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+    def run(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]: ...
 
     def resize(self, shapes: Sequence[tuple[int, ...]]) -> None: ...
 

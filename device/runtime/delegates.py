@@ -91,7 +91,7 @@ def parse_delegate(text: str | None) -> DelegateSpec:
         if parts and (parts[0] not in ("usb", "pci") or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit())):
             raise BadInput(f"delegate {raw!r}: expected edgetpu, edgetpu:usb, edgetpu:pci, edgetpu:usb:N or "
                            "edgetpu:pci:N")
-        options = {"device": ":".join(parts)} if parts else {}
+        options: dict[str, str] = {"device": ":".join(parts)} if parts else {}
         return DelegateSpec(kind="edgetpu", name=raw, library=EDGETPU_LIBRARY, options=options)
     if low == "gpu":
         return DelegateSpec(kind="external", name="gpu", library=GPU_LIBRARY, provider=ORT_PROVIDERS["gpu"])
@@ -101,7 +101,7 @@ def parse_delegate(text: str | None) -> DelegateSpec:
         return DelegateSpec(kind="provider", name=low, provider=ORT_PROVIDERS[low])
     if "/" in raw or ".so" in raw or raw.endswith(".dll") or raw.endswith(".dylib"):
         library, *opts = raw.split(",")
-        options: dict[str, str] = {}
+        options = {}
         for opt in opts:
             key, sep, value = opt.partition("=")
             if not sep or not key.strip():

@@ -139,19 +139,19 @@ class InterpreterSession:
             run = self.run
             return lambda x: run([x])[0]
 
-        def call(x: np.ndarray) -> np.ndarray:
+        def call(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             set_tensor(i, x)
             invoke()
-            return get_tensor(o)
+            return get_tensor(o)  # type: ignore[no-any-return]  # (hot path: no typed local)
 
         return call
 
-    def _run_one(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _run_one(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         self._set(self._in_index[0], arrays[0])
         self._invoke()
         return [self._get(self._out_index[0])]
 
-    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         """Set the inputs, invoke, and return copies of the outputs."""
         if self._dynamic:
             self.resize([a.shape for a in arrays])

@@ -68,7 +68,13 @@ def measure_cell(spec: dict[str, Any]) -> dict[str, Any]:
             model = load_model(source, policy)
             load_s = time.perf_counter() - t0
             rss = rss_mb()
-            feed = random_inputs(model.inputs, 1)[0]
+            if spec.get("input_shapes"):  # --input-shape: the sizes of a plain file's dynamic axes
+                from device.runtime.checks import shaped_inputs
+
+                shapes = {k: tuple(v) for k, v in spec["input_shapes"].items()}
+                feed = shaped_inputs(model.inputs, shapes, str(source))
+            else:
+                feed = random_inputs(model.inputs, 1)[0]
             model.run(feed)
             t_first = time.time()
             parity = None

@@ -10,7 +10,7 @@ the artifact's scale and zero point.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ class LogicalTensor:
         return f"[{dims}] {self.dtype.name}{' ' + self.layout if self.layout else ''}"
 
 
-def _quant_arrays(q: Quantization, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+def _quant_arrays(q: Quantization, ndim: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     scale = np.asarray(q.scale, dtype=np.float32)
     zero = np.asarray(q.zero_point, dtype=np.float32)
     if scale.size > 1:
@@ -65,6 +65,11 @@ class _Adapter:
             self.perm = tuple(logical.layout.index(axis) for axis in layout)
             self.inverse = tuple(layout.index(axis) for axis in logical.layout)
         expected = logical.shape if self.perm is None else tuple(logical.shape[i] for i in self.perm)
+        # A rank-0 (scalar) tensor that the file holds as one element ([1], or [-1] before a resize: what
+        # onnx2tf makes of an ONNX scalar) is reshaped on the way in and out.
+        self.scalar = logical.shape == () and tuple(raw.shape) in ((1,), (-1,))
+        if self.scalar:
+            expected = (1,)
         if len(raw.shape) != len(expected) or any(
             r != -1 and e is not None and r != e for r, e in zip(raw.shape, expected, strict=False)
         ):
@@ -73,12 +78,14 @@ class _Adapter:
         self.concrete = None if None in expected else tuple(int(d) for d in expected)  # type: ignore[arg-type]
         self.float_logical = logical.dtype.kind == "f"
         self.quant = None
-        self.lut: np.ndarray | None = None
+        self.lut: np.ndarray[Any, Any] | None = None
         if raw.dtype.name in _QUANT_RANGE and self.float_logical:
             if quant is None:
                 raise BundleError(f"{where}: {raw.dtype.name} tensor {raw.name!r} has no scale/zero point "
                                   "(neither in the manifest nor in the file)")
             lo, hi = _QUANT_RANGE[raw.dtype.name]
+            scale: np.ndarray[Any, Any] | np.float32
+            zero: np.ndarray[Any, Any] | np.float32
             scale, zero = _quant_arrays(quant, len(raw.shape))
             if scale.size == 1:  # numpy scalars broadcast at half the cost of one-element arrays
                 scale, zero = np.float32(scale.item()), np.float32(zero.item())
@@ -91,16 +98,44 @@ class _Adapter:
             raise BundleError(f"{where}: the file's tensor {raw.name!r} is {raw.dtype.name} but the logical "
                               f"{logical.name!r} is {logical.dtype.name} and there is no quantization between them")
         self.batchless = logical.shape[1:] if logical.shape and logical.shape[0] == 1 else None
-        plain = self.quant is None and self.perm is None and raw.dtype == logical.dtype
+        plain = self.quant is None and self.perm is None and raw.dtype == logical.dtype and not self.scalar
         self.identity = plain  # outputs: the runtime's array is already the logical one
         self.fast = logical.dtype if plain and logical.dtype == np.float32 and None not in logical.shape else None
+
+    def quantizer(self) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]] | None:
+        """For a float32 input the file takes as int8/uint8 (same layout, fixed shape): a function that
+        quantizes a checked input into buffers allocated once, as :meth:`to_artifact` does (the same
+        operations in the same order, so the same codes), without its per-call allocations.
+
+        The returned array is reused by the next call: the runtime copies it in before that.
+        """
+        if (self.quant is None or self.perm is not None or self.scalar or self.concrete is None
+                or self.logical.dtype != np.float32):
+            return None
+        # Full-shape operands: a ufunc on two arrays skips converting a scalar on every call (about half the cost).
+        inv, zero, lo, hi = (np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.float32), self.concrete))
+                             for v in self.quant_in)
+        work = np.empty(self.concrete, np.float32)
+        codes = np.empty(self.concrete, self.raw.dtype)
+        multiply, add, rint, maximum, minimum, copyto = np.multiply, np.add, np.rint, np.maximum, np.minimum, np.copyto
+
+        def quantize(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            multiply(x, inv, out=work)
+            add(work, zero, out=work)
+            rint(work, out=work)
+            maximum(work, lo, out=work)
+            minimum(work, hi, out=work)
+            copyto(codes, work, casting="unsafe")
+            return codes
+
+        return quantize
 
     # inputs -----------------------------------------------------------------------------------
 
     def _shape_ok(self, shape: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
         return len(shape) == len(want) and all(w is None or w == s for s, w in zip(shape, want, strict=True))
 
-    def to_artifact(self, value: Any) -> np.ndarray:
+    def to_artifact(self, value: Any) -> np.ndarray[Any, Any]:
         """Validate one logical input and return it as the artifact wants it."""
         # The common case (float32 in, float32 file, same layout): only the finite check to do.
         if (self.fast and type(value) is np.ndarray and value.dtype is self.fast and value.shape == self.logical.shape
@@ -146,9 +181,11 @@ class _Adapter:
             x = q.astype(self.raw.dtype)
         elif x.dtype != self.raw.dtype:
             x = x.astype(self.raw.dtype)
+        if self.scalar:
+            x = x.reshape(1)
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
-    def _as_array(self, value: Any) -> np.ndarray:
+    def _as_array(self, value: Any) -> np.ndarray[Any, Any]:
         try:
             x = np.asarray(value)
         except (ValueError, TypeError) as exc:
@@ -157,7 +194,7 @@ class _Adapter:
 
     # outputs ----------------------------------------------------------------------------------
 
-    def to_logical(self, y: np.ndarray) -> np.ndarray:
+    def to_logical(self, y: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Turn one artifact output into the logical output."""
         if self.identity:
             return y
@@ -172,6 +209,8 @@ class _Adapter:
             y = y.astype(self.logical.dtype)
         if self.inverse is not None:
             y = np.ascontiguousarray(y.transpose(self.inverse))
+        if self.scalar:
+            y = y.reshape(())
         return y
 
 
@@ -191,7 +230,7 @@ def bind(logical: tuple[LogicalTensor, ...], declared: tuple[ArtifactTensor, ...
     """Pair each logical tensor with the file's tensor (by the manifest's artifact tensor name, else by position)."""
     if len(logical) != len(raws):
         raise BundleError(f"{where}: the file has {len(raws)} tensors but the manifest declares {len(logical)}")
-    adapters = []
+    adapters: list[_Adapter] = []
     for i, spec in enumerate(logical):
         art = declared[i] if i < len(declared) else None
         names = (art.name, spec.name) if art else (spec.name,)
@@ -264,7 +303,7 @@ class Model:
             self.info = replace(self.info, fallback_reason=reason)
         return self
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """Run one inference on logical inputs (by name) and return the logical outputs (by name).
 
         Inputs are validated first (names, shape, dtype, finite values): :class:`InputError` otherwise.
@@ -272,7 +311,7 @@ class Model:
         """
         return self._run(inputs)
 
-    def _general(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def _general(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         if not isinstance(inputs, Mapping) or len(inputs) != len(self._in) or not self._names.issuperset(inputs):
             self._name_error(inputs)
         arrays = [a.to_artifact(inputs[a.name]) for a in self._in_by_position]
@@ -288,10 +327,12 @@ class Model:
         single = getattr(self.session, "single_call", None)
         session_run = self.session.run
         call = single() if single else (lambda x: session_run([x])[0])
-        fast, shape, identity = adapter.fast, adapter.logical.shape, out.identity
+        shape, identity = adapter.logical.shape, out.identity
+        quantize = adapter.quantizer()
+        fast = adapter.fast or (adapter.logical.dtype if quantize is not None else None)
         ndarray, isfinite, vdot = np.ndarray, math.isfinite, np.vdot
 
-        def run(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        def run(inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
             try:
                 value = inputs[name]
             except (KeyError, TypeError, IndexError):
@@ -300,7 +341,8 @@ class Model:
                 name_error(inputs)
             if (type(value) is ndarray and value.dtype is fast and value.shape == shape
                     and isfinite(vdot(value, value)) and value.flags.c_contiguous):
-                y = call(value)  # float32 in the logical shape, finite: nothing to adapt
+                # float32 in the logical shape, finite: nothing to adapt, or only to quantize
+                y = call(value if quantize is None else quantize(value))
             else:
                 y = call(to_artifact(value))
             return {out_name: y if identity else to_logical(y)}

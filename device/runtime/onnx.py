@@ -120,7 +120,7 @@ class OrtSession:
         self.version = ver
         self.path = path
         self.threads = threads
-        self.provider = provider
+        self.provider: str | None = provider
         self.delegate = None if provider == CPU_PROVIDER else provider
         self.fallback_reason = partial
         self.inputs = tuple(self._raw(v, path) for v in sess.get_inputs())
@@ -145,15 +145,15 @@ class OrtSession:
         """For a one-input, one-output file: ``call(x) -> y``."""
         run, outs, (name,), failed = self._run, self._out_names, self._in_names, self._failed
 
-        def call(x: np.ndarray) -> np.ndarray:
+        def call(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             try:
-                return run(outs, {name: x})[0]
+                return run(outs, {name: x})[0]  # type: ignore[no-any-return]  # (hot path: no typed local)
             except Exception as exc:
                 raise failed(exc) from exc
 
         return call
 
-    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         """Run the session on the inputs (in file order) and return the outputs (in file order)."""
         try:
             return list(self._run(self._out_names, dict(zip(self._in_names, arrays, strict=True))))

@@ -18,6 +18,8 @@ from device.pipeline import InputPlan
 from device.runtime.base import RuntimeInfo
 from device.runtime.model import LogicalTensor, Model
 
+Array = np.ndarray[Any, Any]  # any shape, any dtype
+
 DEFAULT_TOLERANCE: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3),
     "fp16": Tolerance(atol=5e-3, rtol=5e-3),
@@ -90,18 +92,17 @@ def tolerance_for(manifest: Manifest | None, artifact: Artifact | None, precisio
     return DEFAULT_TOLERANCE.get(precision, DEFAULT_TOLERANCE["int8"])
 
 
-def _sample(array: np.ndarray, spec: LogicalTensor, i: int) -> np.ndarray:
-    if array.ndim == len(spec.shape) + 1:
-        return array[i]
-    return array[i:i + 1]
+def _sample(array: Array, spec: LogicalTensor, i: int) -> Array:
+    sample: Array = array[i] if array.ndim == len(spec.shape) + 1 else array[i:i + 1]
+    return sample
 
 
-def golden_inputs(golden: dict[str, np.ndarray], inputs: tuple[LogicalTensor, ...], count: int) -> list[dict[str, Any]]:
+def golden_inputs(golden: dict[str, Array], inputs: tuple[LogicalTensor, ...], count: int) -> list[dict[str, Any]]:
     """The golden inputs as ``count`` feeds for :meth:`Model.run`."""
     return [{s.name: _sample(golden[f"input/{s.name}"], s, i) for s in inputs} for i in range(count)]
 
 
-def golden_feeds(golden: dict[str, np.ndarray], manifest: Manifest, inputs: tuple[LogicalTensor, ...],
+def golden_feeds(golden: dict[str, Array], manifest: Manifest, inputs: tuple[LogicalTensor, ...],
                  count: int) -> list[dict[str, Any]]:
     """The feeds parity runs: raw sensor windows (``window/<input>``) prepared by the device's own
     pipeline with the manifest's normalization and layout where the golden file holds them, so a
@@ -120,7 +121,7 @@ def golden_feeds(golden: dict[str, np.ndarray], manifest: Manifest, inputs: tupl
     return feeds
 
 
-def compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, output: str = "") -> tuple[bool, float]:
+def compare(actual: Array, expected: Array, tol: Tolerance, output: str = "") -> tuple[bool, float]:
     """``(within the bound, max |actual - expected|)``; NaN or a shape mismatch never passes."""
     a = np.asarray(actual, dtype=np.float64)
     b = np.asarray(expected, dtype=np.float64)
@@ -134,11 +135,11 @@ def compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, output: st
     return ok, float(diff.max(initial=0.0))
 
 
-def _rows(value: np.ndarray, classes: int) -> np.ndarray:
+def _rows(value: Array, classes: int) -> Array:
     return np.asarray(value, dtype=np.float64).reshape(-1, classes)
 
 
-def _decide(got: dict[str, np.ndarray], want: dict[str, np.ndarray], tol: Tolerance, rule: DecisionRule,
+def _decide(got: dict[str, Array], want: dict[str, Array], tol: Tolerance, rule: DecisionRule,
             vector: int) -> tuple[int, int, str | None]:
     """``(decisions, agreeing, why the first clear decision disagrees)`` for one golden vector.
 
@@ -179,7 +180,7 @@ def _summary(worst: float, precision: str) -> str:
     return f"numbers differ within what {what} on this CPU"
 
 
-def run_parity(model: Model, feeds: list[dict[str, Any]], expected: list[dict[str, np.ndarray]], tol: Tolerance,
+def run_parity(model: Model, feeds: list[dict[str, Any]], expected: list[dict[str, Array]], tol: Tolerance,
                label: str = "golden", rule: DecisionRule | None = None) -> ParityResult:
     """Run ``feeds`` and judge every output against ``expected``: within the bound, and (with ``rule``)
     the same decision wherever the expected output is clearly decided."""
@@ -215,7 +216,7 @@ def run_parity(model: Model, feeds: list[dict[str, Any]], expected: list[dict[st
                         info=model.info, vector=worst_vector, decisions=decisions)
 
 
-def check_golden(model: Model, manifest: Manifest, golden: dict[str, np.ndarray], artifact: Artifact) -> ParityResult:
+def check_golden(model: Model, manifest: Manifest, golden: dict[str, Array], artifact: Artifact) -> ParityResult:
     """Judge ``model`` (loaded from ``artifact``) against the bundle's golden vectors.
 
     The one judgement ``verify``, ``bench`` and the daemon's canary share: every output within the
@@ -240,7 +241,7 @@ def check_golden(model: Model, manifest: Manifest, golden: dict[str, np.ndarray]
     return run_parity(model, feeds, expected, tol, rule=decision_rule(manifest.task))
 
 
-def random_inputs(inputs: tuple[LogicalTensor, ...], count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+def random_inputs(inputs: tuple[LogicalTensor, ...], count: int, seed: int = 0) -> list[dict[str, Array]]:
     """Deterministic random feeds of the right shape and dtype (dynamic axes get size 1)."""
     rng = np.random.default_rng(seed)
     feeds = []

@@ -192,7 +192,7 @@ def open_session(runtime: str, path: Path, threads: int | None, delegate: Delega
     if runtime == "onnxruntime":
         return _backend(runtime).open_session(path, threads, delegate, fail_closed)  # type: ignore[no-any-return]
     # The TFLite runtimes can crash (SIGSEGV) on a corrupt file: a child process reads it first.
-    ensure_tflite_loadable(path)
+    ensure_tflite_loadable(path, runtime)  # each runtime: its own first contact in a child
     return _backend(runtime).open_session(path, threads, delegate)  # type: ignore[no-any-return]
 
 

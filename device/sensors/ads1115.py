@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from device.sensors.base import BusError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register, RegisterMap
@@ -127,7 +128,7 @@ class ADS1115(Sensor):
     default_address = 0x48
     addresses = (0x48, 0x49, 0x4A, 0x4B)
 
-    def __init__(self, bus, address=None, options=None) -> None:
+    def __init__(self, bus: Any, address: int | None = None, options: Any = None) -> None:
         super().__init__(bus, address, options)
         o: ADS1115Options = self.options
         o.validate(self.name)
@@ -139,11 +140,13 @@ class ADS1115(Sensor):
 
     @property
     def conversion_time_s(self) -> float:
-        return 1.0 / self.options.data_rate
+        o: ADS1115Options = self.options
+        return 1.0 / o.data_rate
 
     def read_register(self, register: int) -> int:
         hi, lo = self.bus.read_block(self.address, register, 2)
-        return (hi << 8) | lo
+        word: int = (hi << 8) | lo
+        return word
 
     def write_register(self, register: int, value: int) -> None:
         self.bus.write_block(self.address, register, [(value >> 8) & 0xFF, value & 0xFF])

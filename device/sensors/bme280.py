@@ -12,7 +12,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from device.sensors.base import BusError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register, RegisterMap
@@ -383,7 +383,7 @@ class BME280(Sensor):
     has_humidity = True
     chip_ids: tuple[int, ...] = (CHIP_ID_BME280,)
 
-    def __init__(self, bus, address=None, options=None) -> None:
+    def __init__(self, bus: Any, address: int | None = None, options: Any = None) -> None:
         super().__init__(bus, address, options)
         o: BME280Options = self.options
         o.validate(self.name)

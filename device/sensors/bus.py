@@ -48,7 +48,7 @@ class RetryPolicy:
     max_delay_s: float = 0.008
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * (2 ** attempt))
+        return min(self.max_delay_s, self.base_delay_s * (2.0 ** attempt))
 
 
 @dataclass
@@ -160,11 +160,13 @@ class I2CBus:
         self.call(address, "quick write", self.raw.write_quick, address, retries=retries)
 
     def read_byte(self, address: int, *, retries: int | None = None) -> int:
-        return self.call(address, "read byte", self.raw.read_byte, address, retries=retries)
+        value: int = self.call(address, "read byte", self.raw.read_byte, address, retries=retries)
+        return value
 
     def read_byte_data(self, address: int, register: int, *, retries: int | None = None) -> int:
-        return self.call(address, f"read of register {register:#04x}", self.raw.read_byte_data, address, register,
-                         retries=retries)
+        value: int = self.call(address, f"read of register {register:#04x}", self.raw.read_byte_data, address,
+                               register, retries=retries)
+        return value
 
     def write_byte_data(self, address: int, register: int, value: int, *, retries: int | None = None) -> None:
         self.call(address, f"write of register {register:#04x}", self.raw.write_byte_data, address, register,
@@ -239,6 +241,6 @@ def open_bus(bus: int | str = 1, *, retry: RetryPolicy | None = None) -> I2CBus:
     m = re.fullmatch(r"/dev/i2c-(\d+)", path)
     number: int | str = int(m.group(1)) if m else path
     # Every SMBus opened on the same device node shares one lock.
-    raw._spinal_bus_lock = bus_lock(os.path.realpath(path))
+    raw._spinal_bus_lock = bus_lock(os.path.realpath(path))  # type: ignore[attr-defined]
     return I2CBus(raw, label=f"I2C bus {number}" if isinstance(number, int) else path, number=number,
                   retry=retry, owns=True)

@@ -11,6 +11,7 @@ import math
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from device.sensors.base import BusError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register, RegisterMap
@@ -112,7 +113,8 @@ def encode_burst(ax: int, ay: int, az: int, temp: int, gx: int, gy: int, gz: int
     return struct.pack(">7h", ax, ay, az, temp, gx, gy, gz)
 
 
-def convert(raw: tuple[int, ...], accel_range_g: int, gyro_range_dps: int, gyro_unit: str = "rad/s") -> dict:
+def convert(raw: tuple[int, ...], accel_range_g: int, gyro_range_dps: int,
+            gyro_unit: str = "rad/s") -> dict[str, float]:
     ax, ay, az, temp, gx, gy, gz = raw
     return {
         "accel_x": accel_to_si(ax, accel_range_g), "accel_y": accel_to_si(ay, accel_range_g),
@@ -156,7 +158,7 @@ class MPU6050(Sensor):
     addresses = (0x68, 0x69)
     reset_wait_s = 0.1   # the register map asks for 100 ms after DEVICE_RESET and SIGNAL_PATH_RESET
 
-    def __init__(self, bus, address=None, options=None) -> None:
+    def __init__(self, bus: Any, address: int | None = None, options: Any = None) -> None:
         super().__init__(bus, address, options)
         o: MPU6050Options = self.options
         o.validate(self.name)

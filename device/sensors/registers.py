@@ -136,7 +136,7 @@ class Register:
     def to_bytes(self, value: int) -> bytes:
         return value.to_bytes(self.width, "big")
 
-    def from_bytes(self, data: bytes | list[int]) -> int:
+    def from_bytes(self, data: bytes | bytearray | list[int]) -> int:
         return int.from_bytes(bytes(data[: self.width]), "big")
 
 
@@ -158,7 +158,8 @@ class RegisterMap:
 
     def __getattr__(self, name: str) -> Register:
         try:
-            return self.__dict__["_by_name"][name]
+            reg: Register = self.__dict__["_by_name"][name]
+            return reg
         except KeyError:
             raise AttributeError(f"{self.__dict__.get('chip', '?')} has no register {name!r}") from None
 

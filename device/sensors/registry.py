@@ -46,7 +46,7 @@ def make_driver(kind: str, bus: Any, address: int | None = None, options: dict[s
     cls = driver_class(kind)
     from device.sensors.base import parse_options
 
-    opts = parse_options(DRIVERS[kind.lower()].options, options or {}, kind.lower())
+    opts: Any = parse_options(DRIVERS[kind.lower()].options, options or {}, kind.lower())
     return cls(bus, address, opts)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from device.sensors.base import BusError, DataError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register
@@ -141,7 +142,7 @@ class SHT3x(Sensor):
     default_address = 0x44
     addresses = (0x44, 0x45)
 
-    def __init__(self, bus, address=None, options=None) -> None:
+    def __init__(self, bus: Any, address: int | None = None, options: Any = None) -> None:
         super().__init__(bus, address, options)
         self.options.validate(self.name)
         self.channels = ("temperature", "humidity")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -42,18 +43,32 @@ class Record:
 
 @runtime_checkable
 class Sink(Protocol):
-    """Write records; flush buffered ones; close (flushing first)."""
+    """Write records (one or a batch); flush buffered ones; close (flushing first).
+
+    ``stats`` and ``register_metrics`` are part of every sink: one with nothing to report returns
+    ``{}`` and registers nothing. The daemon hands a sink every record that accumulated in one
+    ``write_many`` call; ``write`` is the same for one record.
+    """
 
     name: str
 
     def write(self, record: Record) -> None:
         """Accept one record (durable sinks: on disk before returning)."""
 
+    def write_many(self, records: Sequence[Record]) -> None:
+        """Accept several records at once (durable sinks: all on disk before returning, or none accepted)."""
+
     def flush(self) -> None:
         """Push out anything buffered."""
 
     def close(self) -> None:
         """Flush and release resources; the sink accepts nothing after this."""
+
+    def stats(self) -> dict[str, Any]:
+        """Plain numbers for /healthz (e.g. ``spool_depth``, ``connected``); ``{}`` when there are none."""
+
+    def register_metrics(self, registry: Any, namespace: str) -> None:
+        """Create the sink's own Prometheus metrics on ``registry`` under ``namespace`` (or none)."""
 
 
 def _json_default(obj: Any) -> Any:

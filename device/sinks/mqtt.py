@@ -7,9 +7,12 @@ Topics (``prefix`` and ``device_id`` from :class:`MqttOptions`)::
     <prefix>/<device_id>/status/<source>            idem
     <prefix>/<device_id>/status/availability        retained "online" / "offline" (also the last will)
 
-Delivery: ``write`` appends the JSON payload to the :class:`~device.sinks.spool.Spool` (committed to
-disk) and returns. A sender thread hands spooled messages to paho in spool order, at most
-``max_inflight`` unacknowledged at a time, and deletes each one from the spool only after its PUBACK.
+Delivery: ``write``/``write_many`` append the JSON payloads to the :class:`~device.sinks.spool.Spool`
+in one transaction and return once it is committed (the records are then accepted). When nothing older
+is waiting, the writing thread hands the new messages to paho just before the insert, so the round trip
+to the broker overlaps the fsync; otherwise a sender thread hands spooled messages to paho in spool
+order. paho keeps ``max_inflight`` on the wire and queues the rest (at most ``_HANDOVER``), sending them
+as PUBACKs come in; a message leaves the spool only after its PUBACK (deleted in batches).
 While the broker is unreachable messages stay in the spool; paho resends the ones it already had
 (in order) when the connection comes back, then the sender carries on from the spool. After a restart
 the spool replays everything still in it, in order. The guarantee is at-least-once: a message whose
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import ssl
 import stat
 import sys
@@ -55,6 +57,14 @@ AVAILABILITY = "availability"
 ONLINE, OFFLINE = "online", "offline"
 # PUBACK reason codes that mean "not now" rather than "never": Quota exceeded, Server busy.
 _TRANSIENT = frozenset({0x97, 0x89})
+# Messages handed to paho at most (in flight + in paho's queue); see MqttSink._handover.
+_HANDOVER = 1024
+# The sender takes PUBACKs every _ACK_TICK_S while messages are out, at once when _ACK_WAKE are waiting,
+# and deletes what was delivered once _DELETE_BATCH are done or the oldest has waited _DELETE_DELAY_S.
+_ACK_TICK_S = 0.01
+_ACK_WAKE = 128
+_DELETE_BATCH = 512
+_DELETE_DELAY_S = 0.02
 _SECRET_KEYS = ("username", "password", "client_cert", "client_key", "client_key_password")
 
 
@@ -95,6 +105,24 @@ def _check_private(path: Path, what: str) -> os.stat_result:
     return st
 
 
+def _unknown_key_line(path: Path, n: int) -> str:
+    """Where the first key that is not allowed is ("line 3"), without saying what it is."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("["):
+            return f"the table on line {number}"  # no tables are allowed at all
+        key = text.split("=", 1)[0].strip().strip("\"'")
+        if "=" in text and key not in _SECRET_KEYS:
+            return f"the key on line {number}"
+    return f"{n} key(s)"
+
+
 def load_secrets(path: Path) -> MqttSecrets:
     """Read the credentials file; refuse it when other users can read or anyone else can write it."""
     path = Path(path)
@@ -108,10 +136,11 @@ def load_secrets(path: Path) -> MqttSecrets:
         raise BadInput(f"MQTT secrets file {path} is not valid TOML ({where}); fix its syntax") from None
     except OSError as exc:
         raise BadInput(f"cannot read the MQTT secrets file {path}: {exc.strerror}") from None
-    unknown = sorted(set(data) - set(_SECRET_KEYS))
-    if unknown:
-        raise BadInput(f"MQTT secrets file {path}: unknown key {unknown[0]!r}; "
-                       f"allowed: {', '.join(_SECRET_KEYS)}")
+    if set(data) - set(_SECRET_KEYS):
+        # Never echo the key: a password pasted on a line of its own is a key to the TOML parser.
+        where = _unknown_key_line(path, len(set(data) - set(_SECRET_KEYS)))
+        raise BadInput(f"MQTT secrets file {path}: {where} is not one of the allowed keys "
+                       f"({', '.join(_SECRET_KEYS)}); fix or remove it")
     for key, value in data.items():
         if not isinstance(value, str) or not value:
             raise BadInput(f"MQTT secrets file {path}: key {key!r} must be a non-empty string")
@@ -293,15 +322,29 @@ class MqttSink:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._closed = False
-        self._acks: queue.SimpleQueue[tuple[int, int, str, float]] = queue.SimpleQueue()
-        self._outstanding: dict[int, tuple[int, float, float, str]] = {}  # mid -> (spool id, t handed, created, topic)
+        # PUBACKs as paho reports them (its network thread appends, the sender pops: no lock needed).
+        self._acks: deque[tuple[int, Any, float]] = deque()
+        # What paho holds for us, guarded by _send_lock together with _cursor, _resync and _retry_*:
+        # mid -> (spool id, monotonic time handed over, monotonic time written, topic).
+        self._send_lock = threading.Lock()
+        self._outstanding: dict[int, tuple[int, float, float, str]] = {}
         self._cursor = 0  # highest spool id handed to paho in this process
-        self._window = options.max_inflight  # lowered to the broker's Receive Maximum (MQTT 5)
+        self._window = options.max_inflight  # paho's in-flight limit, lowered to the broker's Receive Maximum
+        # paho keeps what is beyond the window in its own queue and sends it from its network thread as
+        # PUBACKs come in (as plain paho does); this bounds what it holds (memory, resends after a break).
+        self._handover = max(options.max_inflight, _HANDOVER)
+        self._topics: dict[tuple[str, str], str] = {}
+        self._done: list[int] = []  # acknowledged, still in the spool until _delete_done()
+        self._done_since = 0.0
+        self._sender_idle = False
         self._resync = False  # after a reconnect: let paho resend its unacknowledged ones first
         self._retry_from: int | None = None  # lowest spool id the broker asked us to send again
         self._retry_at = 0.0
-        self._sources: set[tuple[str, str]] = set()
         self._metrics: _Metrics | None = None
+        self._t_write = 0.0  # the batch being written: its start, first id handed over, ids paho refused
+        self._batch_first = 0
+        self._batch_handed = 0
+        self._batch_rejected: list[int] = []
         self._last_fail_log = 0.0
         self._rejected_logged: dict[str, float] = {}
 
@@ -323,13 +366,21 @@ class MqttSink:
 
         self._publish_props = None
         if options.protocol == "5":
-            props = Properties(PacketTypes.PUBLISH)
+            class _Packed(Properties):
+                """The same bytes for every message: paho packs properties on each publish() (~15 µs)."""
+
+                def pack(self) -> bytes:
+                    return packed
+
+            props = _Packed(PacketTypes.PUBLISH)
             props.PayloadFormatIndicator = 1
             props.ContentType = "application/json"
+            packed: bytes = Properties.pack(props)
             self._publish_props = props
 
         self._client = self._make_client()
         self.spool = Spool(spool)  # last: it holds the state directory's lock until close()
+        self._cursor = self.spool.head_cursor()
         self._sender = threading.Thread(target=self._run_sender, name="spinal-mqtt-sender", daemon=True)
         self._sender.start()
         try:
@@ -393,15 +444,22 @@ class MqttSink:
                      self.options.port, self.spool.depth)
         receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
         self._window = min(self.options.max_inflight, int(receive_max)) if receive_max else self.options.max_inflight
+        # paho's own in-flight limit (max_inflight) cannot change on a live connection: when the broker
+        # allows fewer, hand paho no more than that, so that paho never has more in flight than allowed.
+        self._handover = max(self.options.max_inflight, _HANDOVER) if self._window == self.options.max_inflight \
+            else self._window
         # paho resends the messages it holds (unacknowledged before the break) right after this
-        # callback returns; new ones must not overtake them, so the sender waits for their PUBACKs.
-        self._resync = True
+        # callback returns; new ones must not overtake them, so nothing new is handed over until
+        # their PUBACKs are in. (_resync is set before _connected: a writer that sees the one sees the other.)
+        self._resync = bool(self._outstanding)
         self._connected.set()
         self._wake.set()
         try:
             client.publish(self.options.availability_topic, ONLINE, qos=1, retain=True)
             if self.homeassistant is not None:
-                client.subscribe(self.homeassistant.status_topic, qos=1)
+                self.homeassistant.connected(time.monotonic())
+                for topic in self.homeassistant.subscriptions:
+                    client.subscribe(topic, qos=1)
                 self.homeassistant.announce()
         except Exception:  # an exception here would end up in paho's log only; keep the sink running
             log.exception("MQTT: announcing availability / Home Assistant discovery failed")
@@ -428,8 +486,11 @@ class MqttSink:
             log.warning("MQTT %s; retrying (messages are kept in the spool)", message)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._acks.put((mid, int(getattr(reason, "value", 0)), str(reason), time.monotonic()))
-        self._wake.set()
+        # paho holds its message lock here, and a writer holding _send_lock may be waiting for it inside
+        # publish(): take no lock of ours (deque.append is atomic; Event.set uses its own private lock).
+        self._acks.append((mid, reason, time.monotonic()))
+        if (self._sender_idle or len(self._acks) >= _ACK_WAKE) and not self._wake.is_set():
+            self._wake.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self.homeassistant is not None:
@@ -449,54 +510,136 @@ class MqttSink:
 
     def _run_sender(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(0.25)
+            # PUBACKs are taken in batches: every _ACK_TICK_S while messages are out (or when many wait),
+            # and delivered messages leave the spool in one delete per _DELETE_DELAY_S (or _DELETE_BATCH).
+            busy = bool(self._outstanding or self._done)
+            self._sender_idle = not busy  # then the next PUBACK wakes it (it would wait 0.25 s)
+            self._wake.wait(_ACK_TICK_S if busy else 0.25)
+            self._sender_idle = False
             self._wake.clear()
             try:
                 self._drain_acks()
+                self._delete_done()
                 if self._connected.is_set():
                     self._hand_over()
+                    if self.homeassistant is not None:
+                        self.homeassistant.tick(time.monotonic())
             except Exception:  # never let the sender die: the spool keeps everything meanwhile
                 log.exception("MQTT sender: unexpected error; retrying in 1 s")
                 self._stop.wait(1.0)
         self._drain_acks()
+        self._delete_done(force=True)
+
+    def _delete_done(self, force: bool = False) -> None:
+        """Remove acknowledged messages from the spool, many per transaction. Until then they are only
+        counted in the depth: a crash meanwhile sends them again (at-least-once), nothing is lost."""
+        done = self._done
+        if not done:
+            return
+        if force or len(done) >= _DELETE_BATCH or time.monotonic() - self._done_since >= _DELETE_DELAY_S:
+            self._done = []
+            self.spool.delete(done)
 
     def _hand_over(self) -> None:
-        if self._resync:
-            if self._outstanding:
-                return
-            self._resync = False
-        if self._retry_from is not None:
-            if self._outstanding or time.monotonic() < self._retry_at:
-                return
-            self._cursor = min(self._cursor, self._retry_from - 1)
-            self._retry_from = None
-        room = self._window - len(self._outstanding)
+        """Hand spooled messages to paho in spool order (after a restart, a break or a backlog; the
+        writer hands over new messages itself while nothing is waiting before them). The file is read
+        without _send_lock held: a writer in its commit holds the spool's lock, and must not find
+        _send_lock taken for that long (it would leave its batch to this thread)."""
+        with self._send_lock:
+            if self._resync:
+                if self._outstanding:
+                    return
+                self._resync = False
+            if self._retry_from is not None:
+                if self._outstanding or time.monotonic() < self._retry_at:
+                    return
+                self._cursor = min(self._cursor, self._retry_from - 1)
+                self._retry_from = None
+            room = min(self._handover - len(self._outstanding), 256)
+            cursor = self._cursor
         if room <= 0:
             return
+        rows = self.spool.fetch_rows(cursor, room)
+        if not rows:
+            return
+        # Rows from the file carry their wall-clock time of writing; the latency stats want monotonic.
+        offset = time.monotonic() - time.time()
+        with self._send_lock:
+            if self._resync or self._retry_from is not None or not self._connected.is_set():
+                return
+            if self._cursor < cursor:  # cannot happen (only this thread moves it back); read again next time
+                return
+            if self._cursor > cursor:  # the writer handed some over meanwhile: they are the oldest ones
+                rows = [r for r in rows if r[0] > self._cursor]
+            rejected = self._publish_rows(rows, None, offset) if rows else []
+        if rejected:
+            self.spool.delete(rejected)
+        if len(rows) == room:
+            self._wake.set()
+
+    def _publish_rows(self, rows: list[tuple[int, str, bytes, int, float, int]], t_written: float | None,
+                      offset: float = 0.0) -> list[int]:
+        """publish() each row at QoS 1 (``_send_lock`` held); returns the ids paho refused outright."""
+        publish = self._client.publish
+        props = self._publish_props
+        outstanding = self._outstanding
         ok = (self._paho.MQTT_ERR_SUCCESS, self._paho.MQTT_ERR_NO_CONN)
-        rejected = []
-        for m in self.spool.fetch(self._cursor, room):
-            t_handed = time.monotonic()
+        rejected: list[int] = []
+        t_handed = time.monotonic()
+        for row in rows:
+            spool_id, topic, payload, retain = row[0], row[1], row[2], row[3]
             try:
-                info = self._client.publish(m.topic, m.payload, qos=1, retain=m.retain,
-                                            properties=self._publish_props)
+                info = publish(topic, payload, 1, bool(retain), props)
                 rc = info.rc
             except ValueError as exc:
                 info, rc = None, str(exc)
-            self._cursor = m.id
+            self._cursor = spool_id
             if info is None or rc not in ok:
-                rejected.append(m.id)
-                self._log_rejected(m.topic, rc)
+                rejected.append(spool_id)
+                self._log_rejected(topic, rc)
                 continue
-            self._outstanding[info.mid] = (m.id, t_handed, m.created, m.topic)
-            self.published += 1
-            if self._metrics:
-                self._metrics.published.inc()
+            outstanding[info.mid] = (spool_id, t_handed, row[4] + offset if t_written is None else t_written, topic)
+        n = len(rows) - len(rejected)
+        self.published += n
+        if self._metrics:
+            self._metrics.published.inc(n)
         if rejected:
             self.rejected += len(rejected)
             if self._metrics:
                 self._metrics.rejected.inc(len(rejected))
-            self.spool.delete(rejected)
+        return rejected
+
+    def _hand_over_new(self, rows: list[tuple[int, str, bytes, int]]) -> None:
+        """Spool.append_many's before_write: the writer publishes its own new rows while they are inserted
+        and committed, when nothing is waiting before them; else the sender takes them from the file.
+        Never blocks on _send_lock (the sender may hold it while waiting for the spool's lock)."""
+        if not self._connected.is_set() or self._resync or self._retry_from is not None:
+            return
+        if not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            if self._resync or self._retry_from is not None or self._cursor != rows[0][0] - 1:
+                return
+            room = self._handover - len(self._outstanding)
+            if room <= 0:
+                return
+            if room < len(rows):
+                rows = rows[:room]
+            self._batch_first = rows[0][0]
+            self._batch_rejected = self._publish_rows(rows, self._t_write)
+            self._batch_handed = len(rows)
+        finally:
+            self._send_lock.release()
+
+    def _forget_batch(self, first_id: int) -> None:
+        """A batch handed over before its commit failed: its ids will be used again, so its PUBACKs must
+        not delete anything and the sender must not think it sent them. (paho still delivers what it
+        has: the broker may get records whose write() raised; nothing is lost either way.)"""
+        with self._send_lock:
+            for mid in [m for m, e in self._outstanding.items() if e[0] >= first_id]:
+                del self._outstanding[mid]
+            if self._cursor >= first_id:
+                self._cursor = first_id - 1
 
     def _log_rejected(self, topic: str, reason: object) -> None:
         now = time.monotonic()
@@ -507,80 +650,114 @@ class MqttSink:
                         "check the broker's ACL for this device)", topic, reason, self.rejected)
 
     def _drain_acks(self) -> None:
+        acks = self._acks
+        if not acks:
+            return
         done: list[int] = []
-        now_wall = time.time()
-        while True:
-            try:
-                mid, code, reason, t_ack = self._acks.get_nowait()
-            except queue.Empty:
-                break
-            entry = self._outstanding.pop(mid, None)
-            if entry is None:  # availability / discovery messages
-                continue
-            spool_id, t_handed, created, topic = entry
-            done.append(spool_id)
-            failed = code >= 0x80
-            if code in _TRANSIENT:
-                # The broker is busy or over quota: keep it and send it (and what follows) again soon.
-                done.pop()
-                self._retry_from = spool_id if self._retry_from is None else min(self._retry_from, spool_id)
-                self._retry_at = time.monotonic() + 1.0
-                self.retries += 1
-                if self.retries == 1 or self.retries % 1000 == 0:
-                    log.warning("MQTT broker asked to retry a message on %s (%s); will resend it", topic, reason)
-                continue
+        publish_lat: list[float] = []
+        delivery_lat: list[float] = []
+        failed = 0
+        with self._send_lock:
+            outstanding = self._outstanding
+            while acks:
+                mid, reason, t_ack = acks.popleft()
+                entry = outstanding.pop(mid, None)
+                if entry is None:  # availability / discovery messages
+                    continue
+                code = getattr(reason, "value", 0)
+                if code >= 0x80:
+                    spool_id, _, _, topic = entry
+                    if code in _TRANSIENT:
+                        # The broker is busy or over quota: keep it and send it (and what follows) again soon.
+                        self._retry_from = spool_id if self._retry_from is None else min(self._retry_from, spool_id)
+                        self._retry_at = time.monotonic() + 1.0
+                        self.retries += 1
+                        if self.retries == 1 or self.retries % 1000 == 0:
+                            log.warning("MQTT broker asked to retry a message on %s (%s); will resend it",
+                                        topic, reason)
+                        continue
+                    done.append(spool_id)
+                    failed += 1
+                    self.rejected += 1
+                    self._log_rejected(topic, reason)
+                    continue
+                done.append(entry[0])
+                publish_lat.append(t_ack - entry[1])
+                delivery_lat.append(t_ack - entry[2])
+        self.acked += len(publish_lat)
+        for v in publish_lat:
+            self.publish_latency.add(v)
+        for v in delivery_lat:
+            self.delivery_latency.add(v)
+        m = self._metrics
+        if m:
+            if publish_lat:
+                m.acked.inc(len(publish_lat))
+                for v in publish_lat:
+                    m.latency.observe(v)
+                for v in delivery_lat:
+                    m.delivery.observe(v)
             if failed:
-                self.rejected += 1
-                self._log_rejected(topic, reason)
-                if self._metrics:
-                    self._metrics.rejected.inc()
-                continue
-            self.acked += 1
-            latency = max(0.0, t_ack - t_handed)
-            delivery = max(0.0, now_wall - created)
-            self.publish_latency.add(latency)
-            self.delivery_latency.add(delivery)
-            if self._metrics:
-                self._metrics.acked.inc()
-                self._metrics.latency.observe(latency)
-                self._metrics.delivery.observe(delivery)
+                m.rejected.inc(failed)
         if done:
-            self.spool.delete(done)
-            self._wake.set()  # room in the window: hand over more
+            if not self._done:
+                self._done_since = time.monotonic()
+            self._done.extend(done)
 
     # -- the Sink protocol --------------------------------------------------------------------
 
     def _topic_for(self, record: Record) -> str:
         key = (record.kind, record.source)
-        if key not in self._sources:
+        topic = self._topics.get(key)
+        if topic is None:
             if record.kind not in _KIND_DIRS:
                 raise BadInput(f"record kind {record.kind!r} is not one of {', '.join(_KIND_DIRS)}")
             _valid_topic_part(record.source, f"{record.kind} source", allow_slash=True)
             if record.kind == "status" and record.source == AVAILABILITY:
                 raise BadInput("status source 'availability' is reserved for the online/offline topic")
-            if record.device_id != self.options.device_id:
-                raise BadInput(f"record for device {record.device_id!r} given to the MQTT sink of device "
-                               f"{self.options.device_id!r}")
-            self._sources.add(key)
-        return self.options.topic(record.kind, record.source)
+            topic = self._topics[key] = self.options.topic(record.kind, record.source)
+        if record.device_id != self.options.device_id:
+            raise BadInput(f"record for device {record.device_id!r} given to the MQTT sink of device "
+                           f"{self.options.device_id!r}")
+        return topic
 
     def write(self, record: Record) -> None:
-        """Append to the spool (on disk when this returns); the sender publishes it."""
+        """Append to the spool (on disk when this returns); the record goes to the broker meanwhile."""
         self.write_many((record,))
 
     def write_many(self, records: Iterable[Record]) -> None:
-        """Like ``write`` for several records, in one transaction: one fsync for all of them."""
+        """Like ``write`` for several records, in one transaction: one fsync for all of them.
+
+        While the commit's fsync runs, the new messages are already handed to paho when nothing is waiting
+        before them (so write → PUBACK costs about what a bare publish → PUBACK does); they are durable,
+        and the sink counts them accepted, only when this returns. If the commit fails this raises and
+        nothing of the batch is in the spool, though the broker may get some of it."""
         if self._closed:
             raise RuntimeError("MQTT sink is closed")
-        records = list(records)
-        batch = [(self._topic_for(r), encode_record(r), False) for r in records]
+        t_write = time.monotonic()
+        records = records if isinstance(records, list | tuple) else list(records)
+        topic_for = self._topic_for
+        batch = [(topic_for(r), encode_record(r), False) for r in records]
         if not batch:
             return
         with self._lock:
             before = self.spool.dropped
-            self.spool.append_many(batch)
+            self._t_write = t_write
+            self._batch_first = 0
+            self._batch_handed = 0
+            self._batch_rejected = []
+            try:
+                self.spool.append_many(batch, self._hand_over_new)
+            except BaseException:
+                if self._batch_first:
+                    self._forget_batch(self._batch_first)
+                raise
+            rejected = self._batch_rejected
+            handed = self._batch_handed
             self.written += len(batch)
             dropped = self.spool.dropped - before
+        if rejected:
+            self.spool.delete(rejected)
         if dropped:
             if self._metrics:
                 self._metrics.dropped.inc(dropped)
@@ -590,7 +767,8 @@ class MqttSink:
         if self.homeassistant is not None:
             for r in records:
                 self.homeassistant.observe(r)
-        self._wake.set()
+        if handed < len(batch) and not self._wake.is_set():
+            self._wake.set()  # the sender takes what the writer could not hand over (PUBACKs wake it too)
 
     def flush(self) -> None:
         """Records are durable once written; this only nudges the sender."""

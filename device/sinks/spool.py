@@ -25,12 +25,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from device.errors import BadInput
+from device.errors import BadInput, SpinalError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
+_INSERT = "INSERT INTO messages (id, topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?, ?)"
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
 
 
@@ -82,6 +83,18 @@ class SpooledMessage:
     size: int
 
 
+class SpoolError(SpinalError):
+    """A write to the spool failed (disk full, I/O error). The message names SQLite's reason; the
+    failed transaction was rolled back, so the spool holds what it held before."""
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    """SQLite's message and its error name, on one line: ``database or disk is full (SQLITE_FULL)``."""
+    name = getattr(exc, "sqlite_errorname", None)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{text} ({name})" if name and name not in text else text
+
+
 class _Corrupt(sqlite3.DatabaseError):
     """The file opened but its content failed SQLite's own check."""
 
@@ -92,10 +105,6 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
         return True
     code = getattr(exc, "sqlite_errorcode", None)
     return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-def _message_size(topic: str, payload: bytes) -> int:
-    return len(topic.encode()) + len(payload) + _PER_MESSAGE_OVERHEAD
 
 
 class Spool:
@@ -118,6 +127,7 @@ class Spool:
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
         self._dropped_total = int(row[0]) if row else 0
+        self._next_id = self._read_next_id()
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -187,44 +197,96 @@ class Spool:
         (it is then counted as dropped). Drops the oldest messages when over the bounds."""
         return self.append_many([(topic, payload, retain)])[0]
 
-    def append_many(self, messages: Iterable[tuple[str, bytes, bool]]) -> list[int | None]:
-        """Store several messages in one transaction (one fsync)."""
+    def append_many(self, messages: Iterable[tuple[str, bytes, bool]],
+                    before_write: Callable[[list[tuple[int, str, bytes, int]]], None] | None = None,
+                    ) -> list[int | None]:
+        """Store several messages in one transaction (one fsync); returns their ids in order (None for
+        a message bigger than ``max_bytes`` on its own, which is dropped and counted).
+
+        ``before_write(rows)`` is called with ``(id, topic, payload, retain)`` of the new messages, with
+        the ids they are about to get, before the transaction starts (the spool's lock is held, so no
+        other write can come between): the MQTT sink hands them to the network while the insert and the
+        commit's fsync run. Nothing is durable until this method returns; when it raises, nothing of the
+        batch is in the spool. (A batch bigger than the spool loses its oldest messages to drop-oldest
+        in the same transaction; they were handed over all the same.)
+
+        A failed write (disk full, I/O error) raises :class:`SpoolError` with SQLite's own reason; the
+        transaction is rolled back and depth, bytes and the drop counters are re-read from the file,
+        so they stay equal to what the table holds."""
         now = time.time()
+        rows: list[tuple[int, str, bytes, int, float, int]] = []
         ids: list[int | None] = []
+        oversize = 0
+        max_bytes = self.options.max_bytes
         with self._lock:
             self._check_open()
+            next_id = self._next_id
+            for topic, payload, retain in messages:
+                size = len(topic.encode()) + len(payload) + _PER_MESSAGE_OVERHEAD
+                if size > max_bytes:
+                    oversize += 1
+                    ids.append(None)
+                    continue
+                # Explicit ids: the ones before_write was told, or the insert fails (never silently others).
+                rows.append((next_id, topic, payload, int(retain), now, size))
+                ids.append(next_id)
+                next_id += 1
+            if before_write is not None and rows:
+                before_write([(r[0], r[1], r[2], r[3]) for r in rows])
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
-                added = 0
-                oversize = 0
-                for topic, payload, retain in messages:
-                    size = _message_size(topic, payload)
-                    if size > self.options.max_bytes:
-                        oversize += 1
-                        ids.append(None)
-                        continue
-                    cur = db.execute(
-                        "INSERT INTO messages (topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?)",
-                        (topic, payload, int(retain), now, size))
-                    ids.append(cur.lastrowid)
-                    self._count += 1
-                    self._bytes += size
-                    added += 1
+                db.execute("BEGIN IMMEDIATE")
+                if rows:
+                    db.executemany(_INSERT, rows)
+                    self._count += len(rows)
+                    self._bytes += sum(r[5] for r in rows)
                 dropped = self._drop_over_bounds(db) + oversize
                 if dropped:
                     self._add_dropped(db, dropped)
                 db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._undo(db, before)
+                raise SpoolError(f"MQTT spool {self.path}: could not store {len(rows)} message(s): "
+                                 f"{_reason(exc)}; nothing of this batch was kept") from None
             except BaseException:
-                db.execute("ROLLBACK")
-                self._recount()
+                self._undo(db, before)
                 raise
+            self._next_id = next_id
         if oversize:
             log.warning("MQTT spool: %d message(s) larger than mqtt.spool.max_bytes (%d) dropped",
                         oversize, self.options.max_bytes)
         return ids
 
+    def _read_next_id(self) -> int:
+        """The id AUTOINCREMENT would give next: one past the largest ever given out."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        top = self._db.execute("SELECT MAX(id) FROM messages").fetchone()[0]
+        return max(int(row[0]) if row else 0, int(top or 0)) + 1
+
+    def _undo(self, db: sqlite3.Connection, before: tuple[int, int, int, int]) -> None:
+        """After a failed write: roll back what SQLite has not already rolled back itself (after
+        SQLITE_FULL or an I/O error it may have), then take the counters from the file."""
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # the original error is the one to report
+                log.debug("MQTT spool: ROLLBACK after a failed write: %s", exc)
+        count, size, dropped, total = before
+        try:
+            self._next_id = self._read_next_id()
+            count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+            row = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+            total_now = int(row[0]) if row else 0
+        except sqlite3.Error as exc:  # cannot even read: keep the values from before the transaction
+            log.debug("MQTT spool: recount after a failed write: %s", exc)
+            total_now = total
+        self._count, self._bytes = count, size
+        self.dropped = dropped + (total_now - total)
+        self._dropped_total = total_now
+
     def _drop_over_bounds(self, db: sqlite3.Connection) -> int:
+        """Drop the oldest until both bounds hold; returns how many."""
         over_count = self._count - self.options.max_messages
         over_bytes = self._bytes - self.options.max_bytes
         if over_count <= 0 and over_bytes <= 0:
@@ -257,18 +319,26 @@ class Spool:
             self._bytes -= sum(r[0] for r in rows)
         return removed
 
-    def _recount(self) -> None:
-        self._count, self._bytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
-
     def fetch(self, after_id: int = 0, limit: int = 100) -> list[SpooledMessage]:
         """The next ``limit`` messages with ``id > after_id``, oldest first."""
+        return [SpooledMessage(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in self.fetch_rows(after_id, limit)]
+
+    def fetch_rows(self, after_id: int = 0, limit: int = 100) -> list[tuple[int, str, bytes, int, float, int]]:
+        """Like :meth:`fetch`, as plain ``(id, topic, payload, retain, created, size)`` tuples (the sender's
+        hot path: no object per message)."""
         with self._lock:
             self._check_open()
-            rows = self._db.execute(
+            return self._db.execute(
                 "SELECT id, topic, payload, retain, created, size FROM messages WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit)).fetchall()
-        return [SpooledMessage(r[0], r[1], bytes(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    def head_cursor(self) -> int:
+        """The id just before the oldest stored message (when empty: the last id given out), so that
+        ``fetch_rows(head_cursor())`` starts at the head of the FIFO."""
+        with self._lock:
+            self._check_open()
+            oldest = self._db.execute("SELECT MIN(id) FROM messages").fetchone()[0]
+            return int(oldest) - 1 if oldest is not None else self._next_id - 1
 
     def delete(self, ids: Iterable[int]) -> int:
         """Remove delivered messages (ids already gone, e.g. dropped meanwhile, are ignored)."""
@@ -281,20 +351,26 @@ class Spool:
             # A delete lost in a power cut only means a repeat (at-least-once), so it need not wait for
             # an fsync of its own; the next append's FULL commit syncs the WAL, these frames included.
             relaxed = self.options.synchronous == "full"
-            if relaxed:
-                db.execute("PRAGMA synchronous=NORMAL")
+            before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
+                if relaxed:
+                    db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("BEGIN IMMEDIATE")
-                try:
-                    removed = self._delete_ids(db, ids)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    self._recount()
-                    raise
+                removed = self._delete_ids(db, ids)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._undo(db, before)
+                raise SpoolError(f"MQTT spool {self.path}: could not remove {len(ids)} delivered message(s): "
+                                 f"{_reason(exc)}; they stay and will be sent again") from None
+            except BaseException:
+                self._undo(db, before)
+                raise
             finally:
                 if relaxed:
-                    db.execute("PRAGMA synchronous=FULL")
+                    try:
+                        db.execute("PRAGMA synchronous=FULL")
+                    except sqlite3.Error as exc:  # pragma: no cover - only on a broken connection
+                        log.error("MQTT spool %s: cannot restore synchronous=FULL: %s", self.path, exc)
         return removed
 
     # -- state -------------------------------------------------------------------------------

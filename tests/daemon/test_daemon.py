@@ -401,7 +401,10 @@ def test_sequence_numbers_survive_a_restart(tmp_path, bundles):
         assert code == 0, err
     seqs = [r["seq"] for r in records(tmp_path / "out.jsonl") if r["kind"] == "status"]
     assert len(seqs) == len(set(seqs)), "no status sequence number is used twice across runs"
-    assert json.loads((tmp_path / "seq.json").read_text())["status"] >= 1000
+    # A clean restart continues at the next number (before: at the next multiple of 1000).
+    assert seqs == list(range(len(seqs))), seqs
+    saved = json.loads((tmp_path / "seq.json").read_text())
+    assert saved["next"]["status"] == len(seqs) and saved["reserved"]["status"] >= len(seqs)
 
 
 @pytest.mark.parametrize(("bundle", "code", "message"), [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-import device.daemon
+import device.daemon.model
 from device.config import load_config
 from device.daemon import Daemon, RunOptions
 from device.systemd import Notifier
@@ -23,7 +23,7 @@ def test_an_unexpected_error_during_a_hot_reload_keeps_the_daemon_and_its_model(
         def broken(*args, **kwargs):
             raise KeyError("output/model.onnx/logits")  # e.g. a bug tripped over by an odd bundle
 
-        monkeypatch.setattr(device.daemon, "load_candidate", broken)
+        monkeypatch.setattr(device.daemon.model, "load_candidate", broken)
         daemon.reload_event.set()  # what SIGHUP does
         wait_for(lambda: daemon.last_reload and daemon.last_reload["result"] == "failed", what="reload failed")
         # Before: the KeyError escaped the supervisor, run() raised without shutting down (sinks not closed).
@@ -43,14 +43,14 @@ def test_a_slow_reload_keeps_pinging_the_watchdog_while_the_daemon_is_healthy(tm
     notify = NotifySocket(tmp_path / "notify.sock")
     notifier = Notifier({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000"})
     daemon = Daemon(load_config(write_config(tmp_path, bundles["good"])), RunOptions(sim=True), notifier=notifier)
-    real = device.daemon.load_candidate
+    real = device.daemon.model.load_candidate
 
     def slow(config, channels, generation):  # a big model's load + canary on a small board
         if generation > 1:
             time.sleep(1.5)
         return real(config, channels, generation)
 
-    monkeypatch.setattr(device.daemon, "load_candidate", slow)
+    monkeypatch.setattr(device.daemon.model, "load_candidate", slow)
     runner = threading.Thread(target=daemon.run, daemon=True)
     runner.start()
     try:

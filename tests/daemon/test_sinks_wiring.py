@@ -142,7 +142,7 @@ def test_notifier_speaks_to_path_and_abstract_sockets_and_respects_watchdog_pid(
 def test_sequence_numbers_are_reserved_in_blocks(tmp_path):
     c = SeqCounter(tmp_path)
     assert [c.next("prediction") for _ in range(3)] == [0, 1, 2]
-    assert json.loads((tmp_path / "seq.json").read_text()) == {"prediction": 1000}
+    assert json.loads((tmp_path / "seq.json").read_text()) == {"reserved": {"prediction": 1000}}
     again = SeqCounter(tmp_path)  # after a crash: never reuse a number
     assert again.next("prediction") == 1000
     assert SeqCounter(None).next("status") == 0
@@ -165,3 +165,39 @@ def test_jsonl_lines_are_strict_json_with_nan_and_numpy_values(tmp_path):
 
     line = json.loads(path.read_text(), parse_constant=refuse)
     assert line["data"] == {"score": None, "t": 2.5, "v": [0, 1], "inf": None}
+
+
+def test_jsonl_keeps_records_while_a_reopen_after_rotation_fails_and_writes_them_once_it_works(tmp_path, monkeypatch):
+    """Before: the sink kept the closed file and every later write raised 'I/O operation on closed file'."""
+    import errno
+
+    import device.sinks.jsonl as jsonl
+
+    monkeypatch.setattr(jsonl, "RETRY_S", 0.0)
+    path = tmp_path / "records.jsonl"
+    sink = JsonlSink(JsonlOptions(path=path, rotate_bytes=600, keep=50, fsync="flush"))
+    real_open = sink._open_fd
+    broken = {"on": False}
+
+    def open_fd(p):
+        if broken["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(p)
+
+    monkeypatch.setattr(sink, "_open_fd", open_fd)
+    failures = 0
+    for i in range(60):
+        broken["on"] = 20 <= i < 40  # every reopen after a rotation in this stretch fails
+        try:
+            sink.write_many([rec(i, pad="x" * 30)])
+        except OSError as exc:
+            failures += 1
+            assert "No space left" in str(exc) and "closed file" not in str(exc)
+    sink.close()
+    assert failures > 0 and sink.rotations > 2
+    seqs = []
+    for f in sorted(path.parent.glob("records.jsonl*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit()
+                    else 0):
+        seqs += [json.loads(line)["seq"] for line in f.read_text().splitlines()]
+    assert seqs == list(range(60)), "every record, once, in order"
+    assert sink.stats()["pending"] == 0 and sink.stats()["error"] is None

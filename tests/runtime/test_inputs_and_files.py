@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,155 @@ def test_golden_outputs_with_too_few_samples_are_a_bundle_error(bundle_dir: Path
         model = load_model(bundle, RuntimePolicy(runtime="onnxruntime", artifact="fp32"))
         with pytest.raises(BundleError, match=rf"{key} holds 3 samples, manifest.json golden.count says 8"):
             check_golden(model, bundle.manifest, bundle.load_golden(), bundle.manifest.artifact("model_fp32.onnx"))
+
+
+# --------------------------------------------------------------------------------------------
+# Plain files with dynamic axes (--input-shape), and crash isolation of every runtime's first contact
+
+
+def _spinal(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``spinal ARGS`` in a fresh process: a crash (SIGSEGV) shows as a negative exit status, not a dead test run."""
+    import os
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    full = {**os.environ, **(env or {})}
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [(env or {}).get("PYTHONPATH"), root]))
+    return subprocess.run([sys.executable, "-c", "from device.cli import main; main()", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, env=full)
+
+
+@pytest.fixture
+def dynamic_conv_onnx(tmp_path: Path) -> Path:
+    """A Conv1d (kernel 5, no padding) over a dynamic batch and time axis: size 1 cannot run it."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "time"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, "out_time"])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_verify_and_bench_take_the_size_of_dynamic_axes(dynamic_conv_onnx: Path) -> None:
+    """Size 1 on every dynamic axis reported a valid model FAILED (exit 1) with no way to say better."""
+    plain = run_cli("verify", dynamic_conv_onnx, "--runtime", "onnxruntime")
+    assert plain.exit_code == 1
+    assert "--input-shape x=N,3,N" in plain.stdout, plain.stdout
+    shaped = run_cli("verify", dynamic_conv_onnx, "--runtime", "onnxruntime", "--input-shape", "x=2,3,20")
+    assert shaped.exit_code == 0, shaped.stdout + shaped.stderr
+    assert "y [2, 4, 16]" in shaped.stdout
+    wrong = run_cli("verify", dynamic_conv_onnx, "--input-shape", "q=1,3,20")
+    assert wrong.exit_code == 2 and "has no input 'q' (inputs: x)" in wrong.stderr, wrong.stderr
+    fixed = run_cli("verify", dynamic_conv_onnx, "--input-shape", "x=1,4,20")
+    assert fixed.exit_code == 2 and "dim 1 of input 'x' is fixed at 3" in fixed.stderr, fixed.stderr
+    bench = run_cli("bench", dynamic_conv_onnx, "--runtime", "onnxruntime", "--threads", "1", "--seconds", "0.05",
+                    "--input-shape", "x=1,3,20", "--json")
+    assert bench.exit_code == 0, bench.stdout + bench.stderr
+    assert all("error" not in row for row in __import__("json").loads(bench.stdout)["rows"])
+
+
+@pytest.fixture(scope="module")
+def tf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """TFLite files TensorFlow makes here: one with a dynamic time axis (shape_signature [1, -1, 3]) and a
+    sparse one (a pruned Conv2D converted with EXPERIMENTAL_SPARSITY: a DENSIFY operator)."""
+    tf = pytest.importorskip("tensorflow")
+    out = tmp_path_factory.mktemp("tf")
+    rng = np.random.default_rng(0)
+    inp = tf.keras.Input((None, 3), batch_size=1)
+    dynamic = tf.keras.Model(inp, tf.keras.layers.Conv1D(4, 5)(inp))
+    (out / "dynamic.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(dynamic).convert())
+    inp = tf.keras.Input((8, 8, 16), batch_size=1)
+    layer = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)
+    sparse = tf.keras.Model(inp, layer(inp))
+    w = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
+    layer.set_weights([w * (rng.random(w.shape) < 0.1)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(sparse)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    (out / "sparse.tflite").write_bytes(conv.convert())
+    inp = tf.keras.Input((16,), batch_size=1)
+    dense = tf.keras.Model(inp, tf.keras.layers.Dense(8)(inp))
+    for precision in ("fp16", "int8"):
+        conv = tf.lite.TFLiteConverter.from_keras_model(dense)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if precision == "fp16":
+            conv.target_spec.supported_types = [tf.float16]
+        else:
+            conv.representative_dataset = lambda: ([rng.standard_normal((1, 16)).astype(np.float32)] for _ in range(8))
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        (out / f"{precision}.tflite").write_bytes(conv.convert())
+    return {name: out / f"{name}.tflite" for name in ("dynamic", "sparse", "fp16", "int8")}
+
+
+def test_inspect_tells_fp16_weights_from_int8(tf_models: dict[str, Path]) -> None:
+    """An fp16-weight file (DEQUANTIZE float16 → float32) was reported `quantized: true`."""
+    import json
+
+    fp16 = json.loads(run_cli("inspect", tf_models["fp16"], "--json").stdout)
+    assert "DEQUANTIZE" in fp16["ops"]
+    assert (fp16["quantized"], fp16["precision"]) == (False, "fp16")
+    int8 = json.loads(run_cli("inspect", tf_models["int8"], "--json").stdout)
+    assert (int8["quantized"], int8["precision"]) == (True, "int8")
+    fp32 = json.loads(run_cli("inspect", tf_models["dynamic"], "--json").stdout)
+    assert (fp32["quantized"], fp32["precision"]) == (False, "fp32")
+    assert "precision fp16" in run_cli("inspect", tf_models["fp16"]).stdout
+
+
+def test_a_dynamic_tflite_file_is_resized_in_a_child_first(tf_models: dict[str, Path]) -> None:
+    """A TFLite file with a dynamic shape_signature, resized to size 1, crashed LiteRT inside verify."""
+    from device.modelfile import inspect_model_file
+
+    path = tf_models["dynamic"]
+    assert inspect_model_file(path).inputs[0].shape == [1, 1, 3]  # the signature says [1, -1, 3]
+    plain = _spinal("verify", path, "--runtime", "litert")
+    assert plain.returncode == 1, plain.stdout + plain.stderr  # a failed check, in a row: not a crash
+    assert "FAIL runs on litert" in plain.stdout and "--input-shape" in plain.stdout, plain.stdout
+    shaped = _spinal("verify", path, "--runtime", "litert", "--input-shape", "1,20,3")
+    assert shaped.returncode == 0, shaped.stdout + shaped.stderr
+    assert "[1, 16, 4]" in shaped.stdout
+
+
+# What tflite-runtime 2.14 does on sparse (DENSIFY) files from some packages (issue 14): it segfaults
+# reading them (get_tensor_details() there; allocating too, here, so that every way of loading the file meets
+# the crash). The files TensorFlow makes here do not crash it, so a sitecustomize put in front of the real
+# runtime, in every process of the command under test, makes it behave so.
+CRASH_ON_DENSIFY = '''
+try:
+    import ctypes
+    from tflite_runtime.interpreter import Interpreter
+
+    def _crashing(real):
+        def method(self, *args, **kwargs):
+            if any(op["op_name"] == "DENSIFY" for op in self._get_ops_details()):
+                ctypes.string_at(0)
+            return real(self, *args, **kwargs)
+        return method
+
+    Interpreter.get_tensor_details = _crashing(Interpreter.get_tensor_details)
+    Interpreter.allocate_tensors = _crashing(Interpreter.allocate_tensors)
+except ImportError:
+    pass
+'''
+
+
+def test_a_runtime_that_crashes_on_a_sparse_file_fails_one_row_not_verify(tf_models: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    """`spinal verify sparse.tflite` died with SIGSEGV (exit 139, nothing printed): tflite-runtime read it
+    in-process after a LiteRT-only probe."""
+    pytest.importorskip("tflite_runtime")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_ON_DENSIFY)
+    path = tf_models["sparse"]
+    result = _spinal("verify", path, env={"PYTHONPATH": str(hook), "SPINAL_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "ok   runs on litert" in result.stdout, result.stdout
+    assert "FAIL runs on tflite-runtime" in result.stdout and "SIGSEGV" in result.stdout, result.stdout
+    bundle_like = _spinal("inspect", path, env={"PYTHONPATH": str(hook)})
+    assert bundle_like.returncode == 0, bundle_like.stderr  # LiteRT reads it; inspect is unaffected

@@ -61,6 +61,25 @@ def test_int8_io_quantizes_inputs_and_dequantizes_outputs(bundle_dir: Path) -> N
     assert q.dtype == np.int8 and q.max() == 127
 
 
+def test_the_preallocated_quantizer_gives_the_codes_to_artifact_gives(bundle_dir: Path) -> None:
+    """The per-call fast path of an int8-io input (buffers allocated once) is bit for bit the general path:
+    rounding ties, clipping at both ends, and repeated calls that reuse the buffers."""
+    model = load_model(bundle_dir, RuntimePolicy(runtime="litert", artifact="int8-io"))
+    adapter = model._in[0]
+    quantize = adapter.quantizer()
+    assert quantize is not None
+    scale = float(adapter.quant[0])
+    rng = np.random.default_rng(4)
+    cases = [rng.standard_normal((1, T, C)).astype(np.float32) * k for k in (0.5, 3.0, 1e3)]
+    cases.append(((np.arange(T * C) % 7 - 3.5) * scale).reshape(1, T, C).astype(np.float32))  # exact ties
+    for x in cases:
+        np.testing.assert_array_equal(quantize(x), adapter.to_artifact(x))
+    first = quantize(cases[0]).copy()
+    assert not np.array_equal(quantize(cases[2]), first)
+    np.testing.assert_array_equal(quantize(cases[0]), first)
+    assert np.array_equal(model.run({"imu": cases[1]})["logits"], model._general({"imu": cases[1]})["logits"])
+
+
 def test_layout_adapter_feeds_nct_artifact_from_ntc_logical_input(bundle_dir: Path) -> None:
     """The ONNX artifact takes NCT; the logical input is NTC. Same outputs as the NTC TFLite model."""
     onnx_model = load_model(bundle_dir, RuntimePolicy(runtime="onnxruntime", artifact="model_fp32.onnx"))

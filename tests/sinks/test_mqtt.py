@@ -220,9 +220,24 @@ def test_secrets_file_errors_never_echo_content(tmp_path):
         load_secrets(f)
     assert "not valid TOML" in str(info.value) and PASSWORD not in str(info.value)
     f = write_secrets(tmp_path / "typo.secrets", f'usernam = "pi"\npassword = "{PASSWORD}"\n')
-    with pytest.raises(BadInput, match="unknown key 'usernam'") as info:
+    with pytest.raises(BadInput, match="the key on line 1 is not one of the allowed keys") as info:
         load_secrets(f)
-    assert PASSWORD not in str(info.value)
+    assert PASSWORD not in str(info.value) and "'usernam'" not in str(info.value)
+    assert "username, password, client_cert, client_key, client_key_password" in str(info.value)
+
+
+def test_a_password_pasted_as_a_key_is_not_printed(tmp_path):
+    """A password pasted on a line of its own (``s3cret = ""`` or a bare key) parses as an unknown key."""
+    f = write_secrets(tmp_path / "pasted.secrets",
+                      f'# credentials\nusername = "pi"\n\n"{PASSWORD}" = ""\npassword = "x"\n')
+    with pytest.raises(BadInput) as info:
+        load_secrets(f)
+    msg = str(info.value)
+    assert PASSWORD not in msg and "line 4" in msg and "\n" not in msg
+    f = write_secrets(tmp_path / "table.secrets", 'username = "pi"\n[s3cretTable]\nx = "1"\n')
+    with pytest.raises(BadInput, match="the table on line 2") as info:
+        load_secrets(f)
+    assert "s3cretTable" not in str(info.value)
 
 
 def test_client_key_readable_by_others_is_refused(tmp_path, tls_material):
@@ -341,3 +356,27 @@ def test_bad_client_key_password_is_a_clear_error(tls_material, make_sink, tmp_p
     with pytest.raises(BadInput, match="client certificate") as info:
         make_sink(1, tls=True, ca_file=tls_material["ca.crt"], secrets_file=secrets)
     assert "nope-nope" not in str(info.value)
+
+
+def test_sink_spool_and_discovery_log_through_device_loggers_not_stderr(tmp_path, make_sink, caplog, capfd):
+    """The daemon configures handlers on the ``device`` logger: every line of these modules must reach it
+    (a named ``device.sinks.*`` logger that propagates), nothing may go to stderr directly."""
+    from device.sinks.homeassistant import HomeAssistantOptions
+    from tests.sinks.mosquitto_broker import free_port
+
+    spool = tmp_path / "state" / "spool.db"
+    spool.parent.mkdir(parents=True)
+    spool.write_bytes(b"not a database" * 100)  # the spool logs an ERROR and starts afresh
+    caplog.set_level(logging.DEBUG, logger="device")
+    sink = make_sink(free_port(), spool=SpoolOptions(spool), homeassistant=HomeAssistantOptions())  # nobody listens
+    sink.write(reading(0))
+    assert wait_until(lambda: any("cannot connect" in r.getMessage() for r in caplog.records), 10)
+    sink.close()
+    names = {r.name for r in caplog.records}
+    assert {"device.sinks.spool", "device.sinks.mqtt"} <= names, names
+    assert all(n.startswith("device.sinks.") for n in names), names
+    for name in ("device.sinks.spool", "device.sinks.mqtt", "device.sinks.homeassistant", "device.sinks.mqtt.paho"):
+        lg = logging.getLogger(name)
+        assert lg.propagate and not lg.handlers, name
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""

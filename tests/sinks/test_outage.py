@@ -20,28 +20,33 @@ RATE = 100  # messages per second, readings and predictions alternating
 class Publisher(threading.Thread):
     """Writes records to the sink at a steady RATE (catching up if it falls behind)."""
 
-    def __init__(self, sink) -> None:
+    def __init__(self, sink, batch: int = 1) -> None:
         super().__init__(daemon=True)
         self.sink = sink
+        self.batch = batch  # > 1: write_many() of this many records every batch / RATE seconds
         self.stop = threading.Event()
         self.written: dict[str, list[int]] = {f"{BASE}/readings/bme280": [], f"{BASE}/predictions/activity": []}
         self.max_depth = 0
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        period, i = 1.0 / RATE, 0
+        period, i = self.batch / RATE, 0
         t_next = time.monotonic()
         try:
             while not self.stop.is_set():
-                n = i // 2
-                if i % 2 == 0:
-                    self.sink.write(reading(n))
-                    self.written[f"{BASE}/readings/bme280"].append(n)
+                records = []
+                for _ in range(self.batch):
+                    n = i // 2
+                    records.append(reading(n) if i % 2 == 0 else prediction(n))
+                    i += 1
+                if self.batch == 1:
+                    self.sink.write(records[0])
                 else:
-                    self.sink.write(prediction(n))
-                    self.written[f"{BASE}/predictions/activity"].append(n)
+                    self.sink.write_many(records)
+                for r in records:
+                    topic = f"{BASE}/readings/bme280" if r.kind == "reading" else f"{BASE}/predictions/activity"
+                    self.written[topic].append(r.seq)
                 self.max_depth = max(self.max_depth, self.sink.spool.depth)
-                i += 1
                 t_next += period
                 delay = t_next - time.monotonic()
                 if delay > 0:
@@ -50,12 +55,12 @@ class Publisher(threading.Thread):
             self.error = exc
 
 
-def run_outage(broker, subscriber, make_sink, outage_s: float) -> None:
+def run_outage(broker, subscriber, make_sink, outage_s: float, batch: int = 1) -> None:
     registry = CollectorRegistry()
     sink = make_sink(broker.port)
     sink.register_metrics(registry)
     assert wait_until(lambda: sink.connected, 10)
-    pub = Publisher(sink)
+    pub = Publisher(sink, batch)
     pub.start()
     time.sleep(3)
     broker.kill()
@@ -91,8 +96,9 @@ def run_outage(broker, subscriber, make_sink, outage_s: float) -> None:
           f"{repeats} repeats, reconnects {st['reconnects']}")
 
 
-def test_broker_killed_for_10_s(broker, subscriber, make_sink):
-    run_outage(broker, subscriber, make_sink, 10.0)
+@pytest.mark.parametrize("batch", [1, 10])
+def test_broker_killed_for_10_s(broker, subscriber, make_sink, batch):
+    run_outage(broker, subscriber, make_sink, 10.0, batch)
 
 
 @pytest.mark.slow

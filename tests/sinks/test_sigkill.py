@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from device.sinks.spool import Spool, SpoolOptions
 from tests.sinks.conftest import DEVICE, wait_until
 from tests.sinks.mosquitto_broker import first_arrivals
@@ -33,7 +35,10 @@ def accepted_lines(out: str) -> list[tuple[str, int]]:
     return [(k, int(s)) for k, s in (ln.split() for ln in lines if ln.startswith(("reading ", "prediction ")))]
 
 
-def test_publisher_sigkilled_at_random_moments_loses_nothing(broker, subscriber, tmp_path):
+@pytest.mark.parametrize("batch", [1, 50])
+def test_publisher_sigkilled_at_random_moments_loses_nothing(broker, subscriber, tmp_path, batch):
+    """batch 50: write_many() of 100 records, killed mid-batch too (the writer hands a batch to paho
+    before its commit): what write_many() had returned for must all arrive."""
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     spool = tmp_path / "state" / "spool.db"
@@ -43,7 +48,7 @@ def test_publisher_sigkilled_at_random_moments_loses_nothing(broker, subscriber,
         broker_down = run == 2
         if broker_down:
             broker.kill()
-        child = start_child(broker.port, spool, "--base", str(run * 1_000_000))
+        child = start_child(broker.port, spool, "--base", str(run * 1_000_000), "--batch", str(batch))
         assert child.stdout.readline() == "started\n", child.stderr.read()
         time.sleep(rng.uniform(0.2, 1.5))
         os.kill(child.pid, signal.SIGKILL)

@@ -151,3 +151,43 @@ def test_spool_matches_a_bounded_fifo_model(tmp_path: Path, ops, max_messages) -
             assert sp.depth == len(model) and sp.dropped_total == dropped
     finally:
         sp.close()
+
+
+def _table_truth(sp: Spool) -> tuple[int, int, int]:
+    db = sqlite3.connect(sp.path)
+    try:
+        count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+        row = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+    finally:
+        db.close()
+    return count, size, int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_a_full_disk_reports_sqlite_s_reason_and_counters_stay_true(tmp_path: Path, batch: int) -> None:
+    """SQLITE_FULL (a tiny max_page_count stands in for a full disk): SQLite rolls the transaction back
+    itself; the error must be SQLite's own reason on one line (not 'cannot rollback - no transaction is
+    active'), and depth, bytes and the drop counters must stay what the table holds."""
+    with Spool(opts(tmp_path, max_messages=12)) as sp:
+        pages = sp._db.execute("PRAGMA page_count").fetchone()[0]
+        sp._db.execute(f"PRAGMA max_page_count={pages + 4}")
+        errors = []
+        for i in range(60):
+            try:
+                sp.append_many([("t", bytes([i]) * 1500, False)] * batch)
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+            assert (sp.depth, sp.bytes, sp.dropped_total) == _table_truth(sp), f"after append {i}"
+            assert sp.dropped == sp.dropped_total
+        assert errors, "the tiny page budget never filled up"
+        assert all(e.startswith("SpoolError: ") and "database or disk is full" in e and "SQLITE_FULL" in e
+                   and "\n" not in e for e in errors)
+        assert not any("rollback" in e for e in errors)
+        assert sp.depth <= 12
+        sp._db.execute("PRAGMA max_page_count=1073741823")  # space again: the spool works on
+        assert sp.append("t", b"after") is not None
+        truth = _table_truth(sp)
+        assert (sp.depth, sp.bytes, sp.dropped_total) == truth
+    with Spool(opts(tmp_path, max_messages=12)) as sp:
+        assert (sp.depth, sp.bytes, sp.dropped_total) == truth
+        assert sp.fetch(0, 100)[-1].payload == b"after"

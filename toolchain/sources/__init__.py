@@ -58,8 +58,8 @@ def detect_kind(model: str) -> str:
         return "torch"
     if not path.exists():
         raise BadInput(f"{model}: no such file, and not a 'package.module:factory' PyTorch reference")
-    raise BadInput(f"{model}: unknown model type; give .onnx, a PyTorch .pt2/.pt or 'package.module:factory', "
-                   "a Keras .keras/.h5/SavedModel directory, or a scikit-learn .joblib/.pkl")
+    raise BadInput(f"{model}: unknown model type; give .onnx or .tflite, a PyTorch .pt2/.pt or "
+                   "'package.module:factory', a Keras .keras/.h5/SavedModel directory, or a scikit-learn .joblib/.pkl")
 
 
 def load_source(model: str, workdir: Path, opts: SourceOptions) -> SourceModel:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,25 @@ def load_torch(spec: str, workdir: Path, opts: SourceOptions) -> SourceModel:
     import torch
 
     module, example = load_module(spec)
+    notes: list[str] = []
+    if example is None and not opts.input_shapes and set(opts.hint_shapes) - {"labels", "targets"}:
+        # The calibration data give the shapes: N samples of one input each, so a batch of one is (1, *sample).
+        hints = {k: v for k, v in opts.hint_shapes.items() if k not in ("labels", "targets")}
+        if opts.input_names and "" not in hints:
+            missing = [n for n in opts.input_names if n not in hints]
+            if missing:
+                raise BadInput(f"{spec}: --input-name {missing[0]!r} has no array in the calibration data (it has "
+                               f"{', '.join(hints)}); give --input-shape")
+            hints = {n: hints[n] for n in opts.input_names}
+        opts = replace(opts, input_shapes={name: (1, *shape[1:]) for name, shape in hints.items()})
+        notes.append("input shape(s) from the calibration data: " + "; ".join(
+            f"{name or 'input'} {list(shape)}" for name, shape in opts.input_shapes.items()) +
+            (" (in the data file's order)" if len(hints) > 1 and not opts.input_names else "") +
+            "; --input-shape overrides")
     if example is None:
         if not opts.input_shapes:
             raise BadInput(f"{spec}: a PyTorch model needs --input-shape (e.g. --input-shape 1,3,64, or "
-                           "--input-shape NAME:1,3,64 once per input)")
+                           "--input-shape NAME:1,3,64 once per input) or --calibration data to take it from")
         shapes = list(opts.input_shapes.values())
         example = tuple(torch.randn(*shape) for shape in shapes)
         names = [n for n in opts.input_shapes if n] if all(opts.input_shapes) else []
@@ -164,7 +180,7 @@ def load_torch(spec: str, workdir: Path, opts: SourceOptions) -> SourceModel:
             raise ModelFileError(f"{spec}: torch.onnx.export failed ({type(exc).__name__}: {message})") from None
     import onnx
 
-    notes: list[str] = [f"exported with torch {torch.__version__} (TorchScript exporter, opset {opts.opset})"]
+    notes.insert(0, f"exported with torch {torch.__version__} (TorchScript exporter, opset {opts.opset})")
     out = workdir / "model.fp32.onnx"
     finalize(onnx.load(str(raw)), out, SourceOptions(opset=opts.opset), label=spec, notes=notes)
     raw.unlink()

@@ -103,7 +103,8 @@ class SimBME280(RegisterDevice):
 
     def _cycle_s(self) -> float:
         t, p, h = self._osrs()
-        return (bme.measurement_time_ms(t, p, h) + self.settings()["t_sb"]) / 1000.0
+        cycle_s: float = (bme.measurement_time_ms(t, p, h) + self.settings()["t_sb"]) / 1000.0
+        return cycle_s
 
     def output_rate_hz(self) -> float:
         if self.rate_hz:

@@ -52,6 +52,7 @@ class SimBus:
         self.writes: deque[tuple[int, bytes]] = deque(maxlen=10000)   # every data byte written, per address
         self.transactions = 0
         self.nacks_injected = 0
+        self.funcs: int
         try:
             from smbus2 import I2cFunc
 

@@ -25,16 +25,17 @@ FACES = {"z_up": (0.0, 0.0, 0.0), "z_down": (180.0, 0.0, 0.0), "x_up": (0.0, -90
          "x_down": (0.0, 90.0, 0.0), "y_up": (90.0, 0.0, 0.0), "y_down": (-90.0, 0.0, 0.0)}
 
 
-def rotation_from_euler(roll_deg: float, pitch_deg: float, yaw_deg: float) -> np.ndarray:
+def rotation_from_euler(roll_deg: float, pitch_deg: float, yaw_deg: float) -> np.ndarray[Any, Any]:
     """``Rz(yaw) @ Ry(pitch) @ Rx(roll)``, angles in degrees."""
     r, p, y = (math.radians(a) for a in (roll_deg, pitch_deg, yaw_deg))
     rx = np.array([[1, 0, 0], [0, math.cos(r), -math.sin(r)], [0, math.sin(r), math.cos(r)]])
     ry = np.array([[math.cos(p), 0, math.sin(p)], [0, 1, 0], [-math.sin(p), 0, math.cos(p)]])
     rz = np.array([[math.cos(y), -math.sin(y), 0], [math.sin(y), math.cos(y), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    rotation: np.ndarray[Any, Any] = rz @ ry @ rx
+    return rotation
 
 
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
+def random_rotation(rng: np.random.Generator) -> np.ndarray[Any, Any]:
     """A rotation drawn uniformly over SO(3) (a normalised Gaussian quaternion)."""
     w, x, y, z = rng.normal(size=4)
     n = math.sqrt(w * w + x * x + y * y + z * z)
@@ -46,7 +47,7 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     ])
 
 
-def orientation_matrix(orientation: Any, rng: np.random.Generator) -> np.ndarray:
+def orientation_matrix(orientation: Any, rng: np.random.Generator) -> np.ndarray[Any, Any]:
     """The rotation for any of the accepted spellings (see the module docstring)."""
     if orientation is None:
         return np.eye(3)
@@ -67,12 +68,13 @@ def orientation_matrix(orientation: Any, rng: np.random.Generator) -> np.ndarray
     raise ValueError(f"orientation: expected roll, pitch, yaw (3 numbers) or a 3x3 matrix, got shape {list(m.shape)}")
 
 
-def gravity_in_sensor_frame(rotation: np.ndarray, g: float = STANDARD_GRAVITY) -> np.ndarray:
+def gravity_in_sensor_frame(rotation: np.ndarray[Any, Any], g: float = STANDARD_GRAVITY) -> np.ndarray[Any, Any]:
     """What a resting accelerometer mounted with ``rotation`` reads on its x, y, z axes (m/s²)."""
-    return rotation.T @ np.array([0.0, 0.0, g])
+    gravity: np.ndarray[Any, Any] = rotation.T @ np.array([0.0, 0.0, g])
+    return gravity
 
 
-def uniform_within(rng: np.random.Generator, bounds: Sequence[float]) -> np.ndarray:
+def uniform_within(rng: np.random.Generator, bounds: Sequence[float]) -> np.ndarray[Any, Any]:
     """One draw per bound, uniform in ``[-bound, +bound]`` (a part inside its datasheet's typical tolerance)."""
     b = np.asarray(bounds, dtype=np.float64)
     return rng.uniform(-b, b)

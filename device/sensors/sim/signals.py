@@ -19,7 +19,8 @@ TWO_PI = 2.0 * math.pi
 class Signal(Protocol):
     """What a chip reads its physical quantities from: ``values(k, t)`` for sample ``k`` at time ``t``."""
 
-    rate_hz: float | None
+    @property
+    def rate_hz(self) -> float | None: ...
 
     def values(self, k: int, t: float) -> dict[str, float]: ...
 
@@ -44,7 +45,8 @@ class Recording:
     A recording holds the physical signal (an IMU's body motion without gravity); the simulated chip
     adds what the real one adds: its noise, and for the MPU-6050 gravity and offsets."""
 
-    def __init__(self, channels: tuple[str, ...], data: np.ndarray, rate_hz: float, source: str = "<arrays>") -> None:
+    def __init__(self, channels: tuple[str, ...], data: np.ndarray[Any, Any], rate_hz: float,
+                 source: str = "<arrays>") -> None:
         data = np.asarray(data, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != len(channels) or data.shape[0] == 0:
             raise BadInput(f"{source}: a recording needs rows of {len(channels)} values, got shape {data.shape}")
