@@ -44,6 +44,7 @@ def _open_sensor(cfg: Any, sim: bool, base_dir: Path) -> Any:
     from device.sensors.bus import as_bus, open_bus
     from device.sensors.registry import make_driver
 
+    bus: Any
     if sim:
         from device.sensors.sim import sim_bus_for
 

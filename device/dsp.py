@@ -36,7 +36,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-Fn = Callable[[np.ndarray], np.ndarray]
+Array = np.ndarray[Any, Any]
+Fn = Callable[[Array], Array]
 MATRIX_MAX_LENGTH = 512  # IIR filters on windows up to this length run as one (T, T) matrix product
 
 
@@ -77,7 +78,7 @@ def _need_rate(stage: Stage, block: str) -> float:
     return stage.rate_hz
 
 
-def _channel_index(stage: Stage, channels: tuple[int | str, ...], block: str) -> np.ndarray:
+def _channel_index(stage: Stage, channels: tuple[int | str, ...], block: str) -> Array:
     if not channels:
         return np.arange(stage.channels)
     out = []
@@ -137,7 +138,7 @@ def _plain(value: Any) -> Any:
 # IIR filters (first order or a Butterworth biquad), started from the first sample's steady state
 
 
-def _iir_coefficients(kind: str, cutoff_hz: float, rate_hz: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+def _iir_coefficients(kind: str, cutoff_hz: float, rate_hz: float, order: int) -> tuple[Array, Array]:
     """``(b, a)`` of a first-order (bilinear RC) or second-order Butterworth (bilinear, RBJ) filter."""
     k = math.tan(math.pi * cutoff_hz / rate_hz)
     if order == 1:
@@ -151,7 +152,7 @@ def _iir_coefficients(kind: str, cutoff_hz: float, rate_hz: float, order: int) -
     return b, a
 
 
-def _impulse_response(b: np.ndarray, a: np.ndarray, n: int) -> np.ndarray:
+def _impulse_response(b: Array, a: Array, n: int) -> Array:
     h = np.zeros(n)
     x = np.zeros(n)
     x[0] = 1.0
@@ -162,7 +163,7 @@ def _impulse_response(b: np.ndarray, a: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
-def _iir(kind: str, cutoff_hz: float, order: int, stage: Stage, idx: np.ndarray) -> Fn:
+def _iir(kind: str, cutoff_hz: float, order: int, stage: Stage, idx: Array) -> Fn:
     rate = stage.rate_hz or 0.0
     b, a = _iir_coefficients(kind, cutoff_hz, rate, order)
     n = stage.length
@@ -172,7 +173,7 @@ def _iir(kind: str, cutoff_hz: float, order: int, stage: Stage, idx: np.ndarray)
         rows = np.arange(n)[:, None] - np.arange(n)[None, :]
         matrix = np.where(rows >= 0, h[np.clip(rows, 0, None)], 0.0)
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(x: Array) -> Array:
             out = np.array(x, dtype=np.float64, copy=True)
             sel = out[:, idx]
             x0 = sel[0:1, :]
@@ -186,7 +187,7 @@ def _iir(kind: str, cutoff_hz: float, order: int, stage: Stage, idx: np.ndarray)
 BLOCK_LENGTH = 256
 
 
-def _iir_blocks(b: np.ndarray, a: np.ndarray, dc: float, idx: np.ndarray) -> Fn:
+def _iir_blocks(b: Array, a: Array, dc: float, idx: Array) -> Fn:
     """A long window in blocks of ``BLOCK_LENGTH`` samples: inside a block one matrix product (the filter's
     impulse response), between blocks the filter's state (transposed direct form II, as a state-space model)."""
     order = len(a) - 1
@@ -207,7 +208,7 @@ def _iir_blocks(b: np.ndarray, a: np.ndarray, dc: float, idx: np.ndarray) -> Fn:
     F = np.stack([powers[L - 1 - k] @ B for k in range(L)], axis=1)  # x in a block -> state at its end
     AL = powers[L]
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: Array) -> Array:
         out = np.array(x, dtype=np.float64, copy=True)
         sel = out[:, idx]
         x0 = sel[0:1, :]
@@ -292,7 +293,7 @@ class Detrend(Block):
         denom = float(np.sum(t * t)) or 1.0
         linear = self.kind == "linear"
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(x: Array) -> Array:
             out = np.array(x, dtype=np.float64, copy=True)
             sel = out[:, idx]
             sel = sel - sel.mean(axis=0, keepdims=True)
@@ -330,13 +331,14 @@ class Resample(Block):
         hi = np.minimum(lo + 1, stage.length - 1)
         frac = (pos - lo)[:, None]
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(x: Array) -> Array:
             x = np.asarray(x, dtype=np.float64)
-            return x[lo] * (1.0 - frac) + x[hi] * frac
+            out: Array = x[lo] * (1.0 - frac) + x[hi] * frac
+            return out
         return run
 
 
-def _taper(kind: str, n: int) -> np.ndarray:
+def _taper(kind: str, n: int) -> Array:
     return np.hanning(n) if kind == "hann" else np.ones(n)
 
 
@@ -360,7 +362,7 @@ class BandEnergies(Block):
         if self.window not in ("hann", "none"):
             raise ChainError(f"{self.window!r} is not hann or none", "window")
 
-    def _bins(self, stage: Stage) -> list[np.ndarray]:
+    def _bins(self, stage: Stage) -> list[Array]:
         rate = _need_rate(stage, self.name)
         freqs = np.fft.rfftfreq(stage.length, 1.0 / rate)
         out = []
@@ -382,10 +384,11 @@ class BandEnergies(Block):
         scale = 1.0 / stage.length
         log = self.log
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(x: Array) -> Array:
             power = np.abs(np.fft.rfft(np.asarray(x, np.float64) * taper, axis=0)) ** 2 * scale
             out = np.stack([power[sel].mean(axis=0) for sel in bins])
-            return np.log(out + 1e-12) if log else out
+            result: Array = np.log(out + 1e-12) if log else out
+            return result
         return run
 
 
@@ -422,7 +425,7 @@ class Features(Block):
         names = self.features
         seconds = stage.length / rate
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(x: Array) -> Array:
             x = np.asarray(x, np.float64)
             rows = []
             power = None
@@ -446,22 +449,25 @@ class Features(Block):
                 else:
                     s = np.signbit(x - x.mean(axis=0, keepdims=True))
                     rows.append(np.count_nonzero(s[1:] != s[:-1], axis=0) / seconds)
-            return np.stack(rows).astype(np.float64)
+            result: Array = np.stack(rows).astype(np.float64)
+            return result
         return run
 
 
-def _mel(hz: np.ndarray | float) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
+def _mel(hz: Array | float) -> Array:
+    out: Array = 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
+    return out
 
 
-def _mel_filters(n_mels: int, n_fft: int, rate: float, fmin: float, fmax: float) -> np.ndarray:
+def _mel_filters(n_mels: int, n_fft: int, rate: float, fmin: float, fmax: float) -> Array:
     """``(n_fft // 2 + 1, n_mels)`` triangular filters, equally spaced on the HTK mel scale."""
     edges = 700.0 * (10 ** (np.linspace(_mel(fmin), _mel(fmax), n_mels + 2) / 2595.0) - 1.0)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lower) / np.maximum(centre - lower, 1e-12)
     down = (upper - freqs[None, :]) / np.maximum(upper - centre, 1e-12)
-    return np.maximum(0.0, np.minimum(up, down)).T
+    filters: Array = np.maximum(0.0, np.minimum(up, down)).T
+    return filters
 
 
 @dataclass(frozen=True)
@@ -504,7 +510,7 @@ class LogMel(Block):
         index = (np.arange(frames) * self.hop)[:, None] + np.arange(self.n_fft)[None, :]
         taper = np.hanning(self.n_fft)[None, :]
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(x: Array) -> Array:
             x = np.asarray(x, np.float64)
             out = []
             for c in range(x.shape[1]):
@@ -685,7 +691,7 @@ class Compiled:
     def last_shape(self) -> tuple[int, int]:
         return (self.last.length, self.last.channels)
 
-    def __call__(self, window: np.ndarray) -> np.ndarray:
+    def __call__(self, window: Array) -> Array:
         x = np.asarray(window, dtype=np.float64)
         if x.shape != (self.first.length, self.first.channels):
             raise ValueError(f"the chain takes a window of {self.first.length} x {self.first.channels}, "
@@ -694,7 +700,7 @@ class Compiled:
             x = step.fn(x)
         return x
 
-    def timed(self, window: np.ndarray, repeats: int = 200) -> list[tuple[Block, float]]:
+    def timed(self, window: Array, repeats: int = 200) -> list[tuple[Block, float]]:
         """Median µs per window of each block (each fed its real input)."""
         x = np.asarray(window, dtype=np.float64)
         out = []

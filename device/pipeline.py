@@ -249,7 +249,7 @@ class InputPlan:
         chain = _compile(spec) if spec.preprocessing else None
         dims = (chain.last.length, chain.last.channels) if chain is not None else None
         t_axis, c_axis = time_channel_axes(spec, dims)
-        if chain is not None and (spec.shape[t_axis], spec.shape[c_axis]) != dims:
+        if chain is not None and dims is not None and (spec.shape[t_axis], spec.shape[c_axis]) != dims:
             raise BadInput(f"model input {spec.name!r}: its preprocessing makes {dims[0]} x {dims[1]} "
                            f"(time x channels) but the model takes {spec.shape[t_axis]} x {spec.shape[c_axis]} "
                            f"(shape {list(spec.shape)}); the chain does not fit this model")

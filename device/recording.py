@@ -40,19 +40,20 @@ from device.pipeline import sliding_windows
 
 FORMAT_LINE = "spinal recording 1"
 TIME_COLUMNS = ("time_s", "t", "time", "timestamp")
+Array = np.ndarray[Any, Any]
 
 
 @dataclass
 class Recording:
     """Samples ``(N, C)`` float64 with their channel names, units, rate, labels and segments."""
 
-    samples: np.ndarray
+    samples: Array
     channels: tuple[str, ...]
     rate_hz: float
     units: tuple[str, ...] = ()
-    labels: np.ndarray | None = None    # (N,) str; "" = unlabelled
-    segments: np.ndarray | None = None  # (N,) int
-    time_s: np.ndarray | None = None
+    labels: Array | None = None    # (N,) str; "" = unlabelled (None: all unlabelled)
+    segments: Array | None = None  # (N,) int (None: one segment)
+    time_s: Array | None = None    # (N,) seconds (None: from the rate)
     source: str = ""
     meta: dict[str, str] = field(default_factory=dict)
 
@@ -65,7 +66,22 @@ class Recording:
         if self.time_s is None:
             self.time_s = np.arange(n, dtype=np.float64) / self.rate_hz
 
-    def select(self, names: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    @property
+    def label_array(self) -> Array:
+        assert self.labels is not None  # filled in by __post_init__
+        return self.labels
+
+    @property
+    def segment_array(self) -> Array:
+        assert self.segments is not None
+        return self.segments
+
+    @property
+    def time_array(self) -> Array:
+        assert self.time_s is not None
+        return self.time_s
+
+    def select(self, names: Sequence[str]) -> tuple[Array, tuple[str, ...]]:
         """The columns for ``names`` (``imu.accel_x`` matches ``imu.accel_x`` or ``accel_x``, and the other way
         round); raises :class:`BadInput` naming the missing channel."""
         cols = []
@@ -82,10 +98,10 @@ class Recording:
         return self.samples[:, cols], tuple(self.channels[i] for i in cols)
 
     def summary(self) -> dict[str, Any]:
-        labels, counts = np.unique(self.labels.astype(str), return_counts=True)
+        labels, counts = np.unique(self.label_array.astype(str), return_counts=True)
         return {"samples": len(self.samples), "seconds": round(len(self.samples) / self.rate_hz, 3),
                 "rate_hz": self.rate_hz, "channels": list(self.channels), "units": list(self.units),
-                "segments": len(np.unique(self.segments)),
+                "segments": len(np.unique(self.segment_array)),
                 "labels": {str(k) or "(none)": int(v) for k, v in zip(labels, counts, strict=True)}}
 
 
@@ -93,11 +109,11 @@ def write(path: Path, rec: Recording) -> None:
     """Write ``rec`` as CSV or NPZ (by suffix)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    labels = np.asarray(rec.labels, dtype=str)
+    labels = np.asarray(rec.label_array, dtype=str)
     if path.suffix == ".npz":
         np.savez(path, samples=np.asarray(rec.samples, np.float64), channels=np.asarray(rec.channels, dtype=str),
                  units=np.asarray(rec.units, dtype=str), sample_rate_hz=np.float64(rec.rate_hz), labels=labels,
-                 segments=np.asarray(rec.segments, np.int64), time_s=np.asarray(rec.time_s, np.float64))
+                 segments=np.asarray(rec.segment_array, np.int64), time_s=np.asarray(rec.time_array, np.float64))
         return
     if path.suffix != ".csv":
         raise BadInput(f"{path}: a recording is a .csv or an .npz file")
@@ -109,7 +125,7 @@ def write(path: Path, rec: Recording) -> None:
             fh.write(f"# {key}={value}\n")
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["time_s", *rec.channels, "label", "segment"])
-        for t, row, label, seg in zip(rec.time_s, rec.samples, labels, rec.segments, strict=True):
+        for t, row, label, seg in zip(rec.time_array, rec.samples, labels, rec.segment_array, strict=True):
             writer.writerow([f"{t:.6f}", *(f"{v:.9g}" for v in row), label, int(seg)])
 
 
@@ -244,9 +260,9 @@ def _read_csv(path: Path) -> Recording:
 class Windows:
     """Raw windows ``(M, T, C)`` cut from a recording, with each window's label and first sample."""
 
-    raw: np.ndarray
+    raw: Array
     labels: tuple[str, ...]
-    starts: np.ndarray
+    starts: Array
     mixed: int  # windows dropped because their samples carry more than one label
 
 
@@ -255,8 +271,8 @@ def windows(rec: Recording, channels: Sequence[str], window: int, hop: int) -> W
     data, _ = rec.select(channels) if channels else (rec.samples, rec.channels)
     out, labels, starts = [], [], []
     mixed = 0
-    seg_ids = np.asarray(rec.segments)
-    lab = np.asarray(rec.labels, dtype=object)
+    seg_ids = np.asarray(rec.segment_array)
+    lab = np.asarray(rec.label_array, dtype=object)
     for seg in dict.fromkeys(seg_ids.tolist()):
         idx = np.flatnonzero(seg_ids == seg)
         if len(idx) < window:
