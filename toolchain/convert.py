@@ -251,6 +251,8 @@ class _Pipeline:
         self.failed: dict[str, dict[str, Any]] = {}
         self._rounding: dict[str, float] | None = None  # int8 rounding movement, measured once per conversion
         self.timings: dict[str, float] = {}
+        self.sensor_spec: TensorSpec | None = None  # the first input's spec when built from recordings
+        self.label_names: tuple[str, ...] = ()
 
     # ---- helpers
 
@@ -277,8 +279,6 @@ class _Pipeline:
         steps = 4 + len(self.wanted)
         self.progress.start(steps)
         hints = {}
-        self.sensor_spec: TensorSpec | None = None  # the first input's spec when built from recordings
-        self.label_names: tuple[str, ...] = ()
         if opts.calibration is not None and opts.calibration.suffix in (".npz", ".npy") and not self._recorded():
             hints = {k: tuple(v.shape) for k, v in read_raw(opts.calibration).items()}
         src_opts = SourceOptions(input_shapes=opts.input_shapes, hint_shapes=hints, input_names=opts.input_names,
