@@ -586,8 +586,7 @@ def parse_block(obj: Mapping[str, Any]) -> Block:
         raise ChainError("missing (required): the block's name, e.g. \"highpass\"", "block")
     info = BLOCKS.get(name)
     if info is None:
-        raise ChainError(f"{name!r} is not a DSP block this spinal knows (it knows {', '.join(BLOCKS)}); "
-                         "upgrade spinal or rebuild the bundle without it", "block")
+        raise ChainError(f"{name!r} is not a DSP block this spinal knows (it knows {', '.join(BLOCKS)})", "block")
     cls = info.block
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}

@@ -403,7 +403,8 @@ def _tensor_spec(r: _Reader) -> TensorSpec:
         try:
             chain = parse_chain(r.raw("preprocessing"))
         except ChainError as exc:
-            raise BundleError(f"{r.source}: {exc.where(r.child('preprocessing'))}") from None
+            hint = "; upgrade spinal or rebuild the bundle without it" if exc.key == "block" else ""
+            raise BundleError(f"{r.source}: {exc.where(r.child('preprocessing'))}{hint}") from None
     norm = None
     if (n := r.sub("normalization", required=False)) is not None:
         mean = n.float_list("mean")
