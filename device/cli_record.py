@@ -20,8 +20,11 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from device.cli_common import console, print_json, reports_errors
+from device.cli_common import console, err_console, print_json, reports_errors
 from device.errors import BadInput
+from device.sensors.base import BusError, SensorError
+
+SETUP_ATTEMPTS = 10
 
 
 def parse_during(texts: list[str] | None) -> list[tuple[float, float, str]]:
@@ -52,7 +55,14 @@ def _open_sensor(cfg: Any, sim: bool, base_dir: Path) -> Any:
     else:
         bus = open_bus(cfg.bus)
     driver = make_driver(cfg.driver, as_bus(bus), cfg.address, cfg.options)
-    driver.setup()
+    for attempt in range(SETUP_ATTEMPTS):  # a glitching bus may fail a set-up the next attempt passes
+        try:
+            driver.setup()
+            return driver
+        except (SensorError, BusError):
+            if attempt == SETUP_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
     return driver
 
 
@@ -130,7 +140,7 @@ def record(
             errors += 1
             gap_pending = True
             if errors == 1 or errors % 50 == 0:
-                console.print(f"[yellow]read failed[/] at {k * period:.2f} s ({type(exc).__name__}: {exc})")
+                err_console.print(f"[yellow]read failed[/] at {k * period:.2f} s ({type(exc).__name__}: {exc})")
             k += 1
             continue
         if gap_pending and rows:

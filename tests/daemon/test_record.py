@@ -84,3 +84,22 @@ def test_record_refuses_bad_input(tmp_path):
     assert bad.exit_code == 2 and "START-END=LABEL" in bad.stderr
     bad = run_cli("record", "--config", cfg, "--sim", "-o", tmp_path / "x.csv", "--sensor", "nope")
     assert bad.exit_code == 2 and "no such sensor" in bad.stderr
+
+
+def test_failed_reads_are_gaps_that_start_segments(tmp_path):
+    cfg = _config(tmp_path)
+    text = cfg.read_text().replace('seed = 4\n', 'seed = 4\nnack_probability = 0.6\nfault_seed = 2\n')
+    cfg.write_text(text)
+    out = tmp_path / "gappy.npz"
+    result = run_cli("record", "--config", cfg, "--sim", "-o", out, "--duration", "4", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["failed_reads"] > 0 and summary["gaps"] > 0 and summary["segments"] == summary["gaps"] + 1
+    assert summary["samples"] + summary["failed_reads"] + summary["missed_ticks"] == 40
+    assert any("samples were recorded" in w for w in summary["warnings"]) == (summary["samples"] < 38)
+    assert any("no label" in w for w in summary["warnings"])
+    rec = recording.read(out)
+    assert len(np.unique(rec.segments)) == summary["segments"]
+    cut = recording.windows(rec, (), 5, 5)  # no window straddles a failed read
+    for start in cut.starts:
+        assert len(set(rec.segments[start:start + 5].tolist())) == 1
