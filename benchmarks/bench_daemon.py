@@ -48,13 +48,20 @@ SOURCE_BUNDLE = ROOT / "models" / "imu-activity" / "imu-activity.spinal"
 RATE = 100.0
 
 
-def relabelled_bundle(tmp: Path) -> Path:
-    """The imu-activity bundle with its input declared at 100 Hz (files untouched, manifest rewritten)."""
+def relabelled_bundle(tmp: Path, chain: bool = True) -> Path:
+    """The imu-activity bundle with its input declared at 100 Hz (files untouched, manifest rewritten).
+
+    Its DSP chain's frequencies are scaled with the rate, so each block computes what it computed at 10 Hz
+    (the canary still passes); ``chain=False`` drops the chain (run with the canary off: the model then sees
+    unfiltered windows) to measure what the chain costs the daemon."""
     with open_bundle(SOURCE_BUNDLE) as bundle:
         root = tmp / "bundle"
         shutil.copytree(bundle.root, root)
         m = bundle.manifest
-    spec = dataclasses.replace(m.inputs[0], sample_rate_hz=RATE)
+    scale = RATE / (m.inputs[0].sample_rate_hz or RATE)
+    blocks = tuple(dataclasses.replace(b, cutoff_hz=b.cutoff_hz * scale) if hasattr(b, "cutoff_hz") else b
+                   for b in m.inputs[0].preprocessing) if chain else ()
+    spec = dataclasses.replace(m.inputs[0], sample_rate_hz=RATE, preprocessing=blocks)
     write_manifest(root, dataclasses.replace(m, inputs=(spec, *m.inputs[1:]), name="imu-activity-100hz"))
     return pack_archive(root, tmp / "model.spinal")
 
@@ -68,6 +75,7 @@ bundle = "{bundle}"
 runtime = "{runtime}"
 threads = 1
 watch = false
+canary = {canary}
 
 [[sensors]]
 id = "imu"
@@ -110,12 +118,12 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return rss, hwm
 
 
-def run_one(runtime: str, seconds: float, warmup: float) -> dict:
+def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="spinal-bench-") as d:
         tmp = Path(d)
-        bundle = relabelled_bundle(tmp)
+        bundle = relabelled_bundle(tmp, chain)
         cfg = tmp / "spinal.toml"
-        cfg.write_text(CONFIG.format(tmp=tmp, bundle=bundle, runtime=runtime))
+        cfg.write_text(CONFIG.format(tmp=tmp, bundle=bundle, runtime=runtime, canary=str(chain).lower()))
         log = open(tmp / "daemon.log", "w+")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-c", "from device.cli import main; main()", "run", "--config",
                                  str(cfg), "--sim"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
@@ -141,7 +149,8 @@ def run_one(runtime: str, seconds: float, warmup: float) -> dict:
         lat = health["latency_ms"]
         imu = health["sensors"]["imu"]
         return {
-            "runtime": f"{health['model']['runtime']} ({health['model']['artifact']}, {health['model']['delegate']})",
+            "runtime": f"{health['model']['runtime']} ({health['model']['artifact']}, {health['model']['delegate']})"
+                       + ("" if chain else ", no DSP chain"),
             "exit": code, "cpu_pct": 100 * (c1 - c0) / (t1 - t0), "rss_mib": rss, "hwm_mib": hwm,
             "w2s_p50": lat["window_to_sink"]["p50"], "w2s_p99": lat["window_to_sink"]["p99"],
             "inf_p50": lat["inference"]["p50"], "inf_p99": lat["inference"]["p99"],
@@ -246,13 +255,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--runtimes", nargs="+", default=["litert", "onnxruntime"])
+    parser.add_argument("--without-chain", action="store_true",
+                        help="also run each runtime with the bundle's DSP chain removed (canary off)")
     parser.add_argument("--faults", action="store_true", help="measure recovery from sensor faults instead")
     parser.add_argument("--unplug-s", type=float, default=65.0, help="the long unplug of --faults")
     args = parser.parse_args()
     if args.faults:
         faults(args.unplug_s)
         return
-    rows = [run_one(rt, args.seconds, args.warmup) for rt in args.runtimes]
+    rows = []
+    for rt in args.runtimes:
+        rows.append(run_one(rt, args.seconds, args.warmup))
+        if args.without_chain:
+            rows.append(run_one(rt, args.seconds, args.warmup, chain=False))
     print(f"IMU 100 Hz + BME280 1 Hz, {args.seconds:g} s measured after {args.warmup:g} s warm-up\n")
     print("| runtime | window→sink p50 / p99 (ms) | inference p50 / p99 (ms) | IMU lateness p50 / p99 (ms) "
           "| CPU % (1 core) | RSS / peak (MiB) | windows run / dropped | missed ticks |")

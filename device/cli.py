@@ -13,10 +13,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from device import __version__, cli_bench, cli_run, cli_sensors, cli_signing
+from device import __version__, cli_bench, cli_record, cli_run, cli_sensors, cli_signing
 from device.bundle import Bundle, is_bundle_path, open_bundle
 from device.cli_common import console, print_json, reports_errors, require_host
-from device.cli_convert import RichProgress, csv_list, float_list, parse_shapes
+from device.cli_convert import RichProgress, csv_list, float_list, parse_preprocess, parse_shapes
+from device.dsp import describe
 from device.errors import BadInput
 from device.modelfile import ModelInfo, check_model_file, inspect_model_file, probe_tflite_files
 from device.signing import load_public_key
@@ -121,6 +122,12 @@ def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
             io_table.add_row(kind, s.name, str(list(s.shape)), s.dtype, s.layout or "",
                              ", ".join(s.channels), timing)
     console.print(io_table)
+    for s in m.inputs:
+        if s.preprocessing:
+            console.print(f"preprocessing of {s.name!r} (per window, device/dsp.py): {describe(s.preprocessing)}")
+        if s.normalization is not None:
+            console.print(f"normalization of {s.name!r}: mean {list(s.normalization.mean)}, "
+                          f"std {list(s.normalization.std)}")
     task = m.task
     meaning = {
         "classification": f"classes: {', '.join(task.labels)} ({task.activation or 'scores'})",
@@ -250,6 +257,7 @@ def verify(
 app.command(name="run")(cli_run.run)
 app.add_typer(cli_sensors.app, name="sensors")
 app.command(name="bench")(cli_bench.bench)
+app.command(name="record")(cli_record.record)
 app.command(name="keygen")(cli_signing.keygen)
 app.command(name="sign")(cli_signing.sign)
 
@@ -310,6 +318,10 @@ def convert(
     norm_mean: Annotated[str | None, typer.Option(help="Per-channel mean the device subtracts before the model.")]
     = None,
     norm_std: Annotated[str | None, typer.Option(help="Per-channel std the device divides by.")] = None,
+    preprocess: Annotated[list[str] | None, typer.Option(help="A DSP block, e.g. highpass:cutoff_hz=0.3 (repeat, "
+                                                              "in order); --calibration is then raw recordings.")]
+    = None,
+    preprocess_file: Annotated[Path | None, typer.Option(help="TOML file of [[preprocess]] blocks.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset for PyTorch/Keras exports.")] = 17,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -334,7 +346,7 @@ def convert(
         channels=csv_list(channels), channel_units=csv_list(channel_units), sample_rate_hz=sample_rate, window=window,
         hop=hop, layout=layout,
         norm_mean=float_list(norm_mean, "--norm-mean"), norm_std=float_list(norm_std, "--norm-std"), opset=opset,
-        force=force,
+        force=force, preprocess=parse_preprocess(preprocess, preprocess_file),
     )
     if activation is not None and activation not in ("logits", "probabilities"):
         raise BadInput(f"--activation {activation!r}: choose logits or probabilities")

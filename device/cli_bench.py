@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -128,6 +129,29 @@ def _table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _preparation(path: Path) -> list[dict[str, Any]]:
+    """The cost of turning a raw window into each sensor input (DSP chain block by block, normalization and
+    layout), measured on the bundle's golden raw windows; empty for a plain model file."""
+    from device.bundle import is_bundle_path, open_bundle
+    from device.pipeline import InputPlan, preparation_costs
+
+    if not is_bundle_path(path):
+        return []
+    out = []
+    with open_bundle(path) as bundle:
+        golden = bundle.load_golden() if bundle.manifest.golden is not None else {}
+        for spec in bundle.manifest.inputs:
+            if spec.window is None:
+                continue
+            plan = InputPlan.for_input(spec)
+            key = f"window/{spec.name}"
+            window = (golden[key][0] if key in golden else
+                      np.random.default_rng(0).normal(size=(plan.window, plan.channels)))
+            out.append({"input": spec.name, "blocks": [{"block": b, "us": round(us, 2)}
+                                                       for b, us in preparation_costs(plan, window)]})
+    return out
+
+
 @reports_errors
 def bench(
     path: PathArg,
@@ -186,8 +210,10 @@ def bench(
     cpu = [r for r in rows if r["delegate"] is None]
     measured = {r["artifact"] for r in cpu if "error" not in r}
     broken = [r for r in cpu if "error" in r and r["artifact"] not in measured]
+    chain = _preparation(path)
     if json_out:
-        print_json({"path": str(path), "device": device, "seconds": seconds, "rows": rows, "recommended": best})
+        print_json({"path": str(path), "device": device, "seconds": seconds, "rows": rows, "recommended": best,
+                    "preparation": chain})
     else:
         if console.is_terminal:
             console.print(" " * 80, end="\r")
@@ -200,6 +226,9 @@ def bench(
             console.print(f"recommended: --runtime {info['runtime']} --artifact {info['artifact']} "
                           f"--threads {best['threads']}{' --delegate ' + best['delegate'] if best['delegate'] else ''}"
                           f"  (p50 {best['p50_us']:.1f} µs)")
+        for item in chain:
+            console.print(f"preparation of input {item['input']!r} (µs per window, median): "
+                          + "; ".join(f"{b['block']} {b['us']:.1f}" for b in item["blocks"]))
         for r in failed:
             console.print(f"[red]parity FAILED[/] {r['runtime']} {r['artifact']}: {r['parity_detail']}")
         for r in broken:

@@ -44,6 +44,46 @@ def parse_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def parse_preprocess(values: list[str] | None, file: Any = None) -> tuple[dict[str, Any], ...]:
+    """``--preprocess "highpass:cutoff_hz=0.3"`` (repeatable, in order) or ``--preprocess-file chain.toml``
+    (``[[preprocess]]`` tables: ``block = "highpass"``, ``cutoff_hz = 0.3``) as the manifest's block objects."""
+    from device.dsp import ChainError, parse_block, parse_block_text
+
+    if values and file is not None:
+        raise BadInput("give the chain with --preprocess or --preprocess-file, not both")
+    if file is not None:
+        import tomllib
+
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise BadInput(f"--preprocess-file {file}: {exc.strerror or exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"--preprocess-file {file}: invalid TOML: {exc}") from None
+        items = data.get("preprocess")
+        unknown = sorted(set(data) - {"preprocess"})
+        if unknown or not isinstance(items, list):
+            raise BadInput(f"--preprocess-file {file}: expected [[preprocess]] tables (block = \"highpass\", ...)"
+                           + (f"; unknown key {unknown[0]!r}" if unknown else ""))
+        blocks = []
+        for i, item in enumerate(items):
+            try:
+                parse_block(item)
+            except ChainError as exc:
+                raise BadInput(f"--preprocess-file {file}: {exc.where(f'preprocess[{i}]')}") from None
+            blocks.append(dict(item))
+        return tuple(blocks)
+    out = []
+    for i, text in enumerate(values or []):
+        try:
+            obj = parse_block_text(text)
+            parse_block(obj)
+        except ChainError as exc:
+            raise BadInput(f"--preprocess {text!r}: {exc.where(f'block {i + 1}').split(': ', 1)[-1]}") from None
+        out.append(obj)
+    return tuple(out)
+
+
 class RichProgress:
     """A rich progress bar fed by the pipeline's steps (on stderr, so --json stays clean)."""
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from device.dsp import Block, ChainError, chain_to_list, parse_chain
 from device.errors import BundleError
 
 FORMAT_VERSION = 1
@@ -79,6 +80,7 @@ class TensorSpec:
     hop: int | None = None
     normalization: Normalization | None = None
     units: tuple[str, ...] = ()
+    preprocessing: tuple[Block, ...] = ()  # the DSP chain (device/dsp.py) from the raw window to the model input
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,10 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form (``None`` and empty optional values left out)."""
-        return _prune(asdict(self))
+        out = asdict(self)
+        for i, spec in enumerate(self.inputs):  # blocks keep their name ("block") first
+            out["inputs"][i]["preprocessing"] = chain_to_list(spec.preprocessing)
+        return _prune(out)
 
     def to_json(self) -> str:
         """Serialised ``manifest.json`` text: stable key order, two-space indent."""
@@ -391,15 +396,22 @@ def _tensor_spec(r: _Reader) -> TensorSpec:
             r.fail(f"{layout!r} is not a layout (distinct capital letters such as NTC or NCHW)", "layout")
         if len(layout) != len(shape):
             r.fail(f"{layout!r} has {len(layout)} axes but shape {list(shape)} has {len(shape)}", "layout")
-        if channels and "C" in layout and shape[layout.index("C")] != len(channels):
+        if channels and "C" in layout and shape[layout.index("C")] != len(channels) and not r.has("preprocessing"):
             r.fail(f"{len(channels)} channel names for {shape[layout.index('C')]} channels", "channels")
+    chain: tuple[Block, ...] = ()
+    if r.has("preprocessing"):
+        try:
+            chain = parse_chain(r.raw("preprocessing"))
+        except ChainError as exc:
+            hint = "; upgrade spinal or rebuild the bundle without it" if exc.key == "block" else ""
+            raise BundleError(f"{r.source}: {exc.where(r.child('preprocessing'))}{hint}") from None
     norm = None
     if (n := r.sub("normalization", required=False)) is not None:
         mean = n.float_list("mean")
         std = n.float_list("std", positive=True)
         if len(mean) != len(std):
             n.fail(f"mean has {len(mean)} values but std has {len(std)}")
-        if channels and len(mean) not in (1, len(channels)):
+        if channels and not chain and len(mean) not in (1, len(channels)):
             n.fail(f"has {len(mean)} values for {len(channels)} channels (give 1 or {len(channels)})")
         norm = Normalization(mean=mean, std=std)
     units = r.str_list("units")
@@ -418,6 +430,7 @@ def _tensor_spec(r: _Reader) -> TensorSpec:
         hop=hop,
         normalization=norm,
         units=units,
+        preprocessing=chain,
     )
 
 

@@ -1,4 +1,4 @@
-"""The maths between sensor samples and sink records: windows, normalization, layout, post-processing.
+"""The maths between sensor samples and sink records: windows, DSP chain, normalization, layout, post-processing.
 
 Pure: no I/O, no clocks, no threads. The daemon feeds it samples and model outputs; the host
 (reference models in ``models/``, the converter in ``toolchain/``) uses the same functions to
@@ -6,6 +6,10 @@ cut and normalize training data, so a model sees on the device exactly what it s
 
 - :func:`sliding_windows` cuts a ``(N, C)`` series into ``(M, window, C)`` windows that start at
   ``0, hop, 2*hop, ...``; :class:`Windower` produces the same windows one sample at a time.
+- :class:`InputPlan` turns one raw ``(T, C)`` window into the model input: the manifest's DSP chain
+  (:mod:`device.dsp`, when the input declares ``preprocessing``), normalization, layout. It is the one
+  place that does so: the daemon, parity (canary, verify) and the converter all call
+  :meth:`InputPlan.prepare`.
 - :func:`normalize` is ``(x - mean) / std`` per channel (last axis), in float32.
 - :func:`to_layout` turns a ``(T, C)`` window into the model input's declared shape and layout
   (``NTC``, ``NCT``, ``TC``, ``NCHW`` with a singleton axis, ...).
@@ -15,6 +19,7 @@ cut and normalize training data, so a model sees on the device exactly what it s
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from device.dsp import ChainError, Compiled, Stage, compile_chain
 from device.errors import BadInput
 from device.manifest import Manifest, Task, TensorSpec
 
@@ -147,19 +153,19 @@ def normalize(x: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[f
     return ((np.asarray(x, dtype=np.float64) - m) / s).astype(np.float32)
 
 
-def time_channel_axes(spec: TensorSpec) -> tuple[int, int]:
+def time_channel_axes(spec: TensorSpec, dims: tuple[int, int] | None = None) -> tuple[int, int]:
     """The axes of ``spec.shape`` that hold time and channels.
 
     Taken from the layout when it names ``T`` and ``C``; else inferred from the shape, the
-    window and the channel names (every other axis must be 1). Raises :class:`BadInput`.
+    window and the channel names (every other axis must be 1), or from ``dims`` (the
+    ``(time, channels)`` a DSP chain makes). Raises :class:`BadInput`.
     """
     shape = spec.shape
     where = f"model input {spec.name!r} (shape {list(shape)}, layout {spec.layout or 'unset'})"
     if spec.layout and "T" in spec.layout and "C" in spec.layout:
         t_axis, c_axis = spec.layout.index("T"), spec.layout.index("C")
     else:
-        window = spec.window
-        n_ch = len(spec.channels) or None
+        window, n_ch = dims if dims is not None else (spec.window, len(spec.channels) or None)
         candidates = [i for i, d in enumerate(shape) if d > 1] or [len(shape) - 1]
         if len(candidates) == 1:
             # One non-trivial axis: either a single channel over time or a single time step.
@@ -195,14 +201,14 @@ def _other_unit_axis(shape: tuple[int, ...], axis: int, where: str) -> int:
     raise BadInput(f"{where}: needs separate time and channel axes")
 
 
-def to_layout(window_tc: np.ndarray, spec: TensorSpec) -> np.ndarray:
+def to_layout(window_tc: np.ndarray, spec: TensorSpec, dims: tuple[int, int] | None = None) -> np.ndarray:
     """Arrange a ``(T, C)`` window (or a ``(M, T, C)`` batch) into ``spec.shape`` (batched on axis 0).
 
     A single window gives an array of exactly ``spec.shape``; a batch gives ``(M, *spec.shape[1:])``
     when the model's first axis is a batch axis of 1, else ``(M, *spec.shape)``.
     """
     x = np.asarray(window_tc)
-    t_axis, c_axis = time_channel_axes(spec)
+    t_axis, c_axis = time_channel_axes(spec, dims)
     t_len, c_len = spec.shape[t_axis], spec.shape[c_axis]
     if x.shape[-2:] != (t_len, c_len):
         raise BadInput(f"model input {spec.name!r}: expects {t_len} time steps x {c_len} channels, "
@@ -225,23 +231,48 @@ def to_layout(window_tc: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 @dataclass(frozen=True)
 class InputPlan:
-    """How one window becomes the model's input tensor: normalization, layout, dtype."""
+    """How one raw window becomes the model's input tensor: DSP chain, normalization, layout, dtype.
+
+    Without a chain the raw window is the model's ``(T, C)``; with one (``spec.preprocessing``) the raw
+    window is ``spec.window`` samples of ``spec.channels`` at ``spec.sample_rate_hz`` and the chain's
+    output must be the model's ``(T, C)``.
+    """
 
     spec: TensorSpec
     mean: np.ndarray | None
     std: np.ndarray | None
+    chain: Compiled | None = None
 
     @classmethod
     def for_input(cls, spec: TensorSpec) -> InputPlan:
-        """The plan the manifest declares for ``spec`` (checks that time/channel axes exist)."""
-        time_channel_axes(spec)
+        """The plan the manifest declares for ``spec`` (checks axes, the chain and the normalization)."""
+        chain = _compile(spec) if spec.preprocessing else None
+        dims = (chain.last.length, chain.last.channels) if chain is not None else None
+        t_axis, c_axis = time_channel_axes(spec, dims)
+        if chain is not None and dims is not None and (spec.shape[t_axis], spec.shape[c_axis]) != dims:
+            raise BadInput(f"model input {spec.name!r}: its preprocessing makes {dims[0]} x {dims[1]} "
+                           f"(time x channels) but the model takes {spec.shape[t_axis]} x {spec.shape[c_axis]} "
+                           f"(shape {list(spec.shape)}); the chain does not fit this model")
         norm = spec.normalization
         if norm is None:
-            return cls(spec=spec, mean=None, std=None)
-        return cls(spec=spec, mean=np.asarray(norm.mean, dtype=np.float64), std=np.asarray(norm.std, dtype=np.float64))
+            return cls(spec=spec, mean=None, std=None, chain=chain)
+        n_ch = spec.shape[c_axis]
+        if len(norm.mean) not in (1, n_ch):
+            raise BadInput(f"model input {spec.name!r}: normalization has {len(norm.mean)} values for {n_ch} "
+                           "channels (give 1 or one per channel)")
+        return cls(spec=spec, mean=np.asarray(norm.mean, dtype=np.float64), std=np.asarray(norm.std, dtype=np.float64),
+                   chain=chain)
+
+    @property
+    def dims(self) -> tuple[int, int] | None:
+        """``(time, channels)`` the chain makes, or ``None`` without one."""
+        return None if self.chain is None else (self.chain.last.length, self.chain.last.channels)
 
     @property
     def window(self) -> int:
+        """Raw samples per window."""
+        if self.chain is not None:
+            return self.chain.first.length
         return self.spec.shape[time_channel_axes(self.spec)[0]]
 
     @property
@@ -250,21 +281,79 @@ class InputPlan:
 
     @property
     def channels(self) -> int:
+        """Raw sensor channels per sample."""
+        if self.chain is not None:
+            return self.chain.first.channels
         return self.spec.shape[time_channel_axes(self.spec)[1]]
 
-    def prepare(self, window_tc: np.ndarray) -> np.ndarray:
-        """Normalize a ``(T, C)`` window (or ``(M, T, C)`` batch) and arrange it as the model input."""
-        x = normalize(window_tc, self.mean, self.std) if self.mean is not None else np.asarray(window_tc, np.float32)
-        return np.ascontiguousarray(to_layout(x, self.spec), dtype=np.float32)
+    def features(self, window_tc: np.ndarray) -> np.ndarray:
+        """The chain's output for one ``(T, C)`` raw window (or each window of an ``(M, T, C)`` batch), float64;
+        the window itself without a chain."""
+        x = np.asarray(window_tc, dtype=np.float64)
+        if self.chain is None:
+            return x
+        if x.ndim == 3:  # one window at a time, exactly as the device computes it
+            return np.stack([self.chain(w) for w in x]) if len(x) else np.empty((0, *self.chain.last_shape))
+        if x.shape != (self.window, self.channels):
+            raise BadInput(f"model input {self.spec.name!r}: its preprocessing takes a raw window of {self.window} "
+                           f"samples x {self.channels} channels, got {x.shape[0]} x {x.shape[-1]}")
+        return self.chain(x)
 
+    def prepare(self, window_tc: np.ndarray) -> np.ndarray:
+        """A raw ``(T, C)`` window (or ``(M, T, C)`` batch) through the chain, normalized and arranged as the
+        model input. The one place where a window becomes a model input (daemon, parity, converter)."""
+        x = self.features(window_tc) if self.chain is not None else window_tc
+        x = normalize(x, self.mean, self.std) if self.mean is not None else np.asarray(x, np.float32)
+        return np.ascontiguousarray(to_layout(x, self.spec, self.dims), dtype=np.float32)
 
     def unprepare(self, x: np.ndarray) -> np.ndarray:
-        """The ``(T, C)`` window (float64) that :meth:`prepare` turns into the model input ``x``."""
+        """The ``(T, C)`` window (float64) that :meth:`prepare` turns into the model input ``x``.
+
+        Only without a chain: a DSP chain (filters, spectra) cannot be inverted, so a bundle with one
+        stores the raw windows it read instead."""
+        if self.chain is not None:
+            raise BadInput(f"model input {self.spec.name!r}: its preprocessing cannot be inverted; the raw windows "
+                           "must come from the recordings")
         t_axis, c_axis = time_channel_axes(self.spec)
         t_len, c_len = self.spec.shape[t_axis], self.spec.shape[c_axis]
         core = np.asarray(x, dtype=np.float64).reshape((t_len, c_len) if t_axis < c_axis else (c_len, t_len))
         window = core if t_axis < c_axis else core.T
         return window * self.std + self.mean if self.mean is not None and self.std is not None else window
+
+
+def fit_normalization(features: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel ``(mean, std)`` of processed windows ``(M, T, C)`` over windows and time, as the converter
+    computes it from the calibration windows (a constant channel gets std 1)."""
+    x = np.asarray(features, dtype=np.float64)
+    mean = x.mean(axis=(0, 1))
+    std = x.std(axis=(0, 1))
+    std[std < 1e-9] = 1.0
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def preparation_costs(plan: InputPlan, window_tc: np.ndarray, repeats: int = 200) -> list[tuple[str, float]]:
+    """Median µs per window of each chain block, then of normalization + layout, on one raw window."""
+    out = [(str(block), us) for block, us in plan.chain.timed(window_tc, repeats)] if plan.chain else []
+    feats = plan.features(window_tc)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        x = normalize(feats, plan.mean, plan.std) if plan.mean is not None else np.asarray(feats, np.float32)
+        np.ascontiguousarray(to_layout(x, plan.spec, plan.dims), dtype=np.float32)
+        times.append(time.perf_counter_ns() - t0)
+    out.append(("normalize + layout", float(np.median(times)) / 1000.0))
+    return out
+
+
+def _compile(spec: TensorSpec) -> Compiled:
+    where = f"model input {spec.name!r} preprocessing"
+    if spec.window is None or not spec.channels:
+        raise BadInput(f"{where}: a DSP chain needs the input's window and channel names in the manifest")
+    try:
+        return compile_chain(spec.preprocessing, Stage(spec.window, len(spec.channels), spec.sample_rate_hz,
+                                                       spec.channels))
+    except ChainError as exc:
+        raise BadInput(exc.where(where)) from None
 
 
 def model_windows(series: np.ndarray, spec: TensorSpec) -> np.ndarray:

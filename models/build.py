@@ -49,6 +49,9 @@ class BuildSpec:
     max_drop: float = 1.0
     validation_kind: str = "labels"  # labels | targets | none (what the converter's gate scores)
     root: Path = MODELS  # the model's files go to root/<name>/ (tests rebuild into a temporary root)
+    # A DSP chain (device/dsp.py, manifest form): the converter then reads raw recordings
+    # (data.extra["calibration_recording"], ["validation_recording"]) and computes the normalization itself.
+    preprocess: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,6 +72,12 @@ def write_data(spec: BuildSpec, data: Prepared) -> tuple[Path, Path]:
     spec.build_dir.mkdir(parents=True, exist_ok=True)
     calib = spec.build_dir / "calibration.npz"
     val = spec.build_dir / "validation.npz"
+    if spec.preprocess:  # raw recordings in the format `spinal record` writes (device/recording.py)
+        from device import recording
+
+        recording.write(calib, data.extra["calibration_recording"])
+        recording.write(val, data.extra["validation_recording"])
+        return calib, val
     np.savez(calib, **{INPUT_NAME: data.calib_x})
     arrays: dict[str, np.ndarray] = {INPUT_NAME: data.val_x}
     if spec.validation_kind == "labels":
@@ -87,6 +96,8 @@ def convert(spec: BuildSpec, onnx_path: Path, calib: Path, val: Path, data: Prep
     from toolchain.convert import convert as run_convert
 
     mean, std = data.norm.as_lists()
+    if spec.preprocess:  # the converter computes the normalization from the processed calibration windows
+        mean, std = [], []
     opts = ConvertOptions(
         model=str(onnx_path), out=spec.bundle, force=True, formats=formats,
         input_shapes={INPUT_NAME: (1, spec.window, len(spec.channels))},
@@ -99,6 +110,7 @@ def convert(spec: BuildSpec, onnx_path: Path, calib: Path, val: Path, data: Prep
         channels=spec.channels, channel_units=spec.units, sample_rate_hz=spec.sample_rate_hz, window=spec.window,
         hop=spec.hop,
         layout="NTC", norm_mean=tuple(mean), norm_std=tuple(std), latency_runs=200, seed=0,
+        preprocess=spec.preprocess,
     )
     return run_convert(opts).report
 

@@ -98,6 +98,54 @@ class Recordings:
         return np.concatenate(xs), np.concatenate(ys), np.concatenate(rs)
 
 
+def mpu6050_reports(body: np.ndarray, seed: int, orientation: object = "random",
+                    accel_range_g: int | None = None, gyro_range_dps: int | None = None, dlpf: int = 3) -> np.ndarray:
+    """What an MPU-6050 reports for gravity-free body motion ``[time, 6]`` (accel m/s², gyro rad/s).
+
+    The simulated chip's own model (``device/sensors/sim/mpu6050.py``, built with ``seed`` exactly as
+    ``spinal run --sim`` builds it): gravity along the mounting ``orientation`` (random: uniform over all
+    rotations), the part's zero-g and zero-rate offsets, datasheet noise at the DLPF bandwidth (``dlpf`` 3,
+    the driver's default: 44/42 Hz), then the chip's counts at its ranges (rounding, saturation).
+    """
+    import math
+
+    from device.sensors import mpu6050 as mpu
+    from device.sensors.sim import mpu6050 as sim
+
+    accel_range_g = accel_range_g or IMU_ACCEL_RANGE_G
+    gyro_range_dps = gyro_range_dps or IMU_GYRO_RANGE_DPS
+    chip = sim.SimMPU6050(orientation=orientation, seed=seed)
+    body = np.asarray(body, dtype=np.float64)
+    n = len(body)
+    bw_accel, bw_gyro = mpu.DLPF_BANDWIDTH_HZ[dlpf]
+    rng = np.random.default_rng([seed, 7])
+    accel = (body[:, :3] + chip.gravity + chip.accel_offset
+             + rng.normal(0.0, sim.accel_noise_ms2(bw_accel), size=(n, 3)))
+    gyro = body[:, 3:] + chip.gyro_offset + rng.normal(0.0, sim.gyro_noise_rad_s(bw_gyro), size=(n, 3))
+    a_lsb = mpu.STANDARD_GRAVITY / mpu.ACCEL_LSB_PER_G[accel_range_g]
+    g_lsb = math.radians(1.0 / mpu.GYRO_LSB_PER_DPS[gyro_range_dps])
+    accel = np.clip(np.round(accel / a_lsb), -32768, 32767) * a_lsb
+    gyro = np.clip(np.round(gyro / g_lsb), -32768, 32767) * g_lsb
+    return np.concatenate([accel, gyro], axis=1)
+
+
+def recorded_windows(paths: list[Path], channels: tuple[str, ...], window: int, hop: int
+                     ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Raw windows ``(M, window, C)`` and their labels from recordings made with ``spinal record``
+    (``device/recording.py``), cut as the device and ``spinal convert`` cut them (per segment; windows that
+    span two labels dropped). Feed them to ``device.pipeline.InputPlan.prepare`` to train on what the
+    bundle's chain makes of them."""
+    from device import recording
+    from toolchain.calibration import recorded_windows as cut
+
+    xs, labels = [], []
+    for path in paths:
+        w = cut(recording.read(Path(path)), channels, window, hop)
+        xs.append(w.raw)
+        labels += list(w.labels)
+    return np.concatenate(xs), tuple(labels)
+
+
 def _package_dir(package: str) -> Path:
     """The directory of an installed package, found without importing it (sktime imports slowly)."""
     spec = importlib.util.find_spec(package)

@@ -8,6 +8,7 @@ Every array the models see is normalized (``Norm.apply``) and laid out NTC.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Prepared:
     val_x: np.ndarray
     val_y: np.ndarray
     info: dict[str, object] = field(default_factory=dict)
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,24 +51,78 @@ class Prepared:
 IMU_WINDOW = 50
 IMU_HOP = 25
 IMU_TRAIN_HOP = 5  # denser windows for training only (augmentation by shifting)
+# The DSP chain in the bundle (device/dsp.py): a per-window high-pass started from the window's first sample,
+# which removes gravity and the chip's offsets (constant over a window) and keeps the motion.
+IMU_PREPROCESS: tuple[dict[str, object], ...] = ({"block": "highpass", "cutoff_hz": 0.3, "order": 1},)
+IMU_AUGMENT_COPIES = 3  # each TRAIN recording as 3 differently mounted MPU-6050s report it
+IMU_PHYSICS_SEEDS = {"train": 1000, "calibration": 2000, "test": 3000}
+
+
+def imu_physics_seed(split: str, recording: int, copy: int = 0) -> int:
+    """The simulated chip's ``seed`` for one recording (``[sensors.sim] seed``; it picks the orientation too)."""
+    return IMU_PHYSICS_SEEDS[split] + 100 * copy + recording
+
+
+def imu_as_reported(recs: ds.Recordings, split: str, copy: int = 0) -> Any:
+    """Every recording as an MPU-6050 mounted at a random orientation reports it (gravity, offsets, noise,
+    counts), concatenated into one labelled recording (one segment per recording: no window crosses two)."""
+    from device.recording import Recording
+
+    body = [ds.mpu6050_reports(x, imu_physics_seed(split, i, copy)) for i, x in enumerate(recs.x)]
+    labels = np.concatenate([[recs.classes[y]] * len(x) for x, y in zip(recs.x, recs.labels, strict=True)])
+    segments = np.concatenate([[i] * len(x) for i, x in enumerate(recs.x)])
+    return Recording(np.concatenate(body), ds.IMU_CHANNELS, ds.IMU_RATE_HZ, ds.IMU_UNITS,
+                     labels.astype(object), segments.astype(np.int64), source=f"BasicMotions {split} (MPU-6050)")
+
+
+def imu_spec(norm: ds.Norm | None = None) -> Any:
+    """The manifest's first input (chain, window, channels), as the converter writes it."""
+    from device.dsp import parse_chain
+    from device.manifest import Normalization, TensorSpec
+
+    return TensorSpec(
+        name="window", shape=(1, IMU_WINDOW, len(ds.IMU_CHANNELS)), layout="NTC", channels=ds.IMU_CHANNELS,
+        sample_rate_hz=ds.IMU_RATE_HZ, window=IMU_WINDOW, hop=IMU_HOP, units=ds.IMU_UNITS,
+        preprocessing=parse_chain(list(IMU_PREPROCESS)),
+        normalization=None if norm is None else Normalization(tuple(map(float, norm.mean)),
+                                                              tuple(map(float, norm.std))))
 
 
 def imu_activity() -> Prepared:
-    """BasicMotions: train on the fixed TRAIN split, validate on every TEST-split window."""
+    """BasicMotions as a real MPU-6050 reports it: train on the fixed TRAIN split (each recording as three
+    randomly mounted chips report it), validate on every TEST-split window (one random mounting per recording)
+    through the bundle's chain. Windows are cut and normalized exactly as ``spinal convert`` cuts them from the
+    recordings (``toolchain.calibration.recorded_windows``) and as the device prepares them."""
+    from device import pipeline
+    from toolchain.calibration import recorded_windows
+
     train = ds.basic_motions("train")
     test = ds.basic_motions("test")
-    norm = ds.Norm.fit(train.x)
-    tx, ty, _ = train.windows(IMU_WINDOW, IMU_TRAIN_HOP)
-    cx, _, _ = train.windows(IMU_WINDOW, IMU_HOP)
-    vx, vy, vr = test.windows(IMU_WINDOW, IMU_HOP)
-    order = round_robin(vy)
-    vx, vy, vr = vx[order], vy[order], vr[order]
+    cal_rec = imu_as_reported(train, "calibration")
+    val_rec = imu_as_reported(test, "test")
+    cal = recorded_windows(cal_rec, ds.IMU_CHANNELS, IMU_WINDOW, IMU_HOP)
+    val = recorded_windows(val_rec, ds.IMU_CHANNELS, IMU_WINDOW, IMU_HOP)
+    bare = pipeline.InputPlan.for_input(imu_spec())
+    mean, std = pipeline.fit_normalization(bare.features(cal.raw))
+    norm = ds.Norm(mean=np.asarray(mean), std=np.asarray(std))
+    plan = pipeline.InputPlan.for_input(imu_spec(norm))
+    tx, ty = [], []
+    for copy in range(IMU_AUGMENT_COPIES):
+        cut = recorded_windows(imu_as_reported(train, "train", copy), ds.IMU_CHANNELS, IMU_WINDOW, IMU_TRAIN_HOP)
+        tx.append(cut.raw)
+        ty += [ds.ACTIVITIES.index(lab) for lab in cut.labels]
+    train_raw = np.concatenate(tx)
+    vy = np.asarray([ds.ACTIVITIES.index(lab) for lab in val.labels], dtype=np.int64)
+    vr = val.starts // test.x.shape[1]
     return Prepared(
-        norm=norm, train_x=norm.apply(tx), train_y=ty, calib_x=norm.apply(cx),
-        val_x=norm.apply(vx), val_y=vy,
+        norm=norm, train_x=plan.prepare(train_raw), train_y=np.asarray(ty, dtype=np.int64),
+        calib_x=plan.prepare(cal.raw), val_x=plan.prepare(val.raw), val_y=vy,
         info={"train_recordings": len(train.x), "test_recordings": len(test.x),
-              "train_windows": len(tx), "calibration_windows": len(cx), "validation_windows": len(vx)},
-        extra={"val_recording": vr, "test_raw": test.x, "test_labels": test.labels},
+              "train_windows": len(train_raw), "calibration_windows": len(cal.raw), "validation_windows": len(vy),
+              "augment_copies": IMU_AUGMENT_COPIES},
+        extra={"val_recording": vr, "test_raw": test.x, "test_labels": test.labels, "train_raw": train.x,
+               "train_labels": train.labels, "calibration_recording": cal_rec, "validation_recording": val_rec,
+               "val_raw": val.raw, "calib_raw": cal.raw},
     )
 
 

@@ -195,6 +195,20 @@ def symlinked_artifact(tmp: Path) -> list[str]:
     return ["verify", str(root)]
 
 
+@case("B13")
+def manifest_unknown_dsp_block(tmp: Path) -> list[str]:
+    def edit(m: dict) -> None:
+        m["inputs"][0]["preprocessing"] = [{"block": "highpass", "cutoff_hz": 0.3}, {"block": "wavelet", "level": 3}]
+    return ["verify", str(_edit_manifest(_bundle(tmp), edit))]
+
+
+@case("B14")
+def manifest_bad_dsp_parameter(tmp: Path) -> list[str]:
+    def edit(m: dict) -> None:
+        m["inputs"][0]["preprocessing"] = [{"block": "lowpass", "cutoff_hz": "5 Hz"}]
+    return ["inspect", str(_edit_manifest(_bundle(tmp), edit))]
+
+
 @case("B12")
 def directory_without_manifest(tmp: Path) -> list[str]:
     (tmp / "models").mkdir()
@@ -419,6 +433,39 @@ def _convert(tmp: Path, option: str, name: str, arrays: dict | None = None, raw:
     elif raw is not None:
         path.write_bytes(raw)
     return ["convert", str(DATA / "tiny.onnx"), "-o", str(tmp / "out"), option, str(path), "--formats", "onnx-fp32"]
+
+
+def _recording(tmp: Path, labels: list[str]) -> Path:
+    from device import recording
+
+    path = tmp / "rec.csv"
+    n = 40
+    samples = [[0.1 * i, 0.0, 9.81] for i in range(n)]
+    import numpy as np
+
+    rec = recording.Recording(np.asarray(samples), ("imu.accel_x", "imu.accel_y", "imu.accel_z"), 10.0,
+                              labels=np.asarray([labels[i * len(labels) // n] for i in range(n)], dtype=object))
+    recording.write(path, rec)
+    return path
+
+
+@case("K8")
+def preprocess_unknown_block(tmp: Path) -> list[str]:
+    return ["convert", str(DATA / "tiny.onnx"), "-o", str(tmp / "out"), "--formats", "onnx-fp32", "--window", "8",
+            "--preprocess", "bandpass:low_hz=1", "--calibration", str(_recording(tmp, ["a"]))]
+
+
+@case("K9")
+def preprocess_without_recordings(tmp: Path) -> list[str]:
+    return ["convert", str(DATA / "tiny.onnx"), "-o", str(tmp / "out"), "--formats", "onnx-fp32", "--window", "8",
+            "--preprocess", "highpass:cutoff_hz=0.3"]
+
+
+@case("K10")
+def recording_label_not_a_class(tmp: Path) -> list[str]:
+    return ["convert", str(DATA / "tiny.onnx"), "-o", str(tmp / "out"), "--formats", "onnx-fp32", "--window", "8",
+            "--preprocess", "highpass:cutoff_hz=0.3", "--calibration", str(_recording(tmp, ["a", "jumping"])),
+            "--labels", "a,b,c,d"]
 
 
 @case("K1")

@@ -20,6 +20,7 @@ import csv
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,7 @@ class DataSet:
     labels: np.ndarray | None = None
     targets: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    raw: np.ndarray | None = None  # the raw sensor windows (M, T, C) the first input was prepared from
 
     @property
     def count(self) -> int:
@@ -72,6 +74,7 @@ class DataSet:
             labels=None if self.labels is None else self.labels[:count],
             targets=None if self.targets is None else self.targets[:count],
             notes=list(self.notes),
+            raw=None if self.raw is None else self.raw[:count],
         )
 
     def sha256(self) -> str:
@@ -260,6 +263,74 @@ def _read_csv(path: Path, inputs: tuple[InputSpec, ...], opts: CsvOptions) -> Da
     note = f"{len(windows)} windows of {window} steps, hop {hop}, channels {', '.join(wanted)}"
     return DataSet(arrays={spec.name: windows.astype(np.dtype(spec.dtype))}, source=str(path), labels=labels,
                    notes=[note])
+
+
+@dataclass(frozen=True)
+class RecordedWindows:
+    """Raw windows cut from one labelled recording (``device.recording``), before the chain."""
+
+    raw: np.ndarray
+    labels: tuple[str, ...]
+    channels: tuple[str, ...]
+    units: tuple[str, ...]
+    rate_hz: float
+    source: str
+    notes: list[str]
+    starts: np.ndarray  # each window's first sample in the recording
+
+
+def read_recording_windows(path: Path, channels: tuple[str, ...], window: int, hop: int,
+                           limit: int | None = None, purpose: str = "calibration") -> RecordedWindows:
+    """The device's windows over a recording (per segment, hop grid, windows with two labels dropped);
+    at most ``limit`` of them, spread evenly over the recording, then in label round-robin order so
+    that the first few (the golden vectors) cover every label."""
+    from device import recording
+
+    return recorded_windows(recording.read(path), channels, window, hop, limit, purpose)
+
+
+def recorded_windows(rec: Any, channels: tuple[str, ...], window: int, hop: int, limit: int | None = None,
+                     purpose: str = "calibration") -> RecordedWindows:
+    """:func:`read_recording_windows` on a :class:`device.recording.Recording` already in memory."""
+    from device import recording
+
+    path = rec.source
+    chans = channels or rec.channels
+    cut = recording.windows(rec, chans, window, hop)
+    if not len(cut.raw):
+        raise BadInput(f"{path}: {len(rec.samples)} samples give no complete window of {window} samples "
+                       f"({purpose} needs at least one)")
+    raw, labels, starts = cut.raw, np.asarray(cut.labels, dtype=object), cut.starts
+    notes = [f"{len(raw)} windows of {window} samples, hop {hop}, cut from {len(rec.samples)} samples at "
+             f"{rec.rate_hz:g} Hz in {len(np.unique(rec.segments))} segment(s)"]
+    if cut.mixed:
+        notes.append(f"{cut.mixed} windows spanning two labels dropped")
+    if limit is not None and len(raw) > limit:
+        keep = np.unique(np.linspace(0, len(raw) - 1, limit).round().astype(np.int64))
+        raw, labels, starts = raw[keep], labels[keep], starts[keep]
+        notes.append(f"{len(keep)} windows used, spread evenly")
+    rank = np.empty(len(labels), dtype=np.int64)
+    for name in dict.fromkeys(labels.tolist()):
+        where = np.flatnonzero(labels == name)
+        rank[where] = np.arange(len(where))
+    order = np.argsort(rank, kind="stable")
+    _, names = rec.select(chans)
+    units = rec.units if not channels else tuple(rec.units[rec.channels.index(n)] for n in names) if rec.units else ()
+    return RecordedWindows(raw[order], tuple(labels[order].tolist()), tuple(channels) or names, units, rec.rate_hz,
+                           str(path), notes, starts[order])
+
+
+def class_ids(labels: tuple[str, ...], names: tuple[str, ...], path: str) -> np.ndarray | None:
+    """Integer class ids of window labels (by position in ``names``); ``None`` when any window is unlabelled."""
+    if not labels or any(not lab for lab in labels):
+        return None
+    if not names and all(lab.lstrip("-").isdigit() for lab in labels):
+        return np.asarray([int(lab) for lab in labels], dtype=np.int64)
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise BadInput(f"{path}: label {unknown[0]!r} is not one of the classes ({', '.join(names)}); fix --labels "
+                       "or the recording")
+    return np.asarray([names.index(lab) for lab in labels], dtype=np.int64)
 
 
 def synthetic(inputs: tuple[InputSpec, ...], count: int, seed: int = 0) -> DataSet:

@@ -25,6 +25,7 @@ only if one of them passes. Every attempt is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -40,6 +41,8 @@ import numpy as np
 
 from device import __version__
 from device.bundle import ARCHIVE_SUFFIX, file_digest, pack_archive, verify_directory, write_manifest
+from device.dsp import ChainError, Stage, compile_chain, parse_chain
+from device.dsp import describe as describe_chain
 from device.errors import BadInput, BundleError, CheckFailed, ModelFileError, SpinalError
 from device.manifest import (  # the name and layout rules are the manifest's own
     _LAYOUT_RE,
@@ -54,11 +57,19 @@ from device.manifest import (  # the name and layout rules are the manifest's ow
     TensorSpec,
     Tolerance,
 )
-from device.pipeline import InputPlan
+from device.pipeline import InputPlan, fit_normalization
 from device.runtime.parity import DecisionRule
 from toolchain import report as report_mod
 from toolchain.bounds import derive_tolerance, measure_spread, rounding_movement
-from toolchain.calibration import CsvOptions, DataSet, read_dataset, read_raw, synthetic
+from toolchain.calibration import (
+    CsvOptions,
+    DataSet,
+    class_ids,
+    read_dataset,
+    read_raw,
+    read_recording_windows,
+    synthetic,
+)
 from toolchain.failures import InternalFailure, describe, is_internal
 from toolchain.validate import Metrics, Runner, latency_us, onnx_io, run_all, score
 
@@ -115,6 +126,8 @@ class ConvertOptions:
     layout: str | None = None
     norm_mean: tuple[float, ...] = ()
     norm_std: tuple[float, ...] = ()
+    preprocess: tuple[dict[str, Any], ...] = ()  # the DSP chain (device/dsp.py), manifest form; with it (or an
+    # .npz recording) --calibration/--validation are raw recordings and the normalization is computed
     opset: int = 17
     force: bool = False
     latency_runs: int = 50
@@ -191,6 +204,10 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
         raise BadInput(f"--norm-mean has {len(opts.norm_mean)} values but --norm-std has {len(opts.norm_std)}")
     if any(s <= 0 for s in opts.norm_std):
         raise BadInput("--norm-std values must be > 0")
+    try:
+        parse_chain(list(opts.preprocess))
+    except ChainError as exc:
+        raise BadInput(exc.where("--preprocess")) from None
     out = opts.out
     if out.exists() and not opts.force:
         raise BadInput(f"{out}: already exists; remove it or pass --force")
@@ -234,6 +251,8 @@ class _Pipeline:
         self.failed: dict[str, dict[str, Any]] = {}
         self._rounding: dict[str, float] | None = None  # int8 rounding movement, measured once per conversion
         self.timings: dict[str, float] = {}
+        self.sensor_spec: TensorSpec | None = None  # the first input's spec when built from recordings
+        self.label_names: tuple[str, ...] = ()
 
     # ---- helpers
 
@@ -260,7 +279,7 @@ class _Pipeline:
         steps = 4 + len(self.wanted)
         self.progress.start(steps)
         hints = {}
-        if opts.calibration is not None and opts.calibration.suffix in (".npz", ".npy"):
+        if opts.calibration is not None and opts.calibration.suffix in (".npz", ".npy") and not self._recorded():
             hints = {k: tuple(v.shape) for k, v in read_raw(opts.calibration).items()}
         src_opts = SourceOptions(input_shapes=opts.input_shapes, hint_shapes=hints, input_names=opts.input_names,
                                  output_names=opts.output_names, opset=opts.opset)
@@ -344,7 +363,7 @@ class _Pipeline:
         layouts: dict[str, str | None] = {}
         for i, spec in enumerate(self.inputs):
             layout = opts.layout if i == 0 and opts.layout else None
-            if layout is None and i == 0 and len(spec.shape) == 3:
+            if layout is None and i == 0 and len(spec.shape) == 3 and not opts.preprocess:
                 if opts.channels:
                     n = len(opts.channels)
                     layout = "NCT" if spec.shape[1] == n else ("NTC" if spec.shape[2] == n else None)
@@ -355,7 +374,7 @@ class _Pipeline:
                 raise BadInput(f"--layout {layout!r} has {len(layout)} axes but input {spec.name!r} has shape "
                                f"{list(spec.shape)}")
             layouts[spec.name] = layout
-            if i == 0 and opts.channels:
+            if i == 0 and opts.channels and not opts.preprocess:  # a chain may change the channel count
                 n = len(opts.channels)
                 fits = spec.shape[layout.index("C")] == n if layout and "C" in layout else n in spec.shape[1:]
                 if not fits:
@@ -365,8 +384,85 @@ class _Pipeline:
             layouts[spec.name] = None
         return layouts
 
+    def _recorded(self) -> bool:
+        """Whether --calibration is raw recordings (a chain was given, or it is an .npz recording)."""
+        from device import recording
+
+        opts = self.opts
+        return opts.calibration is not None and (bool(opts.preprocess) or recording.is_recording(opts.calibration))
+
+    def _read_recordings(self) -> tuple[DataSet, DataSet]:
+        """Calibration and validation windows from raw recordings: cut as the device cuts them, through the
+        chain, normalized with statistics computed here from the processed calibration windows."""
+        opts = self.opts
+        spec0 = self.inputs[0]
+        if len(self.inputs) != 1:
+            raise BadInput("raw recordings (--preprocess) serve single-input models only")
+        window = opts.window
+        if window is None:
+            if opts.preprocess:
+                raise BadInput("--preprocess needs --window (raw samples per window)")
+            window = next((d for d in spec0.shape[1:] if d > 1), 1)
+        hop = opts.hop or window
+        assert opts.calibration is not None
+        cal = read_recording_windows(opts.calibration, opts.channels, window, hop, opts.calibration_samples)
+        val = (read_recording_windows(opts.validation, cal.channels, window, hop, opts.validation_samples,
+                                      "validation") if opts.validation is not None else None)
+        rate = cal.rate_hz
+        if opts.sample_rate_hz is not None and not math.isclose(opts.sample_rate_hz, rate, rel_tol=1e-6):
+            raise BadInput(f"--sample-rate {opts.sample_rate_hz:g} Hz but {cal.source} was recorded at {rate:g} Hz; "
+                           "resample in the chain (resample:rate_hz=...) instead")
+        if val is not None and not math.isclose(val.rate_hz, rate, rel_tol=1e-6):
+            raise BadInput(f"{val.source} was recorded at {val.rate_hz:g} Hz, {cal.source} at {rate:g} Hz")
+        chain = parse_chain(list(opts.preprocess))
+        layout = opts.layout
+        if layout is None and len(spec0.shape) == 3:
+            try:
+                last = compile_chain(chain, Stage(window, len(cal.channels), rate, cal.channels)).last
+            except ChainError as exc:
+                raise BadInput(exc.where("--preprocess")) from None
+            dims = (last.length, last.channels)
+            layout = "NTC" if spec0.shape[1:] == dims else ("NCT" if spec0.shape[1:] == dims[::-1] else None)
+        spec = TensorSpec(name=spec0.name, shape=spec0.shape, dtype=spec0.dtype, layout=layout, channels=cal.channels,
+                          sample_rate_hz=rate, window=window, hop=hop, units=opts.channel_units or cal.units,
+                          preprocessing=chain)
+        plan = InputPlan.for_input(spec)
+        notes = [f"preprocessing: {describe_chain(chain)}"] if chain else []
+        if opts.norm_mean:
+            norm = Normalization(mean=opts.norm_mean, std=opts.norm_std)
+        else:
+            mean, std = fit_normalization(plan.features(cal.raw))
+            norm = Normalization(mean=mean, std=std)
+            notes.append(f"normalization computed from {len(cal.raw)} calibration windows"
+                         + (" after the chain" if chain else ""))
+        self.sensor_spec = spec = dataclasses.replace(spec, normalization=norm)
+        self.layouts[spec0.name] = layout
+        plan = InputPlan.for_input(spec)
+        self.notes += notes
+        names = opts.labels or tuple(sorted({lab for w in (cal, val) if w is not None for lab in w.labels if lab}))
+        if names and not all(n.lstrip("-").isdigit() for n in names):
+            self.label_names = names
+
+        def dataset(w: Any) -> DataSet:
+            x = plan.prepare(w.raw).reshape((len(w.raw), *spec0.sample_shape)).astype(np.dtype(spec0.dtype))
+            labels = class_ids(w.labels, self.label_names, w.source)
+            return DataSet(arrays={spec0.name: x}, source=w.source, labels=labels, notes=list(w.notes), raw=w.raw)
+
+        calib = dataset(cal)
+        if val is None:
+            valset = dataset(cal)
+            valset.notes.append("no --validation given: the calibration data stands in (optimistic)")
+        else:
+            valset = dataset(val)
+        return calib, valset
+
     def _read_data(self) -> tuple[DataSet, DataSet]:
         opts = self.opts
+        if self._recorded():
+            return self._read_recordings()
+        if opts.preprocess:
+            raise BadInput("--preprocess needs --calibration: raw sensor recordings (.csv or .npz, see "
+                           "docs/recording.md) to compute the features and the normalization from")
         csv_opts = CsvOptions(channels=opts.channels, window=opts.window, hop=opts.hop)
         if opts.calibration is not None:
             calib = read_dataset(opts.calibration, self.inputs, csv_opts, limit=opts.calibration_samples)
@@ -657,6 +753,9 @@ class _Pipeline:
         ins = []
         for i, s in enumerate(self.inputs):
             first = i == 0
+            if first and self.sensor_spec is not None:
+                ins.append(self.sensor_spec)
+                continue
             ins.append(TensorSpec(
                 name=s.name, shape=s.shape, dtype=s.dtype, layout=self.layouts.get(s.name),
                 channels=opts.channels if first else (), sample_rate_hz=opts.sample_rate_hz if first else None,
@@ -674,7 +773,7 @@ class _Pipeline:
         if kind == "features":
             return Task(kind="features", output=out.name)
         if kind == "classification":
-            labels = opts.labels
+            labels = opts.labels or self.label_names
             classes = out.shape[-1] if out.shape else 1
             if not labels:
                 labels = tuple(str(i) for i in range(classes))
@@ -749,7 +848,16 @@ class _Pipeline:
         feeds = [gold.sample(i, self.inputs) for i in range(gold.count)]
         arrays: dict[str, np.ndarray] = {}
         for spec in specs:
-            if spec.window is not None:
+            if spec.preprocessing or (spec.window is not None and gold.raw is not None and spec.name == specs[0].name):
+                # the raw windows as read from the recording (a chain cannot be inverted)
+                if gold.raw is None:
+                    raise BadInput(f"input {spec.name!r}: a preprocessing chain needs raw recordings as --calibration")
+                plan = InputPlan.for_input(spec)
+                windows = [np.asarray(w, dtype=np.float64) for w in gold.raw]
+                for feed, window in zip(feeds, windows, strict=True):
+                    feed[spec.name] = plan.prepare(window).reshape(feed[spec.name].shape)
+                arrays[f"window/{spec.name}"] = np.stack(windows)
+            elif spec.window is not None:
                 plan = InputPlan.for_input(spec)
                 windows = [plan.unprepare(feed[spec.name]) for feed in feeds]
                 for feed, window in zip(feeds, windows, strict=True):

@@ -134,20 +134,30 @@ def _device_windows(name: str, file: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_imu_replay_is_the_test_split_and_the_model_gets_it_right(prepared) -> None:
+    """The replay files hold the TEST recordings' body motion; as the validation set's chip reports them
+    (gravity, offsets, noise) the device pipeline gives the validation windows, and so does the motion alone
+    (the chain removes what the chip adds, up to its noise)."""
     data = prepared["imu-activity"]
     index = _replay_index("imu-activity")
     assert index["units"] == ["s", *datasets.IMU_UNITS]
     assert {r["label"] for r in index["recordings"]} == set(datasets.ACTIVITIES)
     with open_bundle(REFERENCES["imu-activity"].bundle) as bundle:
+        spec = bundle.manifest.inputs[0]
         fp32 = bundle.manifest.artifact("model.fp32.onnx")
         for rec in index["recordings"]:
-            windows, _ = _device_windows("imu-activity", rec["file"])
+            windows, values = _device_windows("imu-activity", rec["file"])
             assert len(windows) == rec["windows"]
+            np.testing.assert_allclose(values, data.extra["test_raw"][rec["recording"]], rtol=1e-5, atol=1e-5)
+            reported = datasets.mpu6050_reports(data.extra["test_raw"][rec["recording"]],
+                                                prepare.imu_physics_seed("test", rec["recording"]))
             expected = data.val_x[data.extra["val_recording"] == rec["recording"]]
-            np.testing.assert_allclose(windows.reshape(expected.shape), expected, atol=1e-4)
-            logits = evaluate.run_artifact(bundle, fp32, windows)
-            predicted = [datasets.ACTIVITIES[i] for i in logits.argmax(axis=1)]
-            assert predicted == [rec["label"]] * rec["windows"], rec["file"]
+            device = pipeline.model_windows(reported, spec)
+            np.testing.assert_allclose(device.reshape(expected.shape), expected, atol=1e-5)
+            np.testing.assert_allclose(windows.reshape(expected.shape), expected, atol=0.05)
+            for x in (windows, device):
+                logits = evaluate.run_artifact(bundle, fp32, x)
+                predicted = [datasets.ACTIVITIES[i] for i in logits.argmax(axis=1)]
+                assert predicted == [rec["label"]] * rec["windows"], rec["file"]
 
 
 def test_anomaly_replay_scores_match_its_index() -> None:
@@ -175,3 +185,30 @@ def test_weather_replay_is_validation_data(prepared) -> None:
         month = data.val_x[data.extra["val_month"] == rec["month"]]
         usable = windows[: rec["windows"]]
         np.testing.assert_allclose(usable.reshape(-1, *month.shape[1:]), month[: len(usable)], atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines: every card compares its model with a simple one on the same split
+
+
+def test_card_compares_with_a_simple_baseline(reference: Reference, prepared) -> None:
+    from models import baselines
+
+    metrics = reference.metrics
+    card = (reference.directory / "MODEL_CARD.md").read_text(encoding="utf-8")
+    base = metrics["baselines"]
+    data = prepared[reference.name]
+    if reference.name == "imu-activity":
+        forest = base["forest"]["metrics"]
+        assert f"window accuracy {forest['accuracy']:.2f} %" in card
+        assert baselines.imu_forest(data)["metrics"] == pytest.approx(forest, abs=1.0)
+    elif reference.name == "weather":
+        ridge = base["ridge"]["metrics"]
+        assert f"MAE {ridge['mae']:.3f} °C, RMSE {ridge['rmse']:.3f} °C" in card
+        assert baselines.weather_ridge(data)["metrics"] == pytest.approx(ridge, abs=1e-3)
+    else:
+        seeds = base["over_seeds"]
+        assert len(seeds["seeds"]) == 5 and prepare.SEED in seeds["seeds"]
+        for row, key in (("autoencoder (fp32)", "autoencoder_fp32_auc"), ("two hand rules", "hand_rules_auc")):
+            line = next(ln for ln in card.splitlines() if ln.startswith(f"| {row} |"))
+            assert f"| {seeds[key]['mean']:.3f} | {seeds[key]['std']:.3f} |" in line
