@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))
 from spec import SPEC, shape_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

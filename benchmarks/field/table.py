@@ -1,0 +1,141 @@
+"""The field benchmark's markdown tables and summary numbers from CACHE/results/*.json (issue 14)."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from spec import SPEC  # noqa: E402
+
+# An int8 artifact is "usable" when the task measure against the ORIGINAL model reaches this.
+USABLE = {"det_iou": ("iou_mean", 0.90), "ctc_agree": ("text_agree", 95.0), "top1_agree": ("top1_agree", 98.0),
+          "wake_agree": ("det_agree", 97.0), "vad_agree": ("det_agree", 97.0), "cosine": ("cos_mean", 0.99)}
+CUSTOM_OP = re.compile(r"unresolved custom op: (\w+)")
+
+
+def short(s: str, n: int = 90) -> str:
+    s = " ".join(str(s).split()).replace("|", "/").replace(str(Path.home()), "~")
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def reason(v) -> str:
+    if isinstance(v, dict):
+        for k in ("reason", "error", "message", "why"):
+            if k in v:
+                return str(v[k])
+        return json.dumps(v)[:200]
+    return str(v)
+
+
+def plain_pass(r: dict) -> tuple[bool, bool, str]:
+    """(strict: every check exit 0, counted: strict or a genuine custom op refused in one line, note)"""
+    rcs = [r[k]["rc"] for k in ("inspect", "bench", "verify")]
+    strict = all(rc == 0 for rc in rcs)
+    if strict:
+        return True, True, ""
+    out = r["verify"]["out"] + r["bench"]["out"]
+    ops = sorted(set(CUSTOM_OP.findall(out)))
+    ok_pref = re.search(r"ok\s+runs on (litert|onnxruntime)", r["verify"]["out"]) is not None
+    if ops and not ok_pref and r["inspect"]["rc"] == 0:
+        return False, True, f"custom op {','.join(ops)} refused in one line"
+    failing = [k for k in ("inspect", "bench", "verify") if r[k]["rc"]]
+    line = " ".join(r["verify"]["out"].split())
+    m = re.search(r"FAIL runs on ([\w-]+): .*?(crashed[^;]*|cannot prepare it \([^)]*\)|failed[^;]*)", line)
+    note = f"{','.join(failing)}: {m.group(1)} {m.group(2)}" if m else f"{','.join(failing)}: {r[failing[0]]['line']}"
+    if ok_pref:
+        note += " (LiteRT/ORT ok)"
+    return False, False, note
+
+
+def main(cache: Path) -> None:
+    res = cache / "results"
+    corpus = json.loads((Path(__file__).with_name("corpus.json")).read_text())
+    rows = [r for r in corpus if "duplicate_of" not in r]
+    plain = json.loads((res / "plain.json").read_text())
+    conv = json.loads((res / "convert.json").read_text()) if (res / "convert.json").exists() else {}
+    score = json.loads((res / "score.json").read_text()) if (res / "score.json").exists() else {}
+
+    print("### Plain files: `spinal inspect`, `bench --seconds 0.2`, `verify`\n")
+    print("Sizes of dynamic axes given with `--input-shape` as the package uses them (spec.py); `dflt`: verify")
+    print("without them. i/b/v: exit codes.\n")
+    print("| file | pkg | i/b/v | dflt | note |")
+    print("|---|---|---|---|---|")
+    n_strict = n_count = 0
+    for row in rows:
+        name = Path(row["path"]).name
+        r = plain.get(name)
+        if not r:
+            continue
+        strict, counted, note = plain_pass(r)
+        n_strict += strict
+        n_count += counted
+        d = r.get("verify_default", {}).get("rc", "")
+        ibv = "/".join(str(r[k]["rc"]) for k in ("inspect", "bench", "verify"))
+        print(f"| {name} | {row['package'].split('-')[0]} {row['version']} | {ibv} | {d} | {short(note, 80)} |")
+    total = len([r for r in rows if Path(r["path"]).name in plain])
+    print(f"\n**Plain files passing inspect + bench + verify: {n_count}/{total} = {100 * n_count / total:.0f} %** "
+          f"(counting a genuine custom op refused in one line; strictly every exit 0: {n_strict}/{total} = "
+          f"{100 * n_strict / total:.0f} %).\n")
+
+    print("### Conversions: `spinal convert` with package-made data, artifacts scored against the original\n")
+    print("One row per artifact. `gate`: shipped or the one-line reason it was not; `measure`: held-out data, the")
+    print("artifact against the ORIGINAL model (det: IoU of maps > 0.3; rec: CTC text equal; cls/timer: top-1")
+    print("equal; wake/VAD: detections at 0.5 equal, `a/o` = detections artifact/original; others: cosine).\n")
+    print("| model | artifact | gate | measure | s |")
+    print("|---|---|---|---|---|")
+    onnx_models = usable_n = 0
+    tfl_asis = tfl_ok = 0
+    for row in sorted(rows, key=lambda r: (r["format"], r["package"], r["path"])):
+        name = Path(row["path"]).name
+        c = conv.get(name)
+        if c is None:
+            continue
+        rep = c.get("report") or {}
+        sc = score.get(name, {})
+        secs = rep.get("conversion_seconds", c["seconds"])
+        vrc = c.get("verify", {}).get("rc")
+        if row["format"] == "tflite":
+            tfl_asis += 1
+            ok = c["rc"] == 0 and vrc == 0
+            tfl_ok += ok
+            arts = ", ".join(rep.get("artifacts", {})) or "-"
+            line = "as-is, verify ok" if ok else short(c["line"] if c["rc"] else c["verify"]["line"], 70)
+            print(f"| {name} | {arts} | {line} | - | {secs:.0f} |")
+            continue
+        onnx_models += 1
+        spec = SPEC.get(name, {})
+        key, lim = USABLE.get(spec.get("measure", "cosine"), ("cos_mean", 0.99))
+        usable = []
+        if not rep:
+            print(f"| {name} | all | exit {c['rc']}: {short(c['line'], 70)} | - | {c['seconds']:.0f} |")
+        for art, info in (rep.get("artifacts") or {}).items():
+            s = sc.get(art, {})
+            meas = s.get("main", "-") if "error" not in s else short(s["error"], 60)
+            if s.get("det_orig") is not None:
+                meas += f" ({s['det_art']}/{s['det_orig']})"
+            if "acc" in s:
+                meas += f" acc {s['acc']:.0f}/{s['acc_orig']:.0f}"
+            good = key in s and s[key] >= lim
+            if info.get("precision", "").startswith("int8") and good:
+                usable.append(art)
+            drop = info.get("drop")
+            g = f"shipped (drop {drop:.2f})" if isinstance(drop, (int, float)) else "shipped"
+            print(f"| {name} | {art} | {g} | {meas} | {secs:.0f} |")
+        for kind in ("rejected", "failed"):
+            for art, v in (rep.get(kind) or {}).items():
+                print(f"| {name} | {art} | {kind}: {short(reason(v), 80)} | - | |")
+        if c.get("verify") and c["verify"]["rc"] != 0:
+            print(f"| {name} | bundle | verify exit {c['verify']['rc']}: {short(c['verify']['line'], 70)} | - | |")
+        usable_n += bool(usable)
+    if onnx_models:
+        print(f"\n**Real ONNX models with a usable gated int8 artifact: {usable_n}/{onnx_models} = "
+              f"{100 * usable_n / onnx_models:.0f} %** (shipped by the gate and, against the original on held-out "
+              f"data: IoU ≥ 0.90, text ≥ 95 %, top-1 ≥ 98 %, detections ≥ 97 %, cosine ≥ 0.99).")
+    if tfl_asis:
+        print(f"\n**TFLite files bundled as they are (`spinal convert x.tflite`) and verified: {tfl_ok}/{tfl_asis}.**")
+
+
+if __name__ == "__main__":
+    main(Path.home() / ".cache" / "spinal" / "field")
