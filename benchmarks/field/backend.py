@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -111,6 +112,37 @@ def run_tflite(path: Path, feeds: list[dict[str, np.ndarray]], ref_shape: tuple)
     return res
 
 
+def root_error(stderr: str) -> str:
+    """The first exception line of the traceback chain (the cause), and the last one."""
+    errs = [ln.strip() for ln in stderr.splitlines() if re.match(r"^\w*(Error|Exception)\b.*:", ln.strip())]
+    if not errs:
+        return (stderr.strip().splitlines() or [""])[-1][:300]
+    return (errs[0] if errs[0] == errs[-1] else f"{errs[0][:200]} -> {errs[-1][:100]}")[:320]
+
+
+def isolated(f: Path, feeds: list, ref: list, kind: str, labels) -> dict:
+    """Score one file in a forked child: a runtime that crashes on a file takes only the child down."""
+    import multiprocessing as mp
+
+    from score import measure
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+
+    def work() -> None:
+        try:
+            got = run_tflite(f, feeds, ref[0].shape)
+            q.put(measure(kind, ref, got, labels[:len(got)] if labels is not None else None))
+        except Exception as e:  # noqa: BLE001
+            q.put({"main": "ERROR", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"})
+    p = ctx.Process(target=work)
+    p.start()
+    p.join(600)
+    if p.exitcode != 0:
+        p.kill()
+        return {"main": "CRASH", "error": f"LiteRT died running it (exit {p.exitcode})"}
+    return q.get(timeout=5)
+
+
 def one(name: str, label: str, backend: str) -> dict:
     import onnxruntime as ort
 
@@ -145,7 +177,7 @@ def one(name: str, label: str, backend: str) -> dict:
         if ln.startswith("PEAK_RSS_MB "):
             rss = float(ln.split()[1])
     r = {"model": name, "rc": p.returncode, "seconds": round(secs, 1), "peak_rss_mb": rss,
-         "error": (p.stderr.strip().splitlines() or [""])[-1][:300] if p.returncode else ""}
+         "error": root_error(p.stderr) if p.returncode else ""}
     n = len(next(iter(val.values())))
     feeds, ref = [], []
     for j in range(min(n, 64)):
@@ -162,11 +194,7 @@ def one(name: str, label: str, backend: str) -> dict:
         tag = f.stem.replace("model_", "")
         if tag not in ("float32", "float16", "integer_quant", "full_integer_quant"):
             continue
-        try:
-            got = run_tflite(f, [{k: v for k, v in fd.items()} for fd in feeds], ref[0].shape)
-            s = measure(kind, ref, got, labels[:len(got)] if labels is not None else None)
-        except Exception as e:  # noqa: BLE001
-            s = {"main": "ERROR", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+        s = isolated(f, feeds, ref, kind, labels)
         s["bytes"] = f.stat().st_size
         r["files"][tag] = s
     print(label, name, r["rc"], r["seconds"], r["peak_rss_mb"], {k: v["main"] for k, v in r["files"].items()},

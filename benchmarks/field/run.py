@@ -34,18 +34,47 @@ def corpus() -> list[dict]:
 
 
 def spinal(args: list[str], timeout: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")
     cmd = ["nice", "-n", "10", SPINAL, *args]
     t0 = time.monotonic()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        rc, out = p.returncode, p.stdout + p.stderr
-    except subprocess.TimeoutExpired as e:
-        rc, out = 124, f"timeout after {timeout}s\n" + ((e.stdout or b"").decode(errors="replace")
-                                                        if isinstance(e.stdout, bytes) else (e.stdout or ""))
+    rc, out, peak = watched(cmd, env, timeout)
     short = [str(a).replace(str(Path.home()), "~") for a in args]
     return {"cmd": "spinal " + " ".join(short), "rc": rc, "seconds": round(time.monotonic() - t0, 1),
+            "peak_rss_mb": round(peak / 2**20),
             "out": out[-6000:], "full": out, "line": one_line(rc, out)}
+
+
+def watched(cmd: list[str], env: dict, timeout: int) -> tuple[int, str, int]:
+    """Run cmd; kill its process tree past `timeout` s or past MAX_RSS_GB of resident memory (this machine is
+    shared: an unbounded calibration once took 24 GB and the kernel's OOM killer). Returns rc, output, peak RSS."""
+    import psutil
+    import tempfile
+    limit = float(os.environ.get("MAX_RSS_GB", "10")) * 2**30
+    with tempfile.TemporaryFile("w+") as log:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        t0, peak, why = time.monotonic(), 0, ""
+        while p.poll() is None:
+            try:
+                proc = psutil.Process(p.pid)
+                rss = sum(x.memory_info().rss for x in [proc, *proc.children(recursive=True)])
+            except psutil.Error:
+                rss = 0
+            peak = max(peak, rss)
+            if rss > limit or time.monotonic() - t0 > timeout:
+                why = (f"killed by the benchmark: resident memory {rss / 2**30:.1f} GB > {limit / 2**30:.0f} GB"
+                       if rss > limit else f"timeout after {timeout}s")
+                for x in [*psutil.Process(p.pid).children(recursive=True), psutil.Process(p.pid)]:
+                    try:
+                        x.kill()
+                    except psutil.Error:
+                        pass
+                p.wait()
+                break
+            time.sleep(1)
+        log.seek(0)
+        out = log.read()
+    rc = p.returncode if not why else (137 if "memory" in why else 124)
+    return rc, (out + "\n" + why if why else out), peak
 
 
 def one_line(rc: int, out: str) -> str:
@@ -106,18 +135,23 @@ def step_convert(redo: bool, only: list[str]) -> None:
         data = CACHE / "data" / f.stem
         if row["format"] == "onnx":
             args += shape_args(key, ":")
+            if "calib_samples" in spec:  # see spec.py: the default (200, here 128) does not fit in memory
+                args += ["--calibration-samples", str(spec["calib_samples"])]
             if (data / "calib.npz").exists():
                 args += ["--calibration", str(data / "calib.npz"), "--validation", str(data / "val.npz")]
-            for opt in ("task", "threshold", "labels"):
+            for opt in ("task", "task_output", "threshold", "labels"):
                 if opt in spec:
-                    args += [f"--{opt}", str(spec[opt])]
+                    args += [f"--{opt.replace('_', '-')}", str(spec[opt])]
         r = spinal(args, 900)
         full = r.pop("full")
         r["bundle"] = str(out) if out.exists() else None
-        try:
-            r["report"] = json.loads(full[full.index("\n{") + 1:] if "\n{" in full else full[full.index("{"):])
-        except ValueError:
-            r["report"] = None
+        r["report"] = None
+        for i in [m.start() + 1 for m in re.finditer(r"\n\{", "\n" + full)]:
+            try:  # the report is one JSON object; warnings may come after it
+                r["report"] = json.JSONDecoder().raw_decode(full[i - 1:])[0]
+                break
+            except ValueError:
+                continue
         if out.exists():
             r["verify"] = spinal(["verify", str(out)], 600)
             r["verify"].pop("full")

@@ -20,11 +20,26 @@ def short(s: str, n: int = 90) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def first_fail(out: str) -> str:
+    """The first FAIL/error statement of a spinal command's output, unwrapped, paths shortened."""
+    parts = []
+    for ln in out.splitlines():  # rich wraps at 80 columns: a full line that cut a path goes on without a space
+        parts.append(ln.rstrip() + ("" if len(ln.rstrip()) >= 80 else " "))
+    text = " ".join("".join(parts).split())
+    m = re.search(r"(FAIL .*?|error: .*?)(?= ok |$| FAIL |\S+: FAILED)", text)
+    s = m.group(1) if m else text[-200:]
+    s = re.sub(r"/\S*/(\S+\.(tflite|onnx))", r"\1", s)
+    return s
+
+
 def reason(v) -> str:
     if isinstance(v, dict):
         for k in ("reason", "error", "message", "why"):
             if k in v:
-                return str(v[k])
+                extra = f" [vs fp32: cos {v['cosine']:.3f}" if isinstance(v.get("cosine"), float) else ""
+                if extra and isinstance(v.get("agreement"), (int, float)):
+                    extra += f", decisions {v['agreement']:.1f} %"
+                return str(v[k]).split(" (largest of")[0] + (extra + "]" if extra else "")
         return json.dumps(v)[:200]
     return str(v)
 
@@ -101,7 +116,7 @@ def main(cache: Path) -> None:
             ok = c["rc"] == 0 and vrc == 0
             tfl_ok += ok
             arts = ", ".join(rep.get("artifacts", {})) or "-"
-            line = "as-is, verify ok" if ok else short(c["line"] if c["rc"] else c["verify"]["line"], 70)
+            line = "as-is, verify ok" if ok else short(first_fail(c["out"] if c["rc"] else c["verify"]["out"]), 110)
             print(f"| {name} | {arts} | {line} | - | {secs:.0f} |")
             continue
         onnx_models += 1
@@ -109,7 +124,7 @@ def main(cache: Path) -> None:
         key, lim = USABLE.get(spec.get("measure", "cosine"), ("cos_mean", 0.99))
         usable = []
         if not rep:
-            print(f"| {name} | all | exit {c['rc']}: {short(c['line'], 70)} | - | {c['seconds']:.0f} |")
+            print(f"| {name} | all | exit {c['rc']}: {short(first_fail(c['out']), 110)} | - | {c['seconds']:.0f} |")
         for art, info in (rep.get("artifacts") or {}).items():
             s = sc.get(art, {})
             meas = s.get("main", "-") if "error" not in s else short(s["error"], 60)
@@ -127,7 +142,7 @@ def main(cache: Path) -> None:
             for art, v in (rep.get(kind) or {}).items():
                 print(f"| {name} | {art} | {kind}: {short(reason(v), 80)} | - | |")
         if c.get("verify") and c["verify"]["rc"] != 0:
-            print(f"| {name} | bundle | verify exit {c['verify']['rc']}: {short(c['verify']['line'], 70)} | - | |")
+            print(f"| {name} | bundle | verify exit {c['verify']['rc']}: {short(first_fail(c['verify']['out']), 110)} | - | |")
         usable_n += bool(usable)
     if onnx_models:
         print(f"\n**Real ONNX models with a usable gated int8 artifact: {usable_n}/{onnx_models} = "
