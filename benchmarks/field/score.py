@@ -118,10 +118,12 @@ def score_bundle(original: Path, bundle: Path, val: Path, kind: str) -> dict:
     return out
 
 
-def main(cache: Path) -> None:
-    conv = json.loads((cache / "results" / "convert.json").read_text())
+def main(cache: Path, conv_name: str = "convert", score_name: str = "score") -> None:
+    if not (cache / "results" / f"{conv_name}.json").exists():
+        return
+    conv = json.loads((cache / "results" / f"{conv_name}.json").read_text())
     files = {p.name: p for p in (cache / "models").rglob("*") if p.suffix in (".onnx", ".tflite")}
-    resp = cache / "results" / "score.json"
+    resp = cache / "results" / f"{score_name}.json"
     res = json.loads(resp.read_text()) if resp.exists() else {}
     for name, r in conv.items():
         if not r.get("bundle") or name not in SPEC:

@@ -64,6 +64,57 @@ def plain_pass(r: dict) -> tuple[bool, bool, str]:
     return False, False, note
 
 
+def tag(art: str, v) -> str:
+    """A short name for why an artifact is missing."""
+    r = reason(v)
+    if "outer-scope" in r:
+        return "If: outer-scope input (onnx2tf)"
+    if "no operator onnxruntime can quantize" in r:
+        return "all ops inside If: nothing to quantize"
+    if "control-flow" in r:
+        return "If (onnx2tf IndexError)"
+    if "Erf" in r:
+        return "Erf: TF converter MLIR error"
+    m = re.match(r"drop ([\d.]+) > max", r)
+    if m:
+        return f"gate: drop {float(m.group(1)):.1f}"
+    return short(r, 40)
+
+
+def compact(rows: list[dict], plain: dict, conv: dict, score: dict, ug: dict, ugs: dict) -> None:
+    """One row per ONNX model, short columns."""
+    print("| model | ship | int8 vs original | fp32 / fp16 | not shipped: why | s |")
+    print("|---|---|---|---|---|---|")
+    for row in sorted(rows, key=lambda r: (r["package"], r["path"])):
+        name = Path(row["path"]).name
+        c = conv.get(name)
+        if row["format"] != "onnx" or not c:
+            continue
+        rep = c.get("report") or {}
+        sc = score.get(name, {})
+        arts = rep.get("artifacts") or {}
+        int8 = [(a, sc.get(a, {}).get("main", "-")) for a, i in arts.items() if i.get("precision", "").startswith("int8")]
+        i8 = "; ".join(f"{'onnx' if a.endswith('onnx') else 'tfl'} {m}" for a, m in int8[:2]) or "-"
+        if not int8 and name in ug:
+            u = [ugs.get(name, {}).get(a, {}).get("main") for a in (ug[name].get("report") or {}).get("artifacts", {})]
+            u = [x for x in u if x]
+            if u:
+                i8 = "refused; ungated: " + " / ".join(u)
+        fl = [sc.get(a, {}).get("main", "-") for a, i in arts.items() if i.get("precision") in ("fp32", "fp16")]
+        fl = " / ".join(sorted(set(fl))) or "-"
+        why: dict[str, list[str]] = {}
+        for kind in ("rejected", "failed"):
+            for a, v in (rep.get(kind) or {}).items():
+                why.setdefault(tag(a, v), []).append(
+                    ("onnx-" if a.endswith(".onnx") else "tfl-") + a.split(".")[1])
+        w = "; ".join(f"{','.join(sorted(set(v)))}: {k}" for k, v in why.items()) or "-"
+        w = w.replace("tfl-fp16,tfl-fp32,tfl-int8,tfl-int8-io", "all TFLite")
+        secs = rep.get("conversion_seconds", c["seconds"])
+        def tidy(t: str) -> str:
+            return re.sub(r"det (\d+)/(\d+) agree (\d+)%", r"\3% (\1/\2)", t)
+        print(f"| {name.replace('.onnx', '')} | {len(arts)}/6 | {tidy(i8)} | {tidy(fl)} | {w} | {secs:.0f} |")
+
+
 def main(cache: Path) -> None:
     res = cache / "results"
     corpus = json.loads((Path(__file__).with_name("corpus.json")).read_text())
@@ -94,6 +145,11 @@ def main(cache: Path) -> None:
           f"(counting a genuine custom op refused in one line; strictly every exit 0: {n_strict}/{total} = "
           f"{100 * n_strict / total:.0f} %).\n")
 
+    ug = json.loads((res / "convert-ungated.json").read_text()) if (res / "convert-ungated.json").exists() else {}
+    ugs = json.loads((res / "score-ungated.json").read_text()) if (res / "score-ungated.json").exists() else {}
+    print("### ONNX models: `spinal convert` with package-made data, scored against the original\n")
+    compact(rows, plain, conv, score, ug, ugs)
+    print("\n<details><summary>Every artifact</summary>\n")
     print("### Conversions: `spinal convert` with package-made data, artifacts scored against the original\n")
     print("One row per artifact. `gate`: shipped or the one-line reason it was not; `measure`: held-out data, the")
     print("artifact against the ORIGINAL model (det: IoU of maps > 0.3; rec: CTC text equal; cls/timer: top-1")
@@ -148,6 +204,25 @@ def main(cache: Path) -> None:
         print(f"\n**Real ONNX models with a usable gated int8 artifact: {usable_n}/{onnx_models} = "
               f"{100 * usable_n / onnx_models:.0f} %** (shipped by the gate and, against the original on held-out "
               f"data: IoU ≥ 0.90, text ≥ 95 %, top-1 ≥ 98 %, detections ≥ 97 %, cosine ≥ 0.99).")
+    print("\n</details>")
+    if ug:
+        print("\n### The int8 artifacts the gate refused, made anyway and scored against the original\n")
+        print("`spinal convert … --max-drop 1000 --no-remedies --formats onnx-int8,tflite-int8` (first settings, no")
+        print("search), same data: was the refusal right for the task?\n")
+        print("| model | artifact | drop | measure | usable |")
+        print("|---|---|---|---|---|")
+        for name, c in ug.items():
+            rep = c.get("report") or {}
+            key, lim = USABLE.get(SPEC.get(name, {}).get("measure", "cosine"), ("cos_mean", 0.99))
+            if not rep:
+                print(f"| {name} | - | exit {c['rc']}: {short(first_fail(c['out']), 80)} | - | - |")
+            for art, info in (rep.get("artifacts") or {}).items():
+                sc = ugs.get(name, {}).get(art, {})
+                meas = sc.get("main", "-")
+                if sc.get("det_orig") is not None:
+                    meas += f" ({sc['det_art']}/{sc['det_orig']})"
+                good = key in sc and sc[key] >= lim
+                print(f"| {name} | {art} | {info.get('drop', 0):.2f} | {meas} | {'yes' if good else 'no'} |")
     if tfl_asis:
         print(f"\n**TFLite files bundled as they are (`spinal convert x.tflite`) and verified: {tfl_ok}/{tfl_asis}.**")
 
