@@ -255,7 +255,7 @@ def convert(
     out: Annotated[Path, typer.Option("-o", "--out", help="Bundle directory, or NAME.spinal for one archive.")],
     formats: Annotated[str | None, typer.Option(help="Comma list of onnx-fp32, onnx-int8, tflite-fp32, "
                                                      "tflite-fp16, tflite-int8, tflite-int8-io (default: all)")] = None,
-    input_shape: Annotated[list[str] | None, typer.Option(help="Input shape, e.g. 1,3,64 or NAME:1,3,64 "
+    input_shape: Annotated[list[str] | None, typer.Option(help="Input shape, e.g. 1,3,64 or NAME=1,3,64 "
                                                                "(repeat per input); fixes dynamic axes.")] = None,
     input_name: Annotated[str | None, typer.Option(help="Comma list of input names to give the model.")] = None,
     output_name: Annotated[str | None, typer.Option(help="Comma list of output names to give the model.")] = None,

@@ -23,10 +23,15 @@ def float_list(text: str | None, option: str) -> tuple[float, ...]:
 
 
 def parse_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
-    """``--input-shape 1,3,64`` or ``--input-shape NAME:1,3,64`` (repeatable) → {name or "": shape}."""
+    """``--input-shape 1,3,64``, ``NAME:1,3,64`` or ``NAME=1,3,64`` (repeatable) → {name or "": shape}.
+
+    ``=`` is looked for first (as ``verify`` and ``bench`` take it): names such as ``onnx::Flatten_0`` hold colons.
+    """
     shapes: dict[str, tuple[int, ...]] = {}
     for value in values or []:
-        name, _, dims = value.rpartition(":")
+        name, sep, dims = value.rpartition("=")
+        if not sep:
+            name, _, dims = value.rpartition(":")
         try:
             shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
         except ValueError:

@@ -120,10 +120,10 @@ def prepare_onnx(path: Path, work: Path, precision_files: dict[str, str],
     copy = work / precision_files[key]
     model = onnx.load(str(path), load_external_data=True)
     notes = [f"{path.name} is already quantized: bundled as it is (not re-quantized)"]
-    inputs = graph_inputs(model)
-    if "" in hint_shapes and len(inputs) == 1:  # an .npy file: the one input's
-        hint_shapes = {inputs[0].name: hint_shapes[""]}
-    fixed = _fix_input_dims(model, inputs, SourceOptions(input_shapes=input_shapes, hint_shapes=hint_shapes),
+    graph_in = graph_inputs(model)
+    if "" in hint_shapes and len(graph_in) == 1:  # an .npy file: the one input's
+        hint_shapes = {graph_in[0].name: hint_shapes[""]}
+    fixed = _fix_input_dims(model, graph_in, SourceOptions(input_shapes=input_shapes, hint_shapes=hint_shapes),
                             str(path))
     if fixed:
         notes.append("dynamic axes fixed: " + "; ".join(fixed))

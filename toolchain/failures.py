@@ -33,6 +33,9 @@ def is_internal(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     """``Type: first line`` of an exception, at most 300 characters."""
-    text = str(exc).strip()
-    first = text.splitlines()[0][:300] if text else ""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    if first.endswith("in user code:") and len(lines) > 1:  # TensorFlow's: the cause is the last line
+        first = lines[-1]
+    first = first[:300]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

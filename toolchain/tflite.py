@@ -445,7 +445,7 @@ def _serve() -> int:
             reply = f"error: {exc}"
         except Exception as exc:
             kind = "internal" if is_internal(exc) else "error"
-            reply = f"{kind}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            reply = f"{kind}: {' '.join(describe(exc).split())}"
         sys.stdout.write(reply + "\n")
         sys.stdout.flush()
     return 0
@@ -499,8 +499,9 @@ def _convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...],
         with quiet_native():
             return bytes(conv.convert())
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise ModelFileError(f"TFLite {precision} conversion failed ({type(exc).__name__}: {message})") from None
+        if is_internal(exc):
+            raise InternalFailure(f"TFLite {precision} conversion failed ({describe(exc)})") from None
+        raise ModelFileError(f"TFLite {precision} conversion failed ({describe(exc)})") from None
 
 
 def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, as_list: bool = False) -> Any:

@@ -325,21 +325,24 @@ def test_a_dynamic_tflite_file_is_resized_in_a_child_first(tf_models: dict[str, 
     assert "[1, 16, 4]" in shaped.stdout
 
 
-# What tflite-runtime 2.14 does on sparse (DENSIFY) files from some packages (issue 14): its
-# get_tensor_details() segfaults. Put in front of the real runtime in every process of the command under test.
+# What tflite-runtime 2.14 does on sparse (DENSIFY) files from some packages (issue 14): it segfaults
+# reading them (get_tensor_details() there; allocating too, here, so that every way of loading the file meets
+# the crash). The files TensorFlow makes here do not crash it, so a sitecustomize put in front of the real
+# runtime, in every process of the command under test, makes it behave so.
 CRASH_ON_DENSIFY = '''
 try:
     import ctypes
     from tflite_runtime.interpreter import Interpreter
 
-    _real = Interpreter.get_tensor_details
+    def _crashing(real):
+        def method(self, *args, **kwargs):
+            if any(op["op_name"] == "DENSIFY" for op in self._get_ops_details()):
+                ctypes.string_at(0)
+            return real(self, *args, **kwargs)
+        return method
 
-    def get_tensor_details(self):
-        if any(op["op_name"] == "DENSIFY" for op in self._get_ops_details()):
-            ctypes.string_at(0)
-        return _real(self)
-
-    Interpreter.get_tensor_details = get_tensor_details
+    Interpreter.get_tensor_details = _crashing(Interpreter.get_tensor_details)
+    Interpreter.allocate_tensors = _crashing(Interpreter.allocate_tensors)
 except ImportError:
     pass
 '''

@@ -109,6 +109,11 @@ def test_worker_reports_internal_failures_apart() -> None:
     assert is_internal(RuntimeError("[ONNXRuntimeError] : 3 : NO_SUCHFILE : Load model from m.onnx failed"))
     assert is_internal(InternalFailure("x"))
     assert not is_internal(ValueError("in user code:"))
+    from toolchain.failures import describe
+
+    tf_error = ValueError('in user code:\n\n    File "x.py", line 3, in f\n\n    ValueError: \'Softmax@0\' is not a '
+                          "valid scope name")
+    assert describe(tf_error) == "ValueError: ValueError: 'Softmax@0' is not a valid scope name"
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +146,8 @@ def test_names_onnx2tf_rewrites_or_tensorflow_rejects(tmp_path: Path) -> None:
     model = awkward_names_onnx(tmp_path / "names.onnx")
     calibration(tmp_path / "cal.npz", "onnx::Flatten_0", (2, 3, 4))
     result = run_cli("convert", model, "-o", tmp_path / "b", "--calibration", tmp_path / "cal.npz",
-                     "--formats", "onnx-fp32,tflite-fp32", "--max-drop", "0.1", "--json")
+                     "--formats", "onnx-fp32,tflite-fp32", "--max-drop", "0.1", "--json",
+                     "--input-shape", "onnx::Flatten_0=1,2,3,4")
     assert result.exit_code == 0, result.stdout + result.stderr
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert [a["path"] for a in manifest["artifacts"]] == ["model.fp32.onnx", "model.fp32.tflite"], manifest["notes"]
@@ -378,3 +384,63 @@ def test_pytorch_module_named_after_its_module_and_shaped_by_the_data(tmp_path: 
     assert manifest["inputs"][0]["name"] == "input" and manifest["inputs"][0]["shape"] == [1, 4, 5]
     assert any("from the calibration data" in n for n in manifest["notes"]), manifest["notes"]
     del torch
+
+
+def test_the_tensorflow_child_tells_internal_failures_apart(tmp_path: Path) -> None:
+    """The child answered every exception as `error: ...`, which became the model's fault (artifact dropped)."""
+    import sys
+
+    import toolchain.tflite as tfl
+    from device.errors import ModelFileError
+    from toolchain.calibration import DataSet, InputSpec
+    from toolchain.failures import InternalFailure
+
+    sm = tfl.SavedModel(path=tmp_path / "onnx2tf", input_keys={"x": "x"}, output_keys={"y": "y"}, producer="onnx2tf")
+    sm.path.mkdir()
+    data = DataSet(arrays={"x": np.zeros((2, 4), np.float32)}, source="test")
+    inputs = (InputSpec("x", (1, 4)),)
+    for reply, expected in (("internal: FileNotFoundError: [Errno 2] No such file", InternalFailure),
+                            ("error: ValueError: in user code:", ModelFileError)):
+        answer = [sys.executable, "-c", f"import sys; sys.stdin.readline(); print({reply!r}, flush=True); "
+                                        "sys.stdin.readline()"]
+        tfl._WORKERS[sm.path.parent.resolve()] = tfl._Worker(tmp_path, command=answer)
+        try:
+            with pytest.raises(expected):
+                tfl.convert_saved_model(sm, "fp32", inputs, data)
+        finally:
+            tfl.close_workers()
+
+
+def test_a_bundled_sparse_file_crashing_one_runtime_fails_its_row_only(tmp_path: Path) -> None:
+    """Bundle verify: the probe had loaded each TFLite artifact with LiteRT only, then tflite-runtime read it
+    in-process; on a sparse (DENSIFY) file tflite-runtime 2.14 segfaults there (simulated by the hook below)."""
+    pytest.importorskip("tflite_runtime")
+    tf = pytest.importorskip("tensorflow")
+    import os
+    import subprocess
+    import sys
+
+    from tests.runtime.test_inputs_and_files import CRASH_ON_DENSIFY
+
+    rng = np.random.default_rng(11)
+    inp = tf.keras.Input((8, 8, 16), batch_size=1)
+    layer = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)
+    keras_model = tf.keras.Model(inp, layer(inp))
+    w = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
+    layer.set_weights([w * (rng.random(w.shape) < 0.1)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    sparse = tmp_path / "sparse.tflite"
+    sparse.write_bytes(conv.convert())
+    result = run_cli("convert", sparse, "-o", tmp_path / "b")  # bundled as it is (LiteRT reads it)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_ON_DENSIFY)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), root]), "SPINAL_CACHE_DIR": str(tmp_path / "c")}
+    proc = subprocess.run([sys.executable, "-c", "from device.cli import main; main()", "verify", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "ok   parity model.fp32.tflite on litert" in proc.stdout, proc.stdout
+    assert "FAIL parity model.fp32.tflite on tflite-runtime" in proc.stdout and "SIGSEGV" in proc.stdout
