@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spec import SPEC  # noqa: E402
+from spec import SPEC
 
 CACHE = Path(os.environ.get("FIELD_CACHE", Path.home() / ".cache" / "spinal" / "field"))
-MODELS = ["alexa_v0.1.onnx", "hey_jarvis_v0.1.onnx", "hey_mycroft_v0.1.onnx", "embedding_model.onnx", "melspectrogram.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+MODELS = ["alexa_v0.1.onnx", "hey_jarvis_v0.1.onnx", "hey_mycroft_v0.1.onnx", "embedding_model.onnx",
+          "melspectrogram.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx",
           "ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx", "silero_vad.onnx"]
 
 
@@ -42,7 +43,7 @@ def prepare(src: Path, work: Path) -> tuple[Path, list[str]]:
     ren = {}
     for k, i in enumerate(ins):
         if i.name in shapes:
-            for d, v in zip(i.type.tensor_type.shape.dim, shapes[i.name]):
+            for d, v in zip(i.type.tensor_type.shape.dim, shapes[i.name], strict=False):
                 d.ClearField("dim_param")
                 d.dim_value = v
         ren[i.name] = f"in{k}"
@@ -72,7 +73,7 @@ def child(model: Path, work: Path, names: list[str], calib: list[Path], backend:
     kw = dict(input_onnx_file_path=str(model), output_folder_path=str(work / "out"),
               keep_shape_absolutely_input_names=names, copy_onnx_input_output_names_to_tflite=True,
               output_integer_quantized_tflite=True, non_verbose=True,
-              custom_input_op_name_np_data_path=[[n, str(p), 0.0, 1.0] for n, p in zip(names, calib)])
+              custom_input_op_name_np_data_path=[[n, str(p), 0.0, 1.0] for n, p in zip(names, calib, strict=False)])
     if backend == "direct":
         kw["tflite_backend"] = "flatbuffer_direct"
     onnx2tf.convert(**kw)
@@ -132,7 +133,7 @@ def isolated(f: Path, feeds: list, ref: list, kind: str, labels) -> dict:
         try:
             got = run_tflite(f, feeds, ref[0].shape)
             q.put(measure(kind, ref, got, labels[:len(got)] if labels is not None else None))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             q.put({"main": "ERROR", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"})
     p = ctx.Process(target=work)
     p.start()
@@ -145,8 +146,6 @@ def isolated(f: Path, feeds: list, ref: list, kind: str, labels) -> dict:
 
 def one(name: str, label: str, backend: str) -> dict:
     import onnxruntime as ort
-
-    from score import measure
     src = next((CACHE / "models").rglob(name))
     work = CACHE / "backend" / label / Path(name).stem
     subprocess.run(["rm", "-rf", str(work)])
@@ -159,7 +158,7 @@ def one(name: str, label: str, backend: str) -> dict:
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     oin = sess.get_inputs()
     calib = []
-    for k, (n, i) in enumerate(zip(names, oin)):
+    for _k, (n, i) in enumerate(zip(names, oin, strict=False)):
         arr = cal[i.name][:64].astype(np.float32)
         shape = SPEC.get(name, {}).get("shapes", {}).get(i.name) or [d if isinstance(d, int) else 1 for d in i.shape]
         arr = arr.reshape((len(arr), *shape[1:])) if len(shape) and shape[0] == 1 else arr.reshape((len(arr), *shape))
@@ -182,11 +181,13 @@ def one(name: str, label: str, backend: str) -> dict:
     feeds, ref = [], []
     for j in range(min(n, 64)):
         f = {}
-        for k, (nm, i) in enumerate(zip(names, oin)):
-            shape = SPEC.get(name, {}).get("shapes", {}).get(i.name) or [d if isinstance(d, int) else 1 for d in i.shape]
+        for _k, (nm, i) in enumerate(zip(names, oin, strict=False)):
+            shape = (SPEC.get(name, {}).get("shapes", {}).get(i.name)
+                     or [d if isinstance(d, int) else 1 for d in i.shape])
             f[nm] = np.asarray(val[i.name][j]).reshape(shape).astype(np.int64 if "int64" in i.type else np.float32)
         feeds.append(f)
-        ref.append(np.asarray(sess.run(None, {i.name: f[nm] for nm, i in zip(names, oin)})[0], np.float32))
+        feed = {i.name: f[nm] for nm, i in zip(names, oin, strict=False)}
+        ref.append(np.asarray(sess.run(None, feed)[0], np.float32))
     kind = SPEC.get(name, {}).get("measure", "cosine")
     files = sorted((work / "out").glob("*.tflite")) if (work / "out").exists() else []
     r["files"] = {}
@@ -244,7 +245,7 @@ def main() -> None:
     for m in a.models:
         try:
             res[m] = one(m, a.label, a.label)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             res[m] = {"model": m, "rc": -1, "seconds": 0, "peak_rss_mb": None, "files": {},
                       "error": f"{type(e).__name__}: {e}"[:300]}
             print(a.label, m, "ERROR", res[m]["error"], flush=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spec import SPEC, WAKE_WORDS  # noqa: E402
+from spec import SPEC, WAKE_WORDS
 
 FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
          "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -34,10 +34,12 @@ FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/tr
          "/usr/share/fonts/truetype/liberation2/LiberationSans-Bold.ttf"]
 CJK_FONTS = ["/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
              "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"]
-WORDS = ("invoice total amount date receipt order number customer address street city phone email price "
-         "quantity item tax discount shipping payment card cash change thank you welcome store open close "
-         "monday friday january march july december north south station platform exit entrance warning "
-         "caution danger speed limit parking only hospital school library museum coffee tea milk bread").split()
+WORDS = ["invoice", "total", "amount", "date", "receipt", "order", "number", "customer", "address", "street",
+         "city", "phone", "email", "price", "quantity", "item", "tax", "discount", "shipping", "payment", "card",
+         "cash", "change", "thank", "you", "welcome", "store", "open", "close", "monday", "friday", "january",
+         "march", "july", "december", "north", "south", "station", "platform", "exit", "entrance", "warning",
+         "caution", "danger", "speed", "limit", "parking", "only", "hospital", "school", "library", "museum",
+         "coffee", "tea", "milk", "bread"]
 CJK = ["发票号码", "合计金额", "开具日期", "北京市朝阳区", "欢迎光临", "谢谢惠顾", "营业时间", "禁止吸烟", "出口",
        "地铁站", "价格", "数量", "电话号码", "上海", "人民币", "收据", "会员卡", "打折"]
 
@@ -249,8 +251,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         models = files["melspectrogram.onnx"].parent
         sets = speech_sets(rng, models, Path(t))
-    for split in ("calib", "val"):
-        pass
     allclips = {s: [it for g in sets.values() for it in g[s]] for s in ("calib", "val")}
 
     # melspectrogram: 1760-sample streaming chunks (as float of the int16 values)
@@ -272,7 +272,7 @@ def main() -> None:
         inp = sess.get_inputs()[0]
         nf = int(inp.shape[1])
 
-        def head_in(split, n):
+        def head_in(split, n, name=name, nf=nf, inp=inp):
             pos = [w for it in sets[name][split] for w in windows(it["emb"], nf)]
             neg = [w for it in sets["neg"][split] for w in windows(it["emb"], nf)]
             # every window that ends with the phrase, plus as many negatives (the phrase half-spoken included)

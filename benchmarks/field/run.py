@@ -21,7 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[2]))
-from spec import SPEC, shape_args  # noqa: E402
+import contextlib
+
+from spec import SPEC, shape_args
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("FIELD_CACHE", Path.home() / ".cache" / "spinal" / "field"))
@@ -47,8 +49,9 @@ def spinal(args: list[str], timeout: int) -> dict:
 def watched(cmd: list[str], env: dict, timeout: int) -> tuple[int, str, int]:
     """Run cmd; kill its process tree past `timeout` s or past MAX_RSS_GB of resident memory (this machine is
     shared: an unbounded calibration once took 24 GB and the kernel's OOM killer). Returns rc, output, peak RSS."""
-    import psutil
     import tempfile
+
+    import psutil
     limit = float(os.environ.get("MAX_RSS_GB", "10")) * 2**30
     with tempfile.TemporaryFile("w+") as log:
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
@@ -64,10 +67,8 @@ def watched(cmd: list[str], env: dict, timeout: int) -> tuple[int, str, int]:
                 why = (f"killed by the benchmark: resident memory {rss / 2**30:.1f} GB > {limit / 2**30:.0f} GB"
                        if rss > limit else f"timeout after {timeout}s")
                 for x in [*psutil.Process(p.pid).children(recursive=True), psutil.Process(p.pid)]:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         x.kill()
-                    except psutil.Error:
-                        pass
                 p.wait()
                 break
             time.sleep(1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spec import SPEC  # noqa: E402
+from spec import SPEC
 
 
 def ctc(seq: np.ndarray) -> tuple[int, ...]:
@@ -30,19 +30,20 @@ def ctc(seq: np.ndarray) -> tuple[int, ...]:
 def measure(kind: str, ref: list[np.ndarray], got: list[np.ndarray], labels: np.ndarray | None) -> dict:
     r = {}
     cos = [float(np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-           for a, b in zip(ref, got)]
+           for a, b in zip(ref, got, strict=False)]
     r["cos_mean"], r["cos_min"] = round(float(np.mean(cos)), 5), round(float(np.min(cos)), 5)
-    r["max_abs"] = round(float(max(np.abs(a - b).max() for a, b in zip(ref, got))), 5)
+    r["max_abs"] = round(float(max(np.abs(a - b).max() for a, b in zip(ref, got, strict=False))), 5)
     if kind == "det_iou":
         ious = []
-        for a, b in zip(ref, got):
+        for a, b in zip(ref, got, strict=False):
             ma, mb = a > 0.3, b > 0.3
             u = np.logical_or(ma, mb).sum()
             ious.append(1.0 if u == 0 else np.logical_and(ma, mb).sum() / u)
         r["iou_mean"], r["iou_min"] = round(float(np.mean(ious)), 4), round(float(np.min(ious)), 4)
         r["main"] = f"IoU {r['iou_mean']:.3f}"
     elif kind == "ctc_agree":
-        same = [ctc(a.reshape(-1, a.shape[-1])) == ctc(b.reshape(-1, b.shape[-1])) for a, b in zip(ref, got)]
+        same = [ctc(a.reshape(-1, a.shape[-1])) == ctc(b.reshape(-1, b.shape[-1]))
+                for a, b in zip(ref, got, strict=False)]
         r["text_agree"] = round(100 * float(np.mean(same)), 1)
         r["main"] = f"text {r['text_agree']:.1f}%"
     elif kind == "top1_agree":
@@ -96,7 +97,7 @@ def score_bundle(original: Path, bundle: Path, val: Path, kind: str) -> dict:
             onames = [x.name for x in ref_sess.get_inputs()]
             for feed in feeds:
                 f = {o: feed[k].astype(np.int64 if "int64" in ri.type else np.float32)
-                     for o, k, ri in zip(onames, in_names, ref_sess.get_inputs())}
+                     for o, k, ri in zip(onames, in_names, ref_sess.get_inputs(), strict=False)}
                 ref.append(np.asarray(ref_sess.run(None, f)[0], np.float32))
         for art in m.artifacts:
             rt = "onnxruntime" if art.path.endswith(".onnx") else "litert"
@@ -112,7 +113,7 @@ def score_bundle(original: Path, bundle: Path, val: Path, kind: str) -> dict:
                     out[key] = {"main": "n/a (as-is)"}
                     continue
                 out[key] = measure(kind, ref, got, labels)
-            except Exception as e:  # noqa: BLE001 - record, go on
+            except Exception as e:
                 out[key] = {"main": "ERROR", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
             print(f"  {bundle.name} {key}: {out[key]['main']}", flush=True)
     return out

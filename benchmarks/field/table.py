@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spec import SPEC  # noqa: E402
+from spec import SPEC
 
 # An int8 artifact is "usable" when the task measure against the ORIGINAL model reaches this.
 USABLE = {"det_iou": ("iou_mean", 0.90), "ctc_agree": ("text_agree", 95.0), "top1_agree": ("top1_agree", 98.0),
@@ -101,7 +101,8 @@ def compact(rows: list[dict], plain: dict, conv: dict, score: dict, ug: dict, ug
         rep = c.get("report") or {}
         sc = score.get(name, {})
         arts = rep.get("artifacts") or {}
-        int8 = [(a, sc.get(a, {}).get("main", "-")) for a, i in arts.items() if i.get("precision", "").startswith("int8")]
+        int8 = [(a, sc.get(a, {}).get("main", "-")) for a, i in arts.items()
+                if i.get("precision", "").startswith("int8")]
         i8 = "; ".join(f"{'onnx' if a.endswith('onnx') else 'tfl'} {m}" for a, m in int8[:2]) or "-"
         if not int8 and name in ug:
             u = [ugs.get(name, {}).get(a, {}).get("main") for a in (ug[name].get("report") or {}).get("artifacts", {})]
@@ -185,7 +186,6 @@ def main(cache: Path) -> None:
             continue
         onnx_models += 1
         spec = SPEC.get(name, {})
-        key, lim = USABLE.get(spec.get("measure", "cosine"), ("cos_mean", 0.99))
         usable = []
         if not rep:
             print(f"| {name} | all | exit {c['rc']}: {short(first_fail(c['out']), 110)} | - | {c['seconds']:.0f} |")
@@ -206,13 +206,14 @@ def main(cache: Path) -> None:
             for art, v in (rep.get(kind) or {}).items():
                 print(f"| {name} | {art} | {kind}: {short(reason(v), 80)} | - | |")
         if c.get("verify") and c["verify"]["rc"] != 0:
-            print(f"| {name} | bundle | verify exit {c['verify']['rc']}: {short(first_fail(c['verify']['out']), 110)} | - | |")
+            why = short(first_fail(c["verify"]["out"]), 110)
+            print(f"| {name} | bundle | verify exit {c['verify']['rc']}: {why} | - | |")
         usable_n += bool(usable)
     if onnx_models:
         print(f"\n**Real ONNX models with a usable gated int8 artifact: {usable_n}/{onnx_models} = "
               f"{100 * usable_n / onnx_models:.0f} %** (shipped by the gate and, against the original on held-out "
-              f"data: IoU ≥ 0.90, text ≥ 95 %, top-1 ≥ 98 %, detections ≥ 97 % equal and ≥ 90 % of the original's kept, "
-              f"cosine ≥ 0.99).")
+              "data: IoU ≥ 0.90, text ≥ 95 %, top-1 ≥ 98 %, detections ≥ 97 % equal and ≥ 90 % of the original's "
+              "kept, cosine ≥ 0.99).")
     print("\n</details>")
     if ug:
         print("\n### The int8 artifacts the gate refused, made anyway and scored against the original\n")
@@ -222,7 +223,7 @@ def main(cache: Path) -> None:
         print("|---|---|---|---|---|")
         for name, c in ug.items():
             rep = c.get("report") or {}
-            key, lim = USABLE.get(SPEC.get(name, {}).get("measure", "cosine"), ("cos_mean", 0.99))
+            _key, _lim = USABLE.get(SPEC.get(name, {}).get("measure", "cosine"), ("cos_mean", 0.99))
             if not rep:
                 print(f"| {name} | - | exit {c['rc']}: {short(first_fail(c['out']), 80)} | - | - |")
             for art, info in (rep.get("artifacts") or {}).items():
