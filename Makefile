@@ -98,5 +98,6 @@ field: $(VENV)/.installed
 	$(FIELD_DATA_VENV)/bin/python benchmarks/field/make_data.py --cache $(FIELD_CACHE)
 	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py plain
 	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py convert
+	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py ungated
 	FIELD_CACHE=$(FIELD_CACHE) PYTHONPATH=$(CURDIR) $(VENV)/bin/python benchmarks/field/run.py score
 	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py table | tee $(FIELD_CACHE)/results/table.md
