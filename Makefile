@@ -14,7 +14,7 @@ DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py te
 	tests/daemon/test_pipeline.py tests/daemon/test_dsp.py tests/daemon/test_config.py tests/daemon/test_reference_model.py \
 	tests/sensors tests/runtime
 
-.PHONY: test lint venv device-venv system-deps clean demo models test-pi test-x86-noavx512
+.PHONY: test lint venv device-venv system-deps clean demo models field test-pi test-x86-noavx512
 
 # The developer venv: every extra. onnx2tf pins numpy/onnx/onnxruntime/tensorflow exactly (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -97,3 +97,27 @@ models: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(DEVICE_VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+
+# The field benchmark (issue 14; not in CI, it takes long): real models shipped in PyPI wheels (rapidocr,
+# openwakeword, mediapipe) fetched with `pip download --no-deps` into FIELD_CACHE, package-made data (Pillow +
+# Debian fonts, espeak-ng), spinal inspect/bench/verify on every file, convert every ONNX model, score every
+# artifact against the original. Tables: FIELD_CACHE/results/table.md (copied into benchmarks/RESULTS.md by hand).
+FIELD_CACHE ?= $(HOME)/.cache/spinal/field
+FIELD_DATA_VENV := $(FIELD_CACHE)/venv-data
+FIELD_PACKAGES := espeak-ng fonts-dejavu-core fonts-liberation2 fonts-noto-cjk
+field: $(VENV)/.installed
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! test -d /usr/share/fonts/opentype/noto \
+	        || ! test -d /usr/share/fonts/truetype/liberation2; then \
+	    sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        $(FIELD_PACKAGES) >/dev/null; \
+	fi
+	@test -x $(FIELD_DATA_VENV)/bin/python || { $(PYTHON) -m venv $(FIELD_DATA_VENV) && \
+	    $(FIELD_DATA_VENV)/bin/pip install -q pillow numpy scipy onnxruntime; }
+	$(VENV)/bin/python benchmarks/field/fetch.py --cache $(FIELD_CACHE)
+	$(FIELD_DATA_VENV)/bin/python benchmarks/field/make_data.py --cache $(FIELD_CACHE)
+	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py plain
+	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py convert
+	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py ungated
+	FIELD_CACHE=$(FIELD_CACHE) PYTHONPATH=$(CURDIR) $(VENV)/bin/python benchmarks/field/run.py score
+	FIELD_CACHE=$(FIELD_CACHE) $(VENV)/bin/python benchmarks/field/run.py table | tee $(FIELD_CACHE)/results/table.md
