@@ -7,7 +7,7 @@ from typing import Any
 
 from device.bundle import Bundle
 from device.errors import BadInput, MissingDependency, SpinalError
-from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy, first_line
+from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy, first_line, log
 from device.runtime.delegates import parse_delegate
 from device.runtime.parity import check_golden, random_inputs
 from device.runtime.select import Target, installed_runtimes, open_model
@@ -37,6 +37,33 @@ def _runtimes(wanted: str | None, fmt: str, installed: dict[str, str]) -> list[s
 
 def _row(check: str, ok: bool | None, detail: str, **extra: Any) -> dict[str, Any]:
     return {"check": check, "ok": ok, "detail": detail, **extra}
+
+
+def _capability_gaps(rows: list[dict[str, Any]], named: str | None, key: str) -> list[dict[str, Any]]:
+    """A runtime that cannot load a file that another runtime here ran and checked does not fail the check.
+
+    Both TFLite runtimes claim ``.tflite`` files, but tflite-runtime 2.14 lacks ops and kernels newer files
+    use (custom ops such as Convolution2DTransposeBias, FULLY_CONNECTED v12) and crashes on some (sparse
+    files): that is a gap of the runtime, which ``auto`` and the daemon pass over, not a wrong model. The row
+    becomes a skip that names the runtime and the runtime that passed; with ``--runtime`` naming it, it fails.
+    """
+    if named not in (None, "all", "auto"):
+        return [{k: v for k, v in r.items() if k != "cannot_load"} for r in rows]
+    passed: dict[str, list[str]] = {}
+    for r in rows:
+        if r["ok"] is True:
+            passed.setdefault(str(r.get(key)), []).append(str(r.get("runtime")))
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.pop("cannot_load", False) and passed.get(str(r.get(key))):
+            log.warning("%s cannot run %s here (%s); %s ran and checked it", r["runtime"], r.get(key),
+                        first_line(r["detail"]), ", ".join(passed[str(r.get(key))]))
+            r["ok"] = None
+            r["detail"] = (f"{r['runtime']} cannot run this file ({first_line(r['detail'])}); "
+                           f"{', '.join(passed[str(r.get(key))])} ran and checked it")
+        out.append(r)
+    return out
 
 
 def bundle_parity(bundle: Bundle, runtime: str | None = None, delegate: str | None = None,
@@ -72,7 +99,7 @@ def bundle_parity(bundle: Bundle, runtime: str | None = None, delegate: str | No
             try:
                 model = open_model(Target(rt, bundle.path_of(art.path), art, manifest, golden), policy, spec)
             except SpinalError as exc:
-                rows.append(_row(label, False, str(exc), artifact=art.path, runtime=rt))
+                rows.append(_row(label, False, str(exc), artifact=art.path, runtime=rt, cannot_load=True))
                 continue
             with model:
                 try:
@@ -83,7 +110,7 @@ def bundle_parity(bundle: Bundle, runtime: str | None = None, delegate: str | No
                     continue
             extra = {k: v for k, v in result.to_dict().items() if k not in ("ok", "detail")}
             rows.append(_row(label, result.ok, f"{result.detail}; {model.info.describe()}", **extra))
-    return rows
+    return _capability_gaps(rows, runtime, "artifact")
 
 
 def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
@@ -161,7 +188,7 @@ def _smoke_one(path: Path, rt: str, delegate: str | None, threads: int | None,
         policy = RuntimePolicy(runtime=rt, threads=threads, delegate=delegate, fail_closed=True)
         model = open_model(Target(rt, path), policy, spec)
     except SpinalError as exc:
-        return _row(label, False, str(exc), runtime=rt)
+        return _row(label, False, str(exc), runtime=rt, cannot_load=True)
     with model:
         feed = shaped_inputs(model.inputs, shapes, str(path))
         if announce is not None:  # if the runtime dies on this feed, the parent can still say why it may have
@@ -221,7 +248,7 @@ def _smoke_in_child(path: Path, rt: str, delegate: str | None, threads: int | No
             return _row(label, False, f"{path}: {rt} crashed running one inference on random inputs ({name})"
                         f"{hints[-1]}", runtime=rt)
         return _row(label, False, f"{path}: {rt} crashed loading it ({name}); the file is corrupt or not a model "
-                    "this runtime can run", runtime=rt)
+                    "this runtime can run", runtime=rt, cannot_load=True)
     last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return _row(label, False, f"{path}: checking it in a child process failed (exit {proc.returncode}: {last})",
                 runtime=rt)
@@ -267,4 +294,6 @@ def file_smoke(path: Path, runtime: str | None = None, delegate: str | None = No
         rows.append(row)
     if not rows:
         rows.append(_row("runs", None, f"{_not_run(runtime, fmt)}; nothing ran"))
-    return rows
+    for row in rows:
+        row["file"] = str(path)
+    return _capability_gaps(rows, runtime, "file")

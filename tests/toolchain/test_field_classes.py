@@ -441,6 +441,9 @@ def test_a_bundled_sparse_file_crashing_one_runtime_fails_its_row_only(tmp_path:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), root]), "SPINAL_CACHE_DIR": str(tmp_path / "c")}
     proc = subprocess.run([sys.executable, "-c", "from device.cli import main; main()", "verify", str(tmp_path / "b")],
                           capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    assert "ok   parity model.fp32.tflite on litert" in proc.stdout, proc.stdout
-    assert "FAIL parity model.fp32.tflite on tflite-runtime" in proc.stdout and "SIGSEGV" in proc.stdout
+    # LiteRT checked the artifact: tflite-runtime's crash is that runtime's gap, a skip naming it (exit 0).
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    out = " ".join(proc.stdout.split())
+    assert "ok parity model.fp32.tflite on litert" in out, out
+    assert "skip parity model.fp32.tflite on tflite-runtime: tflite-runtime cannot run this file" in out, out
+    assert "SIGSEGV" in out, out
