@@ -23,25 +23,11 @@ def float_list(text: str | None, option: str) -> tuple[float, ...]:
 
 
 def parse_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
-    """``--input-shape 1,3,64``, ``NAME:1,3,64`` or ``NAME=1,3,64`` (repeatable) → {name or "": shape}.
+    """``--input-shape NAME=1,3,64`` (or ``NAME:1,3,64``, or bare dims for a one-input model; repeatable)
+    → {name or "": shape}: the same parser ``verify`` and ``bench`` use."""
+    from device.runtime.checks import parse_input_shapes
 
-    ``=`` is looked for first (as ``verify`` and ``bench`` take it): names such as ``onnx::Flatten_0`` hold colons.
-    """
-    shapes: dict[str, tuple[int, ...]] = {}
-    for value in values or []:
-        name, sep, dims = value.rpartition("=")
-        if not sep:
-            name, _, dims = value.rpartition(":")
-        try:
-            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
-        except ValueError:
-            raise BadInput(f"--input-shape {value!r}: expected e.g. 1,3,64 or NAME:1,3,64") from None
-        if not shape or any(d < 1 for d in shape):
-            raise BadInput(f"--input-shape {value!r}: dimensions must be positive integers")
-        if not name and shapes:
-            raise BadInput("--input-shape: with several inputs, name each one (NAME:1,3,64)")
-        shapes[name] = shape
-    return shapes
+    return parse_input_shapes(values)
 
 
 def parse_preprocess(values: list[str] | None, file: Any = None) -> tuple[dict[str, Any], ...]:
