@@ -508,6 +508,10 @@ class _Pipeline:
                 raise BadInput(f"--task-output {self.opts.task_output!r} is not an output ({', '.join(names)})")
             return self.opts.task_output
         floats = [o for o in self.outputs if np.dtype(o.dtype).kind == "f"]
+        if self.opts.task in ("score", "anomaly"):  # a task about one value: the output that holds one
+            single = [o for o in floats if int(np.prod(o.shape)) == 1]
+            if single:
+                return single[0].name
         multi = [o for o in floats if o.shape and o.shape[-1] > 1]
         return (multi or floats or list(self.outputs))[0].name
 

@@ -91,3 +91,23 @@ def test_threshold_decisions_count_in_the_gate() -> None:
     assert fid["agreement"] < 80
     assert fidelity_drop(fid) > 20
     assert fidelity_drop(fidelity(ref, ref)) == 0.0
+
+
+def test_task_score_takes_the_output_that_holds_one_value(tmp_path: Path) -> None:
+    """A VAD returns its recurrent state [2, 1, 8] before its one score; `--task score` means the score."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((FEATURES, 16), 0.1, np.float32), "w")
+    v = numpy_helper.from_array(np.full((16, 1), 0.05, np.float32), "v")
+    shape = numpy_helper.from_array(np.array([2, 1, 8], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Reshape", ["h", "shape"], ["state"]),
+         helper.make_node("MatMul", ["h", "v"], ["z"]), helper.make_node("Sigmoid", ["z"], ["prob"])],
+        "vad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, FEATURES])],
+        [helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, 1, 8]),
+         helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1])], initializer=[w, v, shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "vad.onnx")
+    res = convert(ConvertOptions(model=str(tmp_path / "vad.onnx"), out=tmp_path / "vad.spinal", task="score",
+                                 formats=("onnx-fp32",), latency_runs=3))
+    assert res.manifest.task.kind == "score" and res.manifest.task.output == "prob"
