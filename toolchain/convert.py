@@ -322,7 +322,6 @@ class _Pipeline:
     def _run_as_is(self, t_start: float) -> ConvertResult:
         """A .tflite file or an already-quantized .onnx: one artifact, the file itself (see toolchain.as_is)."""
         from toolchain.as_is import as_is_kind, prepare_onnx, prepare_tflite
-        from toolchain.sources import SourceModel
 
         opts = self.opts
         path = Path(opts.model)
@@ -341,6 +340,19 @@ class _Pipeline:
                            "for those)")
         self.wanted = (made.key,)
         self.notes += made.notes
+        try:
+            return self._bundle_as_is(made, path, t_start)
+        except SpinalError as exc:  # name the user's file, not the copy in the work directory
+            message = str(exc)
+            for copy in (made.path, self.stage / files[made.key]):
+                message = message.replace(str(copy), str(path))
+            exc.args = (message, *exc.args[1:])
+            raise
+
+    def _bundle_as_is(self, made: Any, path: Path, t_start: float) -> ConvertResult:
+        """The as-is artifact measured, recorded and bundled (``made``: toolchain.as_is's prepared file)."""
+        from toolchain.sources import SourceModel
+
         self.source = SourceModel(kind=f"{FORMATS[made.key][0]} (as is)", onnx_path=made.path)
         self.source_parity = None
         self.inputs, self.outputs = made.inputs, made.outputs
