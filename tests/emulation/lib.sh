@@ -40,3 +40,20 @@ remove_tree() {
     unmount_all "$1" || die "$1 still has mounts; not removing it"
     rm -rf --one-file-system "$1"
 }
+
+# step_result NAME LOGFILE RC T0: records a step's PASS/FAIL line (pytest's counts, the failing lines) in
+# SUMMARY and sets FAILED=1 on a failure; both scripts' `step` run their command, then call this.
+step_result() {
+    local name=$1 logfile=$2 rc=$3 t0=$4 detail counts
+    counts=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$logfile" | tail -n 1 | tr -d '=' | xargs || true)
+    if [ "$rc" = 0 ]; then
+        SUMMARY+=("PASS  $name  ($((SECONDS - t0)) s${counts:+; $counts})")
+        return 0
+    fi
+    # shellcheck disable=SC2034 # FAILED is read by the script that sources this file
+    FAILED=1
+    SUMMARY+=("FAIL  $name  (exit $rc, $((SECONDS - t0)) s${counts:+; $counts}; log: ${logfile#"$ROOT"/})")
+    detail=$(grep -E '^(FAILED|ERROR) |^FAIL |^error:|^Error:|Segmentation|Illegal instruction' "$logfile" | head -40 || true)
+    [ -n "$detail" ] || detail=$(tail -n 3 "$logfile")
+    while IFS= read -r line; do SUMMARY+=("        $line"); done <<<"$detail"
+}

@@ -200,20 +200,11 @@ SUMMARY=()
 FAILED=0
 # step CPU NAME LOGFILE CMD...: runs CMD in the chroot, logs its output, records PASS/FAIL and the reason.
 step() {
-    local cpu=$1 name=$2 logfile=$3 t0=$SECONDS rc=0 detail counts
+    local cpu=$1 name=$2 logfile=$3 t0=$SECONDS rc=0
     shift 3
     log "$name"
     in_root "$cpu" "$@" 2>&1 | tee "$logfile" || rc=$? # pipefail: in_root's status
-    counts=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$logfile" | tail -n 1 | tr -d '=' | xargs || true)
-    if [ "$rc" = 0 ]; then
-        SUMMARY+=("PASS  $name  ($((SECONDS - t0)) s${counts:+; $counts})")
-        return 0
-    fi
-    FAILED=1
-    SUMMARY+=("FAIL  $name  (exit $rc, $((SECONDS - t0)) s${counts:+; $counts}; log: ${logfile#"$ROOT"/})")
-    detail=$(grep -E '^(FAILED|ERROR) |^FAIL |^error:|^Error:|Segmentation|Illegal instruction' "$logfile" | head -40 || true)
-    [ -n "$detail" ] || detail=$(tail -n 3 "$logfile")
-    while IFS= read -r line; do SUMMARY+=("        $line"); done <<<"$detail"
+    step_result "$name" "$logfile" "$rc" "$t0"
 }
 
 cpuinfo_for() {

@@ -93,20 +93,11 @@ EOF
 SUMMARY=()
 FAILED=0
 step() { # step NAME LOGFILE CMD...
-    local name=$1 logfile=$2 t0=$SECONDS rc=0 detail counts
+    local name=$1 logfile=$2 t0=$SECONDS rc=0
     shift 2
     log "$name"
     timeout --kill-after=30 "$STEP_TIMEOUT" "$@" 2>&1 | tee "$logfile" || rc=$?
-    counts=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$logfile" | tail -n 1 | tr -d '=' | xargs || true)
-    if [ "$rc" = 0 ]; then
-        SUMMARY+=("PASS  $name  ($((SECONDS - t0)) s${counts:+; $counts})")
-        return 0
-    fi
-    FAILED=1
-    SUMMARY+=("FAIL  $name  (exit $rc, $((SECONDS - t0)) s${counts:+; $counts}; log: ${logfile#"$ROOT"/})")
-    detail=$(grep -E '^(FAILED|ERROR) |^FAIL |^error:|^Error:|Segmentation|Illegal instruction' "$logfile" | head -40 || true)
-    [ -n "$detail" ] || detail=$(tail -n 3 "$logfile")
-    while IFS= read -r line; do SUMMARY+=("        $line"); done <<<"$detail"
+    step_result "$name" "$logfile" "$rc" "$t0"
 }
 
 for venv in $X86_VENVS; do
