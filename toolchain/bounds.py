@@ -50,21 +50,27 @@ class KernelPath:
     open: Callable[[], Any]
 
 
-def _onnx_paths(path: Path) -> list[KernelPath]:
+def _ort_session(model: Path | bytes, path: Path, threads: int, optimize: bool) -> Any:
+    """A device :class:`OrtSession` over ``model`` (a file, or serialized bytes labelled ``path``) on the CPU."""
     import onnxruntime as ort
 
     from device.runtime.delegates import CPU_PROVIDER
     from device.runtime.onnx import OrtSession
     from device.runtime.onnx import version as ort_version
 
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    sess = ort.InferenceSession(source, opts, providers=[CPU_PROVIDER])
+    return OrtSession(sess, ort_version(), path, threads, CPU_PROVIDER, None)
+
+
+def _onnx_paths(path: Path) -> list[KernelPath]:
     def session(threads: int, optimize: bool) -> Any:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        if not optimize:
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(str(path), opts, providers=[CPU_PROVIDER])
-        return OrtSession(sess, ort_version(), path, threads, CPU_PROVIDER, None)
+        return _ort_session(path, path, threads, optimize)
 
     paths = [KernelPath(f"onnxruntime {t} thread{'s' if t > 1 else ''}", partial(session, t, True))
              for t in (1, 2, 4)]
@@ -187,23 +193,13 @@ def rounding_movement(qdq_path: Path, like: Model, feeds: list[dict[str, np.ndar
     ``like`` is a model of that file (its logical tensors); both runs go through the device adapters.
     """
     import onnx
-    import onnxruntime as ort
-
-    from device.runtime.delegates import CPU_PROVIDER
-    from device.runtime.onnx import OrtSession
-    from device.runtime.onnx import version as ort_version
 
     noisy, points = noisy_requantization(onnx.load(str(qdq_path)))
     if not points:
         return {}, 0
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
-    def model_of(proto: Any) -> Model:
-        sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=[CPU_PROVIDER])
-        session = OrtSession(sess, ort_version(), qdq_path, 1, CPU_PROVIDER, None)
+    def model_of(proto: Any) -> Model:  # unoptimized: the noise nodes must stay where they were put
+        session = _ort_session(proto.SerializeToString(), qdq_path, 1, optimize=False)
         return Model(session, like.inputs, like.outputs, like.artifact, like.info.precision, qdq_path.name)
 
     with model_of(onnx.load(str(qdq_path))) as clean_model:
