@@ -214,19 +214,40 @@ def ensure_tflite_loadable(path: Path, runtime: str | None = None) -> None:
     """
     if os.environ.get(ISOLATED_ENV) == "1":
         return
-    digest, _ = file_digest(path)
+    runtime = _probe_runtime(runtime)
+    if not _was_probed(path, runtime):
+        probe_tflite_files([path], runtime=runtime)
+
+
+def ensure_tflite_loadable_many(paths: list[Path], runtime: str | None = None) -> None:
+    """:func:`ensure_tflite_loadable` for several files at once: those not yet probed share one child process.
+
+    A file the child refuses or crashes on is not reported here: each file's own :func:`ensure_tflite_loadable`
+    (before it is loaded) probes it again alone, so the error names that file and spares the others.
+    """
+    if os.environ.get(ISOLATED_ENV) == "1":
+        return
+    runtime = _probe_runtime(runtime)
+    pending = [p for p in paths if not _was_probed(p, runtime)]
+    if len(pending) > 1:
+        with contextlib.suppress(ModelFileError):
+            probe_tflite_files(pending, runtime=runtime)
+
+
+def _probe_runtime(runtime: str | None) -> str | None:
+    """The runtime a probe of ``runtime`` loads with: the preferred one's name is ``None``."""
     if runtime in (None, "default", "litert", "ai-edge-litert"):
         _, preferred = tflite_interpreter_class()
-        if preferred == "tflite-runtime":  # no LiteRT here: the default probe uses tflite-runtime
-            runtime = "tflite-runtime"
-    key = _probe_key(digest, runtime)
+        return "tflite-runtime" if preferred == "tflite-runtime" else None  # no LiteRT here: tflite-runtime
+    return runtime
+
+
+def _was_probed(path: Path, runtime: str | None) -> bool:
+    key = _probe_key(file_digest(path)[0], runtime)
     if key in _probed or (_probe_cache_dir() / key).exists():
         _probed.add(key)
-        return
-    if runtime in (None, "default", "litert", "ai-edge-litert"):
-        probe_tflite_files([path])
-    else:
-        probe_tflite_files([path], runtime=runtime)
+        return True
+    return False
 
 
 def _probe_main(args: list[str]) -> None:

@@ -942,6 +942,10 @@ class _Pipeline:
             "conversion_seconds": round(elapsed, 2),
             "notes": list(dict.fromkeys(self.notes)),
         }
+        # Where the latency_us above were measured: a device of the same CPU family confirms the winner cheaply.
+        from device.runtime.autotune import RECORD_KEY, converter_record
+
+        report[RECORD_KEY] = converter_record()
         report = report_mod.clean(report)
         (self.stage / "report.json").write_text(report_mod.to_json(report), encoding="utf-8")
         (self.stage / "report.md").write_text(report_mod.markdown(report), encoding="utf-8")

@@ -16,7 +16,8 @@ from typing import Any
 
 from device.errors import BadInput, SpinalError
 from device.manifest import Manifest
-from device.runtime.base import RUNTIME_RANK, DelegateError, RuntimePolicy, log
+from device.runtime.base import RUNTIME_FORMAT, RUNTIME_RANK, DelegateError, RuntimePolicy, log
+from device.runtime.cpu import CpuFeatures
 from device.runtime.delegates import DelegateSpec
 from device.runtime.loading import Target, open_model
 from device.runtime.model import Model
@@ -26,6 +27,9 @@ CACHE_ENTRIES = 64
 MEASURE_SECONDS = 0.3  # all candidates together
 MEASURE_ROUNDS = 5
 MEASURE_RUNS = 200  # per candidate and round, at most
+CONFIRM_SECONDS = 0.04  # the recorded winner against one alternative
+CONFIRM_ROUNDS = 3
+RECORD_KEY = "latency_measured_on"  # in the manifest's report: where the converter's latency_us were measured
 
 
 @dataclass
@@ -152,20 +156,73 @@ def time_rounds(live: list[tuple[Model, dict[str, Any]]], seconds: float = MEASU
     return [sorted(values)[len(values) // 2] for values in per_model]
 
 
-def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec) -> list[Measurement]:
+def probe_together(targets: list[Target]) -> None:
+    """First contact with the TFLite files not yet probed: one child process per runtime, not one per file."""
+    from device.modelfile import ensure_tflite_loadable_many
+
+    for runtime in sorted({t.runtime for t in targets if RUNTIME_FORMAT[t.runtime] == "tflite"}):
+        ensure_tflite_loadable_many([t.path for t in targets if t.runtime == runtime and not t.trusted], runtime)
+
+
+def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec,
+                seconds: float = MEASURE_SECONDS, rounds: int = MEASURE_ROUNDS) -> list[Measurement]:
     """``auto``'s micro-benchmark: load every candidate, check its parity, then time them in interleaved rounds."""
     results: list[Measurement] = []
     live: list[tuple[int, Model, dict[str, Any]]] = []
     strict = RuntimePolicy(runtime="auto", threads=policy.threads, delegate=policy.delegate, fail_closed=True)
+    probe_together(targets)
     try:
         for target in targets:
             opened = _open_candidate(target, strict, spec, results)
             if opened is not None:  # from here on, the finally block closes it
                 live.append((len(results) - 1, *opened))
-        p50s = time_rounds([(model, feed) for _, model, feed in live])
+        p50s = time_rounds([(model, feed) for _, model, feed in live], seconds, rounds)
         for (i, _, _), p50 in zip(live, p50s, strict=True):
             results[i].p50_us = p50
     finally:
         for _, model, _ in live:
             model.close()
     return results
+
+
+def cpu_family(features: CpuFeatures) -> str:
+    """The CPU as far as it decides which artifact is fastest: architecture, core (not the board), int8 dot."""
+    core = features.model.split(" (", 1)[0]
+    return f"{features.arch}/{core}/{'int8dot' if features.int8_dot else 'no-int8dot'}"
+
+
+def measured_on(features: CpuFeatures, threads: int, runtimes: dict[str, str]) -> dict[str, Any]:
+    """What the converter records next to its per-artifact ``latency_us`` (``report.latency_measured_on``)."""
+    return {"cpu": cpu_family(features), "threads": threads, "delegate": "cpu", "runtimes": dict(runtimes)}
+
+
+def recorded_ranking(manifest: Manifest, features: CpuFeatures, threads: int | None, spec: DelegateSpec,
+                     cands: list[tuple[str, Any]]) -> list[Measurement]:
+    """The converter's latencies of the candidates, where it measured them on this CPU family with these
+    threads on the CPU; ``[]`` when it did not (another CPU, a delegate, no record, fewer than two)."""
+    report = manifest.report if isinstance(manifest.report, dict) else {}
+    where, arts = report.get(RECORD_KEY), report.get("artifacts")
+    if not isinstance(where, dict) or not isinstance(arts, dict) or spec.kind != "cpu":
+        return []
+    runtimes = where.get("runtimes")
+    if (where.get("cpu") != cpu_family(features) or where.get("threads") != threads
+            or where.get("delegate") != "cpu" or not isinstance(runtimes, dict)):
+        return []
+    out = []
+    for runtime, art in cands:
+        entry = arts.get(art.path)
+        latency = entry.get("latency_us") if isinstance(entry, dict) else None
+        if (runtimes.get(art.format) == runtime and isinstance(latency, int | float) and not isinstance(latency, bool)
+                and latency > 0):
+            out.append(Measurement(runtime, art.path, art.precision, float(latency), None))
+    return out if len(out) > 1 else []
+
+
+def converter_record() -> dict[str, Any]:
+    """``report.latency_measured_on`` for the converter, whose ``latency_us`` are one CPU thread, onnx files in
+    onnxruntime and TFLite files in the preferred TFLite runtime (``toolchain/validate.py``'s ``Runner``)."""
+    from device.modelfile import tflite_interpreter_class
+    from device.runtime.cpu import cpu_features
+
+    tflite = "litert" if tflite_interpreter_class()[1] == "ai-edge-litert" else "tflite-runtime"
+    return measured_on(cpu_features(), 1, {"onnx": "onnxruntime", "tflite": tflite})

@@ -32,12 +32,15 @@ from device.manifest import Artifact, Manifest
 from device.modelfile import check_model_file
 from device.runtime.autotune import (
     CACHE_ENTRIES,
+    CONFIRM_ROUNDS,
+    CONFIRM_SECONDS,
     Measurement,
     bundle_hash,
     cache_path,
     cached_measurements,
     measure_all,
     read_cache,
+    recorded_ranking,
     write_cache,
 )
 from device.runtime.base import (
@@ -71,7 +74,7 @@ PRECISION_RANK = {"fp32": 0, "fp16": 1, "int8": 2, "int8-io": 3}
 class Selection:
     """How ``load_model`` chose (attached to the model as ``model.selection``)."""
 
-    mode: str  # explicit | single | cached | measured | prior
+    mode: str  # explicit | single | cached | confirmed | measured | prior
     device: str = ""
     measurements: list[Measurement] = field(default_factory=list)
 
@@ -193,7 +196,8 @@ def _select_and_load(bundle: Bundle, policy: RuntimePolicy) -> Model:
     golden = bundle.load_golden() if manifest.golden is not None else None
 
     def target(runtime: str, art: Artifact) -> Target:
-        return Target(runtime=runtime, path=bundle.path_of(art.path), artifact=art, manifest=manifest, golden=golden)
+        return Target(runtime=runtime, path=bundle.path_of(art.path), artifact=art, manifest=manifest, golden=golden,
+                      trusted=bundle.signed_by is not None)
 
     features = cpu_features()
     selection = Selection(mode="explicit" if policy.runtime != "auto" and policy.artifact else "single")
@@ -228,19 +232,15 @@ def _auto(cands: list[tuple[str, Artifact]], policy: RuntimePolicy, spec: Delega
     key = f"{dev}:{bundle_hash(manifest)[:16]}:threads={policy.threads or 0}:delegate={spec.name}"
     path = cache_path(policy)
     wanted = {(rt, a.path) for rt, a in cands}
-    cached = read_cache(path).get(key)
-    measured: list[Measurement] = []
-    mode = "prior"
-    if cached:
-        measured = cached_measurements(cached)
-        if {(m.runtime, m.artifact) for m in measured} >= wanted:
-            mode = "cached"
-        else:
-            measured = []
+    measured, mode = _from_cache(read_cache(path).get(key), wanted), "cached"
     if not measured and policy.autotune:
-        measured = measure_all([target(rt, a) for rt, a in cands], policy, spec)
-        mode = "measured"
-        write_cache(path, key, {"time": time.time(), "candidates": [vars(m) for m in measured]})
+        measured, mode = _confirm_recorded(cands, policy, spec, features, manifest, target), "confirmed"
+        if not measured:
+            measured, mode = measure_all([target(rt, a) for rt, a in cands], policy, spec), "measured"
+        entry = {"time": time.time(), "candidates": [vars(m) for m in measured]}
+        write_cache(path, key, {**entry, "confirmed": True} if mode == "confirmed" else entry)
+    if not measured:
+        mode = "prior"
     measured = [m for m in measured if (m.runtime, m.artifact) in wanted]
     best = pick(measured, features) if measured else None
     if best is not None:
@@ -249,3 +249,34 @@ def _auto(cands: list[tuple[str, Artifact]], policy: RuntimePolicy, spec: Delega
         chosen = prior_order(cands, features)[0]
         mode = "prior" if mode != "measured" else "prior (no candidate passed)"
     return chosen, Selection(mode=mode, device=dev, measurements=measured)
+
+
+def _from_cache(entry: Any, wanted: set[tuple[str, str]]) -> list[Measurement]:
+    """A cache entry's measurements if they still fit: all candidates measured, or a confirmed recorded winner."""
+    measured = cached_measurements(entry) if entry else []
+    have = {(m.runtime, m.artifact) for m in measured}
+    confirmed = isinstance(entry, dict) and entry.get("confirmed") is True
+    return measured if have >= wanted or (confirmed and have and have <= wanted) else []
+
+
+def _confirm_recorded(cands: list[tuple[str, Artifact]], policy: RuntimePolicy, spec: DelegateSpec,
+                      features: CpuFeatures, manifest: Manifest, target: Any) -> list[Measurement]:
+    """The converter's winner for this CPU family, confirmed by one short timing against the best alternative of
+    another precision (both checked against the golden vectors); ``[]`` when there is no record or the
+    alternative wins here (then everything is measured)."""
+    ranking = recorded_ranking(manifest, features, policy.threads, spec, cands)
+    winner = pick(ranking, features) if ranking else None
+    if winner is None:
+        return []
+    others = sorted((m for m in ranking if m.precision != winner.precision), key=lambda m: m.p50_us or 0.0)
+    if not others:
+        return []
+    pair = [winner, others[0]]
+    by_key = {(rt, a.path): a for rt, a in cands}
+    measured = measure_all([target(m.runtime, by_key[(m.runtime, m.artifact)]) for m in pair], policy, spec,
+                           CONFIRM_SECONDS, CONFIRM_ROUNDS)
+    best = pick(measured, features)
+    if best is None or (best.runtime, best.artifact) != (winner.runtime, winner.artifact):
+        log.info("auto: the converter's pick %s is not confirmed here; measuring every candidate", winner.artifact)
+        return []
+    return measured
