@@ -7,7 +7,6 @@ LiteRT is the preferred TFLite runtime: it works with numpy 2, has aarch64 wheel
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ NAME = "litert"
 
 def version() -> str:
     """The installed ai-edge-litert version."""
+    from importlib import metadata  # on demand: a large import the daemon's steady state does not need
+
     return metadata.version("ai-edge-litert")
 
 

@@ -10,7 +10,6 @@ graph) and reading why it refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ _DTYPES = {
 
 def version() -> str:
     """The installed onnxruntime version (whichever wheel provides it)."""
+    from importlib import metadata  # on demand: a large import the daemon's steady state does not need
+
     for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
         try:
             return metadata.version(dist)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ _FULLY_INT8 = {"int8", "uint8"}
 
 def version() -> str:
     """The installed tflite-runtime version."""
+    from importlib import metadata  # on demand: a large import the daemon's steady state does not need
+
     return metadata.version("tflite-runtime")
 
 
