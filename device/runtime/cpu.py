@@ -16,7 +16,6 @@ from device.runtime.base import RUNTIMES
 def installed_runtimes() -> dict[str, str]:
     """The runtimes importable here, with their versions (without importing them)."""
     import importlib.util
-    from importlib import metadata
 
     found = {}
     for name, record in RUNTIMES.items():
@@ -24,7 +23,7 @@ def installed_runtimes() -> dict[str, str]:
             continue
         try:
             found[name] = str(record.load_backend().version())
-        except metadata.PackageNotFoundError:
+        except ImportError:  # importlib.metadata.PackageNotFoundError, without importing it here
             found[name] = "unknown"
     return found
 

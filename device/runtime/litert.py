@@ -15,7 +15,7 @@ import numpy as np
 from device.errors import ModelFileError
 from device.manifest import Quantization
 from device.modelfile import _quiet_stderr
-from device.runtime.base import DelegateError, RawTensor, first_line
+from device.runtime.base import DelegateError, RawTensor, dist_version, first_line
 from device.runtime.delegates import DelegateSpec, load_tflite_delegate
 
 NAME = "litert"
@@ -23,7 +23,10 @@ NAME = "litert"
 
 def version() -> str:
     """The installed ai-edge-litert version."""
-    from importlib import metadata  # on demand: a large import the daemon's steady state does not need
+    found = dist_version("ai-edge-litert")
+    if found is not None:
+        return found
+    from importlib import metadata  # an unusual install: ask the full implementation
 
     return metadata.version("ai-edge-litert")
 
