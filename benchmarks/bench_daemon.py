@@ -124,15 +124,25 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return rss, hwm
 
 
-def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True) -> dict:
+# How the daemon process starts: ``spinal run`` (the CLI), or the same daemon started without the CLI's imports.
+ENTRY = {
+    "cli": "from device.cli import main; main()",
+    "daemon": ("import sys; from pathlib import Path; from device.config import load_config; "
+               "from device.daemon.logs import setup_logging; from device.daemon import Daemon, RunOptions; "
+               "cfg = load_config(Path(sys.argv[3]), sim=True); setup_logging(cfg.daemon.log_level); "
+               "d = Daemon(cfg, RunOptions(sim=True)); d.install_signal_handlers(); sys.exit(d.run())"),
+}
+
+
+def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True, entry: str = "cli") -> dict:
     with tempfile.TemporaryDirectory(prefix="spinal-bench-") as d:
         tmp = Path(d)
         bundle = relabelled_bundle(tmp, chain)
         cfg = tmp / "spinal.toml"
         cfg.write_text(CONFIG.format(tmp=tmp, bundle=bundle, runtime=runtime, canary=str(chain).lower()))
         log = open(tmp / "daemon.log", "w+")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-c", "from device.cli import main; main()", "run", "--config",
-                                 str(cfg), "--sim"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-c", ENTRY[entry], "run", "--config", str(cfg), "--sim"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=log)
         try:
             port = None
             deadline = time.monotonic() + 60
@@ -156,7 +166,7 @@ def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True) -> 
         imu = health["sensors"]["imu"]
         return {
             "runtime": f"{health['model']['runtime']} ({health['model']['artifact']}, {health['model']['delegate']})"
-                       + ("" if chain else ", no DSP chain"),
+                       + ("" if chain else ", no DSP chain") + ("" if entry == "cli" else ", without the CLI"),
             "artifact": health["model"]["artifact"], "exit": code, "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
             "rss_mib": rss, "hwm_mib": hwm,
             "w2s_p50": lat["window_to_sink"]["p50"], "w2s_p99": lat["window_to_sink"]["p99"],
@@ -193,13 +203,15 @@ def run_hand(artifact: str, seconds: float, warmup: float) -> dict:
 
 
 def hand_table(rows: list[dict], hands: list[dict]) -> None:
-    print("\n| round | daemon (litert) RSS / peak MiB | hand loop RSS / peak MiB | ratio | daemon CPU % | hand CPU % |")
-    print("|---|---|---|---|---|---|")
+    print("\n| pair | daemon | daemon RSS / peak MiB | hand loop RSS / peak MiB | ratio | daemon CPU % | hand CPU % |")
+    print("|---|---|---|---|---|---|---|")
     for i, (r, h) in enumerate(zip(rows, hands, strict=True)):
-        print(f"| {i + 1} | {r['rss_mib']:.1f} / {r['hwm_mib']:.1f} | {h['rss_mib']:.1f} / {h['hwm_mib']:.1f} "
+        print(f"| {i + 1} | {r['runtime']} | {r['rss_mib']:.1f} / {r['hwm_mib']:.1f} | {h['rss_mib']:.1f} / "
+              f"{h['hwm_mib']:.1f} "
               f"| {r['rss_mib'] / h['rss_mib']:.2f}x | {r['cpu_pct']:.1f} | {h['cpu_pct']:.1f} |")
-    med = sorted(r["rss_mib"] / h["rss_mib"] for r, h in zip(rows, hands, strict=True))[len(rows) // 2]
-    print(f"\nmedian RSS ratio daemon / hand loop: {med:.2f}x")
+    for kind in dict.fromkeys(r["runtime"] for r in rows):
+        ratios = sorted(r["rss_mib"] / h["rss_mib"] for r, h in zip(rows, hands, strict=True) if r["runtime"] == kind)
+        print(f"\nmedian RSS ratio {kind} / hand loop: {ratios[len(ratios) // 2]:.2f}x")
 
 
 FAULT_CONFIG = """
@@ -304,6 +316,8 @@ def main() -> None:
     parser.add_argument("--hand", action="store_true",
                         help="after each litert run, run the hand-written LiteRT loop and compare RSS")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the runs (interleaved with --hand)")
+    parser.add_argument("--entry", choices=sorted(ENTRY), nargs="+", default=["cli"],
+                        help="start the daemon as `spinal run` (cli) and/or without the CLI's imports (daemon)")
     args = parser.parse_args()
     if args.faults:
         faults(args.unplug_s)
@@ -311,10 +325,11 @@ def main() -> None:
     rows, hands, pairs = [], [], []
     for _ in range(args.rounds):
         for rt in args.runtimes:
-            rows.append(run_one(rt, args.seconds, args.warmup))
-            if args.hand and rows[-1]["runtime"].startswith("litert"):
-                hands.append(run_hand(rows[-1]["artifact"], args.seconds, args.warmup))
-                pairs.append(rows[-1])
+            for entry in args.entry:
+                rows.append(run_one(rt, args.seconds, args.warmup, entry=entry))
+                if args.hand and rows[-1]["runtime"].startswith("litert"):
+                    hands.append(run_hand(rows[-1]["artifact"], args.seconds, args.warmup))
+                    pairs.append(rows[-1])
             if args.without_chain:
                 rows.append(run_one(rt, args.seconds, args.warmup, chain=False))
     print(f"IMU 100 Hz + BME280 1 Hz, {args.seconds:g} s measured after {args.warmup:g} s warm-up\n")
