@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.bundle import file_digest
 from device.errors import MissingDependency, ModelFileError
-from device.onnx_reader import read_onnx
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 MAX_MODEL_BYTES = 1 << 30
@@ -177,6 +175,15 @@ _PROBE_REFUSED = 3
 _PROBE_RUNTIME_ENV = "SPINAL_PROBE_RUNTIME"  # which runtime the child loads the files with
 _PROBE_INFO = "spinal-probe-info "  # marks the child's JSON lines (the lines between them are paths, any text)
 _PROBE_CODE = "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])"
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size of a file, as :func:`device.bundle.file_digest` gives them, without importing
+    the bundle module: the probe child then needs neither it nor the manifest (it starts faster)."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
 _probed: set[str] = set()
 
 
@@ -272,6 +279,8 @@ def _probe_main(args: list[str]) -> None:
 
 
 def _inspect_onnx(path: Path, sha256: str, size: int) -> ModelInfo:
+    from device.onnx_reader import read_onnx
+
     info = read_onnx(path.read_bytes(), source=str(path))
     missing = sorted(f for f in info.external_data if not (path.parent / f).is_file())
     if missing:
