@@ -223,7 +223,7 @@ def ensure_tflite_loadable(path: Path, runtime: str | None = None) -> None:
         return
     runtime = _probe_runtime(runtime)
     if not _was_probed(path, runtime):
-        probe_tflite_files([path], runtime=runtime)
+        _probe([path], runtime)
 
 
 def ensure_tflite_loadable_many(paths: list[Path], runtime: str | None = None) -> None:
@@ -238,7 +238,14 @@ def ensure_tflite_loadable_many(paths: list[Path], runtime: str | None = None) -
     pending = [p for p in paths if not _was_probed(p, runtime)]
     if len(pending) > 1:
         with contextlib.suppress(ModelFileError):
-            probe_tflite_files(pending, runtime=runtime)
+            _probe(pending, runtime)
+
+
+def _probe(paths: list[Path], runtime: str | None) -> None:
+    if runtime is None:  # the preferred runtime
+        probe_tflite_files(paths)
+    else:
+        probe_tflite_files(paths, runtime=runtime)
 
 
 def _probe_runtime(runtime: str | None) -> str | None:
