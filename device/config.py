@@ -25,10 +25,10 @@ from typing import Any, Literal
 from device.errors import BadInput
 from device.pipeline import PostprocessConfig
 from device.signing import load_public_key
+from device.sinks.base import RECORD_KINDS
 
 MIN_I2C_ADDRESS = 0x03
 MAX_I2C_ADDRESS = 0x77
-RECORD_KINDS = ("prediction", "reading", "status")
 _ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 

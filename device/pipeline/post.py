@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from device.errors import BadInput
 from device.manifest import Task, TensorSpec
 
 EmitMode = Literal["every", "change"]
-EMIT_MODES: tuple[EmitMode, ...] = ("every", "change")
+EMIT_MODES: tuple[EmitMode, ...] = get_args(EmitMode)
 
 
 
