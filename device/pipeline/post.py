@@ -63,6 +63,49 @@ class Prediction:
         return {k: v for k, v in out.items() if v is not None}
 
 
+def _output_names(task: Task, output: TensorSpec, settings: PostprocessConfig) -> tuple[str, ...]:
+    """The names of the output's values for ``task`` (a features output too long to publish: none), after
+    checking that the ``[postprocess]`` settings have a meaning for it (:class:`BadInput` naming the key)."""
+    size = int(np.prod(output.shape))
+    if task.kind == "classification":
+        labels = settings.labels or task.labels
+        if len(labels) != size:
+            src = "postprocess.labels" if settings.labels else "the manifest's task.labels"
+            raise BadInput(f"{src}: {len(labels)} labels for a model output of {size} classes")
+        names: tuple[str, ...] = tuple(labels)
+        if settings.threshold is not None and not 0.0 <= settings.threshold <= 1.0:
+            raise BadInput(f"postprocess.threshold: a class probability threshold must be in [0, 1], "
+                           f"got {settings.threshold}")
+    elif task.kind == "regression":
+        if task.targets and len(task.targets) != size:
+            raise BadInput(f"the manifest's task.targets: {len(task.targets)} names for a model output of "
+                           f"{size} values")
+        names = tuple(task.targets) or tuple(f"y{i}" for i in range(size))
+        if settings.threshold is not None:
+            raise BadInput("postprocess.threshold: has no meaning for a regression model; remove it")
+        if settings.emit == "change":
+            raise BadInput('postprocess.emit: "change" needs a class or anomaly model; use "every"')
+        if settings.labels:
+            raise BadInput("postprocess.labels: a regression model has no labels; remove them")
+    elif task.kind == "features":
+        names = tuple(f"f{i}" for i in range(size)) if size <= FEATURES_IN_FULL else ()
+        if settings.threshold is not None:
+            raise BadInput("postprocess.threshold: has no meaning for a features model; remove it")
+        if settings.emit == "change":
+            raise BadInput('postprocess.emit: "change" needs a class, score or anomaly model; use "every"')
+        if settings.labels:
+            raise BadInput("postprocess.labels: a features model has no labels; remove them")
+    else:
+        if size != 1:
+            raise BadInput(f"output {output.name!r}: a{'n' if task.kind == 'anomaly' else ''} {task.kind} model "
+                           f"outputs one score, but its shape {list(output.shape)} holds {size} values")
+        names = (task.score or "score",)
+        if settings.labels:
+            raise BadInput(f"postprocess.labels: a{'n' if task.kind == 'anomaly' else ''} {task.kind} model has "
+                           "no labels; remove them")
+    return names
+
+
 class PostProcessor:
     """Turns one model output per window into a :class:`Prediction` (stateful: smoothing, change)."""
 
@@ -73,43 +116,7 @@ class PostProcessor:
             raise BadInput(f"postprocess.emit: {settings.emit!r} is not one of {', '.join(EMIT_MODES)}")
         if settings.smoothing < 1:
             raise BadInput(f"postprocess.smoothing: must be >= 1, got {settings.smoothing}")
-        size = int(np.prod(output.shape))
-        if task.kind == "classification":
-            labels = settings.labels or task.labels
-            if len(labels) != size:
-                src = "postprocess.labels" if settings.labels else "the manifest's task.labels"
-                raise BadInput(f"{src}: {len(labels)} labels for a model output of {size} classes")
-            self.names: tuple[str, ...] = tuple(labels)
-            if settings.threshold is not None and not 0.0 <= settings.threshold <= 1.0:
-                raise BadInput(f"postprocess.threshold: a class probability threshold must be in [0, 1], "
-                               f"got {settings.threshold}")
-        elif task.kind == "regression":
-            if task.targets and len(task.targets) != size:
-                raise BadInput(f"the manifest's task.targets: {len(task.targets)} names for a model output of "
-                               f"{size} values")
-            self.names = tuple(task.targets) or tuple(f"y{i}" for i in range(size))
-            if settings.threshold is not None:
-                raise BadInput("postprocess.threshold: has no meaning for a regression model; remove it")
-            if settings.emit == "change":
-                raise BadInput('postprocess.emit: "change" needs a class or anomaly model; use "every"')
-            if settings.labels:
-                raise BadInput("postprocess.labels: a regression model has no labels; remove them")
-        elif task.kind == "features":
-            self.names = tuple(f"f{i}" for i in range(size)) if size <= FEATURES_IN_FULL else ()
-            if settings.threshold is not None:
-                raise BadInput("postprocess.threshold: has no meaning for a features model; remove it")
-            if settings.emit == "change":
-                raise BadInput('postprocess.emit: "change" needs a class, score or anomaly model; use "every"')
-            if settings.labels:
-                raise BadInput("postprocess.labels: a features model has no labels; remove them")
-        else:
-            if size != 1:
-                raise BadInput(f"output {output.name!r}: a{'n' if task.kind == 'anomaly' else ''} {task.kind} model "
-                               f"outputs one score, but its shape {list(output.shape)} holds {size} values")
-            self.names = (task.score or "score",)
-            if settings.labels:
-                raise BadInput(f"postprocess.labels: a{'n' if task.kind == 'anomaly' else ''} {task.kind} model has "
-                               "no labels; remove them")
+        self.names = _output_names(task, output, settings)
         self._history: deque[Array] = deque(maxlen=settings.smoothing)
         self._last_label: str | None = None
         self._emitted_any = False
