@@ -111,8 +111,12 @@ def _run(c: Conversion) -> ConvertResult:
 
 def _finish(c: Conversion, b: Basis, t_start: float) -> ConvertResult:
     """The bundle written, verified and published: the last step, and the only one that touches ``--out``."""
-    manifest, report = c.timed("bundle", lambda: bundle(c, b, time.perf_counter() - t_start))
-    publish(c.stage, c.opts.output.out, c.work)
+    def write_and_publish() -> tuple[Manifest, dict[str, Any]]:
+        manifest, report = bundle(c, b, time.perf_counter() - t_start)
+        publish(c.stage, c.opts.output.out, c.work)
+        return manifest, report
+
+    manifest, report = c.timed("bundle", write_and_publish)
     return ConvertResult(out=c.opts.output.out, manifest=manifest, report=report)
 
 
