@@ -331,22 +331,24 @@ def convert(
     Exit 0 with the bundle written, 1 when the accuracy gate rejected everything asked for, 2 on bad input.
     """
     require_host()
-    from toolchain.convert import ConvertOptions
+    from toolchain.convert import ConvertOptions, Meaning, Output, Quantization, Source
     from toolchain.convert import convert as run_convert
 
     opts = ConvertOptions(
-        model=model, out=out, formats=csv_list(formats), input_shapes=parse_shapes(input_shape),
-        input_names=csv_list(input_name), output_names=csv_list(output_name), calibration=calibration,
-        calibration_method=calibration_method, calibration_samples=calibration_samples, validation=validation,
-        validation_samples=max_validation,
-        max_drop=max_drop, per_channel=not per_tensor, remedies=not no_remedies, keep_float=csv_list(keep_float),
-        golden_count=golden, name=name, description=description, task=task, task_output=task_output,
-        labels=csv_list(labels), activation=activation, targets=csv_list(targets), units=csv_list(units),
-        threshold=threshold,
-        channels=csv_list(channels), channel_units=csv_list(channel_units), sample_rate_hz=sample_rate, window=window,
-        hop=hop, layout=layout,
-        norm_mean=float_list(norm_mean, "--norm-mean"), norm_std=float_list(norm_std, "--norm-std"), opset=opset,
-        force=force, preprocess=parse_preprocess(preprocess, preprocess_file),
+        source=Source(model=model, input_shapes=parse_shapes(input_shape), input_names=csv_list(input_name),
+                      output_names=csv_list(output_name), opset=opset),
+        quantization=Quantization(
+            formats=csv_list(formats), calibration=calibration, calibration_method=calibration_method,
+            calibration_samples=calibration_samples, validation=validation, validation_samples=max_validation,
+            max_drop=max_drop, per_channel=not per_tensor, remedies=not no_remedies,
+            keep_float=csv_list(keep_float)),
+        meaning=Meaning(
+            task=task, task_output=task_output, labels=csv_list(labels), activation=activation,
+            targets=csv_list(targets), units=csv_list(units), threshold=threshold, channels=csv_list(channels),
+            channel_units=csv_list(channel_units), sample_rate_hz=sample_rate, window=window, hop=hop, layout=layout,
+            norm_mean=float_list(norm_mean, "--norm-mean"), norm_std=float_list(norm_std, "--norm-std"),
+            preprocess=parse_preprocess(preprocess, preprocess_file)),
+        output=Output(out=out, golden_count=golden, name=name, description=description, force=force),
     )
     if activation is not None and activation not in ("logits", "probabilities"):
         raise BadInput(f"--activation {activation!r}: choose logits or probabilities")

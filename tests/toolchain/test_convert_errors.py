@@ -276,5 +276,5 @@ def test_library_checks_activation_before_converting(matmul_onnx: Path, tmp_path
     from toolchain.convert import ConvertOptions, convert
 
     with pytest.raises(BadInput, match="--activation 'softmax'"):
-        convert(ConvertOptions(model=str(matmul_onnx), out=tmp_path / "o", activation="softmax"))
+        convert(ConvertOptions.build(model=str(matmul_onnx), out=tmp_path / "o", activation="softmax"))
     assert not list(tmp_path.iterdir())
