@@ -1,53 +1,19 @@
-"""The ``spinal`` command line.
-
-Exit codes everywhere: 0 ok, 1 a check failed, 2 bad input or usage. Host-only commands
-import ``toolchain`` lazily and explain how to install the ``host`` extra when it is missing.
-"""
+"""``spinal inspect`` and ``spinal verify``: what a bundle or model file holds, and whether it checks out."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from device import __version__, cli_bench, cli_record, cli_run, cli_sensors, cli_signing
-from device.bundle import Bundle, is_bundle_path, open_bundle
-from device.cli_common import console, print_json, reports_errors, require_host
-from device.cli_convert import RichProgress, csv_list, float_list, parse_preprocess, parse_shapes
-from device.dsp import describe
-from device.errors import BadInput
-from device.modelfile import ModelInfo, check_model_file, inspect_model_file, probe_tflite_files
-from device.signing import load_public_key
+from device.cli.common import JsonOpt, PathArg, console, print_json, reports_errors
 
-app = typer.Typer(
-    name="spinal",
-    help="Spinal: quantize and verify models on the workstation, run them next to the sensors.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+if TYPE_CHECKING:
+    from rich.table import Table
 
-PathArg = Annotated[Path, typer.Argument(help="A bundle (directory or .spinal archive), or a .onnx/.tflite file.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
-
-
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"spinal {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """Spinal: quantize and verify models on the workstation, run them next to the sensors."""
-
+    from device.bundle import Bundle
+    from device.modelfile import ModelInfo
 
 # --------------------------------------------------------------------------------------------
 # inspect
@@ -63,6 +29,8 @@ def _model_info_dict(info: ModelInfo) -> dict[str, Any]:
 
 
 def _tensor_table(title: str, info: ModelInfo) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in ("", "name", "shape", "dtype", "quantization"):
         table.add_column(col)
@@ -108,6 +76,10 @@ def _headline(metrics: dict[str, Any]) -> str:
 
 
 def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
+    from rich.table import Table
+
+    from device.dsp import describe
+
     m = bundle.manifest
     console.print(f"[bold]{m.name}[/]  bundle format {m.format_version}, created {m.created}"
                   f"{'  (' + m.description + ')' if m.description else ''}")
@@ -163,6 +135,8 @@ def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
 
 def _inspect_artifacts(bundle: Bundle) -> dict[str, ModelInfo]:
     """Every artifact's summary; the TFLite ones are read in one child process (see probe_tflite_files)."""
+    from device.modelfile import check_model_file, inspect_model_file, probe_tflite_files
+
     tflite = [a.path for a in bundle.manifest.artifacts if a.format == "tflite"]
     for rel in tflite:
         check_model_file(bundle.path_of(rel), expected="tflite")
@@ -171,10 +145,12 @@ def _inspect_artifacts(bundle: Bundle) -> dict[str, ModelInfo]:
             for a in bundle.manifest.artifacts}
 
 
-@app.command()
 @reports_errors
 def inspect(path: PathArg, json_out: JsonOpt = False) -> None:
     """Show what a bundle or model file holds: inputs, outputs, dtypes, shapes, quantization, ops, size."""
+    from device.bundle import is_bundle_path, open_bundle
+    from device.modelfile import inspect_model_file
+
     if is_bundle_path(path):
         with open_bundle(path) as bundle:
             models = _inspect_artifacts(bundle)
@@ -194,7 +170,6 @@ def inspect(path: PathArg, json_out: JsonOpt = False) -> None:
 # verify
 
 
-@app.command()
 @reports_errors
 def verify(
     path: PathArg,
@@ -217,7 +192,13 @@ def verify(
     out, 1 when outputs do not match the golden vectors (max error and tolerance shown), 2 when the
     bundle or file is corrupt or tampered with.
     """
+    from rich.markup import escape
+
+    from device.bundle import is_bundle_path, open_bundle
+    from device.errors import BadInput
+    from device.modelfile import inspect_model_file
     from device.runtime.checks import bundle_parity, file_smoke, parse_input_shapes
+    from device.signing import load_public_key
 
     checks: list[dict[str, Any]] = []
     shapes = parse_input_shapes(input_shape)
@@ -253,117 +234,3 @@ def verify(
     if not ok:
         raise typer.Exit(1)
 
-
-app.command(name="run")(cli_run.run)
-app.add_typer(cli_sensors.app, name="sensors")
-app.command(name="bench")(cli_bench.bench)
-app.command(name="record")(cli_record.record)
-app.command(name="keygen")(cli_signing.keygen)
-app.command(name="sign")(cli_signing.sign)
-
-
-# --------------------------------------------------------------------------------------------
-# convert (host only: toolchain is imported inside the command)
-
-
-@app.command()
-@reports_errors
-def convert(
-    model: Annotated[str, typer.Argument(help="Model: .onnx, PyTorch .pt2/.pt or 'package.module:factory', Keras "
-                                              ".keras/.h5/SavedModel dir, scikit-learn .joblib/.pkl.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Bundle directory, or NAME.spinal for one archive.")],
-    formats: Annotated[str | None, typer.Option(help="Comma list of onnx-fp32, onnx-int8, tflite-fp32, "
-                                                     "tflite-fp16, tflite-int8, tflite-int8-io (default: all)")] = None,
-    input_shape: Annotated[list[str] | None, typer.Option(help="Input shape, e.g. 1,3,64 or NAME=1,3,64 "
-                                                               "(repeat per input); fixes dynamic axes.")] = None,
-    input_name: Annotated[str | None, typer.Option(help="Comma list of input names to give the model.")] = None,
-    output_name: Annotated[str | None, typer.Option(help="Comma list of output names to give the model.")] = None,
-    calibration: Annotated[Path | None, typer.Option(help=".npz keyed by input name, .npy, or .csv of sensor "
-                                                          "readings.")] = None,
-    calibration_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
-    calibration_samples: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 200,
-    validation: Annotated[Path | None, typer.Option(help=".npz keyed by input name, plus 'labels' (class ids) or "
-                                                         "'targets' (regression).")] = None,
-    max_validation: Annotated[int | None, typer.Option(help="Score on at most this many validation samples "
-                                                             "(default: all; a cap is noted).")] = None,
-    max_drop: Annotated[float, typer.Option(help="Largest loss against fp32 an artifact may show: top-1 points; "
-                                                 "% of MAE; or 100×(1−cosine).")] = 1.0,
-    per_tensor: Annotated[bool, typer.Option("--per-tensor", help="Start from per-tensor weights, not "
-                                                                    "per-channel.")] = False,
-    no_remedies: Annotated[bool, typer.Option("--no-remedies", help="Do not retry a rejected int8 artifact "
-                                                                     "with other settings.")] = False,
-    keep_float: Annotated[str | None, typer.Option(help="Comma list of ONNX node names to keep in float.")] = None,
-    golden: Annotated[int, typer.Option(help="How many golden vectors the bundle carries.")] = 8,
-    name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name, or the module of "
-                                                  "'package.module:factory').")] = None,
-    description: Annotated[str, typer.Option(help="One line describing the model.")] = "",
-    task: Annotated[str | None, typer.Option(help="classification, regression, anomaly, score (one value; "
-                                                  "--threshold optional) or features (default: guessed).")] = None,
-    task_output: Annotated[str | None, typer.Option(help="Which output the task reads (default: the first "
-                                                         "float output with several values).")] = None,
-    labels: Annotated[str | None, typer.Option(help="Comma list of class names.")] = None,
-    activation: Annotated[str | None, typer.Option(help="logits or probabilities (default: guessed).")] = None,
-    targets: Annotated[str | None, typer.Option(help="Comma list of regression target names.")] = None,
-    units: Annotated[str | None, typer.Option(help="Comma list of the targets' units.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Score or anomaly threshold (above it: a detection).")]
-    = None,
-    channels: Annotated[str | None, typer.Option(help="Comma list of sensor channels, e.g. "
-                                                      "imu.accel_x,imu.accel_y.")] = None,
-    channel_units: Annotated[str | None, typer.Option(help="Comma list of the channels' SI units, e.g. "
-                                                           "m/s^2,m/s^2,m/s^2,rad/s,rad/s,rad/s.")] = None,
-    sample_rate: Annotated[float | None, typer.Option(help="Sensor sample rate in Hz.")] = None,
-    window: Annotated[int | None, typer.Option(help="Window length in samples.")] = None,
-    hop: Annotated[int | None, typer.Option(help="Hop between windows in samples.")] = None,
-    layout: Annotated[str | None, typer.Option(help="Logical layout of the first input, e.g. NCT, NTC, NCHW.")] = None,
-    norm_mean: Annotated[str | None, typer.Option(help="Per-channel mean the device subtracts before the model.")]
-    = None,
-    norm_std: Annotated[str | None, typer.Option(help="Per-channel std the device divides by.")] = None,
-    preprocess: Annotated[list[str] | None, typer.Option(help="A DSP block, e.g. highpass:cutoff_hz=0.3 (repeat, "
-                                                              "in order); --calibration is then raw recordings.")]
-    = None,
-    preprocess_file: Annotated[Path | None, typer.Option(help="TOML file of [[preprocess]] blocks.")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset for PyTorch/Keras exports.")] = 17,
-    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Convert a trained model into a bundle: ONNX fp32/int8 and TFLite fp32/fp16/int8/int8-io, gated on accuracy.
-
-    Exit 0 with the bundle written, 1 when the accuracy gate rejected everything asked for, 2 on bad input.
-    """
-    require_host()
-    from toolchain.convert import ConvertOptions
-    from toolchain.convert import convert as run_convert
-
-    opts = ConvertOptions(
-        model=model, out=out, formats=csv_list(formats), input_shapes=parse_shapes(input_shape),
-        input_names=csv_list(input_name), output_names=csv_list(output_name), calibration=calibration,
-        calibration_method=calibration_method, calibration_samples=calibration_samples, validation=validation,
-        validation_samples=max_validation,
-        max_drop=max_drop, per_channel=not per_tensor, remedies=not no_remedies, keep_float=csv_list(keep_float),
-        golden_count=golden, name=name, description=description, task=task, task_output=task_output,
-        labels=csv_list(labels), activation=activation, targets=csv_list(targets), units=csv_list(units),
-        threshold=threshold,
-        channels=csv_list(channels), channel_units=csv_list(channel_units), sample_rate_hz=sample_rate, window=window,
-        hop=hop, layout=layout,
-        norm_mean=float_list(norm_mean, "--norm-mean"), norm_std=float_list(norm_std, "--norm-std"), opset=opset,
-        force=force, preprocess=parse_preprocess(preprocess, preprocess_file),
-    )
-    if activation is not None and activation not in ("logits", "probabilities"):
-        raise BadInput(f"--activation {activation!r}: choose logits or probabilities")
-    with RichProgress(enabled=not json_out) as progress:
-        result = run_convert(opts, progress)
-    if json_out:
-        print_json(result.report)
-        return
-    from toolchain.report import table
-
-    console.print(table(result.report))
-    for note in result.manifest.notes:
-        console.print(f"note: {note}", soft_wrap=True)
-    console.print(f"bundle written: {result.out} ({result.report.get('conversion_seconds', 0):.1f} s)")
-
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="spinal")

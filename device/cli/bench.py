@@ -15,18 +15,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from device.cli_common import console, print_json, reports_errors
+from device.cli.common import PathArg, console, print_json, reports_errors
 from device.errors import BadInput
 
-PathArg = Annotated[Path, typer.Argument(help="A bundle (directory or .spinal archive), or a .onnx/.tflite file.")]
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _threads(text: str) -> list[int]:
@@ -59,12 +56,13 @@ def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str],
     is_bundle = is_bundle_path(path)
     if shapes and is_bundle:
         raise BadInput(f"{path}: --input-shape is for plain model files; a bundle's shapes are in its manifest")
+    arts: list[tuple[str | None, str, bool]]
     if is_bundle:
         with open_bundle(path) as bundle:
             arts = [(a.path, a.format, a.edgetpu) for a in bundle.manifest.artifacts]
     else:
         arts = [(None, check_model_file(path), False)]
-    cells = []
+    cells: list[dict[str, Any]] = []
     for art, fmt, edgetpu in arts:
         for rt in runtimes:
             if RUNTIME_FORMAT[rt] != fmt:
@@ -111,6 +109,8 @@ def _recommend(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="spinal bench", title_justify="left")
     for col in ("runtime", "artifact", "prec", "thr", "delegate", "p50 µs", "p99 µs", "max µs", "inf/s",
                 "RSS MB", "cold s", "parity"):
@@ -132,6 +132,8 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 def _preparation(path: Path) -> list[dict[str, Any]]:
     """The cost of turning a raw window into each sensor input (DSP chain block by block, normalization and
     layout), measured on the bundle's golden raw windows; empty for a plain model file."""
+    import numpy as np
+
     from device.bundle import is_bundle_path, open_bundle
     from device.pipeline import InputPlan, preparation_costs
 
@@ -170,6 +172,9 @@ def bench(
     A bundle is run on its golden inputs (with a parity check); a plain model file on random inputs.
     Exit 1 when a parity check fails or an artifact cannot be measured on the CPU by any runtime here.
     """
+    from rich.console import Console
+    from rich.markup import escape
+
     from device.runtime.delegates import present_delegates
     from device.runtime.select import cpu_features, device_key, installed_runtimes
 

@@ -17,12 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
-from device.cli_common import console, err_console, print_json, reports_errors
+from device.cli.common import console, err_console, print_json, reports_errors
 from device.errors import BadInput
-from device.sensors.base import BusError, SensorError
 
 SETUP_ATTEMPTS = 10
 
@@ -44,6 +42,7 @@ def parse_during(texts: list[str] | None) -> list[tuple[float, float, str]]:
 
 
 def _open_sensor(cfg: Any, sim: bool, base_dir: Path) -> Any:
+    from device.sensors.base import BusError, SensorError
     from device.sensors.bus import as_bus, open_bus
     from device.sensors.registry import make_driver
 
@@ -81,6 +80,8 @@ def record(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Record labelled sensor data for training and for `spinal convert --calibration/--validation`."""
+    import numpy as np
+
     from device import recording
     from device.config import load_config
 

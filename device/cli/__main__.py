@@ -1,0 +1,5 @@
+"""``python -m device.cli``: the ``spinal`` command."""
+
+from device.cli.root import main
+
+main()
