@@ -2,4 +2,5 @@
 
 from device.cli.root import main
 
-main()
+if __name__ == "__main__":
+    main()
