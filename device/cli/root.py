@@ -17,6 +17,7 @@ import typer
 
 from device.cli import bench, bundles, plugins, record, run, sensors, signing
 from device.cli.common import HOST_INSTALL_HINT, reports_errors
+from device.cli.lazy import lazy_group
 from device.errors import MissingDependency
 
 HELP = "Spinal: quantize and verify models on the workstation, run them next to the sensors."
@@ -47,25 +48,27 @@ def _convert_missing() -> None:
 
 
 def build_app(found: dict[str, str] | None = None) -> typer.Typer:
-    """The root app with the device's commands and those of ``found`` (default: :func:`plugins.contributors`)."""
-    app = typer.Typer(name="spinal", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False,
-                      add_completion=False, rich_markup_mode=None)
-    app.callback()(_root)
-    app.command(name="inspect")(bundles.inspect)
-    app.command(name="verify")(bundles.verify)
-    app.command(name="run")(run.run)
-    app.add_typer(sensors.app, name="sensors")
-    app.command(name="bench")(bench.bench)
-    app.command(name="record")(record.record)
-    app.command(name="keygen")(signing.keygen)
-    app.command(name="sign")(signing.sign)
+    """The root app: the device's commands and those of ``found`` (default: :func:`plugins.contributors`), each
+    built when it runs (:mod:`device.cli.lazy`)."""
+    source = typer.Typer(rich_markup_mode=None, add_completion=False)
+    source.command(name="inspect")(bundles.inspect)
+    source.command(name="verify")(bundles.verify)
+    source.command(name="run")(run.run)
+    source.add_typer(sensors.app, name="sensors")
+    source.command(name="bench")(bench.bench)
+    source.command(name="record")(record.record)
+    source.command(name="keygen")(signing.keygen)
+    source.command(name="sign")(signing.sign)
     for name, value in (plugins.contributors() if found is None else found).items():
         register = plugins.load(name, value)
         if register is not None:
-            register(app)
-    if not any(c.name == "convert" for c in app.registered_commands):
-        app.command(name="convert", add_help_option=False,
-                    context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_convert_missing)
+            register(source)
+    if not any(c.name == "convert" for c in source.registered_commands):
+        source.command(name="convert", add_help_option=False,
+                       context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_convert_missing)
+    app = typer.Typer(cls=lazy_group(source), name="spinal", help=HELP, no_args_is_help=True,
+                      pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
+    app.callback()(_root)
     return app
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 app = typer.Typer(name="sensors", help="Find and read I2C sensors (real bus or --sim).", no_args_is_help=True,
+                  add_completion=False,
                   rich_markup_mode=None)
 
 BusOpt = Annotated[int, typer.Option("--bus", "-b", min=0, help="I2C bus number (/dev/i2c-N).")]
