@@ -124,3 +124,24 @@ def test_python_dash_m_runs_the_cli():
     proc = subprocess.run([sys.executable, "-m", "device.cli", "--version"], capture_output=True, text=True, cwd=ROOT,
                           env=ENV)
     assert proc.returncode == 0 and proc.stdout.startswith("spinal ")
+
+
+def test_closed_choices_agree_with_their_registries():
+    from device.cli.common import RuntimeChoice
+    from device.manifest import TASK_KINDS
+    from device.runtime.base import RUNTIMES
+    from toolchain.cli import Task
+
+    assert [c.value for c in RuntimeChoice] == ["all", *RUNTIMES]
+    assert tuple(t.value for t in Task) == TASK_KINDS
+
+
+def test_a_bad_choice_is_one_line_naming_the_option(tmp_path):
+    result = _invoke(root.build_app(), "sensors", "read", "bme280", "--rate", "fast")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Invalid value for '--rate' / '-r': "), lines
+    result = _invoke(root.build_app(), "bench", tmp_path, "--runtime", "tensorrt")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: Invalid value for '--runtime': ")
+    assert "'tensorrt' is not one of 'all', 'litert', 'tflite-runtime', 'onnxruntime'" in lines[0]

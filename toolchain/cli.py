@@ -7,6 +7,7 @@ a device without the ``host`` extra still lists the command: the command checks 
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -18,6 +19,31 @@ from device.errors import BadInput
 
 if TYPE_CHECKING:
     from toolchain.convert import Progress
+
+
+class CalibrationMethod(StrEnum):
+    """How int8 ranges are calibrated (toolchain/quantize.py)."""
+
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class Task(StrEnum):
+    """The manifest's task kinds (device.manifest.TASK_KINDS; tests/test_cli_commands.py checks they agree)."""
+
+    classification = "classification"
+    regression = "regression"
+    anomaly = "anomaly"
+    score = "score"
+    features = "features"
+
+
+class Activation(StrEnum):
+    """What a classifier emits (the manifest's ``task.activation``)."""
+
+    logits = "logits"
+    probabilities = "probabilities"
 
 
 def csv_list(text: str | None) -> tuple[str, ...]:
@@ -128,7 +154,8 @@ def convert(
     output_name: Annotated[str | None, typer.Option(help="Comma list of output names to give the model.")] = None,
     calibration: Annotated[Path | None, typer.Option(help=".npz keyed by input name, .npy, or .csv of sensor "
                                                           "readings.")] = None,
-    calibration_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    calibration_method: Annotated[CalibrationMethod, typer.Option(help="How int8 ranges are calibrated.")] = (
+        CalibrationMethod.minmax),
     calibration_samples: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 200,
     validation: Annotated[Path | None, typer.Option(help=".npz keyed by input name, plus 'labels' (class ids) or "
                                                          "'targets' (regression).")] = None,
@@ -145,12 +172,12 @@ def convert(
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name, or the module of "
                                                   "'package.module:factory').")] = None,
     description: Annotated[str, typer.Option(help="One line describing the model.")] = "",
-    task: Annotated[str | None, typer.Option(help="classification, regression, anomaly, score (one value; "
+    task: Annotated[Task | None, typer.Option(help="classification, regression, anomaly, score (one value; "
                                                   "--threshold optional) or features (default: guessed).")] = None,
     task_output: Annotated[str | None, typer.Option(help="Which output the task reads (default: the first "
                                                          "float output with several values).")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma list of class names.")] = None,
-    activation: Annotated[str | None, typer.Option(help="logits or probabilities (default: guessed).")] = None,
+    activation: Annotated[Activation | None, typer.Option(help="logits or probabilities (default: guessed).")] = None,
     targets: Annotated[str | None, typer.Option(help="Comma list of regression target names.")] = None,
     units: Annotated[str | None, typer.Option(help="Comma list of the targets' units.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Score or anomaly threshold (above it: a detection).")]
@@ -204,20 +231,23 @@ def convert_options(args: dict[str, Any]) -> Any:
     opts = ConvertOptions(
         model=a.model, out=a.out, formats=csv_list(a.formats), input_shapes=parse_shapes(a.input_shape),
         input_names=csv_list(a.input_name), output_names=csv_list(a.output_name), calibration=a.calibration,
-        calibration_method=a.calibration_method, calibration_samples=a.calibration_samples,
+        calibration_method=str(a.calibration_method), calibration_samples=a.calibration_samples,
         validation=a.validation, validation_samples=a.max_validation,
         max_drop=a.max_drop, per_channel=not a.per_tensor, remedies=not a.no_remedies,
         keep_float=csv_list(a.keep_float), golden_count=a.golden, name=a.name, description=a.description,
-        task=a.task, task_output=a.task_output, labels=csv_list(a.labels), activation=a.activation,
+        task=_value(a.task), task_output=a.task_output, labels=csv_list(a.labels), activation=_value(a.activation),
         targets=csv_list(a.targets), units=csv_list(a.units), threshold=a.threshold,
         channels=csv_list(a.channels), channel_units=csv_list(a.channel_units), sample_rate_hz=a.sample_rate,
         window=a.window, hop=a.hop, layout=a.layout,
         norm_mean=float_list(a.norm_mean, "--norm-mean"), norm_std=float_list(a.norm_std, "--norm-std"),
         opset=a.opset, force=a.force, preprocess=parse_preprocess(a.preprocess, a.preprocess_file),
     )
-    if a.activation is not None and a.activation not in ("logits", "probabilities"):
-        raise BadInput(f"--activation {a.activation!r}: choose logits or probabilities")
     return opts
+
+
+def _value(choice: str | None) -> str | None:
+    """A choice's plain string (Typer gives the StrEnum member, whose repr would name the class)."""
+    return None if choice is None else str(choice)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from device.cli.common import PathArg, console, print_json, reports_errors
+from device.cli.common import PathArg, RuntimeChoice, console, print_json, reports_errors
 from device.errors import BadInput
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str],
     from device.runtime.select import installed_runtimes
 
     installed = installed_runtimes()
-    if runtime not in ("all", *RUNTIMES):
-        raise BadInput(f"--runtime {runtime!r} is not one of all, {', '.join(RUNTIMES)}")
     if runtime != "all" and runtime not in installed:
         from device.errors import MissingDependency
 
@@ -158,7 +156,7 @@ def _preparation(path: Path) -> list[dict[str, Any]]:
 def bench(
     path: PathArg,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")] = False,
-    runtime: Annotated[str, typer.Option(help="all, litert, tflite-runtime or onnxruntime.")] = "all",
+    runtime: Annotated[RuntimeChoice, typer.Option(help="Every runtime here (all), or one.")] = RuntimeChoice.all,
     threads: Annotated[str, typer.Option(help="Thread counts, comma-separated (default: 1 and all cores).")] = "",
     seconds: Annotated[float, typer.Option(help="Timed seconds per cell (after load and first inference).")] = 1.0,
     delegate: Annotated[list[str] | None, typer.Option(
@@ -194,7 +192,7 @@ def bench(
         delegates = ["cpu", *present_delegates(ort)]
     from device.runtime.checks import parse_input_shapes
 
-    cells, _ = _matrix(path, runtime, thread_list, delegates, parse_input_shapes(input_shape))
+    cells, _ = _matrix(path, runtime.value, thread_list, delegates, parse_input_shapes(input_shape))
     if not cells:
         raise BadInput(f"{path}: nothing to measure (no installed runtime runs its artifacts; installed: "
                        f"{', '.join(installed) or 'none'})")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from device.cli.common import JsonOpt, PathArg, console, print_json, reports_errors
+from device.cli.common import JsonOpt, PathArg, RuntimeChoice, console, print_json, reports_errors
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -174,7 +174,7 @@ def inspect(path: PathArg, json_out: JsonOpt = False) -> None:
 def verify(
     path: PathArg,
     json_out: JsonOpt = False,
-    runtime: Annotated[str, typer.Option(help="all (every runtime here), litert, tflite-runtime, onnxruntime")] = "all",
+    runtime: Annotated[RuntimeChoice, typer.Option(help="Every runtime here (all), or one.")] = RuntimeChoice.all,
     delegate: Annotated[str | None, typer.Option(help="Verify on this delegate/provider (edgetpu, gpu, cuda, "
                                                       "a library path...); a fallback fails the check.")] = None,
     trusted_key: Annotated[list[Path] | None, typer.Option(
@@ -216,12 +216,12 @@ def verify(
             for rel, info in _inspect_artifacts(bundle).items():
                 checks.append({"check": f"loads {rel}", "ok": True,
                                "detail": f"{info.format}, {sum(info.ops.values())} ops"})
-            checks += bundle_parity(bundle, runtime, delegate)
+            checks += bundle_parity(bundle, runtime.value, delegate)
         kind = "bundle"
     else:
         info = inspect_model_file(path)
         checks.append({"check": "model file", "ok": True, "detail": f"{info.format}, {info.bytes} bytes"})
-        checks += file_smoke(path, runtime, delegate, input_shapes=shapes)
+        checks += file_smoke(path, runtime.value, delegate, input_shapes=shapes)
         kind = "model"
     ok = all(c["ok"] is not False for c in checks)
     if json_out:

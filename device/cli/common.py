@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+
+class RuntimeChoice(StrEnum):
+    """``--runtime`` of verify and bench: ``all`` (every runtime installed here) or one of ``RUNTIMES``
+    (device/runtime/base.py; tests/test_cli_commands.py checks that the two agree)."""
+
+    all = "all"
+    litert = "litert"
+    tflite_runtime = "tflite-runtime"
+    onnxruntime = "onnxruntime"
+
 
 PathArg = Annotated[Path, typer.Argument(help="A bundle (directory or .spinal archive), or a .onnx/.tflite file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]

@@ -4,7 +4,8 @@ Typer turns every registered function into a click command (signature, type hint
 option) before it parses the command line: for ``spinal --help`` that was a third of its instructions. Here the
 commands stay registered on a *source* Typer app; the root group builds a command's click object from it on first
 use (:class:`LazyCommands`), and its help lists each command with the first line of its docstring, without
-building any.
+building any. It also reports an option's bad value (a closed choice, a number that is not one) in one line, as
+the commands report every other error.
 """
 
 from __future__ import annotations
@@ -91,6 +92,20 @@ class LazyCommands(MutableMapping[str, Any]):
         return len(self.entries)
 
 
+class BadValue(typer.BadParameter):
+    """An option's bad value, shown as one ``error:`` line (click prints usage, a hint and the error)."""
+
+    def format_message(self) -> str:
+        return self.message
+
+    def show(self, file: Any = None) -> None:
+        from rich.markup import escape
+
+        from device.cli.common import fail
+
+        fail(escape(self.message), self.exit_code)
+
+
 class LazyGroup(TyperGroup):
     """The root group: its sub-commands come from :attr:`source` (set by :func:`lazy_group`)."""
 
@@ -99,6 +114,14 @@ class LazyGroup(TyperGroup):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.commands = LazyCommands(_entries(self.source))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            if isinstance(exc, BadValue):
+                raise
+            raise BadValue(exc.format_message()) from None
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         """Click's listing (name and short help a row), from the docstrings instead of the built commands."""
