@@ -172,12 +172,12 @@ def convert(
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name, or the module of "
                                                   "'package.module:factory').")] = None,
     description: Annotated[str, typer.Option(help="One line describing the model.")] = "",
-    task: Annotated[Task | None, typer.Option(help="classification, regression, anomaly, score (one value; "
-                                                  "--threshold optional) or features (default: guessed).")] = None,
+    task: Annotated[Task | None, typer.Option(help="What the output means (score: one value, --threshold "
+                                                  "optional; default: guessed).")] = None,
     task_output: Annotated[str | None, typer.Option(help="Which output the task reads (default: the first "
                                                          "float output with several values).")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma list of class names.")] = None,
-    activation: Annotated[Activation | None, typer.Option(help="logits or probabilities (default: guessed).")] = None,
+    activation: Annotated[Activation | None, typer.Option(help="What a classifier emits (default: guessed).")] = None,
     targets: Annotated[str | None, typer.Option(help="Comma list of regression target names.")] = None,
     units: Annotated[str | None, typer.Option(help="Comma list of the targets' units.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Score or anomaly threshold (above it: a detection).")]
@@ -228,7 +228,7 @@ def convert_options(args: dict[str, Any]) -> Any:
     from toolchain.convert import ConvertOptions
 
     a = SimpleNamespace(**args)
-    opts = ConvertOptions(
+    return ConvertOptions(
         model=a.model, out=a.out, formats=csv_list(a.formats), input_shapes=parse_shapes(a.input_shape),
         input_names=csv_list(a.input_name), output_names=csv_list(a.output_name), calibration=a.calibration,
         calibration_method=str(a.calibration_method), calibration_samples=a.calibration_samples,
@@ -242,7 +242,6 @@ def convert_options(args: dict[str, Any]) -> Any:
         norm_mean=float_list(a.norm_mean, "--norm-mean"), norm_std=float_list(a.norm_std, "--norm-std"),
         opset=a.opset, force=a.force, preprocess=parse_preprocess(a.preprocess, a.preprocess_file),
     )
-    return opts
 
 
 def _value(choice: str | None) -> str | None:
