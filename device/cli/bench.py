@@ -170,10 +170,7 @@ def bench(
     A bundle is run on its golden inputs (with a parity check); a plain model file on random inputs.
     Exit 1 when a parity check fails or an artifact cannot be measured on the CPU by any runtime here.
     """
-    from rich.console import Console
-    from rich.markup import escape
-
-    from device.runtime.delegates import present_delegates
+    from device.runtime.checks import parse_input_shapes
     from device.runtime.select import cpu_features, device_key, installed_runtimes
 
     if not 0 < seconds <= 600:
@@ -181,17 +178,7 @@ def bench(
     cores = os.cpu_count() or 1
     thread_list = _threads(threads or ",".join(map(str, sorted({1, cores}))))
     installed = installed_runtimes()
-    if delegate:
-        delegates = ["cpu", *delegate]
-    else:
-        ort = []
-        if "onnxruntime" in installed:
-            from device.runtime.onnx import available_providers
-
-            ort = available_providers()
-        delegates = ["cpu", *present_delegates(ort)]
-    from device.runtime.checks import parse_input_shapes
-
+    delegates = ["cpu", *delegate] if delegate else _present_delegates(installed)
     cells, _ = _matrix(path, runtime.value, thread_list, delegates, parse_input_shapes(input_shape))
     if not cells:
         raise BadInput(f"{path}: nothing to measure (no installed runtime runs its artifacts; installed: "
@@ -218,23 +205,44 @@ def bench(
         print_json({"path": str(path), "device": device, "seconds": seconds, "rows": rows, "recommended": best,
                     "preparation": chain})
     else:
-        if console.is_terminal:
-            console.print(" " * 80, end="\r")
-        wide = console if console.is_terminal else Console(width=160, highlight=False)  # pipes get all columns
-        wide.print(_table(rows))
-        console.print(f"device: {features.model} ({features.arch}, {cores} cores, int8 dot-product: "
-                      f"{'yes' if features.int8_dot else 'no'})")
-        if best:
-            info = best["info"]
-            console.print(f"recommended: --runtime {info['runtime']} --artifact {info['artifact']} "
-                          f"--threads {best['threads']}{' --delegate ' + best['delegate'] if best['delegate'] else ''}"
-                          f"  (p50 {best['p50_us']:.1f} µs)")
-        for item in chain:
-            console.print(f"preparation of input {item['input']!r} (µs per window, median): "
-                          + "; ".join(f"{b['block']} {b['us']:.1f}" for b in item["blocks"]))
-        for r in failed:
-            console.print(f"[red]parity FAILED[/] {r['runtime']} {r['artifact']}: {r['parity_detail']}")
-        for r in broken:
-            console.print(f"[red]not measured[/] {r['runtime']} {r['artifact'] or path.name}: {escape(r['error'])}")
+        _print_report(path, rows, best, device, chain, failed, broken)
     if failed or broken:
         raise typer.Exit(1)
+
+
+def _present_delegates(installed: dict[str, str]) -> list[str]:
+    """CPU and the accelerators found here (the default of ``--delegate``)."""
+    from device.runtime.delegates import present_delegates
+
+    ort = []
+    if "onnxruntime" in installed:
+        from device.runtime.onnx import available_providers
+
+        ort = available_providers()
+    return ["cpu", *present_delegates(ort)]
+
+
+def _print_report(path: Path, rows: list[dict[str, Any]], best: dict[str, Any] | None, device: dict[str, Any],
+                  chain: list[dict[str, Any]], failed: list[dict[str, Any]], broken: list[dict[str, Any]]) -> None:
+    """The table, the device, the recommendation, the preparation costs and what failed."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    if console.is_terminal:
+        console.print(" " * 80, end="\r")
+    wide = console if console.is_terminal else Console(width=160, highlight=False)  # pipes get all columns
+    wide.print(_table(rows))
+    console.print(f"device: {device['cpu']} ({device['arch']}, {device['cores']} cores, int8 dot-product: "
+                  f"{'yes' if device['int8_dot'] else 'no'})")
+    if best:
+        info = best["info"]
+        console.print(f"recommended: --runtime {info['runtime']} --artifact {info['artifact']} "
+                      f"--threads {best['threads']}{' --delegate ' + best['delegate'] if best['delegate'] else ''}"
+                      f"  (p50 {best['p50_us']:.1f} µs)")
+    for item in chain:
+        console.print(f"preparation of input {item['input']!r} (µs per window, median): "
+                      + "; ".join(f"{b['block']} {b['us']:.1f}" for b in item["blocks"]))
+    for r in failed:
+        console.print(f"[red]parity FAILED[/] {r['runtime']} {r['artifact']}: {r['parity_detail']}")
+    for r in broken:
+        console.print(f"[red]not measured[/] {r['runtime']} {r['artifact'] or path.name}: {escape(r['error'])}")
