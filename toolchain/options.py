@@ -84,7 +84,7 @@ class Meaning:
     layout: str | None = None
     norm_mean: tuple[float, ...] = ()
     norm_std: tuple[float, ...] = ()
-    preprocess: tuple[dict[str, Any], ...] = ()  # the DSP chain (device/dsp.py), manifest form; with it (or an
+    preprocess: tuple[dict[str, Any], ...] = ()  # the DSP chain (device/dsp/), manifest form; with it (or an
     # .npz recording) --calibration/--validation are raw recordings and the normalization is computed
 
 

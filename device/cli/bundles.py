@@ -96,7 +96,7 @@ def _print_bundle(bundle: Bundle, models: dict[str, ModelInfo]) -> None:
     console.print(io_table)
     for s in m.inputs:
         if s.preprocessing:
-            console.print(f"preprocessing of {s.name!r} (per window, device/dsp.py): {describe(s.preprocessing)}")
+            console.print(f"preprocessing of {s.name!r} (per window, device/dsp/): {describe(s.preprocessing)}")
         if s.normalization is not None:
             console.print(f"normalization of {s.name!r}: mean {list(s.normalization.mean)}, "
                           f"std {list(s.normalization.std)}")
