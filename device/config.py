@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from device.errors import BadInput
+from device.pipeline import PostprocessConfig
 from device.signing import load_public_key
+from device.sinks.base import RECORD_KINDS
 
 MIN_I2C_ADDRESS = 0x03
 MAX_I2C_ADDRESS = 0x77
-RECORD_KINDS = ("prediction", "reading", "status")
 _ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
@@ -76,17 +77,6 @@ class SensorConfig:
     probe_interval_s: float = field(default=0.2, metadata={"min": 0.01, "max": 60})
     # Readings whose raw values repeat exactly this many reads in a row are stale (a frozen chip); 0: off.
     stale_after: int = field(default=50, metadata={"min": 0, "max": 1_000_000})
-
-
-@dataclass(frozen=True)
-class PostprocessConfig:
-    """``[postprocess]``: what a model output becomes."""
-
-    labels: tuple[str, ...] = ()
-    threshold: float | None = None
-    smoothing: int = field(default=1, metadata={"min": 1, "max": 1000})
-    emit: Literal["every", "change"] = "every"
-    unknown_label: str = "unknown"
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class TensorSpec:
     hop: int | None = None
     normalization: Normalization | None = None
     units: tuple[str, ...] = ()
-    preprocessing: tuple[Block, ...] = ()  # the DSP chain (device/dsp.py) from the raw window to the model input
+    preprocessing: tuple[Block, ...] = ()  # the DSP chain (device/dsp/) from the raw window to the model input
 
 
 @dataclass(frozen=True)
