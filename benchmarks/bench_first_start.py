@@ -10,8 +10,6 @@ interleave the cases; the table gives each case's median over the rounds.
 - spinal, converter's record: the same bundle with ``report.latency_measured_on`` as ``spinal convert`` now
   writes it for this machine (the report's ``latency_us`` are the converter's), so the device confirms the
   recorded winner against one alternative;
-- signed: the record case, the bundle signed and opened with the signer's key as trusted (as the daemon does with
-  ``trusted_keys``): its files skip the probe child;
 - second start: the record case again with its cache.
 
 ``SPINAL_BASE=/path/to/other/checkout`` adds that tree's "no record" case (e.g. the code before a change).
@@ -47,13 +45,7 @@ from pathlib import Path
 import numpy as np
 from device.runtime import RuntimePolicy, load_model
 policy = RuntimePolicy(threads=1, cache_dir=Path(sys.argv[2]))
-if len(sys.argv) > 3:  # a trusted public key
-    from device.bundle import open_bundle
-    from device.signing import load_public_key
-    with open_bundle(Path(sys.argv[1]), trusted_keys=[load_public_key(Path(sys.argv[3]))]) as b:
-        m = load_model(b, policy)
-else:
-    m = load_model(Path(sys.argv[1]), policy)
+m = load_model(Path(sys.argv[1]), policy)
 m.run({s.name: np.zeros(s.shape, np.float32) for s in m.inputs})
 print(time.time(), m.selection.mode, m.info.artifact)
 """
@@ -71,20 +63,14 @@ print(time.time(), "raw", sys.argv[1].rsplit("/", 1)[-1])
 """
 
 
-def bundles(tmp: Path) -> tuple[Path, Path, Path, Path]:
-    """The reference bundle as it is, with the converter's record of where its latencies were measured, and that
-    one signed (with the public key to trust)."""
-    from device.signing import generate_keypair, sign_directory
-
+def bundles(tmp: Path) -> tuple[Path, Path]:
+    """The reference bundle as it is, and with the converter's record of where its latencies were measured."""
     with open_bundle(SOURCE) as bundle:
         root = tmp / "recorded"
         shutil.copytree(bundle.root, root)
         m = bundle.manifest
     write_manifest(root, dataclasses.replace(m, report={**m.report, RECORD_KEY: converter_record()}))
-    recorded = pack_archive(root, tmp / "recorded.spinal")
-    key, pub = generate_keypair(tmp / "signer")
-    sign_directory(root, key)
-    return SOURCE, recorded, pack_archive(root, tmp / "signed.spinal"), pub
+    return SOURCE, pack_archive(root, tmp / "recorded.spinal")
 
 
 def timed(code: str, args: list[str], cache: Path, tree: Path = ROOT) -> tuple[float, str]:
@@ -105,7 +91,7 @@ def main() -> None:
     said: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="spinal-first-") as d:
         tmp = Path(d)
-        plain, recorded, signed, pub = bundles(tmp)
+        plain, recorded = bundles(tmp)
         with open_bundle(plain) as b:
             model_file = tmp / "model.int8.tflite"
             shutil.copy(b.path_of("model.int8.tflite"), model_file)
@@ -113,15 +99,13 @@ def main() -> None:
             cases = [("raw LiteRT script", RAW, [str(model_file)], ROOT),
                      ("spinal, no record (micro-benchmark)", SPINAL, [str(plain)], ROOT),
                      ("spinal, converter's record (confirm)", SPINAL, [str(recorded)], ROOT),
-                     ("spinal, record, signed by a trusted key (no probe child)", SPINAL, [str(signed)], ROOT),
                      ("spinal, second start (cached)", SPINAL, [str(recorded)], ROOT)]
             if base:
                 cases.insert(1, ("before: spinal, no record", SPINAL, [str(plain)], Path(base)))
             for i, (name, code, argv, tree) in enumerate(cases):
                 # the second start reuses the cache of the record case (the same bundle); the others start empty
                 cache = tmp / f"cache-{r}-{i - 2 if name.startswith('spinal, second') else i}"
-                extra = [str(pub)] if "signed" in name else []
-                seconds, what = timed(code, [*argv, str(cache), *extra] if code is SPINAL else argv, cache, tree)
+                seconds, what = timed(code, [*argv, str(cache)] if code is SPINAL else argv, cache, tree)
                 times.setdefault(name, []).append(seconds)
                 said[name] = what
     raw = statistics.median(times["raw LiteRT script"])

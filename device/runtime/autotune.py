@@ -161,7 +161,7 @@ def probe_together(targets: list[Target]) -> None:
     from device.modelfile import ensure_tflite_loadable_many
 
     for runtime in sorted({t.runtime for t in targets if RUNTIME_FORMAT[t.runtime] == "tflite"}):
-        ensure_tflite_loadable_many([t.path for t in targets if t.runtime == runtime and not t.trusted], runtime)
+        ensure_tflite_loadable_many([t.path for t in targets if t.runtime == runtime], runtime)
 
 
 def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec,

@@ -19,12 +19,8 @@ CPU = DelegateSpec(kind="cpu", name="cpu", provider="CPUExecutionProvider")
 
 
 def open_session(runtime: str, path: Path, threads: int | None, delegate: DelegateSpec,
-                 fail_closed: bool = False, *, trusted: bool = False) -> Session:
-    """Load one model file in one runtime (no fallback, no validation).
-
-    ``trusted``: the file's bytes were already read safely by this runtime on this device (a verified bundle
-    whose measurement is cached), so the child-process first contact is skipped.
-    """
+                 fail_closed: bool = False) -> Session:
+    """Load one model file in one runtime (no fallback, no validation)."""
     import importlib.util
 
     record = RUNTIMES[runtime]
@@ -34,9 +30,9 @@ def open_session(runtime: str, path: Path, threads: int | None, delegate: Delega
     if runtime == "onnxruntime":
         session: Session = backend.open_session(path, threads, delegate, fail_closed)
         return session
-    if not trusted:
-        # The TFLite runtimes can crash (SIGSEGV) on a corrupt file: a child process reads it first.
-        ensure_tflite_loadable(path, runtime)  # each runtime: its own first contact in a child
+    # The TFLite runtimes can crash (SIGSEGV) on a corrupt file: a child process reads it first (once per
+    # content and runtime on this device: modelfile remembers the files that passed).
+    ensure_tflite_loadable(path, runtime)  # each runtime: its own first contact in a child
     session = backend.open_session(path, threads, delegate)
     return session
 
@@ -62,7 +58,6 @@ class Target:
     artifact: Artifact | None = None
     manifest: Manifest | None = None
     golden: dict[str, Any] | None = None
-    trusted: bool = False  # already read safely here (see open_session)
 
     @property
     def label(self) -> str:
@@ -92,7 +87,7 @@ def validate(model: Model, target: Target, cpu_reference: Model | None = None) -
     tol = tolerance_for(target.manifest, target.artifact, model.info.precision)
     owned = cpu_reference is None
     reference = cpu_reference or build_model(
-        target, open_session(target.runtime, target.path, model.info.threads, CPU, trusted=target.trusted))
+        target, open_session(target.runtime, target.path, model.info.threads, CPU))
     try:
         return check_against(model, reference, tol)
     finally:
@@ -103,7 +98,7 @@ def validate(model: Model, target: Target, cpu_reference: Model | None = None) -
 def _proven_delegate(target: Target, policy: RuntimePolicy, spec: DelegateSpec) -> Model:
     """``target`` on the delegate ``spec``, after a test inference matched; :class:`DelegateError` otherwise."""
     model = build_model(target, open_session(target.runtime, target.path, policy.threads, spec,
-                                             policy.fail_closed, trusted=target.trusted))
+                                             policy.fail_closed))
     try:
         try:
             result = validate(model, target)
@@ -138,5 +133,5 @@ def open_model(target: Target, policy: RuntimePolicy, spec: DelegateSpec | None 
                 raise
             reason = str(exc)
             log.warning("%s; running %s on the CPU instead (set fail_closed to refuse)", reason, target.label)
-    session = open_session(target.runtime, target.path, policy.threads, CPU, trusted=target.trusted)
+    session = open_session(target.runtime, target.path, policy.threads, CPU)
     return build_model(target, session).with_fallback(reason)

@@ -196,8 +196,7 @@ def _select_and_load(bundle: Bundle, policy: RuntimePolicy) -> Model:
     golden = bundle.load_golden() if manifest.golden is not None else None
 
     def target(runtime: str, art: Artifact) -> Target:
-        return Target(runtime=runtime, path=bundle.path_of(art.path), artifact=art, manifest=manifest, golden=golden,
-                      trusted=bundle.signed_by is not None)
+        return Target(runtime=runtime, path=bundle.path_of(art.path), artifact=art, manifest=manifest, golden=golden)
 
     features = cpu_features()
     selection = Selection(mode="explicit" if policy.runtime != "auto" and policy.artifact else "single")

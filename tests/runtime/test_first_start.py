@@ -1,5 +1,5 @@
 """A fast first start: the converter's recorded winner confirmed cheaply, one probe child for all new TFLite files,
-and no probe child for the files of a bundle signed by a trusted key."""
+and no second probe child for files already read safely on this device (a signature is not such proof)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_new_tflite_files_share_one_probe_child(bundle_dir: Path, cache_dir: Pat
     model.close()
 
 
-def test_a_bundle_signed_by_a_trusted_key_skips_the_probe_child_an_unsigned_one_does_not(
+def test_a_signed_bundle_is_probed_like_any_other_and_files_that_passed_are_not_probed_again(
         bundle_dir: Path, tmp_path: Path, cache_dir: Path, probes: list[list[str]]) -> None:
     pytest.importorskip("cryptography")
     from device.signing import generate_keypair, load_public_key, sign_directory
@@ -120,11 +120,14 @@ def test_a_bundle_signed_by_a_trusted_key_skips_the_probe_child_an_unsigned_one_
     shutil.copytree(bundle_dir, root)
     key, pub = generate_keypair(tmp_path / "k")
     sign_directory(root, key)
-    policy = RuntimePolicy(runtime="litert", artifact="fp32", threads=1, cache_dir=cache_dir)
+    policy = RuntimePolicy(runtime="litert", threads=1, cache_dir=cache_dir)
+    every = ["model_fp16.tflite", "model_fp32.tflite", "model_int8.tflite", "model_int8io.tflite"]
     with open_bundle(root, trusted_keys=[load_public_key(pub)]) as bundle:
         assert bundle.signed_by is not None
         load_model(bundle, policy).close()
-    assert probes == []
-    with open_bundle(root) as bundle:  # the same files, no trusted key given: unknown files
-        load_model(bundle, policy).close()
-    assert probes == [["model_fp32.tflite"]]
+    assert probes == [every], "a signed bundle's files are new to this device: probed in a child"
+    with open_bundle(root) as bundle:  # measured and cached by the first start
+        model = load_model(bundle, policy)
+        assert model.selection.mode == "cached"
+        model.close()
+    assert probes == [every], "files that passed a probe on this device are not probed again"
