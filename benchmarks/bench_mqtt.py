@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as paho
 
 from device.sinks.base import Record
-from device.sinks.mqtt import MqttOptions, MqttSink, _Percentiles, encode_record
+from device.sinks.mqtt import MqttOptions, MqttSink, Percentiles, encode_record
 from device.sinks.spool import SpoolOptions
 from tests.sinks.mosquitto_broker import Mosquitto
 
@@ -97,7 +97,7 @@ def through_sink(port: int, n: int, sync: str, workdir: Path, batch: int = 1,
     spool_path = workdir / f"spool-{sync}-{time.monotonic_ns()}.db"
     opts = MqttOptions(host="127.0.0.1", port=port, device_id=DEVICE, max_inflight=WINDOW, close_timeout_s=0)
     sink = MqttSink(opts, SpoolOptions(spool_path, synchronous=sync))  # type: ignore[arg-type]
-    sink.delivery_latency = _Percentiles(n)
+    sink.publisher.delivery_latency = Percentiles(n)
     deadline = time.monotonic() + 10
     while not sink.connected and time.monotonic() < deadline:
         time.sleep(0.01)

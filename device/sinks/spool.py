@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS meta (
 _INSERT = "INSERT INTO messages (id, topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?, ?)"
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
 
+# One stored message as a plain tuple: (id, topic, payload, retain, created, size).
+SpoolRow = tuple[int, str, bytes, int, float, int]
+
 
 @dataclass(frozen=True)
 class SpoolOptions:
@@ -123,8 +126,8 @@ class Spool:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._count, self._bytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+        count, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+        self._count, self._bytes = int(count), int(size)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
         self._dropped_total = int(row[0]) if row else 0
         self._next_id = self._read_next_id()
@@ -198,13 +201,13 @@ class Spool:
         return self.append_many([(topic, payload, retain)])[0]
 
     def append_many(self, messages: Iterable[tuple[str, bytes, bool]],
-                    before_write: Callable[[list[tuple[int, str, bytes, int]]], None] | None = None,
+                    before_write: Callable[[list[SpoolRow]], None] | None = None,
                     ) -> list[int | None]:
         """Store several messages in one transaction (one fsync); returns their ids in order (None for
         a message bigger than ``max_bytes`` on its own, which is dropped and counted).
 
-        ``before_write(rows)`` is called with ``(id, topic, payload, retain)`` of the new messages, with
-        the ids they are about to get, before the transaction starts (the spool's lock is held, so no
+        ``before_write(rows)`` is called with the new messages as :data:`SpoolRow` tuples, with the ids
+        they are about to get, before the transaction starts (the spool's lock is held, so no
         other write can come between): the MQTT sink hands them to the network while the insert and the
         commit's fsync run. Nothing is durable until this method returns; when it raises, nothing of the
         batch is in the spool. (A batch bigger than the spool loses its oldest messages to drop-oldest
@@ -214,7 +217,7 @@ class Spool:
         transaction is rolled back and depth, bytes and the drop counters are re-read from the file,
         so they stay equal to what the table holds."""
         now = time.time()
-        rows: list[tuple[int, str, bytes, int, float, int]] = []
+        rows: list[SpoolRow] = []
         ids: list[int | None] = []
         oversize = 0
         max_bytes = self.options.max_bytes
@@ -232,7 +235,7 @@ class Spool:
                 ids.append(next_id)
                 next_id += 1
             if before_write is not None and rows:
-                before_write([(r[0], r[1], r[2], r[3]) for r in rows])
+                before_write(rows)
             db = self._db
             before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
@@ -292,7 +295,7 @@ class Spool:
         if over_count <= 0 and over_bytes <= 0:
             return 0
         # Walk from the oldest until both bounds hold again.
-        drop_ids = []
+        drop_ids: list[int] = []
         freed = 0
         for row_id, size in db.execute("SELECT id, size FROM messages ORDER BY id"):
             if len(drop_ids) >= over_count and freed >= over_bytes:
@@ -401,7 +404,7 @@ class Spool:
         """Full ``PRAGMA integrity_check`` (slow on big spools; for tests and diagnostics)."""
         with self._lock:
             self._check_open()
-            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def _check_open(self) -> None:
         if self._closed:
