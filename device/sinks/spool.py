@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS meta (
 _INSERT = "INSERT INTO messages (id, topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?, ?)"
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
 
+_RANGE_SIZE = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages WHERE id BETWEEN ? AND ?"
+_RANGE_DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
 # One stored message as a plain tuple: (id, topic, payload, retain, created, size).
 SpoolRow = tuple[int, str, bytes, int, float, int]
 
@@ -96,6 +98,24 @@ def _reason(exc: sqlite3.Error) -> str:
     name = getattr(exc, "sqlite_errorname", None)
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{text} ({name})" if name and name not in text else text
+
+
+def _ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """``ids`` as (first, last) ranges of consecutive ids, ascending; repeats ignored."""
+    ids = sorted(set(ids))
+    if not ids:
+        return []
+    if ids[-1] - ids[0] + 1 == len(ids):  # the usual case: one unbroken run
+        return [(ids[0], ids[-1])]
+    ranges: list[tuple[int, int]] = []
+    low = high = ids[0]
+    for i in ids[1:]:
+        if i > high + 1:
+            ranges.append((low, high))
+            low = i
+        high = max(high, i)
+    ranges.append((low, high))
+    return ranges
 
 
 class _Corrupt(sqlite3.DatabaseError):
@@ -312,14 +332,16 @@ class Spool:
         self._dropped_total += n
 
     def _delete_ids(self, db: sqlite3.Connection, ids: list[int]) -> int:
+        """Delete ``ids`` as ranges of consecutive ids: one count and one DELETE per range, no row
+        returned to Python (acknowledged ids come in order, so a batch is usually one range)."""
         removed = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = db.execute(f"DELETE FROM messages WHERE id IN ({marks}) RETURNING size", chunk).fetchall()
-            removed += len(rows)
-            self._count -= len(rows)
-            self._bytes -= sum(r[0] for r in rows)
+        for low, high in _ranges(ids):
+            n, size = db.execute(_RANGE_SIZE, (low, high)).fetchone()
+            if n:
+                db.execute(_RANGE_DELETE, (low, high))
+                removed += n
+                self._count -= n
+                self._bytes -= size
         return removed
 
     def fetch(self, after_id: int = 0, limit: int = 100) -> list[SpooledMessage]:
@@ -334,6 +356,11 @@ class Spool:
             return self._db.execute(
                 "SELECT id, topic, payload, retain, created, size FROM messages WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit)).fetchall()
+
+    @property
+    def last_id(self) -> int:
+        """The id of the last message committed (0 before the first); read without the lock."""
+        return self._next_id - 1
 
     def head_cursor(self) -> int:
         """The id just before the oldest stored message (when empty: the last id given out), so that

@@ -36,6 +36,21 @@ def test_fifo_order_delete_and_reopen(tmp_path: Path) -> None:
         assert sp.oldest_created() is not None
 
 
+def test_delete_of_scattered_and_repeated_ids_removes_exactly_those(tmp_path: Path) -> None:
+    """Deletes go by ranges of consecutive ids: gaps, repeats and unordered ids remove exactly the ids given,
+    and depth and bytes stay equal to what the table holds."""
+    with Spool(opts(tmp_path)) as sp:
+        ids = sp.append_many([("t", f"m{i}".encode() * (i + 1), False) for i in range(30)])
+        assert sp.last_id == ids[-1]
+        gone = [ids[i] for i in (29, 3, 4, 5, 5, 9, 17, 16, 0)]
+        assert sp.delete(gone) == 8
+        left = [m.id for m in sp.fetch(0, 100)]
+        assert left == [i for i in ids if i not in gone]
+        size = sp._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+        assert (sp.depth, sp.bytes) == (len(left), size)
+        assert sp.last_id == ids[-1]  # the last id given out, deleted or not
+
+
 def test_drop_oldest_by_count_is_counted_and_persisted(tmp_path: Path) -> None:
     with Spool(opts(tmp_path, max_messages=10)) as sp:
         for i in range(25):

@@ -14,8 +14,10 @@ ONLINE, OFFLINE = "online", "offline"
 TRANSIENT = frozenset({0x97, 0x89})
 # Messages handed to paho at most (in flight + in paho's queue); see Publisher.handover.
 HANDOVER = 1024
-# Rows the sender reads from the spool per hand-over.
+# Rows the sender hands over per turn (from memory or read from the spool).
 FETCH_ROWS = 256
+# Committed batches a writer could not hand over, kept in memory for the sender (older ones: read back).
+PENDING_BATCHES = 64
 # The sender takes PUBACKs every ACK_TICK_S while messages are out, at once when ACK_WAKE are waiting,
 # and deletes what was delivered once DELETE_BATCH are done or the oldest has waited DELETE_DELAY_S.
 ACK_TICK_S = 0.01

@@ -21,6 +21,7 @@ from device.sinks.mqtt.const import (
     DELETE_DELAY_S,
     FETCH_ROWS,
     HANDOVER,
+    PENDING_BATCHES,
     TRANSIENT,
     log,
 )
@@ -62,6 +63,10 @@ class Publisher:
         self._batch_first = 0
         self._batch_handed = 0
         self._batch_rejected: list[int] = []
+        self._batch_rows: list[SpoolRow] = []
+        # Committed rows their writer could not hand over, with the batch's write time: the sender hands
+        # them over from here instead of reading them back (writers append, only the sender pops).
+        self._pending: deque[tuple[list[SpoolRow], float]] = deque()
         self.metrics: SinkMetrics | None = None
         self.published = 0
         self.acked = 0
@@ -118,6 +123,8 @@ class Publisher:
                     self.hand_over()
                     if tick is not None:
                         tick(time.monotonic())
+                else:
+                    self._pending.clear()  # all in the file; read back after the reconnect
             except Exception:  # never let the sender die: the spool keeps everything meanwhile
                 log.exception("MQTT sender: unexpected error; retrying in 1 s")
                 self._stop.wait(1.0)
@@ -150,29 +157,65 @@ class Publisher:
 
     def hand_over(self) -> None:
         """Hand spooled messages to paho in spool order (after a restart, a break or a backlog; the
-        writer hands over new messages itself while nothing is waiting before them). The file is read
-        without ``lock`` held: a writer in its commit holds the spool's lock, and must not find
-        ``lock`` taken for that long (it would leave its batch to this thread)."""
+        writer hands over new messages itself while nothing is waiting before them): from memory what
+        writers left there, else read from the file. The file is read without ``lock`` held: a writer in
+        its commit holds the spool's lock, and must not find ``lock`` taken for that long (it would leave
+        its batch to this thread)."""
         room, cursor = self._hand_over_start()
         if room <= 0:
             return
+        with self.lock:
+            handed, rejected = self._hand_over_pending(room)
+        if handed is None:
+            handed, rejected = self._hand_over_from_file(room, cursor)
+        if rejected:
+            self.spool.delete(rejected)
+        if handed == room:
+            self._wake.set()
+
+    def _hand_over_pending(self, room: int) -> tuple[int | None, list[int]]:
+        """Publish rows kept in memory (``lock`` held): (how many, ids refused), or (None, []) when the
+        next row to send is not there."""
+        pending = self._pending
+        while len(pending) > PENDING_BATCHES:
+            pending.popleft()
+        cursor = self.cursor
+        while pending and pending[0][0][-1][0] <= cursor:  # handed over meanwhile (writer or file)
+            pending.popleft()
+        if (not pending or pending[0][0][0][0] > cursor + 1 or self.resync or self.retry_from is not None
+                or not self._connected.is_set()):
+            return None, []
+        handed = 0
+        rejected: list[int] = []
+        while pending and handed < room:
+            rows, t_written = pending[0]
+            start = self.cursor + 1 - rows[0][0]
+            if start < 0:  # a gap (rows of a batch that failed to commit are never kept): read the file
+                break
+            chunk = rows[start:start + room - handed]
+            if start + len(chunk) == len(rows):
+                pending.popleft()
+            rejected += self._publish_rows(chunk, t_written)
+            handed += len(chunk)
+        return handed, rejected
+
+    def _hand_over_from_file(self, room: int, cursor: int) -> tuple[int, list[int]]:
+        if cursor >= self.spool.last_id:  # nothing committed beyond what was handed over
+            return 0, []
         rows = self.spool.fetch_rows(cursor, room)
         if not rows:
-            return
+            return 0, []
         # Rows from the file carry their wall-clock time of writing; the latency stats want monotonic.
         offset = time.monotonic() - time.time()
         with self.lock:
             if self.resync or self.retry_from is not None or not self._connected.is_set():
-                return
+                return 0, []
             if self.cursor < cursor:  # cannot happen (only this thread moves it back); read again next time
-                return
+                return 0, []
             if self.cursor > cursor:  # the writer handed some over meanwhile: they are the oldest ones
                 rows = [r for r in rows if r[0] > self.cursor]
             rejected = self._publish_rows(rows, None, offset) if rows else []
-        if rejected:
-            self.spool.delete(rejected)
-        if len(rows) == room:
-            self._wake.set()
+        return len(rows), rejected
 
     def _publish_rows(self, rows: list[SpoolRow], t_written: float | None, offset: float = 0.0) -> list[int]:
         """publish() each row at QoS 1 (``lock`` held); returns the ids paho refused outright.
@@ -217,18 +260,26 @@ class Publisher:
         self._batch_first = 0
         self._batch_handed = 0
         self._batch_rejected = []
+        self._batch_rows = []
+        dropped = self.spool.dropped
         try:
             self.spool.append_many(batch, self.hand_over_new)
         except BaseException:
             if self._batch_first:
                 self._forget_batch(self._batch_first)
             raise
-        return self._batch_handed, self._batch_rejected
+        rows, handed = self._batch_rows, self._batch_handed
+        if handed < len(rows) and self.spool.dropped == dropped:
+            # Committed: the sender may hand these over. (After a drop-oldest it reads the file instead.)
+            self._pending.append((rows[handed:] if handed else rows, t_write))
+        self._batch_rows = []
+        return handed, self._batch_rejected
 
     def hand_over_new(self, rows: list[SpoolRow]) -> None:
         """Spool.append_many's before_write: the writer publishes its own new rows while they are inserted
         and committed, when nothing is waiting before them; else the sender takes them from the file.
         Never blocks on ``lock`` (the sender may hold it while waiting for the spool's lock)."""
+        self._batch_rows = rows
         if not self._connected.is_set() or self.resync or self.retry_from is not None:
             return
         if not self.lock.acquire(blocking=False):
