@@ -27,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -48,7 +50,9 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
-_INSERT = "INSERT INTO messages (id, topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?, ?)"
+# Rows per INSERT statement, largest first: a batch goes in as a few multi-row INSERTs (one statement
+# run, one AUTOINCREMENT update each) rather than one run per row; a few sizes keep the statement cache small.
+_INSERT_ROWS = (64, 16, 4, 1)
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
 
 _RANGE_SIZE = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages WHERE id BETWEEN ? AND ?"
@@ -98,6 +102,22 @@ def _reason(exc: sqlite3.Error) -> str:
     name = getattr(exc, "sqlite_errorname", None)
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{text} ({name})" if name and name not in text else text
+
+
+@cache
+def _insert_sql(n: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO messages (id, topic, payload, retain, created, size) VALUES {values}"
+
+
+def _insert(db: sqlite3.Connection, rows: list[SpoolRow]) -> None:
+    """Insert ``rows`` with multi-row INSERTs of the sizes in _INSERT_ROWS."""
+    start, total = 0, len(rows)
+    for n in _INSERT_ROWS:
+        sql = _insert_sql(n)
+        while total - start >= n:
+            db.execute(sql, list(chain.from_iterable(rows[start:start + n])))
+            start += n
 
 
 def _ranges(ids: list[int]) -> list[tuple[int, int]]:
@@ -261,7 +281,7 @@ class Spool:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 if rows:
-                    db.executemany(_INSERT, rows)
+                    _insert(db, rows)
                     self._count += len(rows)
                     self._bytes += sum(r[5] for r in rows)
                 dropped = self._drop_over_bounds(db) + oversize

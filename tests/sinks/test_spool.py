@@ -36,6 +36,19 @@ def test_fifo_order_delete_and_reopen(tmp_path: Path) -> None:
         assert sp.oldest_created() is not None
 
 
+@pytest.mark.parametrize("batch", [1, 5, 64, 150])
+def test_a_batch_is_stored_whole_and_in_order(tmp_path: Path, batch: int) -> None:
+    """Batches go in as multi-row INSERTs of several sizes: every message lands, with its own id, in order."""
+    with Spool(opts(tmp_path)) as sp:
+        sp.append("t/first", b"first")
+        msgs = [(f"t/{i % 7}", f"m{i}".encode(), i % 2 == 0) for i in range(batch)]
+        ids = sp.append_many(msgs)
+        assert ids == list(range(2, batch + 2)) and sp.depth == batch + 1
+        got = sp.fetch(1, 1000)
+        assert [(m.id, m.topic, m.payload, m.retain) for m in got] == [
+            (i, t, p, r) for i, (t, p, r) in zip(ids, msgs, strict=True)]
+
+
 def test_delete_of_scattered_and_repeated_ids_removes_exactly_those(tmp_path: Path) -> None:
     """Deletes go by ranges of consecutive ids: gaps, repeats and unordered ids remove exactly the ids given,
     and depth and bytes stay equal to what the table holds."""
