@@ -67,6 +67,7 @@ class Publisher:
         # Committed rows their writer could not hand over, with the batch's write time: the sender hands
         # them over from here instead of reading them back (writers append, only the sender pops).
         self._pending: deque[tuple[list[SpoolRow], float]] = deque()
+        self._pending_stale = False
         self.metrics: SinkMetrics | None = None
         self.published = 0
         self.acked = 0
@@ -177,6 +178,9 @@ class Publisher:
         """Publish rows kept in memory (``lock`` held): (how many, ids refused), or (None, []) when the
         next row to send is not there."""
         pending = self._pending
+        if self._pending_stale:
+            self._pending_stale = False
+            pending.clear()
         while len(pending) > PENDING_BATCHES:
             pending.popleft()
         cursor = self.cursor
@@ -269,8 +273,10 @@ class Publisher:
                 self._forget_batch(self._batch_first)
             raise
         rows, handed = self._batch_rows, self._batch_handed
-        if handed < len(rows) and self.spool.dropped == dropped:
-            # Committed: the sender may hand these over. (After a drop-oldest it reads the file instead.)
+        if self.spool.dropped != dropped:
+            # drop-oldest may have removed rows kept in memory: the sender reads the file instead.
+            self._pending_stale = True
+        elif handed < len(rows):  # committed: the sender may hand these over
             self._pending.append((rows[handed:] if handed else rows, t_write))
         self._batch_rows = []
         return handed, self._batch_rejected
