@@ -57,6 +57,8 @@ _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (r
 
 _RANGE_SIZE = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages WHERE id BETWEEN ? AND ?"
 _RANGE_DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
+_RANGE_DELETE_RETURNING = "DELETE FROM messages WHERE id BETWEEN ? AND ? RETURNING size"
+_SHORT_RANGE = 32  # ids; below this one statement returning each size costs less than two statements
 # One stored message as a plain tuple: (id, topic, payload, retain, created, size).
 SpoolRow = tuple[int, str, bytes, int, float, int]
 
@@ -112,6 +114,9 @@ def _insert_sql(n: int) -> str:
 
 def _insert(db: sqlite3.Connection, rows: list[SpoolRow]) -> None:
     """Insert ``rows`` with multi-row INSERTs of the sizes in _INSERT_ROWS."""
+    if len(rows) == 1:  # write() of one record
+        db.execute(_insert_sql(1), rows[0])
+        return
     start, total = 0, len(rows)
     for n in _INSERT_ROWS:
         sql = _insert_sql(n)
@@ -352,10 +357,17 @@ class Spool:
         self._dropped_total += n
 
     def _delete_ids(self, db: sqlite3.Connection, ids: list[int]) -> int:
-        """Delete ``ids`` as ranges of consecutive ids: one count and one DELETE per range, no row
-        returned to Python (acknowledged ids come in order, so a batch is usually one range)."""
+        """Delete ``ids`` as ranges of consecutive ids (acknowledged ids come in order, so a batch is
+        usually one range): a short range in one DELETE that returns the sizes, a long one with a count
+        and a DELETE (no row per message back to Python)."""
         removed = 0
         for low, high in _ranges(ids):
+            if high - low < _SHORT_RANGE:
+                sizes = db.execute(_RANGE_DELETE_RETURNING, (low, high)).fetchall()
+                removed += len(sizes)
+                self._count -= len(sizes)
+                self._bytes -= sum(r[0] for r in sizes)
+                continue
             n, size = db.execute(_RANGE_SIZE, (low, high)).fetchone()
             if n:
                 db.execute(_RANGE_DELETE, (low, high))

@@ -53,10 +53,10 @@ def test_delete_of_scattered_and_repeated_ids_removes_exactly_those(tmp_path: Pa
     """Deletes go by ranges of consecutive ids: gaps, repeats and unordered ids remove exactly the ids given,
     and depth and bytes stay equal to what the table holds."""
     with Spool(opts(tmp_path)) as sp:
-        ids = sp.append_many([("t", f"m{i}".encode() * (i + 1), False) for i in range(30)])
+        ids = sp.append_many([("t", f"m{i}".encode() * (i + 1), False) for i in range(100)])
         assert sp.last_id == ids[-1]
-        gone = [ids[i] for i in (29, 3, 4, 5, 5, 9, 17, 16, 0)]
-        assert sp.delete(gone) == 8
+        gone = [ids[i] for i in (99, 3, 4, 5, 5, 9, 17, 16, 0)] + ids[40:90]  # short ranges and a long one
+        assert sp.delete(gone) == 58
         left = [m.id for m in sp.fetch(0, 100)]
         assert left == [i for i in ids if i not in gone]
         size = sp._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
