@@ -93,7 +93,7 @@ def through_sink(port: int, n: int, sync: str, workdir: Path, batch: int = 1,
     spool_path = workdir / f"spool-{sync}-{time.monotonic_ns()}.db"
     opts = MqttOptions(host="127.0.0.1", port=port, device_id=DEVICE, max_inflight=WINDOW, close_timeout_s=0)
     sink = MqttSink(opts, SpoolOptions(spool_path, synchronous=sync))  # type: ignore[arg-type]
-    sink.delivery_latency = Recent(n)
+    sink.publisher.delivery_latency = Recent(n)
     deadline = time.monotonic() + 10
     while not sink.connected and time.monotonic() < deadline:
         time.sleep(0.01)

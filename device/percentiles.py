@@ -7,7 +7,7 @@ the benchmarks, so that a p99 means the same thing wherever it is printed.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
@@ -30,6 +30,10 @@ class Recent:
     def add(self, value: float) -> None:
         """Remember one value (the oldest falls out once ``n`` are held)."""
         self._values.append(value)
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Remember several values at once."""
+        self._values.extend(values)
 
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of the held values (:func:`quantile`); ``None`` when empty."""

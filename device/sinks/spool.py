@@ -27,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
+from itertools import chain
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -48,8 +50,17 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
-_INSERT = "INSERT INTO messages (id, topic, payload, retain, created, size) VALUES (?, ?, ?, ?, ?, ?)"
+# Rows per INSERT statement, largest first: a batch goes in as a few multi-row INSERTs (one statement
+# run, one AUTOINCREMENT update each) rather than one run per row; a few sizes keep the statement cache small.
+_INSERT_ROWS = (64, 16, 4, 1)
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
+
+_RANGE_SIZE = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages WHERE id BETWEEN ? AND ?"
+_RANGE_DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
+_RANGE_DELETE_RETURNING = "DELETE FROM messages WHERE id BETWEEN ? AND ? RETURNING size"
+_SHORT_RANGE = 32  # ids; below this one statement returning each size costs less than two statements
+# One stored message as a plain tuple: (id, topic, payload, retain, created, size).
+SpoolRow = tuple[int, str, bytes, int, float, int]
 
 
 Synchronous = Literal["full", "normal"]  # SQLite's PRAGMA synchronous
@@ -98,6 +109,43 @@ def _reason(exc: sqlite3.Error) -> str:
     return f"{text} ({name})" if name and name not in text else text
 
 
+@cache
+def _insert_sql(n: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO messages (id, topic, payload, retain, created, size) VALUES {values}"
+
+
+def _insert(db: sqlite3.Connection, rows: list[SpoolRow]) -> None:
+    """Insert ``rows`` with multi-row INSERTs of the sizes in _INSERT_ROWS."""
+    if len(rows) == 1:  # write() of one record
+        db.execute(_insert_sql(1), rows[0])
+        return
+    start, total = 0, len(rows)
+    for n in _INSERT_ROWS:
+        sql = _insert_sql(n)
+        while total - start >= n:
+            db.execute(sql, list(chain.from_iterable(rows[start:start + n])))
+            start += n
+
+
+def _ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """``ids`` as (first, last) ranges of consecutive ids, ascending; repeats ignored."""
+    ids = sorted(set(ids))
+    if not ids:
+        return []
+    if ids[-1] - ids[0] + 1 == len(ids):  # the usual case: one unbroken run
+        return [(ids[0], ids[-1])]
+    ranges: list[tuple[int, int]] = []
+    low = high = ids[0]
+    for i in ids[1:]:
+        if i > high + 1:
+            ranges.append((low, high))
+            low = i
+        high = max(high, i)
+    ranges.append((low, high))
+    return ranges
+
+
 class _Corrupt(sqlite3.DatabaseError):
     """The file opened but its content failed SQLite's own check."""
 
@@ -126,8 +174,8 @@ class Spool:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._count, self._bytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+        count, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
+        self._count, self._bytes = int(count), int(size)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
         self._dropped_total = int(row[0]) if row else 0
         self._next_id = self._read_next_id()
@@ -201,13 +249,13 @@ class Spool:
         return self.append_many([(topic, payload, retain)])[0]
 
     def append_many(self, messages: Iterable[tuple[str, bytes, bool]],
-                    before_write: Callable[[list[tuple[int, str, bytes, int]]], None] | None = None,
+                    before_write: Callable[[list[SpoolRow]], None] | None = None,
                     ) -> list[int | None]:
         """Store several messages in one transaction (one fsync); returns their ids in order (None for
         a message bigger than ``max_bytes`` on its own, which is dropped and counted).
 
-        ``before_write(rows)`` is called with ``(id, topic, payload, retain)`` of the new messages, with
-        the ids they are about to get, before the transaction starts (the spool's lock is held, so no
+        ``before_write(rows)`` is called with the new messages as :data:`SpoolRow` tuples, with the ids
+        they are about to get, before the transaction starts (the spool's lock is held, so no
         other write can come between): the MQTT sink hands them to the network while the insert and the
         commit's fsync run. Nothing is durable until this method returns; when it raises, nothing of the
         batch is in the spool. (A batch bigger than the spool loses its oldest messages to drop-oldest
@@ -217,7 +265,7 @@ class Spool:
         transaction is rolled back and depth, bytes and the drop counters are re-read from the file,
         so they stay equal to what the table holds."""
         now = time.time()
-        rows: list[tuple[int, str, bytes, int, float, int]] = []
+        rows: list[SpoolRow] = []
         ids: list[int | None] = []
         oversize = 0
         max_bytes = self.options.max_bytes
@@ -235,13 +283,13 @@ class Spool:
                 ids.append(next_id)
                 next_id += 1
             if before_write is not None and rows:
-                before_write([(r[0], r[1], r[2], r[3]) for r in rows])
+                before_write(rows)
             db = self._db
             before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
                 db.execute("BEGIN IMMEDIATE")
                 if rows:
-                    db.executemany(_INSERT, rows)
+                    _insert(db, rows)
                     self._count += len(rows)
                     self._bytes += sum(r[5] for r in rows)
                 dropped = self._drop_over_bounds(db) + oversize
@@ -295,7 +343,7 @@ class Spool:
         if over_count <= 0 and over_bytes <= 0:
             return 0
         # Walk from the oldest until both bounds hold again.
-        drop_ids = []
+        drop_ids: list[int] = []
         freed = 0
         for row_id, size in db.execute("SELECT id, size FROM messages ORDER BY id"):
             if len(drop_ids) >= over_count and freed >= over_bytes:
@@ -312,14 +360,23 @@ class Spool:
         self._dropped_total += n
 
     def _delete_ids(self, db: sqlite3.Connection, ids: list[int]) -> int:
+        """Delete ``ids`` as ranges of consecutive ids (acknowledged ids come in order, so a batch is
+        usually one range): a short range in one DELETE that returns the sizes, a long one with a count
+        and a DELETE (no row per message back to Python)."""
         removed = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = db.execute(f"DELETE FROM messages WHERE id IN ({marks}) RETURNING size", chunk).fetchall()
-            removed += len(rows)
-            self._count -= len(rows)
-            self._bytes -= sum(r[0] for r in rows)
+        for low, high in _ranges(ids):
+            if high - low < _SHORT_RANGE:
+                sizes = db.execute(_RANGE_DELETE_RETURNING, (low, high)).fetchall()
+                removed += len(sizes)
+                self._count -= len(sizes)
+                self._bytes -= sum(r[0] for r in sizes)
+                continue
+            n, size = db.execute(_RANGE_SIZE, (low, high)).fetchone()
+            if n:
+                db.execute(_RANGE_DELETE, (low, high))
+                removed += n
+                self._count -= n
+                self._bytes -= size
         return removed
 
     def fetch(self, after_id: int = 0, limit: int = 100) -> list[SpooledMessage]:
@@ -334,6 +391,11 @@ class Spool:
             return self._db.execute(
                 "SELECT id, topic, payload, retain, created, size FROM messages WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit)).fetchall()
+
+    @property
+    def last_id(self) -> int:
+        """The id of the last message committed (0 before the first); read without the lock."""
+        return self._next_id - 1
 
     def head_cursor(self) -> int:
         """The id just before the oldest stored message (when empty: the last id given out), so that
@@ -404,7 +466,7 @@ class Spool:
         """Full ``PRAGMA integrity_check`` (slow on big spools; for tests and diagnostics)."""
         with self._lock:
             self._check_open()
-            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def _check_open(self) -> None:
         if self._closed:

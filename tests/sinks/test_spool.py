@@ -36,6 +36,34 @@ def test_fifo_order_delete_and_reopen(tmp_path: Path) -> None:
         assert sp.oldest_created() is not None
 
 
+@pytest.mark.parametrize("batch", [1, 5, 64, 150])
+def test_a_batch_is_stored_whole_and_in_order(tmp_path: Path, batch: int) -> None:
+    """Batches go in as multi-row INSERTs of several sizes: every message lands, with its own id, in order."""
+    with Spool(opts(tmp_path)) as sp:
+        sp.append("t/first", b"first")
+        msgs = [(f"t/{i % 7}", f"m{i}".encode(), i % 2 == 0) for i in range(batch)]
+        ids = sp.append_many(msgs)
+        assert ids == list(range(2, batch + 2)) and sp.depth == batch + 1
+        got = sp.fetch(1, 1000)
+        assert [(m.id, m.topic, m.payload, m.retain) for m in got] == [
+            (i, t, p, r) for i, (t, p, r) in zip(ids, msgs, strict=True)]
+
+
+def test_delete_of_scattered_and_repeated_ids_removes_exactly_those(tmp_path: Path) -> None:
+    """Deletes go by ranges of consecutive ids: gaps, repeats and unordered ids remove exactly the ids given,
+    and depth and bytes stay equal to what the table holds."""
+    with Spool(opts(tmp_path)) as sp:
+        ids = sp.append_many([("t", f"m{i}".encode() * (i + 1), False) for i in range(100)])
+        assert sp.last_id == ids[-1]
+        gone = [ids[i] for i in (99, 3, 4, 5, 5, 9, 17, 16, 0)] + ids[40:90]  # short ranges and a long one
+        assert sp.delete(gone) == 58
+        left = [m.id for m in sp.fetch(0, 100)]
+        assert left == [i for i in ids if i not in gone]
+        size = sp._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+        assert (sp.depth, sp.bytes) == (len(left), size)
+        assert sp.last_id == ids[-1]  # the last id given out, deleted or not
+
+
 def test_drop_oldest_by_count_is_counted_and_persisted(tmp_path: Path) -> None:
     with Spool(opts(tmp_path, max_messages=10)) as sp:
         for i in range(25):
