@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from device.sensors.base import BusError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, OptionError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register, RegisterMap
 
 # MUX[2:0] -> channel name (positive input minus negative input, or minus GND).
@@ -107,16 +107,16 @@ class ADS1115Options:
 
     def validate(self, where: str) -> None:
         if not self.channels:
-            raise SensorError(f"{where} option 'channels': list at least one of {', '.join(MUX_CODES)}")
+            raise OptionError(where, "channels", f"list at least one of {', '.join(MUX_CODES)}")
         for ch in self.channels:
             check_choice(where, "channels", ch, MUX_CODES)
         if len(set(self.channels)) != len(self.channels):
-            raise SensorError(f"{where} option 'channels': {list(self.channels)} lists a channel twice")
+            raise OptionError(where, "channels", f"{list(self.channels)} lists a channel twice")
         check_choice(where, "full_scale_v", self.full_scale_v, PGA_CODES)
         check_choice(where, "data_rate", self.data_rate, DATA_RATE_CODES)
         check_choice(where, "mode", self.mode, ("single", "continuous"))
         if self.mode == "continuous" and len(self.channels) != 1:
-            raise SensorError(f"{where} option 'mode': continuous mode converts one channel; "
+            raise OptionError(where, "mode", f"continuous mode converts one channel; "
                               f"'channels' lists {len(self.channels)}")
 
 

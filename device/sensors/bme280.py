@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from device.sensors.base import BusError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, OptionError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register, RegisterMap
 
 RESET_WORD = 0xB6
@@ -364,7 +364,7 @@ class BME280Options:
         for key in ("temperature_oversampling", "pressure_oversampling", "humidity_oversampling"):
             check_choice(w, key, getattr(self, key), OVERSAMPLING_CODES)
         if self.temperature_oversampling == 0:
-            raise SensorError(f"{w} option 'temperature_oversampling': must not be 0, the pressure and humidity "
+            raise OptionError(w, "temperature_oversampling", "must not be 0, the pressure and humidity "
                               "compensation need the temperature")
         check_choice(w, "iir_filter", self.iir_filter, FILTER_CODES)
         check_choice(w, "mode", self.mode, ("forced", "normal"))

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from device.sensors.base import BusError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, OptionError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register, RegisterMap
 
 STANDARD_GRAVITY = 9.80665
@@ -146,7 +146,7 @@ class MPU6050Options:
         check_choice(where, "dlpf", self.dlpf, DLPF_BANDWIDTH_HZ)
         check_choice(where, "gyro_unit", self.gyro_unit, ("rad/s", "deg/s"))
         if not 0 <= self.sample_rate_div <= 255:
-            raise SensorError(f"{where} option 'sample_rate_div': must be 0..255 (got {self.sample_rate_div})")
+            raise OptionError(where, "sample_rate_div", f"must be 0..255 (got {self.sample_rate_div})")
 
 
 class MPU6050(Sensor):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from device.sensors.base import BusError, DataError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, DataError, OptionError, Sensor, SensorError, check_choice
 from device.sensors.registers import Field, Register
 
 CMD_SINGLE_STRETCH = {"high": 0x2C06, "medium": 0x2C0D, "low": 0x2C10}
@@ -131,7 +131,7 @@ class SHT3xOptions:
         check_choice(where, "repeatability", self.repeatability, ("high", "medium", "low"))
         check_choice(where, "periodic_mps", self.periodic_mps, CMD_PERIODIC)
         if not 0 <= self.crc_retries <= 10:
-            raise SensorError(f"{where} option 'crc_retries': must be 0..10 (got {self.crc_retries})")
+            raise OptionError(where, "crc_retries", f"must be 0..10 (got {self.crc_retries})")
 
 
 class SHT3x(Sensor):

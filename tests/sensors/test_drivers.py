@@ -58,7 +58,7 @@ def test_reading_carries_monotonic_time_and_units(sim_bus: SimBus) -> None:
     ("bme280", {"temperature_oversampling": 0}, "option 'temperature_oversampling': must not be 0"),
     ("bmp280", {"standby_ms": 10}, "bmp280 option 'standby_ms': must be one of 0.5, 62.5"),
     ("mpu6050", {"accel_range_g": 3}, "mpu6050 option 'accel_range_g': must be one of 2, 4, 8, 16 (got 3)"),
-    ("mpu6050", {"accel_range_g": "big"}, "mpu6050 option 'accel_range_g': expected an integer, got 'big'"),
+    ("mpu6050", {"accel_range_g": "big"}, "mpu6050 option 'accel_range_g': expected an integer, got a string 'big'"),
     ("mpu6050", {"sample_rate_div": 300}, "option 'sample_rate_div': must be 0..255"),
     ("sht3x", {"repeatability": "best"}, "sht3x option 'repeatability': must be one of high, medium, low"),
     ("sht3x", {"heater": "maybe"}, "sht3x option 'heater': expected true or false"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.errors import BadInput
+from device.schema import KeyPath, SchemaError, path_text
 from device.sensors import ads1115 as ads
 from device.sensors import bme280 as bme
 from device.sensors import mpu6050 as mpu
@@ -30,12 +30,18 @@ from device.sensors.sim.sht3x import SimSHT3x
 from device.sensors.sim.signals import Recording
 
 
-class SimSpecError(BadInput):
-    """A simulated chip's description is wrong; ``key`` is the dotted path of the offending key."""
+class SimSpecError(SchemaError):
+    """A simulated chip's description is wrong: ``path`` is the offending key's path within the table
+    checked; the message names the table (``sim: unknown key 'x'``)."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
+    def __init__(self, where: str, path: KeyPath, message: str) -> None:
+        super().__init__(path, message, message)
+        self.where = where
+
+    @property
+    def key(self) -> str:
+        """The dotted key, table included (``sim.seed``)."""
+        return f"{self.where}.{path_text(self.path)}" if self.path else self.where
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,7 +125,7 @@ BUS_KEYS = ("nack_probability", "fault_seed")
 
 
 def _err(where: str, key: str, message: str) -> SimSpecError:
-    return SimSpecError(f"{where}.{key}", f"{where}.{key}: {message}")
+    return SimSpecError(where, (key,), f"{where}.{key}: {message}")
 
 
 def _flag(value: Any, where: str, key: str) -> bool:
@@ -177,15 +183,15 @@ def parse_sim_spec(chip: str, table: dict[str, Any] | None, *, where: str = "sim
     """Check a description of the simulated ``chip`` (a driver name) and type it; no I/O (a replay file is
     read when the chip is made). Raises :class:`SimSpecError` naming the key."""
     if table is not None and not isinstance(table, dict):
-        raise SimSpecError(where, f"{where}: expected a table of settings, got {table!r}")
+        raise SimSpecError(where, (), f"{where}: expected a table of settings, got {table!r}")
     table = dict(table or {})
     known = CHIP_KEYS + (BUS_KEYS if bus_keys else ())
     for key in table:
         if key not in known:
-            raise SimSpecError(f"{where}.{key}", f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
+            raise SimSpecError(where, (key,), f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
     kind = str(table.get("kind", chip)).lower()
     if kind not in SIM_CHIPS:
-        raise SimSpecError(f"{where}.kind" if "kind" in table else where,
+        raise SimSpecError(where, ("kind",) if "kind" in table else (),
                            f"{where}: no simulated chip {kind!r}; simulated chips: {', '.join(SIM_CHIPS)}")
     record = SIM_CHIPS[kind]
     for key in table:
@@ -293,16 +299,17 @@ def build_sim_bus(description: dict[str, Any] | None = None, *, bus: int = 1,
     for name, spec in description.items():
         if name == "faults":
             if not isinstance(spec, dict):
-                raise SimSpecError("sim.faults", f"sim.faults: expected a table (nack_probability, seed), got {spec!r}")
+                raise SimSpecError("sim", ("faults",),
+                                   f"sim.faults: expected a table (nack_probability, seed), got {spec!r}")
             for key in spec:
                 if key not in ("nack_probability", "seed"):
-                    raise SimSpecError(f"sim.faults.{key}",
+                    raise SimSpecError("sim", ("faults", key),
                                        f"sim.faults: unknown key {key!r}; known keys: nack_probability, seed")
             p = _probability(spec.get("nack_probability", 0.0), "sim.faults", "nack_probability")
             faults = BusFaults(p, _integer(spec.get("seed", 0), "sim.faults", "seed"))
             continue
         if not isinstance(spec, dict):
-            raise SimSpecError(f"sim.{name}", f"sim.{name}: expected a table of settings, got {spec!r}")
+            raise SimSpecError("sim", (name,), f"sim.{name}: expected a table of settings, got {spec!r}")
         address, device = make_sim_device(name, spec, where=f"sim.{name}", base_dir=base_dir)
         if address in devices:
             raise _err(f"sim.{name}", "address", f"{address:#04x} is already taken by another simulated chip")
