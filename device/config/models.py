@@ -55,7 +55,8 @@ class SensorConfig:
     rate_hz: float = field(default=1.0, metadata={"gt": 0, "max": 10000})
     # The driver's options dataclass once loaded (e.g. MPU6050Options): parsed once, by the config.
     options: Any = field(default_factory=dict)
-    sim: dict[str, Any] = field(default_factory=dict)
+    # The typed [sensors.sim] spec once loaded (a device.sensors.sim.SimSpec), checked at load.
+    sim: Any = field(default_factory=dict)
     readings: bool = False
     retry_initial_s: float = field(default=0.5, metadata={"gt": 0})
     retry_max_s: float = field(default=30.0, metadata={"gt": 0})

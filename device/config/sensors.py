@@ -62,16 +62,16 @@ def _check_driver_address(index: int, s: SensorConfig) -> None:
                           f"{' or '.join(f'0x{a:02x}' for a in allowed)})")
 
 
-def _check_sim(index: int, s: SensorConfig) -> None:
+def _sim_spec(index: int, s: SensorConfig) -> Any:
     """``[sensors.sim]`` typed as ``spinal run --sim`` reads it (:func:`device.sensors.sim.check_sim_table`), at
     load: a typo is an error naming file, line and key (``--check`` refuses it), not a sensor retried forever."""
     try:
         from device.sensors.sim import SimSpecError, check_sim_table
     except ImportError:  # pragma: no cover - the simulator ships with device
-        return
+        return s.sim
     where = ("sensors", index, "sim")
     try:
-        check_sim_table(s.driver, s.sim, where=path_text(where))
+        return check_sim_table(s.driver, s.sim, where=path_text(where))
     except SimSpecError as exc:
         # The message names the table (sensors[0].sim: unknown key 'x'); the line is that of the key.
         raise exc.under(where) from None
@@ -99,7 +99,7 @@ def read_sensor(reader: Reader, index: int, table: Any, taken: list[SensorConfig
     if drivers is not None:
         _check_driver_address(index, s)
         s = dataclasses.replace(s, options=_driver_options(index, s, options_table))
-    _check_sim(index, s)
+    s = dataclasses.replace(s, sim=_sim_spec(index, s))
     if s.retry_max_s < s.retry_initial_s:
         raise SchemaError(("sensors", index, "retry_max_s"),
                           f"must be >= retry_initial_s ({s.retry_initial_s}), got {s.retry_max_s}")

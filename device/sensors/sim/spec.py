@@ -328,15 +328,15 @@ def default_sim_bus(*, bus: int = 1, seed: int = 0) -> SimBus:
     return SimBus(devices, bus=bus)
 
 
-def sim_bus_for(driver: str, address: int | None = None, sim: dict[str, Any] | None = None,
+def sim_bus_for(driver: str, address: int | None = None, sim: SimSpec | dict[str, Any] | None = None,
                 rate_hz: float | None = None, *, bus_number: int = 1, base_dir: str | Path | None = None) -> SimBus:
     """A :class:`SimBus` holding the one simulated chip a configured sensor needs (``spinal run --sim``).
 
-    ``sim`` is the sensor's ``[sensors.sim]`` table (see :class:`SimSpec`), ``address`` the sensor's (``None``:
+    ``sim`` is the sensor's ``[sensors.sim]`` spec (a loaded config's, typed) or table (see :class:`SimSpec`), ``address`` the sensor's (``None``:
     the driver's default address, where the simulated chip then answers too). ``rate_hz`` (the sampler's
     rate) is the time base of a synthetic signal unless ``sim`` sets ``rate_hz``.
     """
-    spec = check_sim_table(driver, sim)
+    spec = sim if isinstance(sim, SimSpec) else check_sim_table(driver, sim)
     assert spec.kind is not None
     addr = spec.address if spec.address is not None else address
     if addr is None:
