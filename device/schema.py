@@ -3,13 +3,19 @@
 A field's type says what a value must be (``bool``, ``int``, ``float``, ``str``, ``Path``, ``Literal[...]``,
 an ``Enum``, ``tuple[T, ...]``, ``tuple[A, B]``, ``dict[str, T]``, ``X | None``, a nested dataclass, ``Any``);
 its ``field(metadata=...)`` adds ``"min"``/``"max"`` (inclusive), ``"gt"`` (exclusive), ``"choices"`` (a
-collection the value must be in) and ``"check"`` (a callable raising :class:`ValueError` or
-:class:`SchemaError` with what is wrong). Unknown keys are refused with a "did you mean". Every error is a
+collection the value must be in), ``"check"`` (a callable raising :class:`ValueError` or
+:class:`SchemaError` with what is wrong) and ``"parse"`` (a callable that makes the value from the raw one, for
+a type the engine does not know); on a ``tuple`` the bounds apply to each item. Unknown keys are refused with a
+"did you mean". Every error is a
 :class:`SchemaError` carrying the key path as a tuple (``("sensors", 0, "address")``) and a one-line message, so
 that a caller can point at the key (a TOML line) without reading the message text.
 
-A dataclass may check itself in ``__post_init__``: raising :func:`invalid` (``invalid("port", "must be ...")``)
-names its key; any other :class:`ValueError` or :class:`~device.errors.BadInput` is reported at the table.
+A dataclass may check itself in ``__post_init__`` or, to keep its constructor permissive, in a ``check()``
+method that :meth:`Reader.build` calls after constructing it: raising :func:`invalid`
+(``invalid("port", "must be ...")``) names its key; any other :class:`ValueError` or
+:class:`~device.errors.BadInput` is reported at the table.
+
+``Reader(json=True)`` speaks JSON's words (an object, a list, null) and treats a ``null`` value as absent.
 """
 
 from __future__ import annotations
@@ -35,14 +41,15 @@ T = TypeVar("T")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def path_text(path: Iterable[str | int]) -> str:
-    """``("sensors", 0, "sim", "seed")`` -> ``sensors[0].sim.seed`` (``<top>`` for the empty path)."""
+def path_text(path: Iterable[str | int], quote: bool = True) -> str:
+    """``("sensors", 0, "sim", "seed")`` -> ``sensors[0].sim.seed`` (``<top>`` for the empty path); a key that
+    is not a bare TOML key is quoted (``binding."imu.x"``) unless ``quote`` is false."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            shown = part if _BARE_KEY.fullmatch(part) else f'"{part}"'
+            shown = part if not quote or _BARE_KEY.fullmatch(part) else f'"{part}"'
             out += f".{shown}" if out else shown
     return out or "<top>"
 
@@ -74,10 +81,12 @@ def invalid(key: str | int | KeyPath, detail: str) -> SchemaError:
     return SchemaError(key if isinstance(key, tuple) else (key,), detail)
 
 
-def kind_of(value: Any) -> str:
-    """``"an integer"``, ``"a table"``: what a TOML/JSON value is, for messages."""
+def kind_of(value: Any, json: bool = False) -> str:
+    """``"an integer"``, ``"a table"`` (JSON: ``"an object"``): what a TOML/JSON value is, for messages."""
+    if (json and isinstance(value, list | tuple | dict)) or value is None:
+        return "null" if value is None else "an object" if isinstance(value, dict) else "a list"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
-            tuple: "an array", dict: "a table", type(None): "nothing"}.get(type(value), type(value).__name__)
+            tuple: "an array", dict: "a table"}.get(type(value), type(value).__name__)
 
 
 def _article(text: str) -> str:
@@ -118,42 +127,60 @@ class Reader:
 
     resolve_path: Callable[[str], Path] | None = None
     from_text: bool = False
+    json: bool = False
+    ignore_unknown: bool = False  # keys no field names are skipped (a newer writer's additions)
+
+    def kind(self, value: Any) -> str:
+        return kind_of(value, self.json)
 
     def build(self, cls: type[T], table: Any, path: KeyPath = (), *, skip: Collection[str] = (),
               extra: Mapping[str, Any] | None = None) -> T:
         """Build dataclass ``cls`` from ``table``: keys in ``skip`` are allowed and ignored, ``extra`` are
         given to the constructor as they are (and are not keys of the table)."""
         if not isinstance(table, dict):
-            raise SchemaError(path, f"expected a table, got {kind_of(table)} {table!r}")
+            raise SchemaError(path, f"expected {'an object' if self.json else 'a table'}, got {self.kind(table)}"
+                                    + ("" if self.json else f" {table!r}"))
         hints = typing.get_type_hints(cls)
         extra = dict(extra or {})
         fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
                   if f.init and f.name not in extra}
         allowed = [*fields, *skip]
         for key in table:
-            if key not in fields and key not in skip:
+            if key not in fields and key not in skip and not self.ignore_unknown:
                 raise SchemaError((*path, key), f"unknown key{did_you_mean(str(key), allowed)} "
                                                 f"(allowed: {', '.join(sorted(allowed))})")
         kwargs: dict[str, Any] = extra
         for name, f in fields.items():
-            if name in table:
+            if name in table and not (self.json and table[name] is None):
                 kwargs[name] = self.convert(table[name], hints[name], (*path, name), f.metadata)
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                if self.json:
+                    raise SchemaError((*path, name), "missing (required)")
                 raise SchemaError(path, f"missing required key {name!r} ({describe(hints[name])})")
         try:
-            return cls(**kwargs)
+            out = cls(**kwargs)
+            check = getattr(out, "check", None)
+            if callable(check):
+                check()
         except SchemaError as exc:
             raise exc.under(path) from None
         except (BadInput, ValueError) as exc:
             raise SchemaError(path, str(exc)) from None
+        return out
 
     def convert(self, value: Any, tp: Any, path: KeyPath = (), meta: Mapping[str, Any] | None = None) -> Any:
         """``value`` as type ``tp`` (checked against ``meta``: min, max, gt, choices, check)."""
+        if meta and "parse" in meta:
+            try:
+                return meta["parse"](value)
+            except SchemaError as exc:
+                raise exc.under(path) from None
         out = self._convert(value, tp, path)
         if meta:
             # Messages show the number as written (rate_hz = 0: "got 0", not "got 0.0").
             shown = value if isinstance(value, int | float) and not isinstance(value, bool) else out
-            _check_meta(out, meta, path, shown)
+            if out is not None:
+                _check_meta(out, meta, path, shown, self.json)
         return out
 
     def _convert(self, value: Any, tp: Any, path: KeyPath) -> Any:
@@ -161,7 +188,7 @@ class Reader:
         if origin in (typing.Union, types.UnionType):
             return self._union(value, tp, path)
         if origin is Literal:
-            return _literal(value, typing.get_args(tp), path)
+            return _literal(value, typing.get_args(tp), path, self.json)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return _enum(value, tp, path)
         if tp in _SCALARS:
@@ -172,7 +199,8 @@ class Reader:
             return self._tuple(value, tp, path)
         if origin is dict:
             if not isinstance(value, dict):
-                raise SchemaError(path, f"expected a table, got {kind_of(value)} {value!r}")
+                raise SchemaError(path, f"expected {'an object' if self.json else 'a table'}, got "
+                                        f"{self.kind(value)} {value!r}")
             val_tp = typing.get_args(tp)[1]
             if val_tp is Any:
                 return dict(value)
@@ -201,7 +229,8 @@ class Reader:
         if self.from_text and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise SchemaError(path, f"expected {describe(tp)}, got {kind_of(value)} {value!r}")
+            raise SchemaError(path, f"expected {'a list' if self.json else describe(tp)}, got {self.kind(value)} "
+                                    f"{value!r}")
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(self.convert(v, args[0], (*path, i)) for i, v in enumerate(value))
@@ -260,9 +289,12 @@ def _str(reader: Reader, value: Any, path: KeyPath) -> str:
 _SCALARS: dict[Any, Callable[[Reader, Any, KeyPath], Any]] = {bool: _bool, int: _int, float: _float, str: _str}
 
 
-def _literal(value: Any, choices: tuple[Any, ...], path: KeyPath) -> Any:
+def _literal(value: Any, choices: tuple[Any, ...], path: KeyPath, json: bool = False) -> Any:
     # True == 1 in Python: a bool must meet a bool choice and a number a number.
-    if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+    if not isinstance(value, str | int | float) or value not in choices \
+            or isinstance(value, bool) != isinstance(choices[0], bool):
+        if json:
+            raise SchemaError(path, f"{value!r} is not one of {', '.join(map(str, choices))}")
         hint = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
         raise SchemaError(path, f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}{hint}")
     return value
@@ -275,7 +307,12 @@ def _enum(value: Any, tp: type[enum.Enum], path: KeyPath) -> enum.Enum:
     return tp(_literal(value, tuple(values), path))
 
 
-def _check_meta(value: Any, meta: Mapping[str, Any], path: KeyPath, shown: Any) -> None:
+def _check_meta(value: Any, meta: Mapping[str, Any], path: KeyPath, shown: Any, json: bool = False) -> None:
+    if isinstance(value, tuple) and any(k in meta for k in ("min", "max", "gt")):
+        bounds = {k: meta[k] for k in ("min", "max", "gt") if k in meta}
+        for i, item in enumerate(value):
+            _check_meta(item, bounds, (*path, i), item, json)
+        meta = {k: v for k, v in meta.items() if k not in bounds}
     if "min" in meta and value < meta["min"]:
         raise SchemaError(path, f"must be >= {meta['min']}, got {shown}")
     if "max" in meta and value > meta["max"]:
@@ -288,7 +325,8 @@ def _check_meta(value: Any, meta: Mapping[str, Any], path: KeyPath, shown: Any) 
             if item not in choices:
                 shown = ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in choices)
                 where = (*path, i) if isinstance(value, tuple) else path
-                raise SchemaError(where, f"must be one of {shown} (got {item!r})")
+                raise SchemaError(where, f"{item!r} is not one of {shown}" if json
+                                  else f"must be one of {shown} (got {item!r})")
     check = meta.get("check")
     if check is not None:
         try:
