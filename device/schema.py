@@ -133,6 +133,10 @@ class Reader:
     def kind(self, value: Any) -> str:
         return kind_of(value, self.json)
 
+    def got(self, value: Any) -> str:
+        """``"a string 'x'"`` (JSON: ``"a string"``, as manifests have always said)."""
+        return self.kind(value) if self.json else f"{kind_of(value)} {value!r}"
+
     def build(self, cls: type[T], table: Any, path: KeyPath = (), *, skip: Collection[str] = (),
               extra: Mapping[str, Any] | None = None) -> T:
         """Build dataclass ``cls`` from ``table``: keys in ``skip`` are allowed and ignored, ``extra`` are
@@ -199,8 +203,7 @@ class Reader:
             return self._tuple(value, tp, path)
         if origin is dict:
             if not isinstance(value, dict):
-                raise SchemaError(path, f"expected {'an object' if self.json else 'a table'}, got "
-                                        f"{self.kind(value)} {value!r}")
+                raise SchemaError(path, f"expected {'an object' if self.json else 'a table'}, got {self.got(value)}")
             val_tp = typing.get_args(tp)[1]
             if val_tp is Any:
                 return dict(value)
@@ -223,14 +226,13 @@ class Reader:
                 errors.append(exc)
         if len(options) == 1:
             raise errors[0]
-        raise SchemaError(path, f"expected {describe(tp)}, got {kind_of(value)} {value!r}")
+        raise SchemaError(path, f"expected {describe(tp)}, got {self.got(value)}")
 
     def _tuple(self, value: Any, tp: Any, path: KeyPath) -> tuple[Any, ...]:
         if self.from_text and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise SchemaError(path, f"expected {'a list' if self.json else describe(tp)}, got {self.kind(value)} "
-                                    f"{value!r}")
+            raise SchemaError(path, f"expected {'a list' if self.json else describe(tp)}, got {self.got(value)}")
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(self.convert(v, args[0], (*path, i)) for i, v in enumerate(value))
@@ -240,7 +242,7 @@ class Reader:
 
     def _path(self, value: Any, path: KeyPath) -> Path:
         if not isinstance(value, str) or not value:
-            raise SchemaError(path, f"expected a path (a non-empty string), got {kind_of(value)} {value!r}")
+            raise SchemaError(path, f"expected a path (a non-empty string), got {self.got(value)}")
         return self.resolve_path(value) if self.resolve_path else Path(value)
 
 
@@ -249,7 +251,7 @@ def _bool(reader: Reader, value: Any, path: KeyPath) -> bool:
         return value
     if reader.from_text and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
         return value.lower() in _TRUE
-    raise SchemaError(path, f"expected true or false, got {kind_of(value)} {value!r}")
+    raise SchemaError(path, f"expected true or false, got {reader.got(value)}")
 
 
 def _int(reader: Reader, value: Any, path: KeyPath) -> int:
@@ -263,7 +265,7 @@ def _int(reader: Reader, value: Any, path: KeyPath) -> int:
                 return int(value, 0)
             except ValueError:
                 pass
-    raise SchemaError(path, f"expected an integer, got {kind_of(value)} {value!r}")
+    raise SchemaError(path, f"expected an integer, got {reader.got(value)}")
 
 
 def _float(reader: Reader, value: Any, path: KeyPath) -> float:
@@ -274,7 +276,7 @@ def _float(reader: Reader, value: Any, path: KeyPath) -> float:
         with contextlib.suppress(ValueError):
             number = float(value)
     if number is None:
-        raise SchemaError(path, f"expected a number, got {kind_of(value)} {value!r}")
+        raise SchemaError(path, f"expected a number, got {reader.got(value)}")
     if not math.isfinite(number):
         raise SchemaError(path, f"expected a finite number, got {value!r}")
     return number
@@ -282,7 +284,7 @@ def _float(reader: Reader, value: Any, path: KeyPath) -> float:
 
 def _str(reader: Reader, value: Any, path: KeyPath) -> str:
     if not isinstance(value, str):
-        raise SchemaError(path, f"expected a string, got {kind_of(value)} {value!r}")
+        raise SchemaError(path, f"expected a string, got {reader.got(value)}")
     return value
 
 
