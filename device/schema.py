@@ -179,6 +179,8 @@ class Reader:
                 return meta["parse"](value)
             except SchemaError as exc:
                 raise exc.under(path) from None
+            except ValueError as exc:
+                raise SchemaError(path, str(exc)) from None
         out = self._convert(value, tp, path)
         if meta:
             # Messages show the number as written (rate_hz = 0: "got 0", not "got 0.0").
