@@ -340,9 +340,8 @@ def sim_bus_for(driver: str, address: int | None = None, sim: SimSpec | dict[str
     """A :class:`SimBus` holding the one simulated chip a configured sensor needs (``spinal run --sim``).
 
     ``sim`` is the sensor's ``[sensors.sim]`` spec (a loaded config's, typed) or table (see :class:`SimSpec`),
-    ``address`` the sensor's (``None``:
-    the driver's default address, where the simulated chip then answers too). ``rate_hz`` (the sampler's
-    rate) is the time base of a synthetic signal unless ``sim`` sets ``rate_hz``.
+    ``address`` the sensor's (``None``: the driver's default address, where the simulated chip then answers
+    too). ``rate_hz`` (the sampler's rate) is the time base of a synthetic signal unless ``sim`` sets it.
     """
     spec = sim if isinstance(sim, SimSpec) else check_sim_table(driver, sim)
     assert spec.kind is not None
