@@ -341,6 +341,16 @@ def _check_meta(value: Any, meta: Mapping[str, Any], path: KeyPath, shown: Any, 
             raise SchemaError(path, str(exc)) from None
 
 
+def check_fields(obj: Any) -> None:
+    """Check a dataclass built by hand (not read from a table) against its fields' metadata: min, max, gt,
+    choices, check. Raises :class:`SchemaError` at the field."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        meta = {k: v for k, v in f.metadata.items() if k != "parse"}
+        if meta and value is not None:
+            _check_meta(value, meta, (f.name,), value)
+
+
 _DEFAULT = Reader()
 
 

@@ -159,3 +159,15 @@ def test_words() -> None:
     assert did_you_mean("zzz", ["address"]) == ""
     assert describe(tuple[str, ...]) == "an array of strings"
     assert describe(int | None) == "an integer"
+
+
+def test_check_fields_checks_a_dataclass_made_by_hand() -> None:
+    from device.schema import check_fields
+
+    check_fields(Outer(size=4))
+    with pytest.raises(SchemaError) as info:
+        check_fields(Outer(size=3))
+    assert info.value.path == ("size",) and info.value.detail == "must be one of 2, 4, 6 (got 3)"
+    with pytest.raises(SchemaError) as info:
+        check_fields(Outer(rate_hz=-1.0))
+    assert info.value.path == ("rate_hz",)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from device.errors import BadInput, SpinalError
-from device.schema import Reader, SchemaError
+from device.schema import Reader, SchemaError, check_fields
 
 
 class SensorError(BadInput):
@@ -136,6 +136,15 @@ def parse_options(cls: type[T], options: dict[str, Any] | None, where: str) -> T
     except SchemaError as exc:
         key = str(exc.path[0]) if exc.path else "?"
         raise OptionError(where, key, exc.detail) from None
+
+
+def check_option_fields(options: Any, where: str) -> None:
+    """Check options against their fields' metadata (``choices``...), as parsing does, for options made by
+    hand; raises :class:`OptionError` naming the key."""
+    try:
+        check_fields(options)
+    except SchemaError as exc:
+        raise OptionError(where, str(exc.path[0]), exc.detail) from None
 
 
 def check_choice(where: str, key: str, value: Any, choices: typing.Iterable[Any]) -> None:

@@ -597,3 +597,10 @@ def test_bme280_every_standby_time(standby) -> None:
     drv.setup()
     assert sim.regs[0xF5] >> 5 == STANDBY_CODES_BME280[float(standby)]
     assert 15 < drv.read()["temperature"] < 30
+
+
+def test_options_made_by_hand_are_checked_by_the_fields_choices() -> None:
+    from device.sensors.mpu6050 import MPU6050Options
+
+    with pytest.raises(SensorError, match=r"mpu6050 option 'accel_range_g': must be one of 2, 4, 8, 16 \(got 3\)"):
+        make_driver("mpu6050", SimBus(), None, MPU6050Options(accel_range_g=3))
