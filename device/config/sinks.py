@@ -1,4 +1,5 @@
-"""``[[sinks]]``: ``type`` picks the sink; its other keys are typed by that type's options dataclass."""
+"""``[[sinks]]``: ``type`` picks the sink; its other keys are typed by that type's options dataclass (which
+checks itself: ``__post_init__`` or ``check()``, see :mod:`device.schema`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from device.config.models import RECORD_KINDS, SinkConfig
-from device.errors import BadInput
 from device.schema import KeyPath, Reader, SchemaError, did_you_mean, kind_of
 
 
@@ -117,13 +117,5 @@ def read_sinks(reader: Reader, value: Any, device_id: str, state_dir: Path | Non
             unique.spool(path, i, options.spool.path)
         else:
             options = reader.build(sink_options_class(kind), table, path, skip=("type", "name", "kinds"))
-        _post_check = getattr(options, "validate", None)
-        if callable(_post_check):
-            try:
-                _post_check()
-            except SchemaError as exc:
-                raise exc.under(path) from None
-            except (ValueError, BadInput) as exc:
-                raise SchemaError(path, str(exc)) from None
         out.append(SinkConfig(type=kind, name=name, kinds=kinds, options=options))
     return tuple(out)
