@@ -123,14 +123,16 @@ _FALSE = ("false", "no", "off", "0")
 class Reader:
     """How values are read. ``resolve_path`` turns a ``Path`` field's string into a path (e.g. relative
     to the config file); ``from_text``: the values may be command-line strings (``"0x10"``, ``"yes"``,
-    ``"a,b"``) as well as TOML/JSON values."""
+    ``"a,b"``) as well as TOML/JSON values; ``json``: messages in JSON's words, ``null`` is an absent value
+    and a missing key is reported at its own path; ``ignore_unknown``: keys no field names are skipped."""
 
     resolve_path: Callable[[str], Path] | None = None
     from_text: bool = False
     json: bool = False
-    ignore_unknown: bool = False  # keys no field names are skipped (a newer writer's additions)
+    ignore_unknown: bool = False
 
     def kind(self, value: Any) -> str:
+        """What ``value`` is, in this reader's words."""
         return kind_of(value, self.json)
 
     def got(self, value: Any) -> str:
@@ -142,8 +144,7 @@ class Reader:
         """Build dataclass ``cls`` from ``table``: keys in ``skip`` are allowed and ignored, ``extra`` are
         given to the constructor as they are (and are not keys of the table)."""
         if not isinstance(table, dict):
-            raise SchemaError(path, f"expected {'an object' if self.json else 'a table'}, got {self.kind(table)}"
-                                    + ("" if self.json else f" {table!r}"))
+            raise SchemaError(path, f"expected {'an object' if self.json else 'a table'}, got {self.got(table)}")
         hints = typing.get_type_hints(cls)
         extra = dict(extra or {})
         fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
