@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import difflib
 import enum
+import functools
 import math
 import re
 import types
@@ -115,6 +116,12 @@ def describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+@functools.cache
+def _schema_of(cls: type) -> tuple[dict[str, Any], tuple[dataclasses.Field[Any], ...]]:
+    """A dataclass's resolved field types and its init fields (resolving string annotations is slow: once)."""
+    return typing.get_type_hints(cls), tuple(f for f in dataclasses.fields(cls) if f.init)
+
+
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -145,10 +152,9 @@ class Reader:
         given to the constructor as they are (and are not keys of the table)."""
         if not isinstance(table, dict):
             raise SchemaError(path, f"expected {'an object' if self.json else 'a table'}, got {self.got(table)}")
-        hints = typing.get_type_hints(cls)
+        hints, all_fields = _schema_of(typing.cast(type, cls))
         extra = dict(extra or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                  if f.init and f.name not in extra}
+        fields = {f.name: f for f in all_fields if f.name not in extra}
         allowed = [*fields, *skip]
         for key in table:
             if key not in fields and key not in skip and not self.ignore_unknown:
