@@ -171,3 +171,30 @@ def test_check_fields_checks_a_dataclass_made_by_hand() -> None:
     with pytest.raises(SchemaError) as info:
         check_fields(Outer(rate_hz=-1.0))
     assert info.value.path == ("rate_hz",)
+
+
+def test_the_json_reader_speaks_json() -> None:
+    json_reader = Reader(json=True, ignore_unknown=True)
+    assert json_reader.build(Inner, {"name": "a", "level": None, "newer_key": 1}) == Inner("a")  # null: absent
+    exc = error({"level": 1}, Inner, json_reader)
+    assert (exc.path, exc.detail) == (("name",), "missing (required)")
+    assert error({"tags": "x"}, reader=json_reader).detail == "expected a list, got a string"
+    assert error({"mode": "fsat"}, reader=json_reader).detail == "'fsat' is not one of fast, slow"
+    assert error([], reader=json_reader).detail == "expected an object, got a list"
+    assert error({"size": 3}, reader=json_reader).detail == "3 is not one of 2, 4, 6"
+
+
+def test_a_parse_hook_makes_a_type_the_engine_does_not_know() -> None:
+    def hex_byte(value: object) -> int:
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a hex string")
+        return int(value, 16)
+
+    @dataclass(frozen=True)
+    class Reg:
+        value: int = field(default=0, metadata={"parse": hex_byte})
+
+    assert build(Reg, {"value": "ff"}).value == 255
+    with pytest.raises(SchemaError) as info:
+        build(Reg, {"value": 3}, ("regs", 1))
+    assert info.value.path == ("regs", 1, "value") and info.value.detail == "3 is not a hex string"
