@@ -13,6 +13,7 @@ whole process tree (sampled from /proc every 20 ms).
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -91,8 +92,13 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """Run ``command``; return (wall seconds, peak tree RSS in MiB). Fails loudly if it fails."""
+def measure(command: list[str]) -> tuple[float, float, float]:
+    """Run ``command``; return (wall seconds, CPU seconds of the whole tree, peak tree RSS in MiB).
+
+    CPU time (user + system of the child and every descendant it waited for) is the steadier measure on a
+    shared machine, where wall time grows with the load. Fails loudly if the command fails.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -100,9 +106,11 @@ def measure(command: list[str]) -> tuple[float, float]:
         peak = max(peak, tree_rss_kib(proc.pid))
         time.sleep(0.02)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command[:3])} … failed (exit {proc.returncode}):\n{proc.stderr.read()[-2000:]}")
-    return wall, peak / 1024
+    return wall, cpu, peak / 1024
 
 
 def export(tmp: Path, epochs: int) -> tuple[Path, Path, Path]:
@@ -134,18 +142,21 @@ def main() -> None:
             "spinal convert": lambda r: [spinal, "convert", str(onnx_path), "--calibration", str(cal),
                                          "--validation", str(val), "-o", str(tmp / f"s{r}"), "--layout", "NCHW"],
         }
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
         for r in range(args.rounds):
             for name, command in sides.items():
-                results[name].append(measure(command(r)))
-                print(f"round {r + 1}/{args.rounds} {name}: {results[name][-1][0]:.1f} s, "
-                      f"{results[name][-1][1]:.0f} MiB", file=sys.stderr)
-    med = {n: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for n, v in results.items()}
-    base_wall, base_mem = med["bare tools"]
-    print(f"| side | wall s (median of {args.rounds}) | ratio | peak RSS MiB | ratio |")
-    print("|---|---:|---:|---:|---:|")
-    for name, (wall, mem) in med.items():
-        print(f"| {name} | {wall:.1f} | {wall / base_wall:.2f}x | {mem:.0f} | {mem / base_mem:.2f}x |")
+                wall, cpu, mem = measure(command(r))
+                results[name].append((wall, cpu, mem))
+                print(f"round {r + 1}/{args.rounds} {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, {mem:.0f} MiB",
+                      file=sys.stderr)
+    med = {n: tuple(statistics.median(row[i] for row in v) for i in range(3)) for n, v in results.items()}
+    base = med["bare tools"]
+    print(f"medians of {args.rounds} interleaved rounds")
+    print("| side | wall s | ratio | CPU s | ratio | peak RSS MiB | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, (wall, cpu, mem) in med.items():
+        print(f"| {name} | {wall:.1f} | {wall / base[0]:.2f}x | {cpu:.1f} | {cpu / base[1]:.2f}x | {mem:.0f} | "
+              f"{mem / base[2]:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Cost of each DSP block (device/dsp.py) per window, as the device runs it: one window at a time.
+"""Cost of each DSP block (device/dsp/) per window, as the device runs it: one window at a time.
 
 For each configuration: the median µs per window of every block (fed its real input: the previous block's
 output), then of normalization + layout, measured by ``device.pipeline.preparation_costs`` — the code

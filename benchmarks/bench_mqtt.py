@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as paho
 
+from device.percentiles import Recent, quantile
 from device.sinks.base import Record
-from device.sinks.mqtt import MqttOptions, MqttSink, _Percentiles, encode_record
+from device.sinks.mqtt import MqttOptions, MqttSink, encode_record
 from device.sinks.spool import SpoolOptions
 from tests.sinks.mosquitto_broker import Mosquitto
 
@@ -46,11 +47,6 @@ TOPIC = f"spinal/{DEVICE}/readings/bme280"
 def record(i: int) -> Record:
     return Record("reading", i, time.time(), time.monotonic_ns(), DEVICE, "bme280",
                   {"temperature_c": 21.5 + i % 10 / 10, "humidity_pct": 41.2, "pressure_hpa": 1002.7})
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 def plain_paho(port: int, n: int, rate: float | None = None) -> tuple[float, list[float]]:
@@ -97,7 +93,7 @@ def through_sink(port: int, n: int, sync: str, workdir: Path, batch: int = 1,
     spool_path = workdir / f"spool-{sync}-{time.monotonic_ns()}.db"
     opts = MqttOptions(host="127.0.0.1", port=port, device_id=DEVICE, max_inflight=WINDOW, close_timeout_s=0)
     sink = MqttSink(opts, SpoolOptions(spool_path, synchronous=sync))  # type: ignore[arg-type]
-    sink.delivery_latency = _Percentiles(n)
+    sink.delivery_latency = Recent(n)
     deadline = time.monotonic() + 10
     while not sink.connected and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -154,8 +150,8 @@ def main() -> int:
                     os.sync()
                     r, lat = fn(broker.port, work)
                     rate[key].append(r)
-                    p50[key].append(pct(lat, 0.5))
-                    p99[key].append(pct(lat, 0.99))
+                    p50[key].append(quantile(sorted(lat), 0.5))
+                    p99[key].append(quantile(sorted(lat), 0.99))
         finally:
             broker.kill()
     med = {k: statistics.median(v) for k, v in rate.items()}

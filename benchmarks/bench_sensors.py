@@ -4,9 +4,10 @@
    wrapper and the simulated chip; the datasheet waits of forced/single-shot modes included where
    the driver has them), and a raw 14-byte smbus2-style burst for comparison.
 2. Rate steadiness: a sampler thread reading an MPU-6050 at 1 kHz and one reading a BME280 (normal
-   mode) at 50 Hz, each paced by ``device.sensors.pacing.Pacer``: achieved rate, and the lateness of
-   each read's start after its deadline (p50/p99/max), alone and both at once on one bus, with the
-   sleep+spin pacer and with plain sleeps.
+   mode) at 50 Hz, each paced by ``device.sensors.pacing.Pacer``, the pacer of the daemon's samplers and
+   of ``spinal sensors read`` (catch-up of short hiccups, skipped ticks when far behind): achieved rate,
+   and the lateness of each read's start after its deadline (p50/p99/max), alone and both at once on one
+   bus, with plain sleeps (as the daemon) and with a 200 µs spin before each deadline.
 
     python benchmarks/bench_sensors.py [--seconds 5] [--reads 2000] [--json out.json]
 
@@ -24,16 +25,12 @@ import threading
 import time
 from typing import Any
 
+from device.percentiles import quantile
 from device.sensors.bus import I2CBus
 from device.sensors.mpu6050 import MPU6050
 from device.sensors.pacing import Pacer
 from device.sensors.registry import make_driver
 from device.sensors.sim import SimADS1115, SimBME280, SimBus, SimMPU6050, SimSHT3x
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
 def time_calls(func, n: int) -> list[float]:
@@ -64,7 +61,7 @@ def per_read(reads: int) -> list[dict[str, Any]]:
     for method in ("int", "float"):   # the driver's share of a BME280 read: the datasheet maths alone
         samples = time_calls(lambda m=method: bme.compensate(415148, 519888, 30000, cal, m), reads)
         rows.append({"case": f"bme280 compensate() alone, {method}", "n": reads,
-                     "median_us": statistics.median(samples), "p99_us": pct(samples, 99)})
+                     "median_us": statistics.median(samples), "p99_us": quantile(sorted(samples), 0.99)})
     for label, kind, device, options, n in cases:
         if kind is None:
             raw = SimBus({0x68: SimMPU6050()})
@@ -76,31 +73,37 @@ def per_read(reads: int) -> list[dict[str, Any]]:
             drv.setup()
             drv.read()
             samples = time_calls(drv.read, n)
-        rows.append({"case": label, "n": n, "median_us": statistics.median(samples), "p99_us": pct(samples, 99)})
+        rows.append({"case": label, "n": n, "median_us": statistics.median(samples),
+                     "p99_us": quantile(sorted(samples), 0.99)})
     return rows
 
 
 def sample(drv, rate: float, seconds: float, spin_s: float, out: dict[str, Any]) -> None:
+    """The daemon sampler's loop without its fault handling: wait for the tick, read, next tick."""
     pacer = Pacer(rate, spin_s=spin_s)
     late: list[float] = []
     starts: list[int] = []
-    end = time.perf_counter_ns() + int(seconds * 1e9)
-    while time.perf_counter_ns() < end:
+    end = time.monotonic_ns() + int(seconds * 1e9)
+    while time.monotonic_ns() < end:
         deadline = pacer.wait()
-        start = time.perf_counter_ns()
+        assert deadline is not None  # no stop event: the wait always ends at the deadline
+        start = time.monotonic_ns()
         starts.append(start)
         late.append((start - deadline) / 1000.0)
         drv.read()
+        pacer.advance()
     n = len(starts)
     achieved = (n - 1) / ((starts[-1] - starts[0]) / 1e9)   # reads per second between the first and last read
-    out.update({"target_hz": rate, "achieved_hz": achieved, "reads": n, "skipped_ticks": pacer.overruns,
-                "late_p50_us": pct(late, 50), "late_p99_us": pct(late, 99), "late_max_us": max(late)})
+    ordered = sorted(late)
+    out.update({"target_hz": rate, "achieved_hz": achieved, "reads": n, "skipped_ticks": pacer.missed_ticks,
+                "late_p50_us": quantile(ordered, 0.5), "late_p99_us": quantile(ordered, 0.99),
+                "late_max_us": ordered[-1]})
 
 
 def steadiness(seconds: float) -> list[dict[str, Any]]:
     MPU6050.reset_wait_s = 0.0
     rows = []
-    for spin_s, pacing in ((0.0002, "sleep + 200 µs spin"), (0.0, "sleep only")):
+    for spin_s, pacing in ((0.0, "sleep only (the daemon's)"), (0.0002, "sleep + 200 µs spin")):
         for together in (False, True):
             sim = SimBus({0x68: SimMPU6050(), 0x76: SimBME280()})
             imu = make_driver("mpu6050", I2CBus(sim), 0x68, {"dlpf": 1})

@@ -158,7 +158,7 @@ def read_cmd(
     with _open(bus, sim, sim_config, replay, (kind, address)) as i2c:
         driver = make_driver(kind, i2c, address, options)
         driver.setup()
-        pacer = Pacer(rate, spin_s=0.0)
+        pacer = Pacer(rate)  # the daemon sampler's schedule
         n = 0
         t0 = time.monotonic()
         try:
@@ -169,6 +169,7 @@ def read_cmd(
                     n += 1
                     sys.stdout.write(json.dumps(reading.to_dict(), ensure_ascii=False) + "\n")
                     sys.stdout.flush()
+                    pacer.advance()
                 return
             reading = None
             with Live(_table(name, None, 0, 0, 0.0), console=console, refresh_per_second=10,
@@ -183,5 +184,6 @@ def read_cmd(
                         achieved = n / (now - t0) if now > t0 else 0.0
                         live.update(_table(name, reading, n, i2c.stats().retries, achieved))
                         last_draw = now
+                    pacer.advance()
         except KeyboardInterrupt:
             pass

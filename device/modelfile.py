@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from device.bundle import file_digest
 from device.errors import MissingDependency, ModelFileError
+from device.manifest import Quantization
 from device.onnx_reader import read_onnx
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
@@ -308,12 +310,8 @@ def _inspect_tflite(path: Path, sha256: str, size: int, runtime: str | None = No
         tflite_backend.check_model(path)
 
     def tensor(d: dict[str, Any]) -> TensorInfo:
-        q = d.get("quantization_parameters") or {}
-        scales = [float(s) for s in q.get("scales", [])]
-        quant = None
-        if scales:
-            quant = {"scale": scales, "zero_point": [int(z) for z in q.get("zero_points", [])],
-                     "axis": int(q.get("quantized_dimension", 0)) if len(scales) > 1 else None}
+        q = tflite_quantization(d)
+        quant = None if q is None else {"scale": list(q.scale), "zero_point": list(q.zero_point), "axis": q.axis}
         return TensorInfo(d["name"], [int(x) for x in d["shape"]], _np_name(d["dtype"]), quant)
 
     try:
@@ -353,6 +351,21 @@ def _inspect_tflite(path: Path, sha256: str, size: int, runtime: str | None = No
         details={"runtime": runtime, "signatures": signatures, "tensor_dtypes": tensor_dtypes,
                  "signature_keys": keys},
     )
+
+
+def tflite_quantization(detail: Mapping[str, Any]) -> Quantization | None:
+    """The affine quantization of one TFLite tensor, decoded from its interpreter detail's
+    ``quantization_parameters`` (scales, zero points, quantized dimension); ``None`` without scales.
+
+    The one decoder: inspection and the runtimes' raw tensors read it here. Missing zero
+    points are 0; ``axis`` is set only for per-channel quantization (more than one scale)."""
+    q = detail.get("quantization_parameters") or {}
+    scales = tuple(float(s) for s in q.get("scales", ()))
+    if not scales:
+        return None
+    zero_points = tuple(int(z) for z in q.get("zero_points", ())) or (0,) * len(scales)
+    axis = int(q.get("quantized_dimension", 0)) if len(scales) > 1 else None
+    return Quantization(scale=scales, zero_point=zero_points, axis=axis)
 
 
 def _np_name(dtype: Any) -> str:

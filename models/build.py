@@ -49,7 +49,7 @@ class BuildSpec:
     max_drop: float = 1.0
     validation_kind: str = "labels"  # labels | targets | none (what the converter's gate scores)
     root: Path = MODELS  # the model's files go to root/<name>/ (tests rebuild into a temporary root)
-    # A DSP chain (device/dsp.py, manifest form): the converter then reads raw recordings
+    # A DSP chain (device/dsp/, manifest form): the converter then reads raw recordings
     # (data.extra["calibration_recording"], ["validation_recording"]) and computes the normalization itself.
     preprocess: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)

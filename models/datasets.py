@@ -4,7 +4,7 @@ Nothing is downloaded: BasicMotions ships inside sktime (``sktime/datasets/data/
 and the TMY3 weather files ship inside pvlib (``pvlib/data``). Every function here is
 deterministic, so ``make models`` and ``tests/models`` rebuild the very same arrays.
 
-The window and normalization maths match the device pipeline (``device/pipeline.py``):
+The window and normalization maths match the device pipeline (``device/pipeline/``):
 
 - readings are stacked in time order as ``[time, channels]`` in SI units (or the unit named
   in the manifest);

@@ -51,7 +51,7 @@ class Prepared:
 IMU_WINDOW = 50
 IMU_HOP = 25
 IMU_TRAIN_HOP = 5  # denser windows for training only (augmentation by shifting)
-# The DSP chain in the bundle (device/dsp.py): a per-window high-pass started from the window's first sample,
+# The DSP chain in the bundle (device/dsp/): a per-window high-pass started from the window's first sample,
 # which removes gravity and the chip's offsets (constant over a window) and keeps the motion.
 IMU_PREPROCESS: tuple[dict[str, object], ...] = ({"block": "highpass", "cutoff_hz": 0.3, "order": 1},)
 IMU_AUGMENT_COPIES = 3  # each TRAIN recording as 3 differently mounted MPU-6050s report it

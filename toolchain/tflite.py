@@ -107,7 +107,30 @@ def match_keys(logical: list[str], keys: list[str], what: str, label: str) -> di
 
 def onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec, ...],
                         outputs: tuple[InputSpec, ...]) -> SavedModel:
-    """Convert the fp32 ONNX model with onnx2tf, keeping every input's layout as it is."""
+    """Convert the fp32 ONNX model with onnx2tf, keeping every input's layout as it is.
+
+    onnx2tf runs in the TensorFlow child process that later makes the TFLite files: TensorFlow is imported
+    once per conversion, and never into this process (it would double the peak memory).
+    """
+    import json
+
+    job = {"kind": "saved_model", "onnx": str(onnx_path.resolve()),
+           "inputs": _spec_list(inputs), "outputs": _spec_list(outputs)}
+    reply = json.loads(_submit(workdir.resolve(), job, "the SavedModel", tool="onnx2tf").read_text())
+    return SavedModel(path=Path(reply["path"]), input_keys=reply["input_keys"], output_keys=reply["output_keys"],
+                      producer=reply["producer"])
+
+
+def _spec_list(specs: tuple[InputSpec, ...]) -> list[list[Any]]:
+    return [[s.name, list(s.shape), s.dtype] for s in specs]
+
+
+def _spec_tuple(items: list[list[Any]]) -> tuple[InputSpec, ...]:
+    return tuple(InputSpec(name, tuple(shape), dtype) for name, shape, dtype in items)
+
+
+def _saved_model_here(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec, ...],
+                      outputs: tuple[InputSpec, ...]) -> SavedModel:
     # onnx2tf raises the interpreter's recursion limit to 2**31-1 when imported; left there, deep recursion
     # anywhere later in this process overflows the C stack (a segfault) instead of raising RecursionError.
     recursion_limit = sys.getrecursionlimit()
@@ -373,19 +396,24 @@ def close_workers() -> None:
 
 def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, job: dict[str, Any],
                 what: str) -> Path:
-    """Run one TensorFlow job in the worker child process and return the file it wrote."""
-    import json
-
+    """Run one TensorFlow job on ``sm`` in the worker child process and return the file it wrote."""
     workdir = sm.path.parent.resolve()  # the child works in its own cwd: every path it gets is absolute
     data_path = workdir / f"tflite-data-{calib.sha256()[:16]}.npz"
     if not data_path.exists():
         np.savez(data_path, **{f"in{i}": calib.arrays[s.name] for i, s in enumerate(inputs)})
-    out = workdir / f"tflite-job-{abs(hash(json.dumps(job, sort_keys=True)))}-{len(list(workdir.iterdir()))}"
     job = {**job, "saved_model": str(sm.path.resolve()), "input_keys": sm.input_keys, "output_keys": sm.output_keys,
-           "producer": sm.producer, "inputs": [[s.name, list(s.shape), s.dtype] for s in inputs],
-           "data": str(data_path), "out": str(out)}
+           "producer": sm.producer, "inputs": _spec_list(inputs), "data": str(data_path)}
+    return _submit(workdir, job, what)
+
+
+def _submit(workdir: Path, job: dict[str, Any], what: str, tool: str = "TensorFlow's TFLite converter") -> Path:
+    """Send ``job`` to the worker child of ``workdir`` (started when needed) and return the file it wrote;
+    a failure, crash or hang becomes one line naming ``tool`` and ``what``."""
+    import json
+
+    out = workdir / f"tflite-job-{abs(hash(json.dumps(job, sort_keys=True)))}-{len(list(workdir.iterdir()))}"
     job_path = out.with_suffix(".json")
-    job_path.write_text(json.dumps(job))
+    job_path.write_text(json.dumps({**job, "out": str(out)}))
     worker = _WORKERS.get(workdir)
     if worker is None or worker.proc.poll() is not None:
         worker = _WORKERS[workdir] = _Worker(workdir)
@@ -395,30 +423,36 @@ def _run_worker(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, j
     if status.startswith("error: "):
         raise ModelFileError(status[len("error: "):])
     if status.startswith("internal: "):
-        raise InternalFailure(f"TensorFlow's TFLite converter failed making {what} for a reason that is not the "
+        if tool == "onnx2tf":  # the message is already whole
+            raise InternalFailure(status[len("internal: "):])
+        raise InternalFailure(f"{tool} failed making {what} for a reason that is not the "
                               f"model's ({status[len('internal: '):]})")
+    _WORKERS.pop(workdir, None)
     if status == "timeout":
-        _WORKERS.pop(workdir, None)
         worker.close()
-        raise ModelFileError(f"TensorFlow's TFLite converter did not finish making {what} in {JOB_TIMEOUT_S:.0f} s "
+        raise ModelFileError(f"{tool} did not finish making {what} in {JOB_TIMEOUT_S:.0f} s "
                              "(stopped); the other artifacts are unaffected")
-    if not status:  # the child died mid-job: wait for its exit status
-        import subprocess
+    raise ModelFileError(_death_reason(worker, status, what, tool))
 
+
+def _death_reason(worker: _Worker, status: str, what: str, tool: str) -> str:
+    """Why the worker child died mid-job: its signal, or the last error line of its log."""
+    import subprocess
+
+    if not status:  # wait for its exit status
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.proc.wait(timeout=60)
     code = worker.proc.poll()
-    _WORKERS.pop(workdir, None)
     worker.close()
     if code is not None and code < 0:
         import signal
 
-        name = signal.Signals(-code).name
-        raise ModelFileError(f"TensorFlow's TFLite converter crashed ({name}) making {what}; the other artifacts "
-                             "are unaffected")
+        return f"{tool} crashed ({signal.Signals(-code).name}) making {what}; the other artifacts are unaffected"
     tail = [ln for ln in worker.log.read_text(errors="replace").splitlines() if ln.strip()]
     last = next((ln for ln in reversed(tail) if "Error" in ln), tail[-1] if tail else status or "no output")
-    raise ModelFileError(f"TFLite {what} conversion failed: {last.strip()[:300]}")
+    if tool == "onnx2tf":
+        return f"onnx2tf failed making {what}: {last.strip()[:300]}"
+    return f"TFLite {what} conversion failed: {last.strip()[:300]}"
 
 
 def convert_saved_model(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], calib: DataSet,
@@ -440,9 +474,9 @@ def _serve() -> int:
             _worker_job(json.loads(Path(line.strip()).read_text()))
             reply = "ok"
         except InternalFailure as exc:
-            reply = f"internal: {exc}"
+            reply = f"internal: {' '.join(str(exc).split())}"  # the reply is one line
         except SpinalError as exc:
-            reply = f"error: {exc}"
+            reply = f"error: {' '.join(str(exc).split())}"
         except Exception as exc:
             kind = "internal" if is_internal(exc) else "error"
             reply = f"{kind}: {' '.join(describe(exc).split())}"
@@ -454,9 +488,15 @@ def _serve() -> int:
 def _worker_job(job: dict[str, Any]) -> int:
     import json
 
+    if job["kind"] == "saved_model":
+        made = _saved_model_here(Path(job["onnx"]), Path(job["out"]).parent, _spec_tuple(job["inputs"]),
+                                 _spec_tuple(job["outputs"]))
+        Path(job["out"]).write_text(json.dumps({"path": str(made.path), "input_keys": made.input_keys,
+                                                "output_keys": made.output_keys, "producer": made.producer}))
+        return 0
     sm = SavedModel(path=Path(job["saved_model"]), input_keys=job["input_keys"], output_keys=job["output_keys"],
                     producer=job["producer"])
-    inputs = tuple(InputSpec(n, tuple(shape), dtype) for n, shape, dtype in job["inputs"])
+    inputs = _spec_tuple(job["inputs"])
     with np.load(job["data"]) as data:
         calib = DataSet(arrays={s.name: data[f"in{i}"] for i, s in enumerate(inputs)}, source=job["data"])
     if job["kind"] == "convert":
@@ -621,4 +661,7 @@ def layout_permutation(logical: str, artifact: str) -> tuple[int, ...]:
 
 
 if __name__ == "__main__":
-    sys.exit(_serve())
+    code = _serve()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # TensorFlow's interpreter teardown takes most of a second and does nothing useful here

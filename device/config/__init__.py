@@ -17,19 +17,19 @@ from device.config.load import load_config, parse_config
 from device.config.models import (
     MAX_I2C_ADDRESS,
     MIN_I2C_ADDRESS,
-    RECORD_KINDS,
     Config,
     ConfigError,
     DaemonConfig,
     HttpConfig,
     ModelConfig,
-    PostprocessConfig,
     SensorConfig,
     SinkConfig,
 )
 from device.config.sensors import NoBus, known_drivers
 from device.config.toml_lines import KeyLocator, locate
+from device.pipeline import PostprocessConfig
 from device.schema import did_you_mean
+from device.sinks.base import RECORD_KINDS
 
 __all__ = [
     "MAX_I2C_ADDRESS", "MIN_I2C_ADDRESS", "RECORD_KINDS", "Config", "ConfigError", "DaemonConfig", "HttpConfig",

@@ -14,12 +14,12 @@ from device.config.models import (
     DaemonConfig,
     HttpConfig,
     ModelConfig,
-    PostprocessConfig,
 )
 from device.config.sensors import ID_RE, read_sensors
 from device.config.sinks import read_sinks
 from device.config.toml_lines import ConfigFile
 from device.errors import BadInput
+from device.pipeline import PostprocessConfig
 from device.schema import Reader, SchemaError, did_you_mean
 from device.signing import load_public_key
 

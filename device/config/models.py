@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from device.errors import BadInput
+from device.pipeline import PostprocessConfig
 
 MIN_I2C_ADDRESS = 0x03
 MAX_I2C_ADDRESS = 0x77
-RECORD_KINDS = ("prediction", "reading", "status")
 
 
 class ConfigError(BadInput):
@@ -64,17 +64,6 @@ class SensorConfig:
     probe_interval_s: float = field(default=0.2, metadata={"min": 0.01, "max": 60})
     # Readings whose raw values repeat exactly this many reads in a row are stale (a frozen chip); 0: off.
     stale_after: int = field(default=50, metadata={"min": 0, "max": 1_000_000})
-
-
-@dataclass(frozen=True)
-class PostprocessConfig:
-    """``[postprocess]``: what a model output becomes."""
-
-    labels: tuple[str, ...] = ()
-    threshold: float | None = None
-    smoothing: int = field(default=1, metadata={"min": 1, "max": 1000})
-    emit: Literal["every", "change"] = "every"
-    unknown_label: str = "unknown"
 
 
 @dataclass(frozen=True)

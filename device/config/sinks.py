@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from device.config.models import RECORD_KINDS, SinkConfig
+from device.config.models import SinkConfig
 from device.schema import KeyPath, Reader, SchemaError, did_you_mean, kind_of
+from device.sinks.base import RECORD_KINDS
 
 
 def _mqtt_options(reader: Reader, path: KeyPath, table: dict[str, Any], device_id: str,

@@ -16,12 +16,13 @@ One module per responsibility:
 from __future__ import annotations
 
 from device.daemon.check import check_config, probe_sensors
-from device.daemon.metrics import Metrics, Recent
+from device.daemon.metrics import Metrics
 from device.daemon.model import ActiveModel, CanaryResult, ModelSlot, bundle_fingerprint, load_candidate, run_canary
 from device.daemon.router import OutItem, Output, Router, WindowJob
 from device.daemon.sampler import Sampler, SensorOpener, SensorState, describe_sensor, sensor_channels
 from device.daemon.seq import SeqCounter
 from device.daemon.service import Daemon, RunOptions
+from device.percentiles import Recent
 
 __all__ = [
     "ActiveModel", "CanaryResult", "Daemon", "Metrics", "ModelSlot", "OutItem", "Output", "Recent", "Router",

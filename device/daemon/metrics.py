@@ -1,32 +1,6 @@
-"""The daemon's Prometheus metrics and the exact recent-value windows behind /healthz percentiles."""
+"""The daemon's Prometheus metrics (the exact recent-value windows behind /healthz: ``device.percentiles``)."""
 
 from __future__ import annotations
-
-from collections import deque
-
-
-class Recent:
-    """The last ``n`` values of a measurement, for exact percentiles in /healthz and benchmarks."""
-
-    def __init__(self, n: int = 4096) -> None:
-        self._values: deque[float] = deque(maxlen=n)
-
-    def add(self, value: float) -> None:
-        """Remember one value (the oldest falls out once ``n`` are held)."""
-        self._values.append(value)
-
-    def summary(self, scale: float = 1.0, digits: int = 4) -> dict[str, float | int] | None:
-        """``n``, p50, p90, p99 and max of the held values times ``scale``; ``None`` when empty."""
-        values = sorted(self._values)
-        if not values:
-            return None
-
-        def q(f: float) -> float:
-            return round(values[min(len(values) - 1, int(f * len(values)))] * scale, digits)
-
-        return {"n": len(values), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
-                "max": round(values[-1] * scale, digits)}
-
 
 FINE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

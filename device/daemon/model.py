@@ -28,7 +28,6 @@ from device.pipeline import (
     ChannelSource,
     InputPlan,
     PostProcessor,
-    PostSettings,
     bind_channels,
     pick_input,
     task_output,
@@ -256,10 +255,7 @@ def load_candidate(config: Config, channels: dict[str, tuple[str, ...]], generat
     try:
         plan, sources = _bind(config, bundle, channels)
         out_spec = task_output(bundle.manifest)
-        pc = config.postprocess
-        post = PostProcessor(bundle.manifest.task, out_spec, PostSettings(
-            labels=pc.labels, threshold=pc.threshold, smoothing=pc.smoothing, emit=pc.emit,
-            unknown_label=pc.unknown_label))
+        post = PostProcessor(bundle.manifest.task, out_spec, config.postprocess)
         model = _load(config, bundle)
         try:
             canary = run_canary(model, bundle, config.model.latency_budget_ms) if config.model.canary else None

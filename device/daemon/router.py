@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from device.daemon.health import SinkState
-from device.daemon.metrics import Metrics, Recent
+from device.daemon.metrics import Metrics
+from device.percentiles import Recent
 from device.pipeline import ChannelSource, Window, Windower
 from device.sinks.base import Record, Sink
 

@@ -1,12 +1,13 @@
 """One sampler thread per sensor: reads its driver on an absolute schedule, degrades and recovers.
 
-Tick ``k`` is due at ``t0 + k / rate``; each sample is stamped with ``time.monotonic_ns()`` and
-handed to the router. A failed read marks the sensor degraded and leaves a gap. Recovery is split
-in a cheap part and an expensive one: every ``probe_interval_s`` the sampler asks whether the chip
-acknowledges its address (one quick write, no data); once it does, the chip is set up again
-(``setup()``: reset, configuration), and only failed set-ups back off exponentially
-(``retry_initial_s`` .. ``retry_max_s``). A sensor is back within a probe interval plus its set-up
-time of the fault's end, however long the fault lasted, and a dead bus sees one probe per interval.
+Tick ``k`` is due at ``t0 + k / rate`` (the one pacer, ``device.sensors.pacing.Pacer``); each sample is
+stamped with ``time.monotonic_ns()`` and handed to the router. A failed read marks the sensor degraded
+and leaves a gap. Recovery is split in a cheap part and an expensive one: every ``probe_interval_s``
+the sampler asks whether the chip acknowledges its address (one quick write, no data); once it does,
+the chip is set up again (``setup()``: reset, configuration), and only failed set-ups back off
+exponentially (``retry_initial_s`` .. ``retry_max_s``). A sensor is back within a probe interval plus
+its set-up time of the fault's end, however long the fault lasted, and a dead bus sees one probe per
+interval.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from device.config import Config, SensorConfig
-from device.daemon.metrics import Metrics, Recent
+from device.daemon.metrics import Metrics
 from device.errors import BadInput
+from device.percentiles import Recent
 from device.sensors.base import BusError, Sensor
 from device.sensors.bus import I2CBus
+from device.sensors.pacing import Pacer, sleep_until
 
 log = logging.getLogger("spinal.daemon")
 
-# A sampler this late (or less) reads the due ticks back to back instead of leaving a gap.
-CATCH_UP_S = 0.05
 # The errors of an adapter that has no SMBus quick command (the probe): not a sign the chip is gone.
 _NO_QUICK = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.ENOTTY, errno.EINVAL})
 
@@ -150,8 +151,6 @@ class Sampler(threading.Thread):
         self.metrics = metrics
         self.state = state
         self.driver: Sensor | None = None
-        self.period_ns = round(1e9 / cfg.rate_hz)
-        self.catch_up_ticks = max(2, int(cfg.rate_hz * CATCH_UP_S))
         self._backoff = cfg.retry_initial_s  # between failed set-ups (the expensive part)
         self._setup_at = 0.0  # no set-up before this (monotonic s)
         self._last_setup = time.monotonic()
@@ -159,15 +158,8 @@ class Sampler(threading.Thread):
         self.address = describe_sensor(cfg, 0).address
         self._probe_supported = True
 
-    def _wait_until(self, due_ns: int) -> bool:
-        """Sleep until ``due_ns`` (monotonic); ``False`` if asked to stop meanwhile."""
-        while True:
-            now = time.monotonic_ns()
-            self.state.heartbeat_ns = now
-            if now >= due_ns:
-                return not self.stop_event.is_set()
-            if self.stop_event.wait(min((due_ns - now) / 1e9, 0.25)):
-                return False
+    def _beat(self, now_ns: int) -> None:
+        self.state.heartbeat_ns = now_ns
 
     def _fail(self, exc: BaseException, during: str) -> None:
         st = self.state
@@ -274,31 +266,27 @@ class Sampler(threading.Thread):
         except Exception as exc:  # a bug downstream must not silence the sensor
             log.exception("sensor %s: handling a sample failed: %s", cfg.id, exc)
 
-    def _skip_if_far_behind(self, t0: int, k: int) -> int:
-        late_ticks = (time.monotonic_ns() - (t0 + k * self.period_ns)) // self.period_ns
-        if late_ticks > self.catch_up_ticks:
-            # Far behind (a stalled bus, a long pause): skip the missed ticks; the slot jump marks a gap.
-            # A shorter hiccup (the scheduler, the GIL) is caught up by reading the due ticks at once.
-            k += late_ticks
-            self.state.missed_ticks += late_ticks
-            self.metrics.missed_ticks.labels(self.cfg.id).inc(late_ticks)
-        return k
+    def _next_tick(self, pacer: Pacer) -> None:
+        # Far behind (a stalled bus, a long pause), the pacer skips the missed ticks: the slot jump marks a gap.
+        skipped = pacer.advance()
+        if skipped:
+            self.state.missed_ticks += skipped
+            self.metrics.missed_ticks.labels(self.cfg.id).inc(skipped)
 
     def run(self) -> None:
-        t0 = time.monotonic_ns()
-        k = 0
+        pacer = Pacer(self.cfg.rate_hz)  # the schedule of `spinal sensors read` and benchmarks/bench_sensors.py
         while not self.stop_event.is_set():
             self.state.heartbeat_ns = time.monotonic_ns()
             if self.driver is None:
                 self.driver = self._recover()
                 if self.driver is None:
-                    if not self._wait_until(time.monotonic_ns() + int(self.cfg.probe_interval_s * 1e9)):
+                    probe_at = time.monotonic_ns() + int(self.cfg.probe_interval_s * 1e9)
+                    if not sleep_until(probe_at, self.stop_event, self._beat):
                         break
                     continue
-                now = time.monotonic_ns()
-                k = max(k, -(-(now - t0) // self.period_ns))  # next tick on the original grid
-            due = t0 + k * self.period_ns
-            if not self._wait_until(due):
+                pacer.rejoin()
+            due = pacer.wait(self.stop_event, self._beat)
+            if due is None:
                 break
             try:
                 values = self.driver.read()
@@ -309,8 +297,8 @@ class Sampler(threading.Thread):
                 self._fail(exc, "read")
                 self.driver = None  # rebuilt (and set up again) on the same bus; the bus stays open
                 continue
-            self._deliver(k, due, values)
-            k = self._skip_if_far_behind(t0, k + 1)
+            self._deliver(pacer.k, due, values)
+            self._next_tick(pacer)
         self.state.state = "stopped"
         self.driver = None
 

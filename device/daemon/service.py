@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from device.config import Config
 from device.daemon import health as health_mod
-from device.daemon.metrics import Metrics, Recent
+from device.daemon.metrics import Metrics
 from device.daemon.model import ActiveModel, ModelSlot, remove_unpacked_leftovers
 from device.daemon.router import OutItem, Output, Router, WindowJob
 from device.daemon.sampler import Sampler, SamplerHooks, SensorOpener, SensorState, check_sim, sensor_channels
 from device.daemon.seq import SeqCounter, SeqUnavailable
 from device.errors import BadInput
+from device.percentiles import Recent
 from device.sinks.base import Record, RecordKind, Sink
 from device.systemd import Notifier
 

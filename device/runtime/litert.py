@@ -15,7 +15,7 @@ import numpy as np
 
 from device.errors import ModelFileError
 from device.manifest import Quantization
-from device.modelfile import _quiet_stderr
+from device.modelfile import _quiet_stderr, tflite_quantization
 from device.runtime.base import DelegateError, RawTensor, first_line
 from device.runtime.delegates import DelegateSpec, load_tflite_delegate
 
@@ -35,13 +35,9 @@ def open_session(path: Path, threads: int | None, delegate: DelegateSpec) -> Int
 
 
 def _quantization(detail: dict[str, Any]) -> Quantization | None:
-    q = detail.get("quantization_parameters") or {}
-    scales = np.asarray(q.get("scales", ()), dtype=np.float64).ravel()
-    if scales.size == 0 or not np.all(scales > 0):
-        return None
-    zps = [int(z) for z in np.asarray(q.get("zero_points", ())).ravel()] or [0] * scales.size
-    axis = int(q.get("quantized_dimension", 0)) if scales.size > 1 else None
-    return Quantization(scale=tuple(float(s) for s in scales), zero_point=tuple(zps), axis=axis)
+    """The tensor's quantization when every scale is positive (a zero scale marks no real quantization)."""
+    q = tflite_quantization(detail)
+    return q if q is not None and all(s > 0 for s in q.scale) else None
 
 
 def _raw(detail: dict[str, Any]) -> RawTensor:

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from device.percentiles import quantile
+
 
 def rss_mb() -> float | None:
     """Resident set size of this process in MiB (Linux ``/proc``; ``None`` elsewhere)."""
@@ -29,12 +31,8 @@ def rss_mb() -> float | None:
 def percentiles(ns: list[int]) -> dict[str, float]:
     """p50/p99/max/mean of nanosecond timings, in microseconds."""
     values = sorted(ns)
-    n = len(values)
-
-    def at(q: float) -> float:
-        return values[min(n - 1, int(q * n))] / 1000
-
-    return {"p50_us": at(0.50), "p99_us": at(0.99), "max_us": values[-1] / 1000, "mean_us": sum(values) / n / 1000}
+    return {"p50_us": quantile(values, 0.50) / 1000, "p99_us": quantile(values, 0.99) / 1000,
+            "max_us": values[-1] / 1000, "mean_us": sum(values) / len(values) / 1000}
 
 
 def measure_cell(spec: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-RecordKind = Literal["reading", "prediction", "status"]
+# The kinds of record the daemon writes, declared once: the config's sink `kinds`, the daemon and the sinks
+# name them from here.
+RecordKind = Literal["prediction", "reading", "status"]
+RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
+# The kinds whose data are values (a sensor's reading, a model's prediction), not events.
+ValueKind = Literal["prediction", "reading"]
+VALUE_KINDS: tuple[ValueKind, ...] = get_args(ValueKind)
 
 
 @dataclass(frozen=True)

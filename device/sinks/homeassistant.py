@@ -33,12 +33,12 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from device import __version__
 from device.errors import BadInput
 from device.schema import invalid
-from device.sinks.base import Record
+from device.sinks.base import VALUE_KINDS, Record, ValueKind
 
 if TYPE_CHECKING:
     from device.sinks.mqtt import MqttOptions
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Component = Literal["sensor", "binary_sensor"]
+COMPONENTS: tuple[Component, ...] = get_args(Component)
 MAX_AUTO_ENTITIES = 256
 
 
@@ -55,7 +56,7 @@ class HaEntity:
 
     ``key`` may name one nested level with a dot (``scores.walk``)."""
 
-    kind: Literal["reading", "prediction"]
+    kind: ValueKind
     source: str
     key: str
     name: str | None = None
@@ -67,9 +68,9 @@ class HaEntity:
     scale: float | None = None  # shown value = record value * scale (Pa → hPa: 0.01)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("reading", "prediction"):
+        if self.kind not in VALUE_KINDS:
             raise invalid("kind", f"homeassistant entity kind must be 'reading' or 'prediction', got {self.kind!r}")
-        if self.component not in ("sensor", "binary_sensor"):
+        if self.component not in COMPONENTS:
             raise invalid("component", "homeassistant entity component must be sensor or binary_sensor, "
                                        f"got {self.component!r}")
         if not self.source or not self.key:
@@ -143,7 +144,7 @@ _UNITS: dict[str, tuple[str | None, str, float | None]] = {
 }
 
 
-def guess_entity(kind: Literal["reading", "prediction"], source: str, key: str, value: Any,
+def guess_entity(kind: ValueKind, source: str, key: str, value: Any,
                  unit: str | None = None) -> HaEntity | None:
     """An entity for ``data[key] == value``, or None when the value is not a scalar HA can show.
     ``unit`` is the unit the value is in, when the record says (``data["units"]``)."""
@@ -175,7 +176,7 @@ def guess_entity(kind: Literal["reading", "prediction"], source: str, key: str, 
 
 def entities_from_record(record: Record, ignore: tuple[str, ...] = ()) -> list[HaEntity]:
     """What auto-discovery makes of one reading or prediction record."""
-    if record.kind not in ("reading", "prediction"):
+    if record.kind not in VALUE_KINDS:
         return []
     out = []
     units = record.data.get("units")
@@ -371,7 +372,7 @@ class HomeAssistantDiscovery:
 
     def observe(self, record: Record) -> None:
         """Auto-discovery: announce entities for keys not seen before; follow a model swap."""
-        if record.kind not in ("reading", "prediction"):
+        if record.kind not in VALUE_KINDS:
             return
         found = (entities_from_record(record, self.options.ignore_keys)
                  if self.options.auto_entities else [])

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from device.errors import BadInput, SpinalError
 from device.schema import invalid
@@ -53,6 +53,9 @@ _INSERT = "INSERT INTO messages (id, topic, payload, retain, created, size) VALU
 _PER_MESSAGE_OVERHEAD = 64  # bytes counted per row on top of topic + payload (row header, index)
 
 
+Synchronous = Literal["full", "normal"]  # SQLite's PRAGMA synchronous
+
+
 @dataclass(frozen=True)
 class SpoolOptions:
     """Where the spool lives and how big it may grow (``[mqtt.spool]`` in the daemon's config)."""
@@ -60,7 +63,7 @@ class SpoolOptions:
     path: Path
     max_messages: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
-    synchronous: Literal["full", "normal"] = "full"
+    synchronous: Synchronous = "full"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -68,7 +71,7 @@ class SpoolOptions:
             raise invalid("max_messages", f"mqtt.spool.max_messages must be at least 1, got {self.max_messages}")
         if self.max_bytes < 1024:
             raise invalid("max_bytes", f"mqtt.spool.max_bytes must be at least 1024, got {self.max_bytes}")
-        if self.synchronous not in ("full", "normal"):
+        if self.synchronous not in get_args(Synchronous):
             raise invalid("synchronous", f"mqtt.spool.synchronous must be 'full' or 'normal', got {self.synchronous!r}")
 
 

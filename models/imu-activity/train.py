@@ -97,7 +97,7 @@ readings: `badminton`, `running`, `standing` or `walking` (classification, logit
 **Sensor and input.** An MPU-6050 sampled at 10 Hz, as the chip reports it: `accel_x, accel_y, accel_z`
 in m/s² *with* gravity (1 g along whatever way the chip is mounted) and the part's zero-g offsets, and
 `gyro_x, gyro_y, gyro_z` in rad/s with its zero-rate offsets. The bundle's DSP chain
-(`inputs[0].preprocessing`, run by `device/dsp.py` on the device and on the host alike) is
+(`inputs[0].preprocessing`, run by `device/dsp/` on the device and on the host alike) is
 `{chain}`: a first-order high-pass run on each 5 s window on its own, started from the
 window's first sample, so a constant (gravity on a still-mounted chip, the offsets) is removed exactly and
 the motion is kept. Input `window`: `[1, 50, 6]`, layout NTC (50 samples = 5 s); the device emits a window

@@ -1,4 +1,4 @@
-"""The DSP chain (device/dsp.py): blocks, registry, manifest round trip, and host == device bit for bit."""
+"""The DSP chain (device/dsp/): blocks, registry, manifest round trip, and host == device bit for bit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from device import dsp
+from device.dsp import filters, spectral
 from device.errors import BadInput, BundleError
 from device.manifest import Normalization, TensorSpec, parse_manifest
 from device.pipeline import InputPlan, Windower, fit_normalization, model_windows, preparation_costs, sliding_windows
@@ -118,9 +119,9 @@ def test_filters_long_windows_agree_with_the_matrix_form(monkeypatch):
     x = np.random.default_rng(3).normal(size=(600, 2))
     for kind, order in (("highpass", 1), ("lowpass", 2)):
         stage = dsp.Stage(600, 2, 100.0)
-        loop = dsp._iir(kind, 3.0, order, stage, np.arange(2))(x)
-        monkeypatch.setattr(dsp, "MATRIX_MAX_LENGTH", 10_000)
-        matrix = dsp._iir(kind, 3.0, order, stage, np.arange(2))(x)
+        loop = filters._iir(kind, 3.0, order, stage, np.arange(2))(x)
+        monkeypatch.setattr(filters, "MATRIX_MAX_LENGTH", 10_000)
+        matrix = filters._iir(kind, 3.0, order, stage, np.arange(2))(x)
         monkeypatch.undo()
         np.testing.assert_allclose(loop, matrix, atol=1e-9)
 
@@ -140,7 +141,7 @@ def test_spectral_blocks_find_a_tone():
     x = np.sin(2 * np.pi * 1000.0 * np.arange(2048) / 8000.0)[:, None]
     out = mel(x)
     assert out.shape == (15, 20)
-    centres = 700.0 * (10 ** (np.linspace(dsp._mel(0), dsp._mel(4000), 22)[1:-1] / 2595.0) - 1)
+    centres = 700.0 * (10 ** (np.linspace(spectral._mel(0), spectral._mel(4000), 22)[1:-1] / 2595.0) - 1)
     assert abs(centres[int(np.argmax(out.mean(axis=0)))] - 1000.0) < 200.0
 
 

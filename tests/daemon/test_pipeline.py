@@ -12,8 +12,8 @@ from device.errors import BadInput
 from device.manifest import Normalization, Task, TensorSpec
 from device.pipeline import (
     InputPlan,
+    PostprocessConfig,
     PostProcessor,
-    PostSettings,
     Windower,
     bind_channels,
     model_windows,
@@ -160,7 +160,7 @@ OUT = TensorSpec(name="y", shape=(1, 3))
 
 
 def test_postprocess_labels_threshold_smoothing_and_change():
-    post = PostProcessor(CLS, OUT, PostSettings(threshold=0.6, smoothing=2, emit="change"))
+    post = PostProcessor(CLS, OUT, PostprocessConfig(threshold=0.6, smoothing=2, emit="change"))
     p1 = post(np.log([[0.8, 0.1, 0.1]]))
     assert p1.label == "a" and p1.emit and np.isclose(p1.score, 0.8)
     p2 = post(np.log([[0.8, 0.1, 0.1]]))
@@ -172,10 +172,10 @@ def test_postprocess_labels_threshold_smoothing_and_change():
 
 
 def test_postprocess_every_window_and_anomaly_threshold():
-    post = PostProcessor(CLS, OUT, PostSettings())
+    post = PostProcessor(CLS, OUT, PostprocessConfig())
     assert all(post(np.array([[0.0, 1.0, 0.0]])).emit for _ in range(3))
     anomaly = PostProcessor(Task(kind="anomaly", output="s", threshold=0.5), TensorSpec(name="s", shape=(1, 1)),
-                            PostSettings(emit="change"))
+                            PostprocessConfig(emit="change"))
     assert anomaly(np.array([[0.2]])).label == "normal"
     high = anomaly(np.array([[0.9]]))
     assert high.label == "anomaly" and high.emit and high.score == pytest.approx(0.9)
@@ -183,12 +183,12 @@ def test_postprocess_every_window_and_anomaly_threshold():
 
 def test_postprocess_refuses_settings_that_do_not_fit_the_model():
     with pytest.raises(BadInput, match=r"postprocess\.labels: 2 labels for a model output of 3 classes"):
-        PostProcessor(CLS, OUT, PostSettings(labels=("x", "y")))
+        PostProcessor(CLS, OUT, PostprocessConfig(labels=("x", "y")))
     reg = Task(kind="regression", output="y", targets=("t",))
     with pytest.raises(BadInput, match=r"postprocess\.threshold: has no meaning for a regression model"):
-        PostProcessor(reg, TensorSpec(name="y", shape=(1, 1)), PostSettings(threshold=0.5))
+        PostProcessor(reg, TensorSpec(name="y", shape=(1, 1)), PostprocessConfig(threshold=0.5))
     with pytest.raises(BadInput, match=r"postprocess\.threshold: a class probability threshold must be in \[0, 1\]"):
-        PostProcessor(CLS, OUT, PostSettings(threshold=2.0))
+        PostProcessor(CLS, OUT, PostprocessConfig(threshold=2.0))
 
 
 def test_postprocess_refuses_outputs_that_do_not_fit_the_task():
@@ -196,9 +196,10 @@ def test_postprocess_refuses_outputs_that_do_not_fit_the_task():
     # regression targets of the wrong count were silently renamed y0, y1, ...
     with pytest.raises(BadInput, match=r"an anomaly model outputs one score, but its shape \[1, 2\] holds 2"):
         PostProcessor(Task(kind="anomaly", output="s", threshold=0.5), TensorSpec(name="s", shape=(1, 2)),
-                      PostSettings())
+                      PostprocessConfig())
     with pytest.raises(BadInput, match=r"task\.targets: 1 names for a model output of 2 values"):
         PostProcessor(Task(kind="regression", output="y", targets=("t",)), TensorSpec(name="y", shape=(1, 2)),
-                      PostSettings())
-    unnamed = PostProcessor(Task(kind="regression", output="y"), TensorSpec(name="y", shape=(1, 2)), PostSettings())
+                      PostprocessConfig())
+    unnamed = PostProcessor(Task(kind="regression", output="y"), TensorSpec(name="y", shape=(1, 2)),
+                            PostprocessConfig())
     assert unnamed(np.array([[1.0, 2.0]])).values == {"y0": 1.0, "y1": 2.0}

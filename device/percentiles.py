@@ -1,0 +1,46 @@
+"""Exact percentiles: one definition (:func:`quantile`) and one window of recent values (:class:`Recent`).
+
+Used by /healthz (the daemon's lateness and latency windows), the sinks' ``stats()``, ``spinal bench`` and
+the benchmarks, so that a p99 means the same thing wherever it is printed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``ordered`` (sorted, not empty): the value at index ``int(q * n)``, the
+    last one for ``q = 1`` (nearest rank, no interpolation: always a value that was measured)."""
+    if not ordered:
+        raise ValueError("the quantile of no values")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Recent:
+    """The last ``n`` values of a measurement, for exact percentiles in /healthz, sinks and benchmarks."""
+
+    def __init__(self, n: int = 4096) -> None:
+        self._values: deque[float] = deque(maxlen=n)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def add(self, value: float) -> None:
+        """Remember one value (the oldest falls out once ``n`` are held)."""
+        self._values.append(value)
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile (0..1) of the held values (:func:`quantile`); ``None`` when empty."""
+        return quantile(sorted(self._values), q) if self._values else None
+
+    def summary(self, scale: float = 1.0, digits: int = 4) -> dict[str, float | int] | None:
+        """``n``, p50, p90, p99 and max of the held values times ``scale``; ``None`` when empty."""
+        values = sorted(self._values)
+        if not values:
+            return None
+        out: dict[str, float | int] = {"n": len(values)}
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
+            out[name] = round(quantile(values, q) * scale, digits)
+        return out

@@ -1,0 +1,63 @@
+"""onnx2tf and the TFLite converter run in one TensorFlow child: the converting process never imports TensorFlow
+(it would double the peak memory and import it twice), and a model onnx2tf refuses still fails in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+SCRIPT = """
+import json, sys
+from pathlib import Path
+from device.errors import ModelFileError
+from toolchain.calibration import InputSpec
+from toolchain.tflite import close_workers, onnx_to_saved_model
+work = Path(sys.argv[2])
+result = {}
+try:
+    sm = onnx_to_saved_model(Path(sys.argv[1]), work, (InputSpec("x", (1, 4)),), (InputSpec("y", (1, 3)),))
+    result["saved_model"] = (sm.path / "saved_model.pb").exists()
+    result["input_keys"] = sm.input_keys
+except ModelFileError as exc:
+    result["error"] = str(exc)
+finally:
+    close_workers()
+result["tensorflow_here"] = "tensorflow" in sys.modules or "onnx2tf" in sys.modules
+print(json.dumps(result))
+"""
+
+
+def _matmul(path: Path, op: str = "MatMul") -> Path:
+    w = helper.make_tensor("w", TensorProto.FLOAT, (4, 3), np.arange(12, dtype=np.float32).tolist())
+    node = helper.make_node(op, ["x", "w"], ["y"], name="the_node", **({"domain": "custom.ops"} if op != "MatMul"
+                                                                       else {}))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 4))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 3))], [w])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("custom.ops", 1)] if op != "MatMul" else [])
+    onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
+    return path
+
+
+def _run(model: Path, work: Path) -> dict:
+    work.mkdir()
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(model), str(work)], capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_saved_model_is_made_in_the_child_and_tensorflow_stays_out_of_this_process(tmp_path):
+    result = _run(_matmul(tmp_path / "m.onnx"), tmp_path / "work")
+    assert result == {"saved_model": True, "input_keys": {"x": result["input_keys"]["x"]}, "tensorflow_here": False}
+
+
+def test_a_model_onnx2tf_refuses_fails_in_one_line_naming_the_file(tmp_path):
+    result = _run(_matmul(tmp_path / "odd name.onnx", op="Frobnicate"), tmp_path / "work")
+    assert result["tensorflow_here"] is False
+    assert "odd name.onnx" in result["error"] and "\n" not in result["error"]
