@@ -358,6 +358,39 @@ def check_fields(obj: Any) -> None:
             _check_meta(value, meta, (f.name,), value)
 
 
+def check_tree(obj: Any, path: KeyPath = ()) -> None:
+    """Check a dataclass built by hand and every dataclass inside it (in fields, tuples and dict values) as
+    :meth:`Reader.build` would have: field metadata (:func:`check_fields`), then each one's ``check()``.
+    Raises :class:`SchemaError` with the full key path (``inputs[0].layout``), so that a builder can map it
+    back to what it was given."""
+    try:
+        check_fields(obj)
+    except SchemaError as exc:
+        raise exc.under(path) from None
+    for f in dataclasses.fields(obj):
+        for key, item in _children(getattr(obj, f.name)):
+            check_tree(item, (*path, f.name, *key))
+    check = getattr(obj, "check", None)
+    if callable(check):
+        try:
+            check()
+        except SchemaError as exc:
+            raise exc.under(path) from None
+        except (BadInput, ValueError) as exc:
+            raise SchemaError(path, str(exc)) from None
+
+
+def _children(value: Any) -> list[tuple[KeyPath, Any]]:
+    """The dataclasses in a field's value, each with its key below the field."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [((), value)]
+    if isinstance(value, tuple):
+        return [((i,), v) for i, v in enumerate(value) if dataclasses.is_dataclass(v) and not isinstance(v, type)]
+    if isinstance(value, dict):
+        return [((k,), v) for k, v in value.items() if dataclasses.is_dataclass(v) and not isinstance(v, type)]
+    return []
+
+
 _DEFAULT = Reader()
 
 

@@ -47,6 +47,21 @@ class Outer:
             raise invalid("rate_hz", "must be <= 10 in slow mode")
 
 
+@dataclass(frozen=True)
+class Pair:
+    low: int = 0
+    high: int = 1
+
+    def check(self) -> None:
+        if self.low > self.high:
+            raise invalid("high", f"must be >= low ({self.low})")
+
+
+@dataclass(frozen=True)
+class Holder:
+    pairs: dict[str, Pair] = field(default_factory=dict)
+
+
 def error(table: object, cls: type = Outer, reader: Reader | None = None) -> SchemaError:
     with pytest.raises(SchemaError) as info:
         (reader or Reader()).build(cls, table)
@@ -198,3 +213,20 @@ def test_a_parse_hook_makes_a_type_the_engine_does_not_know() -> None:
     with pytest.raises(SchemaError) as info:
         build(Reg, {"value": 3}, ("regs", 1))
     assert info.value.path == ("regs", 1, "value") and info.value.detail == "3 is not a hex string"
+
+
+def test_check_tree_walks_nested_dataclasses_with_their_paths() -> None:
+    from device.schema import check_tree
+
+    check_tree(Outer(items=(Inner("a"), Inner("b", 3))))
+    with pytest.raises(SchemaError) as info:
+        check_tree(Outer(items=(Inner("a"), Inner("b", 12))), ("top",))
+    assert info.value.path == ("top", "items", 1, "level")
+
+    Pair(5, 1)  # the constructor stays permissive
+    with pytest.raises(SchemaError) as info:
+        check_tree(Holder({"x": Pair(5, 1)}))
+    assert info.value.path == ("pairs", "x", "high") and info.value.detail == "must be >= low (5)"
+    with pytest.raises(SchemaError) as info:
+        build(Holder, {"pairs": {"y": {"low": 2, "high": 1}}})  # build runs check() as well
+    assert info.value.path == ("pairs", "y", "high")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from device.dsp import Block, ChainError, chain_to_list, parse_chain
 from device.errors import BundleError
-from device.schema import SchemaError, invalid
+from device.schema import SchemaError, check_tree, invalid
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
@@ -316,6 +316,11 @@ class Manifest:
             out.append(("golden", self.golden.path, self.golden.sha256, self.golden.bytes))
         out += [(f"attachments[{i}]", a.path, a.sha256, a.bytes) for i, a in enumerate(self.attachments)]
         return out
+
+    def validate(self) -> None:
+        """Check a manifest built by hand (a converter's) as parsing checks one: every part and the whole.
+        Raises :class:`~device.schema.SchemaError` whose ``path`` is the failing key (``inputs[0].layout``)."""
+        check_tree(self)
 
     def check(self) -> None:
         """What ties the parts together (each part checks itself): a supported version, a name, unique
