@@ -197,6 +197,9 @@ class Reader:
         return out
 
     def _convert(self, value: Any, tp: Any, path: KeyPath) -> Any:
+        scalar = _SCALARS.get(tp)
+        if scalar is not None:  # the common case first: a manifest is mostly numbers and strings
+            return scalar(self, value, path)
         origin = typing.get_origin(tp)
         if origin in (typing.Union, types.UnionType):
             return self._union(value, tp, path)
@@ -204,8 +207,6 @@ class Reader:
             return _literal(value, typing.get_args(tp), path, self.json)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return _enum(value, tp, path)
-        if tp in _SCALARS:
-            return _SCALARS[tp](self, value, path)
         if tp is Path:
             return self._path(value, path)
         if origin is tuple:
