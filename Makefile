@@ -9,7 +9,7 @@ PYTHON_DEVICE ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/version
 VENV := .venv
 DEVICE_VENV := .venv-device
 # Tests that need only the device extras (numpy 2, LiteRT, onnxruntime, paho): run again in DEVICE_VENV.
-DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_manifest.py \
+DEVICE_TESTS := tests/test_boundary.py tests/test_bundle.py tests/test_cli.py tests/test_cli_commands.py tests/test_manifest.py \
 	tests/test_signing.py tests/test_modelfile_fuzz.py tests/sinks \
 	tests/daemon/test_pipeline.py tests/daemon/test_dsp.py tests/daemon/test_config.py tests/daemon/test_reference_model.py \
 	tests/sensors tests/runtime

@@ -114,9 +114,10 @@ def convert_digits(epochs: int, width: int) -> list[str]:
         np.savez(tmpdir / "cal.npz", input=x[:300])
         np.savez(tmpdir / "val.npz", input=x[1400:], labels=y[1400:])
         t0 = time.perf_counter()
-        result = convert(ConvertOptions(model=str(torch_path), out=tmpdir / "digits", input_shapes={"": (1, 1, 8, 8)},
-                                        calibration=tmpdir / "cal.npz", validation=tmpdir / "val.npz",
-                                        layout="NCHW"))
+        result = convert(ConvertOptions.build(model=str(torch_path), out=tmpdir / "digits",
+                                              input_shapes={"": (1, 1, 8, 8)},
+                                              calibration=tmpdir / "cal.npz", validation=tmpdir / "val.npz",
+                                              layout="NCHW"))
         seconds = time.perf_counter() - t0
         return table(f"digits CNN, width {width} (torch, trained here)", result.report, seconds, params)
 

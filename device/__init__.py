@@ -4,9 +4,16 @@ This package must stay lean: it never imports ``toolchain`` or a host-only packa
 (onnx, tensorflow, torch, onnx2tf, sklearn). ``tests/test_boundary.py`` enforces it.
 """
 
-from importlib import metadata
+from typing import Any
 
-try:
-    __version__ = metadata.version("spinal")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+
+def __getattr__(name: str) -> Any:
+    # ``__version__`` is looked up on first use: importlib.metadata costs tens of milliseconds at every start.
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            return metadata.version("spinal")
+        except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+            return "0.0.0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

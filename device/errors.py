@@ -1,6 +1,6 @@
 """The project's exception types.
 
-Libraries raise these; only ``device/cli.py`` turns them into messages and exit codes
+Libraries raise these; only ``device/cli/`` turns them into messages and exit codes
 (0 ok, 1 a check failed, 2 bad input or usage, 3 the device ran out of disk space). Every message is
 one line that names the file, key or device concerned and, where there is one, the fix.
 """

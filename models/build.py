@@ -92,25 +92,24 @@ def convert(spec: BuildSpec, onnx_path: Path, calib: Path, val: Path, data: Prep
             formats: tuple[str, ...] = ()) -> dict[str, Any]:
     """Build the bundle with ``spinal convert``'s engine (``formats``: its ``--formats``, default all);
     returns the converter's report."""
-    from toolchain.convert import ConvertOptions
+    from toolchain.convert import ConvertOptions, Meaning, Output, Quantization, Source
     from toolchain.convert import convert as run_convert
 
     mean, std = data.norm.as_lists()
     if spec.preprocess:  # the converter computes the normalization from the processed calibration windows
         mean, std = [], []
     opts = ConvertOptions(
-        model=str(onnx_path), out=spec.bundle, force=True, formats=formats,
-        input_shapes={INPUT_NAME: (1, spec.window, len(spec.channels))},
-        calibration=calib, calibration_samples=len(data.calib_x),
-        validation=val, validation_samples=len(data.val_x),
-        max_drop=spec.max_drop, golden_count=8,
-        name=spec.name, description=spec.description, task=spec.task, task_output=spec.output_name,
-        labels=spec.labels, activation="logits" if spec.task == "classification" else None,
-        targets=spec.targets, units=spec.target_units, threshold=spec.threshold,
-        channels=spec.channels, channel_units=spec.units, sample_rate_hz=spec.sample_rate_hz, window=spec.window,
-        hop=spec.hop,
-        layout="NTC", norm_mean=tuple(mean), norm_std=tuple(std), latency_runs=200, seed=0,
-        preprocess=spec.preprocess,
+        source=Source(model=str(onnx_path), input_shapes={INPUT_NAME: (1, spec.window, len(spec.channels))}),
+        quantization=Quantization(formats=formats, calibration=calib, calibration_samples=len(data.calib_x),
+                                  validation=val, validation_samples=len(data.val_x), max_drop=spec.max_drop),
+        meaning=Meaning(task=spec.task, task_output=spec.output_name, labels=spec.labels,
+                        activation="logits" if spec.task == "classification" else None, targets=spec.targets,
+                        units=spec.target_units, threshold=spec.threshold, channels=spec.channels,
+                        channel_units=spec.units, sample_rate_hz=spec.sample_rate_hz, window=spec.window,
+                        hop=spec.hop, layout="NTC", norm_mean=tuple(mean), norm_std=tuple(std),
+                        preprocess=spec.preprocess),
+        output=Output(out=spec.bundle, force=True, name=spec.name, description=spec.description, golden_count=8,
+                      latency_runs=200, seed=0),
     )
     return run_convert(opts).report
 

@@ -152,7 +152,7 @@ def test_an_os_error_is_one_line_and_exit_2(monkeypatch, tmp_path):
     """Disk full, permission denied...: the environment's fault, reported in one line, never a traceback."""
     import errno
 
-    from device import cli_signing
+    from device import signing as cli_signing  # spinal keygen imports generate_keypair from it when it runs
 
     def full(_prefix):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "k.key"))

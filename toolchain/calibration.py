@@ -6,9 +6,10 @@ Three file kinds are accepted:
   ``labels`` (integer class ids, top-1 accuracy) or ``targets`` (regression values).
 - ``.npy`` for a single-input model.
 - ``.csv`` of sensor readings, one row per time step and one column per channel (a header row
-  names the channels). Rows are cut into windows of ``window`` steps every ``hop`` steps and laid
-  out as the model's input wants them (``NTC`` or ``NCT``). A ``label`` column, when present, gives
-  each window the label of its last row.
+  names the channels). Rows become model inputs exactly as the device makes them
+  (:func:`device.pipeline.model_windows`): windows of ``window`` steps every ``hop`` steps, normalized
+  as the manifest will say, laid out as the model's input wants them (``NTC`` or ``NCT``). A ``label``
+  column, when present, gives each window the label of its last row.
 
 Every reader checks names, dtypes and shapes against the model and fails with one line that
 names the file, the input and the fix.
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from device.errors import BadInput
+from device.manifest import Normalization, TensorSpec
+from device.pipeline import model_windows, window_count
 
 LABEL_KEYS = ("labels", "targets")
 
@@ -93,11 +96,13 @@ class DataSet:
 
 @dataclass(frozen=True)
 class CsvOptions:
-    """How a CSV of sensor readings becomes windows."""
+    """How a CSV of sensor readings becomes windows: the input's manifest semantics (layout, normalization)."""
 
     channels: tuple[str, ...] = ()
     window: int | None = None
     hop: int | None = None
+    layout: str | None = None
+    normalization: Normalization | None = None
 
 
 def read_raw(path: Path) -> dict[str, np.ndarray]:
@@ -143,9 +148,9 @@ def _from_arrays(path: Path, raw: dict[str, np.ndarray], inputs: tuple[InputSpec
                  purpose: str = "calibration") -> DataSet:
     if "" in raw:  # .npy
         if len(inputs) != 1:
-            names = ", ".join(s.name for s in inputs)
+            listed = ", ".join(s.name for s in inputs)
             raise BadInput(f"{path}: an .npy file serves single-input models only; this model has {len(inputs)} "
-                           f"inputs ({names}): give an .npz keyed by input name")
+                           f"inputs ({listed}): give an .npz keyed by input name")
         raw = {inputs[0].name: raw[""]}
     arrays: dict[str, np.ndarray] = {}
     names = [s.name for s in inputs]
@@ -251,15 +256,16 @@ def _read_csv(path: Path, inputs: tuple[InputSpec, ...], opts: CsvOptions) -> Da
     if opts.window is not None and opts.window != window:
         raise BadInput(f"{path}: --window {opts.window} but the model input {spec.name!r} takes {window} steps")
     hop = opts.hop or window
-    starts = range(0, len(values) - window + 1, hop)
-    if not starts:
+    count = window_count(len(values), window, hop)
+    if not count:
         raise BadInput(f"{path}: {len(values)} rows are fewer than one window of {window}")
-    windows = np.stack([values[s:s + window] for s in starts])
-    if not channels_last:
-        windows = windows.transpose(0, 2, 1)
-    if not np.all(np.isfinite(windows)):
+    if not np.all(np.isfinite(values[: (count - 1) * hop + window])):
         raise BadInput(f"{path}: holds NaN or infinite readings; clean the data first")
-    labels = None if labels_col is None else np.array([labels_col[s + window - 1] for s in starts])
+    layout = opts.layout or ("N" * (len(spec.shape) - 2) + ("TC" if channels_last else "CT"))
+    sensor = TensorSpec(name=spec.name, shape=spec.shape, dtype=spec.dtype, layout=layout, channels=tuple(wanted),
+                        window=window, hop=hop, normalization=opts.normalization)
+    windows = model_windows(values, sensor).reshape((count, *sample))
+    labels = None if labels_col is None else np.array([labels_col[i * hop + window - 1] for i in range(count)])
     note = f"{len(windows)} windows of {window} steps, hop {hop}, channels {', '.join(wanted)}"
     return DataSet(arrays={spec.name: windows.astype(np.dtype(spec.dtype))}, source=str(path), labels=labels,
                    notes=[note])

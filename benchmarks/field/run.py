@@ -6,7 +6,7 @@
     python benchmarks/field/run.py table     # print the markdown table and the summary
 
 Each step appends JSON records to CACHE/results/*.json (a file already done is skipped unless --redo).
-spinal is run as `python -m device.cli.main`-equivalent: SPINAL (default: .venv/bin/spinal of this checkout).
+spinal is run as `python -m device.cli`-equivalent: SPINAL (default: .venv/bin/spinal of this checkout).
 """
 from __future__ import annotations
 

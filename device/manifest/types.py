@@ -135,7 +135,7 @@ class TensorSpec:
     hop: int | None = field(default=None, metadata={"min": 1})
     normalization: Normalization | None = None
     units: tuple[str, ...] = ()
-    # The DSP chain (device/dsp.py) from the raw window to the model input.
+    # The DSP chain (device/dsp/) from the raw window to the model input.
     preprocessing: tuple[Block, ...] = field(default=(), metadata={"parse": _chain})
 
     def check(self) -> None:

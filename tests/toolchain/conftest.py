@@ -42,7 +42,7 @@ def digits_data(workdir: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def cnn_bundle(workdir: Path, digits_data: dict[str, Path]) -> ConvertResult:
     """The digits CNN, every format, real calibration and labelled validation data."""
-    return convert(ConvertOptions(
+    return convert(ConvertOptions.build(
         model="toolchain_models:digits_cnn", out=workdir / "cnn.spinal", input_shapes={"": (1, 1, 8, 8)},
         calibration=digits_data["calibration"], validation=digits_data["validation"],
         labels=("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"), name="digits-cnn",
@@ -55,7 +55,7 @@ def gru_bundle(workdir: Path) -> ConvertResult:
     """A GRU over an IMU-like window (NTC), every format, metadata for the device pipeline."""
     x = tm.imu_windows(64)
     np.save(workdir / "gru_cal.npy", x)
-    return convert(ConvertOptions(
+    return convert(ConvertOptions.build(
         model="toolchain_models:gru_model", out=workdir / "gru", input_shapes={"": (1, tm.GRU_T, 3)},
         calibration=workdir / "gru_cal.npy", channels=("imu.accel_x", "imu.accel_y", "imu.accel_z"),
         sample_rate_hz=50.0, window=tm.GRU_T, hop=tm.GRU_T // 2, labels=("idle", "walk", "run", "jump"),
@@ -68,13 +68,13 @@ def keras_bundle(workdir: Path) -> ConvertResult:
     path = tm.keras_model(workdir)
     x = tm.imu_windows(64, t=16)
     np.savez(workdir / "keras_cal.npz", imu=x)
-    return convert(ConvertOptions(model=str(path), out=workdir / "keras", calibration=workdir / "keras_cal.npz",
-                                  latency_runs=10))
+    return convert(ConvertOptions.build(model=str(path), out=workdir / "keras", calibration=workdir / "keras_cal.npz",
+                                        latency_runs=10))
 
 
 @pytest.fixture(scope="session")
 def sklearn_bundle(workdir: Path) -> ConvertResult:
     path, x, y = tm.sklearn_model(workdir)
     np.savez(workdir / "iris_val.npz", input=x, labels=y)
-    return convert(ConvertOptions(model=str(path), out=workdir / "sklearn", validation=workdir / "iris_val.npz",
-                                  calibration=workdir / "iris_val.npz", latency_runs=10))
+    return convert(ConvertOptions.build(model=str(path), out=workdir / "sklearn", validation=workdir / "iris_val.npz",
+                                        calibration=workdir / "iris_val.npz", latency_runs=10))

@@ -191,10 +191,11 @@ def test_sklearn_bundle_is_onnx_only_and_says_why(sklearn_bundle) -> None:
 
 def test_two_inputs_two_outputs_and_layout(workdir: Path) -> None:
     """Multi-input/-output, a kept NCW input and a 4-D output, in one conversion each."""
-    res = convert(ConvertOptions(model="toolchain_models:two_heads", out=workdir / "two",
-                                 input_shapes={"x": (1, 6), "z": (1, 4)}, input_names=("x", "z"),
-                                 output_names=("cls", "reg"), task_output="cls",
-                                 formats=("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8-io"), latency_runs=5))
+    res = convert(ConvertOptions.build(model="toolchain_models:two_heads", out=workdir / "two",
+                                       input_shapes={"x": (1, 6), "z": (1, 4)}, input_names=("x", "z"),
+                                       output_names=("cls", "reg"), task_output="cls",
+                                       formats=("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8-io"),
+                                       latency_runs=5))
     m = res.manifest
     assert [s.name for s in m.inputs] == ["x", "z"] and [s.name for s in m.outputs] == ["cls", "reg"]
     check_against_source(res.out, torch_source(tm.two_heads(), ["cls", "reg"]),
@@ -202,9 +203,11 @@ def test_two_inputs_two_outputs_and_layout(workdir: Path) -> None:
 
 
 def test_ncw_input_and_nchw_output_layouts(workdir: Path) -> None:
-    res = convert(ConvertOptions(model="toolchain_models:segnet", out=workdir / "seg", input_shapes={"": (1, 2, 6, 5)},
-                                 layout="NCHW", task="regression", formats=("onnx-fp32", "tflite-fp32", "tflite-int8"),
-                                 latency_runs=5))
+    res = convert(ConvertOptions.build(model="toolchain_models:segnet", out=workdir / "seg",
+                                       input_shapes={"": (1, 2, 6, 5)},
+                                       layout="NCHW", task="regression",
+                                       formats=("onnx-fp32", "tflite-fp32", "tflite-int8"),
+                                       latency_runs=5))
     tfl = res.manifest.artifact("model.fp32.tflite")
     assert tfl.inputs[0].shape == (1, 2, 6, 5)
     check_against_source(res.out, torch_source(tm.segnet(), ["output"]), {"fp32": 1e-5, "int8": 0.1})
@@ -213,9 +216,10 @@ def test_ncw_input_and_nchw_output_layouts(workdir: Path) -> None:
 def test_per_channel_remedy_wins(workdir: Path) -> None:
     """One outlier weight: per-tensor int8 fails the gate, the per-channel remedy passes (ONNX and TFLite)."""
     np.save(workdir / "outlier.npy", tm.outlier_windows(64))
-    res = convert(ConvertOptions(model="toolchain_models:outlier", out=workdir / "outlier",
-                                 input_shapes={"": (1, 4, 20)}, calibration=workdir / "outlier.npy", per_channel=False,
-                                 max_drop=1.0, formats=("onnx-fp32", "onnx-int8", "tflite-int8"), latency_runs=5))
+    res = convert(ConvertOptions.build(model="toolchain_models:outlier", out=workdir / "outlier",
+                                       input_shapes={"": (1, 4, 20)}, calibration=workdir / "outlier.npy",
+                                       per_channel=False,
+                                       max_drop=1.0, formats=("onnx-fp32", "onnx-int8", "tflite-int8"), latency_runs=5))
     for path in ("model.int8.onnx", "model.int8.tflite"):
         entry = res.report["artifacts"][path]
         attempts = entry["attempts"]
@@ -229,9 +233,9 @@ def test_gate_rejects_and_tries_every_remedy(workdir: Path) -> None:
     """An impossible gate: int8 is not shipped, each remedy is tried and reported, fp32 still ships."""
     x = tm.imu_windows(32, t=20).transpose(0, 2, 1).copy()
     np.save(workdir / "c1.npy", x)
-    res = convert(ConvertOptions(model="toolchain_models:conv1d", out=workdir / "strict",
-                                 input_shapes={"": (1, 3, 20)}, calibration=workdir / "c1.npy", max_drop=1e-9,
-                                 formats=("onnx-fp32", "onnx-int8", "tflite-int8"), latency_runs=5))
+    res = convert(ConvertOptions.build(model="toolchain_models:conv1d", out=workdir / "strict",
+                                       input_shapes={"": (1, 3, 20)}, calibration=workdir / "c1.npy", max_drop=1e-9,
+                                       formats=("onnx-fp32", "onnx-int8", "tflite-int8"), latency_runs=5))
     assert [a.path for a in res.manifest.artifacts] == ["model.fp32.onnx"]
     rejected = res.report["rejected"]["model.int8.onnx"]
     configs = [a["config"] for a in rejected["attempts"]]

@@ -105,7 +105,8 @@ def test_validation_labels_wrong(conv_onnx: Path, tmp_path: Path) -> None:
 def test_bad_options(conv_onnx: Path, tmp_path: Path) -> None:
     base = ["convert", conv_onnx, "-o", tmp_path / "o", "--input-shape", "x:1,3,20"]
     assert_one_line_error(run_cli(*base, "--formats", "tflite-int4"), "unknown 'tflite-int4'")
-    assert_one_line_error(run_cli(*base, "--calibration-method", "magic"), "minmax, entropy or percentile")
+    assert_one_line_error(run_cli(*base, "--calibration-method", "magic"), "'--calibration-method'",
+                          "'magic' is not one of 'minmax', 'entropy', 'percentile'")
     assert_one_line_error(run_cli(*base, "--task", "anomaly"), "--threshold")
     assert_one_line_error(run_cli(*base, "--input-shape", "1,a,3"), "--input-shape")
     assert_one_line_error(run_cli(*base, "--norm-mean", "1,2", "--norm-std", "1"), "--norm-std")
@@ -276,5 +277,5 @@ def test_library_checks_activation_before_converting(matmul_onnx: Path, tmp_path
     from toolchain.convert import ConvertOptions, convert
 
     with pytest.raises(BadInput, match="--activation 'softmax'"):
-        convert(ConvertOptions(model=str(matmul_onnx), out=tmp_path / "o", activation="softmax"))
+        convert(ConvertOptions.build(model=str(matmul_onnx), out=tmp_path / "o", activation="softmax"))
     assert not list(tmp_path.iterdir())

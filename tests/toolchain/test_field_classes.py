@@ -266,9 +266,9 @@ def test_no_attempt_is_repeated_and_int8_io_reuses_int8s_choice(tmp_path: Path,
     monkeypatch.setattr(tfl, "sensitive_tf_nodes", ranked)
     model = mlp_onnx(tmp_path / "mlp.onnx")
     calibration(tmp_path / "cal.npz", "x", (6,))
-    res = convert(ConvertOptions(model=str(model), out=tmp_path / "b", calibration=tmp_path / "cal.npz",
-                                 max_drop=0.0, formats=("onnx-fp32", "tflite-int8", "tflite-int8-io"),
-                                 latency_runs=2))
+    res = convert(ConvertOptions.build(model=str(model), out=tmp_path / "b", calibration=tmp_path / "cal.npz",
+                                       max_drop=0.0, formats=("onnx-fp32", "tflite-int8", "tflite-int8-io"),
+                                       latency_runs=2))
     entries = {**res.report["rejected"], **res.report["artifacts"]}
     int8 = [a["config"] for a in entries["model.int8.tflite"]["attempts"]]
     assert len(int8) == len(set(int8)) == 4, int8  # per-channel, per-tensor, 1 and 2 node(s) kept in float
@@ -292,7 +292,7 @@ def test_a_failing_onnx2tf_runs_once_for_every_tflite_format(tmp_path: Path, mon
 
     monkeypatch.setattr(tfl, "onnx_to_saved_model", fails)
     model = mlp_onnx(tmp_path / "mlp.onnx")
-    res = convert(ConvertOptions(model=str(model), out=tmp_path / "b", latency_runs=2))
+    res = convert(ConvertOptions.build(model=str(model), out=tmp_path / "b", latency_runs=2))
     assert [a.path for a in res.manifest.artifacts] == ["model.fp32.onnx", "model.int8.onnx"]
     assert len(res.report["failed"]) == 4 and len(calls) == 1
 
@@ -308,8 +308,8 @@ def test_a_tflite_file_and_a_quantized_onnx_are_bundled_as_they_are(tmp_path: Pa
 
     model = mlp_onnx(tmp_path / "mlp.onnx")
     calibration(tmp_path / "cal.npz", "x", (6,))
-    made = convert(ConvertOptions(model=str(model), out=tmp_path / "made", calibration=tmp_path / "cal.npz",
-                                  max_drop=100, formats=("onnx-int8", "tflite-int8-io"), latency_runs=2))
+    made = convert(ConvertOptions.build(model=str(model), out=tmp_path / "made", calibration=tmp_path / "cal.npz",
+                                        max_drop=100, formats=("onnx-int8", "tflite-int8-io"), latency_runs=2))
     assert {a.path for a in made.manifest.artifacts} == {"model.int8.onnx", "model.int8-io.tflite"}
     for name, key in (("model.int8-io.tflite", "tflite-int8-io"), ("model.int8.onnx", "onnx-int8")):
         theirs = tmp_path / f"theirs-{name}"

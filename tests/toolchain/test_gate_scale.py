@@ -50,9 +50,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_a_halved_score_is_not_shipped_without_remedies(data: dict[str, Path]) -> None:
-    res = convert(ConvertOptions(model=str(data["model"]), out=data["work"] / "plain.spinal",
-                                 formats=("onnx-fp32", "onnx-int8"), calibration=data["calib"],
-                                 validation=data["val"], remedies=False, latency_runs=3))
+    res = convert(ConvertOptions.build(model=str(data["model"]), out=data["work"] / "plain.spinal",
+                                       formats=("onnx-fp32", "onnx-int8"), calibration=data["calib"],
+                                       validation=data["val"], remedies=False, latency_runs=3))
     assert [a.path for a in res.manifest.artifacts] == ["model.fp32.onnx"]
     rejected = res.report["rejected"]["model.int8.onnx"]
     # The trait that fooled the old gate: a cosine of ~1 against fp32, yet every score is far off.
@@ -63,9 +63,9 @@ def test_a_halved_score_is_not_shipped_without_remedies(data: dict[str, Path]) -
 
 
 def test_a_shipped_int8_score_answers_like_the_original(data: dict[str, Path]) -> None:
-    res = convert(ConvertOptions(model=str(data["model"]), out=data["work"] / "remedied.spinal",
-                                 formats=("onnx-fp32", "onnx-int8"), calibration=data["calib"],
-                                 validation=data["val"], latency_runs=3))
+    res = convert(ConvertOptions.build(model=str(data["model"]), out=data["work"] / "remedied.spinal",
+                                       formats=("onnx-fp32", "onnx-int8"), calibration=data["calib"],
+                                       validation=data["val"], latency_runs=3))
     x = np.load(data["val"])["x"]
     shipped = [a.path for a in res.manifest.artifacts]
     with open_bundle(res.out) as bundle:
@@ -108,6 +108,6 @@ def test_task_score_takes_the_output_that_holds_one_value(tmp_path: Path) -> Non
         [helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, 1, 8]),
          helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1])], initializer=[w, v, shape])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "vad.onnx")
-    res = convert(ConvertOptions(model=str(tmp_path / "vad.onnx"), out=tmp_path / "vad.spinal", task="score",
-                                 formats=("onnx-fp32",), latency_runs=3))
+    res = convert(ConvertOptions.build(model=str(tmp_path / "vad.onnx"), out=tmp_path / "vad.spinal", task="score",
+                                       formats=("onnx-fp32",), latency_runs=3))
     assert res.manifest.task.kind == "score" and res.manifest.task.output == "prob"

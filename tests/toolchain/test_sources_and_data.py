@@ -76,8 +76,8 @@ def test_npy_needs_single_input(tmp_path: Path) -> None:
 def test_exported_program_pt2(tmp_path: Path) -> None:
     program = torch.export.export(tm.conv1d(), (torch.randn(1, 3, 20),))
     torch.export.save(program, tmp_path / "conv.pt2")
-    res = convert(ConvertOptions(model=str(tmp_path / "conv.pt2"), out=tmp_path / "b", formats=("onnx-fp32",),
-                                 latency_runs=3))
+    res = convert(ConvertOptions.build(model=str(tmp_path / "conv.pt2"), out=tmp_path / "b", formats=("onnx-fp32",),
+                                       latency_runs=3))
     assert res.manifest.inputs[0].shape == (1, 3, 20)  # from the program's example inputs
     assert res.report["source"]["parity_vs_fp32_onnx"]["max_abs"] < 1e-5
     with open_bundle(res.out) as b:

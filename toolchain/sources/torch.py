@@ -25,44 +25,63 @@ from toolchain.sources.onnx import finalize
 
 def load_module(spec: str) -> tuple[Any, tuple[Any, ...] | None]:
     """The ``nn.Module`` named by ``spec`` (in eval mode) and example inputs when the file carries them."""
-    import torch
-
     path = Path(spec)
     if path.suffix in (".pt2", ".pt", ".pth", ".ts"):
         if not path.is_file():
             raise BadInput(f"{path}: no such PyTorch file")
         if path.suffix == ".pt2":
-            import logging
-            import zipfile
+            return _load_exported(path)
+        return _load_saved(path), None
+    return _load_factory(spec), None
 
-            if not zipfile.is_zipfile(path):
-                raise ModelFileError(f"{path}: not a PyTorch ExportedProgram (a .pt2 file is a zip archive written "
-                                     "by torch.export.save)")
-            export_log = logging.getLogger("torch.export")
-            level = export_log.level
-            export_log.setLevel(logging.CRITICAL)  # torch logs a whole traceback before raising
-            try:
-                program = torch.export.load(str(path))
-            except Exception as exc:
-                raise ModelFileError(f"{path}: not a loadable ExportedProgram ({type(exc).__name__}: "
-                                     f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
-            finally:
-                export_log.setLevel(level)
-            example = getattr(program, "example_inputs", None)
-            args = tuple(example[0]) if example else None
-            return _unregistered(program.module()), args
-        try:
-            return torch.jit.load(str(path)).eval(), None
-        except Exception:
-            pass
-        try:
-            module = torch.load(str(path), weights_only=False, map_location="cpu")
-        except Exception as exc:
-            raise ModelFileError(f"{path}: not a loadable PyTorch model ({type(exc).__name__}: {exc})") from None
-        if not isinstance(module, torch.nn.Module):
-            raise BadInput(f"{path}: holds a {type(module).__name__}, not an nn.Module (a state_dict needs the model "
-                           "class: give 'package.module:factory' instead)")
-        return module.eval(), None
+
+def _load_exported(path: Path) -> tuple[Any, tuple[Any, ...] | None]:
+    """A saved ExportedProgram (``.pt2``) and the example inputs it carries."""
+    import logging
+    import zipfile
+
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a PyTorch ExportedProgram (a .pt2 file is a zip archive written "
+                             "by torch.export.save)")
+    export_log = logging.getLogger("torch.export")
+    level = export_log.level
+    export_log.setLevel(logging.CRITICAL)  # torch logs a whole traceback before raising
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a loadable ExportedProgram ({type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+    finally:
+        export_log.setLevel(level)
+    example = getattr(program, "example_inputs", None)
+    args = tuple(example[0]) if example else None
+    return _unregistered(program.module()), args
+
+
+def _load_saved(path: Path) -> Any:
+    """A TorchScript file, or else a pickled ``nn.Module``."""
+    import torch
+
+    try:
+        return torch.jit.load(str(path)).eval()
+    except Exception:
+        pass
+    try:
+        module = torch.load(str(path), weights_only=False, map_location="cpu")
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a loadable PyTorch model ({type(exc).__name__}: {exc})") from None
+    if not isinstance(module, torch.nn.Module):
+        raise BadInput(f"{path}: holds a {type(module).__name__}, not an nn.Module (a state_dict needs the model "
+                       "class: give 'package.module:factory' instead)")
+    return module.eval()
+
+
+def _load_factory(spec: str) -> Any:
+    """``package.module:factory``: a module attribute that is an ``nn.Module`` or a callable returning one."""
+    import torch
+
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise BadInput(f"{spec}: expected 'package.module:factory'")
@@ -87,7 +106,7 @@ def load_module(spec: str) -> tuple[Any, tuple[Any, ...] | None]:
             raise BadInput(f"{spec}: calling {attr}() failed ({type(exc).__name__}: {exc})") from None
         if not isinstance(target, torch.nn.Module):
             raise BadInput(f"{spec}: {attr}() returned a {type(target).__name__}, not an nn.Module")
-    return target.eval(), None
+    return target.eval()
 
 
 def _unregistered_class() -> Any:
@@ -96,6 +115,8 @@ def _unregistered_class() -> Any:
     class Unregistered(torch.nn.Module):
         """Calls an ExportedProgram's module without registering it: its ``train()`` raises, and
         ``torch.onnx.export`` calls ``train()`` on every registered submodule."""
+
+        _inner: Any  # set past nn.Module's registry (see __init__), so typed here
 
         def __init__(self, inner: Any) -> None:
             super().__init__()
@@ -125,26 +146,28 @@ def _flatten(outputs: Any) -> list[Any]:
     return []
 
 
-def load_torch(spec: str, workdir: Path, opts: SourceOptions) -> SourceModel:
-    """Export the module to ``workdir/model.fp32.onnx``; the reference runs the module itself."""
+def _shapes_from_data(spec: str, opts: SourceOptions, notes: list[str]) -> SourceOptions:
+    """The input shapes taken from the calibration data: N samples of one input each, so a batch of one is
+    ``(1, *sample)``; said in ``notes``."""
+    hints = {k: v for k, v in opts.hint_shapes.items() if k not in ("labels", "targets")}
+    if opts.input_names and "" not in hints:
+        missing = [n for n in opts.input_names if n not in hints]
+        if missing:
+            raise BadInput(f"{spec}: --input-name {missing[0]!r} has no array in the calibration data (it has "
+                           f"{', '.join(hints)}); give --input-shape")
+        hints = {n: hints[n] for n in opts.input_names}
+    opts = replace(opts, input_shapes={name: (1, *shape[1:]) for name, shape in hints.items()})
+    notes.append("input shape(s) from the calibration data: " + "; ".join(
+        f"{name or 'input'} {list(shape)}" for name, shape in opts.input_shapes.items()) +
+        (" (in the data file's order)" if len(hints) > 1 and not opts.input_names else "") +
+        "; --input-shape overrides")
+    return opts
+
+
+def _examples(spec: str, opts: SourceOptions, example: tuple[Any, ...] | None) -> tuple[tuple[Any, ...], list[str]]:
+    """The example inputs the export traces with, and their names."""
     import torch
 
-    module, example = load_module(spec)
-    notes: list[str] = []
-    if example is None and not opts.input_shapes and set(opts.hint_shapes) - {"labels", "targets"}:
-        # The calibration data give the shapes: N samples of one input each, so a batch of one is (1, *sample).
-        hints = {k: v for k, v in opts.hint_shapes.items() if k not in ("labels", "targets")}
-        if opts.input_names and "" not in hints:
-            missing = [n for n in opts.input_names if n not in hints]
-            if missing:
-                raise BadInput(f"{spec}: --input-name {missing[0]!r} has no array in the calibration data (it has "
-                               f"{', '.join(hints)}); give --input-shape")
-            hints = {n: hints[n] for n in opts.input_names}
-        opts = replace(opts, input_shapes={name: (1, *shape[1:]) for name, shape in hints.items()})
-        notes.append("input shape(s) from the calibration data: " + "; ".join(
-            f"{name or 'input'} {list(shape)}" for name, shape in opts.input_shapes.items()) +
-            (" (in the data file's order)" if len(hints) > 1 and not opts.input_names else "") +
-            "; --input-shape overrides")
     if example is None:
         if not opts.input_shapes:
             raise BadInput(f"{spec}: a PyTorch model needs --input-shape (e.g. --input-shape 1,3,64, or "
@@ -158,6 +181,33 @@ def load_torch(spec: str, workdir: Path, opts: SourceOptions) -> SourceModel:
         ["input"] if len(example) == 1 else [f"input_{i}" for i in range(len(example))])
     if len(input_names) != len(example):
         raise BadInput(f"{spec}: {len(input_names)} input names for {len(example)} inputs")
+    return example, input_names
+
+
+def _export(spec: str, module: Any, example: tuple[Any, ...], input_names: list[str], output_names: list[str],
+            opset: int, raw: Path) -> None:
+    """``torch.onnx.export`` with the TorchScript exporter into ``raw``."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, example, str(raw), dynamo=False, input_names=input_names,
+                              output_names=output_names, opset_version=opset, do_constant_folding=True)
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelFileError(f"{spec}: torch.onnx.export failed ({type(exc).__name__}: {message})") from None
+
+
+def load_torch(spec: str, workdir: Path, opts: SourceOptions) -> SourceModel:
+    """Export the module to ``workdir/model.fp32.onnx``; the reference runs the module itself."""
+    import torch
+
+    module, example = load_module(spec)
+    notes: list[str] = []
+    if example is None and not opts.input_shapes and set(opts.hint_shapes) - {"labels", "targets"}:
+        opts = _shapes_from_data(spec, opts, notes)
+    example, input_names = _examples(spec, opts, example)
     with torch.no_grad():
         try:
             outputs = _flatten(module(*example))
@@ -170,14 +220,7 @@ def load_torch(spec: str, workdir: Path, opts: SourceOptions) -> SourceModel:
     output_names = list(opts.output_names) or (
         ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))])
     raw = workdir / "torch_export.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(module, example, str(raw), dynamo=False, input_names=input_names,
-                              output_names=output_names, opset_version=opts.opset, do_constant_folding=True)
-        except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ModelFileError(f"{spec}: torch.onnx.export failed ({type(exc).__name__}: {message})") from None
+    _export(spec, module, example, input_names, output_names, opts.opset, raw)
     import onnx
 
     notes.insert(0, f"exported with torch {torch.__version__} (TorchScript exporter, opset {opts.opset})")

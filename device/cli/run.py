@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from device.cli_common import console, reports_errors
+from device.cli.common import console, reports_errors
 
 
 def _setup_logging(level: str) -> None:

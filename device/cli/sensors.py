@@ -6,16 +6,19 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
-from device.cli_common import console, print_json, reports_errors
+from device.cli.common import console, print_json, reports_errors, rich_console
 from device.errors import BadInput
 
-app = typer.Typer(name="sensors", help="Find and read I2C sensors (real bus or --sim).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+app = typer.Typer(name="sensors", help="Find and read I2C sensors (real bus or --sim).", no_args_is_help=True,
+                  add_completion=False,
+                  rich_markup_mode=None)
 
 BusOpt = Annotated[int, typer.Option("--bus", "-b", min=0, help="I2C bus number (/dev/i2c-N).")]
 SimOpt = Annotated[bool, typer.Option("--sim", help="Use a simulated bus instead of /dev/i2c-N.")]
@@ -105,6 +108,8 @@ def scan_cmd(
     console.print(f"[bold]{label}[/]: {len(found)} device(s)")
     console.print(_grid({f.address for f in found}, lo, hi), markup=False)
     if found:
+        from rich.table import Table
+
         table = Table(title_justify="left")
         for col in ("address", "chip", "how"):
             table.add_column(col)
@@ -121,6 +126,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _table(spec: str, reading: Any, n: int, retries: int, rate: float) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{spec}  ·  {n} reads at {rate:.1f} Hz, {retries} bus retries", title_justify="left")
     for col in ("channel", "value", "unit"):
         table.add_column(col)
@@ -149,6 +156,8 @@ def read_cmd(
 
     Exit 0 when done, 1 when the bus fails for good, 2 for a bad spec, option or missing device.
     """
+    from rich.live import Live
+
     from device.sensors.pacing import Pacer
     from device.sensors.registry import make_driver, parse_spec
 
@@ -171,8 +180,7 @@ def read_cmd(
                     sys.stdout.flush()
                     pacer.advance()
                 return
-            reading = None
-            with Live(_table(name, None, 0, 0, 0.0), console=console, refresh_per_second=10,
+            with Live(_table(name, None, 0, 0, 0.0), console=rich_console(), refresh_per_second=10,
                       transient=False) as live:
                 last_draw = 0.0
                 while count == 0 or n < count:

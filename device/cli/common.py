@@ -10,19 +10,65 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
-from rich.console import Console
 
 from device.errors import MissingDependency, SpinalError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# No emoji codes: ":boom:" in a user's module name must print as written.
-console = Console(highlight=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, emoji=False)
+
+
+class RuntimeChoice(StrEnum):
+    """``--runtime`` of verify and bench: ``all`` (every runtime installed here) or one of ``RUNTIMES``
+    (device/runtime/base.py; tests/test_cli_commands.py checks that the two agree)."""
+
+    all = "all"
+    litert = "litert"
+    tflite_runtime = "tflite-runtime"
+    onnxruntime = "onnxruntime"
+
+
+PathArg = Annotated[Path, typer.Argument(help="A bundle (directory or .spinal archive), or a .onnx/.tflite file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use, so that ``spinal --help`` never imports rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        """The console itself (for rich objects that take one: ``Live``, ``Progress``)."""
+        if self._console is None:
+            from rich.console import Console
+
+            # No emoji codes: ":boom:" in a user's module name must print as written.
+            self._console = Console(stderr=self._stderr, highlight=False, emoji=False)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+_stdout = _LazyConsole(stderr=False)
+_stderr = _LazyConsole(stderr=True)
+console = cast("Console", _stdout)
+err_console = cast("Console", _stderr)
+
+
+def rich_console(stderr: bool = False) -> Console:
+    """The rich ``Console`` behind :data:`console` (or :data:`err_console`), made now if it was not yet."""
+    return (_stderr if stderr else _stdout).get()
 
 HOST_INSTALL_HINT = "pip install 'spinal[host]'"
 

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
-from device.cli_common import console, err_console, print_json, reports_errors
+from device.cli.common import console, err_console, print_json, reports_errors
 from device.errors import BadInput
-from device.sensors.base import BusError, SensorError
 
 SETUP_ATTEMPTS = 10
 
@@ -44,6 +43,7 @@ def parse_during(texts: list[str] | None) -> list[tuple[float, float, str]]:
 
 
 def _open_sensor(cfg: Any, sim: bool, base_dir: Path) -> Any:
+    from device.sensors.base import BusError, SensorError
     from device.sensors.bus import as_bus, open_bus
     from device.sensors.registry import make_driver
 
@@ -92,6 +92,29 @@ def record(
         raise BadInput(f"--duration {duration}: give a number of seconds > 0")
     spans = parse_during(during)
     cfg = load_config(config, sim=sim)
+    chosen, rate = _chosen_sensors(cfg, sensor, config)
+    base_dir = cfg.source.absolute().parent
+    drivers = {s.id: _open_sensor(s, sim, base_dir) for s in chosen}
+    keep, units = _channels(drivers, channels)
+    ticks = round(duration * rate)
+    taken = _sample(drivers, keep, rate, ticks)
+    if not taken.rows:
+        raise BadInput(f"no sample could be read in {duration:g} s ({taken.errors} failed reads); check the sensors "
+                       "with spinal sensors read")
+    rec = _recording(taken, keep, units, rate, label, spans, out,
+                     {"sensors": " ".join(f"{s.id}:{s.driver}" for s in chosen), "device_id": cfg.device_id,
+                      "started": datetime.now(UTC).replace(microsecond=0).isoformat(),
+                      "source": "simulated" if sim else "i2c"})
+    recording.write(out, rec)
+    summary = _summary(rec, taken, out, rate, ticks, units)
+    if json_out:
+        print_json(summary)
+        return
+    _print_summary(summary, keep, rate, out, taken)
+
+
+def _chosen_sensors(cfg: Any, sensor: list[str] | None, config: Path) -> tuple[list[Any], float]:
+    """The ``[[sensors]]`` to record (``--sensor``, default all) and their common rate."""
     chosen = [s for s in cfg.sensors if not sensor or s.id in sensor]
     missing = sorted(set(sensor or []) - {s.id for s in cfg.sensors})
     if missing or not chosen:
@@ -101,22 +124,37 @@ def record(
     if len(rates) != 1:
         raise BadInput(f"sensors {', '.join(s.id for s in chosen)} have different rate_hz ({sorted(rates)}); record "
                        "them one at a time with --sensor")
-    rate = rates.pop()
-    base_dir = cfg.source.absolute().parent
-    drivers = {s.id: _open_sensor(s, sim, base_dir) for s in chosen}
+    return chosen, rates.pop()
+
+
+def _channels(drivers: dict[str, Any], channels: str | None) -> tuple[list[str], tuple[str, ...]]:
+    """The ``SENSOR.CHANNEL`` names to keep (``--channels``, default all) and their units."""
     all_names = [f"{sid}.{c}" for sid, d in drivers.items() for c in d.channels]
     keep = [c.strip() for c in channels.split(",") if c.strip()] if channels else all_names
     unknown = [c for c in keep if c not in all_names]
     if unknown:
         raise BadInput(f"--channels: no channel {unknown[0]!r} (channels: {', '.join(all_names)})")
-    units = tuple(drivers[c.partition(".")[0]].units.get(c.partition(".")[2], "") for c in keep)
+    return keep, tuple(drivers[c.partition(".")[0]].units.get(c.partition(".")[2], "") for c in keep)
 
+
+@dataclass
+class _Taken:
+    """What the tick loop read: rows of the kept channels, their times and segments, and what it lost."""
+
+    rows: list[list[float]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
+    errors: int = 0
+    missed: int = 0
+    gaps: int = 0
+    elapsed: float = 0.0
+
+
+def _sample(drivers: dict[str, Any], keep: list[str], rate: float, ticks: int) -> _Taken:
+    """Read every driver on one tick grid; a failed read or missed ticks start a new segment."""
     period = 1.0 / rate
-    ticks = round(duration * rate)
-    rows: list[list[float]] = []
-    times: list[float] = []
-    segments: list[int] = []
-    segment, errors, missed, gaps = 0, 0, 0, 0
+    taken = _Taken()
+    segment = 0
     gap_pending = False
     t0 = time.monotonic()
     k = 0
@@ -127,7 +165,7 @@ def record(
             time.sleep(due - now)
         elif now - due > period:  # late by more than a tick: those samples are lost
             late = int((now - due) / period)
-            missed += late
+            taken.missed += late
             k += late
             gap_pending = True
             continue
@@ -137,60 +175,72 @@ def record(
                 values = driver.read()
                 sample.update({f"{sid}.{c}": v for c, v in values.items()})
         except Exception as exc:  # a failed read is a gap in the data, not the end of the recording
-            errors += 1
+            taken.errors += 1
             gap_pending = True
-            if errors == 1 or errors % 50 == 0:
+            if taken.errors == 1 or taken.errors % 50 == 0:
                 err_console.print(f"[yellow]read failed[/] at {k * period:.2f} s ({type(exc).__name__}: {exc})")
             k += 1
             continue
-        if gap_pending and rows:
+        if gap_pending and taken.rows:
             segment += 1
-            gaps += 1
+            taken.gaps += 1
         gap_pending = False
-        rows.append([sample[c] for c in keep])
-        times.append(k * period)
-        segments.append(segment)
+        taken.rows.append([sample[c] for c in keep])
+        taken.times.append(k * period)
+        taken.segments.append(segment)
         k += 1
-    elapsed = time.monotonic() - t0
-    if not rows:
-        raise BadInput(f"no sample could be read in {duration:g} s ({errors} failed reads); check the sensors with "
-                       "spinal sensors read")
-    t = np.asarray(times)
-    labels = np.array([label] * len(rows), dtype=object)
+    taken.elapsed = time.monotonic() - t0
+    return taken
+
+
+def _recording(taken: _Taken, keep: list[str], units: tuple[str, ...], rate: float, label: str,
+               spans: list[tuple[float, float, str]], out: Path, meta: dict[str, str]) -> Any:
+    """The :class:`device.recording.Recording` of what was read, labelled by ``--label`` and ``--during``."""
+    import numpy as np
+
+    from device import recording
+
+    t = np.asarray(taken.times)
+    labels = np.array([label] * len(taken.rows), dtype=object)
     for lo, hi, name in spans:
         labels[(t >= lo) & (t < hi)] = name
-    rec = recording.Recording(np.asarray(rows, dtype=np.float64), tuple(keep), rate, units, labels,
-                              np.asarray(segments, np.int64), t, str(out),
-                              {"sensors": " ".join(f"{s.id}:{s.driver}" for s in chosen), "device_id": cfg.device_id,
-                               "started": datetime.now(UTC).replace(microsecond=0).isoformat(),
-                               "source": "simulated" if sim else "i2c"})
-    recording.write(out, rec)
-    summary = rec.summary()
+    return recording.Recording(np.asarray(taken.rows, dtype=np.float64), tuple(keep), rate, units, labels,
+                               np.asarray(taken.segments, np.int64), t, str(out), meta)
+
+
+def _summary(rec: Any, taken: _Taken, out: Path, rate: float, ticks: int, units: tuple[str, ...]) -> dict[str, Any]:
+    """The recording's summary, the run's losses, each channel's range, and warnings."""
+    import numpy as np
+
+    summary: dict[str, Any] = rec.summary()
     data = rec.samples
+    n = len(taken.rows)
     summary.update({
-        "file": str(out), "configured_rate_hz": rate, "achieved_rate_hz": round(len(rows) / max(elapsed, 1e-9), 3),
-        "failed_reads": errors, "missed_ticks": missed, "gaps": gaps,
+        "file": str(out), "configured_rate_hz": rate, "achieved_rate_hz": round(n / max(taken.elapsed, 1e-9), 3),
+        "failed_reads": taken.errors, "missed_ticks": taken.missed, "gaps": taken.gaps,
         "channel_ranges": {c: {"min": float(data[:, i].min()), "mean": float(data[:, i].mean()),
-                               "max": float(data[:, i].max()), "unit": units[i]} for i, c in enumerate(keep)},
+                               "max": float(data[:, i].max()), "unit": units[i]} for i, c in enumerate(rec.channels)},
     })
     warnings = []
-    if len(rows) < 0.95 * ticks:
-        warnings.append(f"only {len(rows)} of {ticks} samples were recorded ({errors} failed reads, {missed} "
+    if n < 0.95 * ticks:
+        warnings.append(f"only {n} of {ticks} samples were recorded ({taken.errors} failed reads, {taken.missed} "
                         "missed ticks)")
     if summary["achieved_rate_hz"] < 0.95 * rate:
         warnings.append(f"the achieved rate {summary['achieved_rate_hz']:g} Hz is below the configured {rate:g} Hz")
-    unlabelled = int(np.sum(labels == ""))
+    unlabelled = int(np.sum(rec.labels == ""))
     if unlabelled:
         warnings.append(f"{unlabelled} samples have no label (give --label or --during)")
     summary["warnings"] = warnings
-    if json_out:
-        print_json(summary)
-        return
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], keep: list[str], rate: float, out: Path, taken: _Taken) -> None:
     console.print(f"recorded {summary['samples']} samples ({summary['seconds']:g} s) of {len(keep)} channels at "
                   f"{rate:g} Hz (achieved {summary['achieved_rate_hz']:g} Hz) into {out}")
-    console.print(f"segments: {summary['segments']} ({gaps} gaps; {errors} failed reads, {missed} missed ticks)")
+    console.print(f"segments: {summary['segments']} ({taken.gaps} gaps; {taken.errors} failed reads, {taken.missed} "
+                  "missed ticks)")
     console.print("labels: " + ", ".join(f"{k} {v} samples" for k, v in summary["labels"].items()))
     for c, r in summary["channel_ranges"].items():
         console.print(f"  {c:<24} {r['min']:>11.4g} .. {r['max']:<11.4g} mean {r['mean']:.4g} {r['unit']}")
-    for w in warnings:
+    for w in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")

@@ -15,18 +15,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from device.cli_common import console, print_json, reports_errors
+from device.cli.common import PathArg, RuntimeChoice, console, print_json, reports_errors
 from device.errors import BadInput
 
-PathArg = Annotated[Path, typer.Argument(help="A bundle (directory or .spinal archive), or a .onnx/.tflite file.")]
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _threads(text: str) -> list[int]:
@@ -48,8 +45,6 @@ def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str],
     from device.runtime.select import installed_runtimes
 
     installed = installed_runtimes()
-    if runtime not in ("all", *RUNTIMES):
-        raise BadInput(f"--runtime {runtime!r} is not one of all, {', '.join(RUNTIMES)}")
     if runtime != "all" and runtime not in installed:
         from device.errors import MissingDependency
 
@@ -59,12 +54,13 @@ def _matrix(path: Path, runtime: str, threads: list[int], delegates: list[str],
     is_bundle = is_bundle_path(path)
     if shapes and is_bundle:
         raise BadInput(f"{path}: --input-shape is for plain model files; a bundle's shapes are in its manifest")
+    arts: list[tuple[str | None, str, bool]]
     if is_bundle:
         with open_bundle(path) as bundle:
             arts = [(a.path, a.format, a.edgetpu) for a in bundle.manifest.artifacts]
     else:
         arts = [(None, check_model_file(path), False)]
-    cells = []
+    cells: list[dict[str, Any]] = []
     for art, fmt, edgetpu in arts:
         for rt in runtimes:
             if RUNTIME_FORMAT[rt] != fmt:
@@ -111,6 +107,8 @@ def _recommend(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="spinal bench", title_justify="left")
     for col in ("runtime", "artifact", "prec", "thr", "delegate", "p50 µs", "p99 µs", "max µs", "inf/s",
                 "RSS MB", "cold s", "parity"):
@@ -132,6 +130,8 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 def _preparation(path: Path) -> list[dict[str, Any]]:
     """The cost of turning a raw window into each sensor input (DSP chain block by block, normalization and
     layout), measured on the bundle's golden raw windows; empty for a plain model file."""
+    import numpy as np
+
     from device.bundle import is_bundle_path, open_bundle
     from device.pipeline import InputPlan, preparation_costs
 
@@ -156,7 +156,7 @@ def _preparation(path: Path) -> list[dict[str, Any]]:
 def bench(
     path: PathArg,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")] = False,
-    runtime: Annotated[str, typer.Option(help="all, litert, tflite-runtime or onnxruntime.")] = "all",
+    runtime: Annotated[RuntimeChoice, typer.Option(help="Every runtime here (all), or one.")] = RuntimeChoice.all,
     threads: Annotated[str, typer.Option(help="Thread counts, comma-separated (default: 1 and all cores).")] = "",
     seconds: Annotated[float, typer.Option(help="Timed seconds per cell (after load and first inference).")] = 1.0,
     delegate: Annotated[list[str] | None, typer.Option(
@@ -170,7 +170,7 @@ def bench(
     A bundle is run on its golden inputs (with a parity check); a plain model file on random inputs.
     Exit 1 when a parity check fails or an artifact cannot be measured on the CPU by any runtime here.
     """
-    from device.runtime.delegates import present_delegates
+    from device.runtime.checks import parse_input_shapes
     from device.runtime.select import cpu_features, device_key, installed_runtimes
 
     if not 0 < seconds <= 600:
@@ -178,18 +178,8 @@ def bench(
     cores = os.cpu_count() or 1
     thread_list = _threads(threads or ",".join(map(str, sorted({1, cores}))))
     installed = installed_runtimes()
-    if delegate:
-        delegates = ["cpu", *delegate]
-    else:
-        ort = []
-        if "onnxruntime" in installed:
-            from device.runtime.onnx import available_providers
-
-            ort = available_providers()
-        delegates = ["cpu", *present_delegates(ort)]
-    from device.runtime.checks import parse_input_shapes
-
-    cells, _ = _matrix(path, runtime, thread_list, delegates, parse_input_shapes(input_shape))
+    delegates = ["cpu", *delegate] if delegate else _present_delegates(installed)
+    cells, _ = _matrix(path, runtime.value, thread_list, delegates, parse_input_shapes(input_shape))
     if not cells:
         raise BadInput(f"{path}: nothing to measure (no installed runtime runs its artifacts; installed: "
                        f"{', '.join(installed) or 'none'})")
@@ -215,23 +205,44 @@ def bench(
         print_json({"path": str(path), "device": device, "seconds": seconds, "rows": rows, "recommended": best,
                     "preparation": chain})
     else:
-        if console.is_terminal:
-            console.print(" " * 80, end="\r")
-        wide = console if console.is_terminal else Console(width=160, highlight=False)  # pipes get all columns
-        wide.print(_table(rows))
-        console.print(f"device: {features.model} ({features.arch}, {cores} cores, int8 dot-product: "
-                      f"{'yes' if features.int8_dot else 'no'})")
-        if best:
-            info = best["info"]
-            console.print(f"recommended: --runtime {info['runtime']} --artifact {info['artifact']} "
-                          f"--threads {best['threads']}{' --delegate ' + best['delegate'] if best['delegate'] else ''}"
-                          f"  (p50 {best['p50_us']:.1f} µs)")
-        for item in chain:
-            console.print(f"preparation of input {item['input']!r} (µs per window, median): "
-                          + "; ".join(f"{b['block']} {b['us']:.1f}" for b in item["blocks"]))
-        for r in failed:
-            console.print(f"[red]parity FAILED[/] {r['runtime']} {r['artifact']}: {r['parity_detail']}")
-        for r in broken:
-            console.print(f"[red]not measured[/] {r['runtime']} {r['artifact'] or path.name}: {escape(r['error'])}")
+        _print_report(path, rows, best, device, chain, failed, broken)
     if failed or broken:
         raise typer.Exit(1)
+
+
+def _present_delegates(installed: dict[str, str]) -> list[str]:
+    """CPU and the accelerators found here (the default of ``--delegate``)."""
+    from device.runtime.delegates import present_delegates
+
+    ort = []
+    if "onnxruntime" in installed:
+        from device.runtime.onnx import available_providers
+
+        ort = available_providers()
+    return ["cpu", *present_delegates(ort)]
+
+
+def _print_report(path: Path, rows: list[dict[str, Any]], best: dict[str, Any] | None, device: dict[str, Any],
+                  chain: list[dict[str, Any]], failed: list[dict[str, Any]], broken: list[dict[str, Any]]) -> None:
+    """The table, the device, the recommendation, the preparation costs and what failed."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    if console.is_terminal:
+        console.print(" " * 80, end="\r")
+    wide = console if console.is_terminal else Console(width=160, highlight=False)  # pipes get all columns
+    wide.print(_table(rows))
+    console.print(f"device: {device['cpu']} ({device['arch']}, {device['cores']} cores, int8 dot-product: "
+                  f"{'yes' if device['int8_dot'] else 'no'})")
+    if best:
+        info = best["info"]
+        console.print(f"recommended: --runtime {info['runtime']} --artifact {info['artifact']} "
+                      f"--threads {best['threads']}{' --delegate ' + best['delegate'] if best['delegate'] else ''}"
+                      f"  (p50 {best['p50_us']:.1f} µs)")
+    for item in chain:
+        console.print(f"preparation of input {item['input']!r} (µs per window, median): "
+                      + "; ".join(f"{b['block']} {b['us']:.1f}" for b in item["blocks"]))
+    for r in failed:
+        console.print(f"[red]parity FAILED[/] {r['runtime']} {r['artifact']}: {r['parity_detail']}")
+    for r in broken:
+        console.print(f"[red]not measured[/] {r['runtime']} {r['artifact'] or path.name}: {escape(r['error'])}")

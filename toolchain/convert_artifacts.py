@@ -1,0 +1,179 @@
+"""Making the artifacts: each key made, measured and put through the accuracy gate (see :mod:`toolchain.convert`).
+
+A quantized artifact is tried in configurations (the remedies) until one loses at most ``max_drop`` points
+against fp32; every attempt is reported, the best one is recorded, and only a passing one is shipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from device.errors import BadInput, ModelFileError
+from device.manifest import ArtifactTensor
+from device.runtime.parity import DecisionRule
+from toolchain.calibration import DataSet, InputSpec
+from toolchain.convert_records import Attempt, Basis, Conversion, Made, Shipped, Tensors
+from toolchain.failures import is_internal
+from toolchain.options import DROP_MEANING, FORMATS, Meaning
+from toolchain.validate import Metrics, Runner, latency_us, run_all, score
+
+
+def evaluate(b: Basis, path: Path, fmt: str, ins: tuple[ArtifactTensor, ...],
+             outs: tuple[ArtifactTensor, ...]) -> tuple[Metrics, Runner]:
+    """Run one artifact file on the validation data and score it against fp32."""
+    runner = Runner(path, fmt, ins, outs, b.inputs, b.outputs, b.io.layouts)
+    outputs = run_all(runner, b.val, b.inputs)
+    return score(outputs, b.ref, b.val, b.task_output, b.baseline, b.decision), runner
+
+
+def decision(m: Meaning, outputs: tuple[InputSpec, ...], task_output: str, val: DataSet) -> DecisionRule | None:
+    """The decision the gate compares with fp32's: a threshold's side, or the top-1 class."""
+    if m.threshold is not None:
+        return DecisionRule("threshold", task_output, threshold=m.threshold)
+    out = next(o for o in outputs if o.name == task_output)
+    classes = out.shape[-1] if out.shape else 1
+    if (m.task == "classification" or m.labels or val.labels is not None) and classes > 1:
+        return DecisionRule("top-1", task_output)
+    return None
+
+
+def record(c: Conversion, b: Basis, key: str, made: Made, extra: dict[str, Any]) -> None:
+    """Report ``made`` and ship it when it passes the gate (fp32 ONNX always does)."""
+    fmt, precision, name = FORMATS[key]
+    q = c.opts.quantization
+    metrics = made.metrics
+    entry: dict[str, Any] = {"format": fmt, "precision": precision, "bytes": made.path.stat().st_size,
+                             **metrics.values, "drop": metrics.drop, **extra}
+    entry["latency_us"] = latency_us(made.runner, b.val.sample(0, b.inputs), c.opts.output.latency_runs)
+    if (precision == "fp32" and fmt == "onnx") or metrics.drop <= q.max_drop:
+        shutil.copyfile(made.path, c.stage / name)
+        c.shipped[key] = Shipped(entry=entry, ins=made.ins, outs=made.outs, runner=made.runner)
+    else:
+        entry["reason"] = f"drop {metrics.drop:.3f} > max {q.max_drop} ({DROP_MEANING[metrics.kind]})"
+        c.rejected[name] = entry
+
+
+def gate(c: Conversion, b: Basis, key: str, attempts: list[Attempt],
+         more: Callable[[], list[Attempt]] | None) -> None:
+    """Try configurations in turn until one passes the gate; report every attempt, record the best."""
+    tried: list[dict[str, Any]] = []
+    best: Made | None = None
+    queue = list(attempts)
+    extended = False
+    while queue:
+        label, making = queue.pop(0)
+        try:
+            path, ins, outs = making()
+        except ModelFileError as exc:
+            tried.append({"config": label, "drop": float("nan"), "error": str(exc)})
+            continue
+        metrics, runner = evaluate(b, path, FORMATS[key][0], ins, outs)
+        tried.append({"config": label, "drop": metrics.drop})
+        if best is None or metrics.drop < best.metrics.drop:
+            best = Made(label, path, ins, outs, metrics, runner)
+        if metrics.drop <= c.opts.quantization.max_drop:
+            break
+        if not queue and more is not None and not extended and c.opts.quantization.remedies:
+            extended = True
+            try:
+                queue.extend(more())
+            except Exception as exc:  # the debugger is best effort, but not for our own failures
+                if is_internal(exc):
+                    raise
+                c.notes.append(f"{FORMATS[key][2]}: sensitivity analysis failed ({type(exc).__name__}: {exc})")
+    if best is None:
+        errors = "; ".join(dict.fromkeys(t.get("error", "") for t in tried))
+        raise ModelFileError(errors or "quantization failed")
+    for t in tried:
+        t["chosen"] = t["config"] == best.label
+    record(c, b, key, best, {"quantization": best.label, "attempts": tried if len(tried) > 1 else []})
+
+
+def _check_keep_float(fp32: Path, keep_float: tuple[str, ...]) -> None:
+    nodes = _node_names(fp32)
+    unknown = [n for n in keep_float if n not in nodes]
+    if unknown:
+        have = (f"nodes: {', '.join(sorted(nodes)[:8])}{' ...' if len(nodes) > 8 else ''}" if nodes
+                else "its nodes have no names")
+        raise BadInput(f"--keep-float: no node named {unknown[0]!r} in the model ({have})")
+
+
+def make_onnx_int8(c: Conversion, b: Basis) -> None:
+    from toolchain.quantize import QuantConfig, quantize_onnx, sensitive_nodes
+
+    q = c.opts.quantization
+    fp32 = b.io.source.onnx_path
+    if q.keep_float:
+        _check_keep_float(fp32, q.keep_float)
+    if not _quantizable_ops(fp32):
+        raise ModelFileError(f"no operator onnxruntime can quantize (ops: {_op_summary(fp32)}); "
+                             "model.fp32.onnx is the ONNX artifact to use")
+    base = QuantConfig(per_channel=q.per_channel, method=q.calibration_method, keep_float=q.keep_float)
+    counter = itertools.count()
+
+    def attempt(cfg: QuantConfig) -> Attempt:
+        def making() -> tuple[Path, tuple[ArtifactTensor, ...], tuple[ArtifactTensor, ...]]:
+            out = c.work / f"int8-{next(counter)}.onnx"
+            result = quantize_onnx(fp32, out, b.inputs, b.calib, cfg, c.work)
+            if result.quantized_nodes == 0:
+                raise ModelFileError("onnxruntime found no node it can quantize (ops: "
+                                     f"{_op_summary(fp32)}); the fp32 artifact is the one to use")
+            if result.float_nodes and not cfg.keep_float:
+                c.notes.append(f"model.int8.onnx: kept in float by onnxruntime: "
+                               f"{', '.join(result.float_nodes[:6])}")
+            tensors: Tensors = b.io.onnx_tensors()
+            return out, *tensors
+        return cfg.label(), making
+
+    remedies = [base]
+    if q.remedies:
+        remedies.append(base.with_(per_channel=not base.per_channel))
+        remedies += [base.with_(method=method) for method in ("entropy", "percentile", "minmax")
+                     if method != base.method]
+
+    def sensitive() -> list[Attempt]:
+        probe = c.work / "int8-probe.onnx"
+        quantize_onnx(fp32, probe, b.inputs, b.calib, base, c.work)
+        ranked = sensitive_nodes(fp32, probe, b.inputs, b.calib, c.work)
+        return [attempt(base.with_(keep_float=tuple(ranked[:k]))) for k in (1, 2, 4, 8) if k <= len(ranked)]
+
+    gate(c, b, "onnx-int8", [attempt(cfg) for cfg in remedies], sensitive)
+
+
+def unknown_ops(path: Path) -> str:
+    """Nodes whose operator no ONNX schema (standard or ai.onnx.ml) defines, named with their op."""
+    import onnx
+
+    model = onnx.load(str(path))
+    bad = [f"node {n.name or '?'} ({n.domain + ':' if n.domain else ''}{n.op_type})" for n in model.graph.node
+           if not onnx.defs.has(n.op_type, n.domain or "")]
+    return ", ".join(bad[:5])
+
+
+def _quantizable_ops(path: Path) -> list[str]:
+    """Default-domain operators with weights or activations that ORT's static quantizer handles."""
+    import onnx
+
+    model = onnx.load(str(path))
+    has_default = any(imp.domain in ("", "ai.onnx") for imp in model.opset_import)
+    ops = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Relu", "Clip", "Sigmoid", "LSTM", "GRU",
+           "AveragePool", "MaxPool", "GlobalAveragePool", "Concat", "Softmax", "Attention"}
+    return [n.op_type for n in model.graph.node if has_default and n.domain in ("", "ai.onnx") and n.op_type in ops]
+
+
+def _node_names(path: Path) -> set[str]:
+    import onnx
+
+    return {n.name for n in onnx.load(str(path)).graph.node if n.name}
+
+
+def _op_summary(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path))
+    ops = sorted({n.op_type for n in model.graph.node})
+    return ", ".join(ops[:12])

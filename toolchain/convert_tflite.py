@@ -1,0 +1,127 @@
+"""The TFLite artifacts of one conversion: one SavedModel, then fp32/fp16 files, or int8 files through the gate.
+
+int8 tries per-channel and per-tensor, then the debugger's most sensitive nodes kept in float; int8-io reuses
+the configuration int8 chose (the same kernels), and a file identical to one already judged is not judged twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+from typing import Any
+
+from device.errors import ModelFileError
+from device.manifest import ArtifactTensor
+from toolchain.convert_artifacts import evaluate, gate, record
+from toolchain.convert_records import Attempt, Basis, Conversion, Made
+from toolchain.options import FORMATS
+
+
+def saved_model(c: Conversion, b: Basis) -> Any:
+    """The SavedModel every TFLite file is made from, made once (a failure fails every format the same)."""
+    memo = c.tflite
+    if memo.error is not None:
+        raise ModelFileError(str(memo.error))
+    if memo.saved_model is None:
+        from toolchain.tflite import keras_saved_model, onnx_to_saved_model
+
+        source = b.io.source
+        if source.tflite_blocked:
+            raise ModelFileError(source.tflite_blocked)
+        try:
+            if source.saved_model is not None:
+                memo.saved_model = keras_saved_model(source.saved_model, b.inputs, b.outputs)
+            else:
+                memo.saved_model = onnx_to_saved_model(source.onnx_path, c.work, b.inputs, b.outputs)
+        except ModelFileError as exc:
+            memo.error = exc
+            raise
+    return memo.saved_model
+
+
+class _Attempts:
+    """TFLite attempts of one key: each makes a file from the SavedModel; the same configuration is queued
+    once, the same file judged once."""
+
+    def __init__(self, c: Conversion, b: Basis, key: str, precision: str, sm: Any) -> None:
+        self.c, self.b, self.key, self.precision, self.sm = c, b, key, precision, sm
+        self.counter = itertools.count()
+        self.made: dict[str, str] = {}  # sha256 of a file made -> the attempt that made it
+        self.seen: set[Any] = set()  # configurations already queued
+        self.by_label: dict[str, Any] = {}
+
+    def attempt(self, options: Any, label: str) -> Attempt:
+        from toolchain.tflite import convert_saved_model, describe_tflite
+
+        self.by_label[label] = options
+
+        def making() -> tuple[Path, tuple[ArtifactTensor, ...], tuple[ArtifactTensor, ...]]:
+            b = self.b
+            content = convert_saved_model(self.sm, self.precision, b.inputs, b.calib, options)
+            digest = hashlib.sha256(content).hexdigest()
+            if digest in self.made:  # e.g. a denylist that changed nothing: the same file is not judged twice
+                raise ModelFileError(f"made the same file as {self.made[digest]!r} (not evaluated again)")
+            self.made[digest] = label
+            out = self.c.work / f"{self.key}-{next(self.counter)}.tflite"
+            out.write_bytes(content)
+            ins, outs = describe_tflite(content, self.sm, b.inputs, b.outputs, b.io.layouts)
+            return out, ins, outs
+        return label, making
+
+    def unique(self, items: list[tuple[Any, str]]) -> list[Attempt]:
+        from toolchain.tflite import TfliteOptions
+
+        out = []
+        for options, label in items:
+            config = TfliteOptions(per_channel=options.per_channel, denylist=tuple(sorted(set(options.denylist))))
+            if config not in self.seen:
+                self.seen.add(config)
+                out.append(self.attempt(options, label))
+        return out
+
+
+def make_tflite(c: Conversion, b: Basis, key: str, precision: str) -> None:
+    """Make TFLite artifact ``key`` (``precision`` fp32, fp16, int8 or int8-io)."""
+    from toolchain.tflite import TfliteOptions
+
+    tries = _Attempts(c, b, key, precision, saved_model(c, b))
+    if precision in ("fp32", "fp16"):
+        label, making = tries.attempt(TfliteOptions(), precision)
+        path, ins, outs = making()
+        metrics, runner = evaluate(b, path, "tflite", ins, outs)
+        record(c, b, key, Made(label, path, ins, outs, metrics, runner), {})
+        return
+    chosen = c.tflite.int8_choice
+    if precision == "int8-io" and chosen is not None:  # the same kernels as int8: its search decided already
+        options, int8_label = chosen
+        gate(c, b, key, [tries.attempt(options, f"{int8_label} (chosen for model.int8.tflite)")], None)
+        return
+    _int8_search(c, b, key, tries)
+    entry = c.shipped[key].entry if key in c.shipped else c.rejected.get(FORMATS[key][2], {})
+    quantization = entry.get("quantization")
+    if precision == "int8" and quantization in tries.by_label:
+        c.tflite.int8_choice = (tries.by_label[quantization], quantization)
+
+
+def _int8_search(c: Conversion, b: Basis, key: str, tries: _Attempts) -> None:
+    """int8 through the gate: per-channel/per-tensor, then the most sensitive nodes kept in float."""
+    from toolchain.tflite import TfliteOptions, sensitive_tf_nodes
+
+    q = c.opts.quantization
+    base = TfliteOptions(per_channel=q.per_channel)
+    granularity = "per-channel" if base.per_channel else "per-tensor"
+    items = [(base, granularity)]
+    if q.remedies:
+        items.append((TfliteOptions(per_channel=not base.per_channel),
+                      "per-tensor" if base.per_channel else "per-channel"))
+
+    def sensitive() -> list[Attempt]:
+        if c.tflite.ranked is None:  # one debugger run serves int8 and int8-io
+            c.tflite.ranked = list(dict.fromkeys(sensitive_tf_nodes(tries.sm, b.inputs, b.calib)))
+        ranked = c.tflite.ranked
+        return tries.unique([(TfliteOptions(per_channel=base.per_channel, denylist=tuple(ranked[:k])),
+                              f"{granularity}, {k} node(s) kept in float ({', '.join(ranked[:k])})")
+                             for k in (1, 2, 4) if k <= len(ranked)])
+
+    gate(c, b, key, tries.unique(items), sensitive)
