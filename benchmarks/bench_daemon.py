@@ -20,6 +20,12 @@ end to the first sample, the set-ups and bus transactions per second while it la
 said meanwhile. ``SPINAL_CODE=/path/to/other/checkout`` runs another tree's daemon (e.g. before a change).
 
     python benchmarks/bench_daemon.py --faults [--unplug-s 65]
+
+``--hand`` runs, after each daemon run, the loop a user would write by hand for the same job
+(``benchmarks/hand_loop.py``: the same two simulated chips and rates, the artifact the daemon chose, LiteRT,
+JSON lines; no HTTP, metrics or supervision) and compares the RSS; ``--rounds N`` interleaves N such pairs.
+
+    python benchmarks/bench_daemon.py --runtimes litert --hand --rounds 3 --seconds 10 --warmup 5
 """
 
 from __future__ import annotations
@@ -118,15 +124,25 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return rss, hwm
 
 
-def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True) -> dict:
+# How the daemon process starts: ``spinal run`` (the CLI), or the same daemon started without the CLI's imports.
+ENTRY = {
+    "cli": "from device.cli import main; main()",
+    "daemon": ("import sys; from pathlib import Path; from device.config import load_config; "
+               "from device.daemon.logs import setup_logging; from device.daemon import Daemon, RunOptions; "
+               "cfg = load_config(Path(sys.argv[3]), sim=True); setup_logging(cfg.daemon.log_level); "
+               "d = Daemon(cfg, RunOptions(sim=True)); d.install_signal_handlers(); sys.exit(d.run())"),
+}
+
+
+def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True, entry: str = "cli") -> dict:
     with tempfile.TemporaryDirectory(prefix="spinal-bench-") as d:
         tmp = Path(d)
         bundle = relabelled_bundle(tmp, chain)
         cfg = tmp / "spinal.toml"
         cfg.write_text(CONFIG.format(tmp=tmp, bundle=bundle, runtime=runtime, canary=str(chain).lower()))
         log = open(tmp / "daemon.log", "w+")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-c", "from device.cli import main; main()", "run", "--config",
-                                 str(cfg), "--sim"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-c", ENTRY[entry], "run", "--config", str(cfg), "--sim"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=log)
         try:
             port = None
             deadline = time.monotonic() + 60
@@ -150,14 +166,52 @@ def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True) -> 
         imu = health["sensors"]["imu"]
         return {
             "runtime": f"{health['model']['runtime']} ({health['model']['artifact']}, {health['model']['delegate']})"
-                       + ("" if chain else ", no DSP chain"),
-            "exit": code, "cpu_pct": 100 * (c1 - c0) / (t1 - t0), "rss_mib": rss, "hwm_mib": hwm,
+                       + ("" if chain else ", no DSP chain") + ("" if entry == "cli" else ", without the CLI"),
+            "artifact": health["model"]["artifact"], "exit": code, "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+            "rss_mib": rss, "hwm_mib": hwm,
             "w2s_p50": lat["window_to_sink"]["p50"], "w2s_p99": lat["window_to_sink"]["p99"],
             "inf_p50": lat["inference"]["p50"], "inf_p99": lat["inference"]["p99"],
             "late_p50": imu["lateness_ms"]["p50"], "late_p99": imu["lateness_ms"]["p99"],
             "windows": health["windows"], "inferences": health["inferences"], "imu_samples": imu["samples"],
             "missed_ticks": imu["missed_ticks"], "env_samples": health["sensors"]["env"]["samples"],
         }
+
+
+def run_hand(artifact: str, seconds: float, warmup: float) -> dict:
+    """RSS and CPU of ``benchmarks/hand_loop.py`` on ``artifact`` of the benchmark's bundle, measured as the daemon."""
+    with tempfile.TemporaryDirectory(prefix="spinal-bench-") as d:
+        tmp = Path(d)
+        with open_bundle(relabelled_bundle(tmp)) as bundle:
+            model = shutil.copy(bundle.path_of(artifact), tmp / Path(artifact).name)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "hand_loop.py"), str(model),
+                                 str(tmp / "records.jsonl"), str(warmup + seconds + 30)], cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(CODE)})
+        try:
+            time.sleep(warmup)
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(seconds)
+            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            rss, hwm = rss_mib(proc.pid)
+            if proc.poll() is not None:
+                raise SystemExit(f"hand loop exited with {proc.returncode}")
+        finally:
+            proc.kill()
+            proc.wait()
+        lines = (tmp / "records.jsonl").read_text().splitlines()
+        return {"cpu_pct": 100 * (c1 - c0) / (t1 - t0), "rss_mib": rss, "hwm_mib": hwm,
+                "predictions": sum('"prediction"' in line for line in lines)}
+
+
+def hand_table(rows: list[dict], hands: list[dict]) -> None:
+    print("\n| pair | daemon | daemon RSS / peak MiB | hand loop RSS / peak MiB | ratio | daemon CPU % | hand CPU % |")
+    print("|---|---|---|---|---|---|---|")
+    for i, (r, h) in enumerate(zip(rows, hands, strict=True)):
+        print(f"| {i + 1} | {r['runtime']} | {r['rss_mib']:.1f} / {r['hwm_mib']:.1f} | {h['rss_mib']:.1f} / "
+              f"{h['hwm_mib']:.1f} "
+              f"| {r['rss_mib'] / h['rss_mib']:.2f}x | {r['cpu_pct']:.1f} | {h['cpu_pct']:.1f} |")
+    for kind in dict.fromkeys(r["runtime"] for r in rows):
+        ratios = sorted(r["rss_mib"] / h["rss_mib"] for r, h in zip(rows, hands, strict=True) if r["runtime"] == kind)
+        print(f"\nmedian RSS ratio {kind} / hand loop: {ratios[len(ratios) // 2]:.2f}x")
 
 
 FAULT_CONFIG = """
@@ -259,15 +313,25 @@ def main() -> None:
                         help="also run each runtime with the bundle's DSP chain removed (canary off)")
     parser.add_argument("--faults", action="store_true", help="measure recovery from sensor faults instead")
     parser.add_argument("--unplug-s", type=float, default=65.0, help="the long unplug of --faults")
+    parser.add_argument("--hand", action="store_true",
+                        help="after each litert run, run the hand-written LiteRT loop and compare RSS")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the runs (interleaved with --hand)")
+    parser.add_argument("--entry", choices=sorted(ENTRY), nargs="+", default=["cli"],
+                        help="start the daemon as `spinal run` (cli) and/or without the CLI's imports (daemon)")
     args = parser.parse_args()
     if args.faults:
         faults(args.unplug_s)
         return
-    rows = []
-    for rt in args.runtimes:
-        rows.append(run_one(rt, args.seconds, args.warmup))
-        if args.without_chain:
-            rows.append(run_one(rt, args.seconds, args.warmup, chain=False))
+    rows, hands, pairs = [], [], []
+    for _ in range(args.rounds):
+        for rt in args.runtimes:
+            for entry in args.entry:
+                rows.append(run_one(rt, args.seconds, args.warmup, entry=entry))
+                if args.hand and rows[-1]["runtime"].startswith("litert"):
+                    hands.append(run_hand(rows[-1]["artifact"], args.seconds, args.warmup))
+                    pairs.append(rows[-1])
+            if args.without_chain:
+                rows.append(run_one(rt, args.seconds, args.warmup, chain=False))
     print(f"IMU 100 Hz + BME280 1 Hz, {args.seconds:g} s measured after {args.warmup:g} s warm-up\n")
     print("| runtime | window→sink p50 / p99 (ms) | inference p50 / p99 (ms) | IMU lateness p50 / p99 (ms) "
           "| CPU % (1 core) | RSS / peak (MiB) | windows run / dropped | missed ticks |")
@@ -278,8 +342,10 @@ def main() -> None:
               f"| {r['late_p50']:.3f} / {r['late_p99']:.3f} | {r['cpu_pct']:.1f} | {r['rss_mib']:.0f} / "
               f"{r['hwm_mib']:.0f} | {r['inferences']} / {w['dropped_behind'] + w['skipped_gap']} "
               f"| {r['missed_ticks']} of {r['imu_samples']} |")
+    if hands:
+        hand_table(pairs, hands)
     print()
-    print(json.dumps(rows, indent=1))
+    print(json.dumps({"daemon": rows, "hand": hands}, indent=1))
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from device.bundle import file_digest
 from device.errors import MissingDependency, ModelFileError
-from device.manifest import Quantization
-from device.onnx_reader import read_onnx
+
+if TYPE_CHECKING:
+    from device.manifest import Quantization
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 MAX_MODEL_BYTES = 1 << 30
@@ -179,6 +179,15 @@ _PROBE_REFUSED = 3
 _PROBE_RUNTIME_ENV = "SPINAL_PROBE_RUNTIME"  # which runtime the child loads the files with
 _PROBE_INFO = "spinal-probe-info "  # marks the child's JSON lines (the lines between them are paths, any text)
 _PROBE_CODE = "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])"
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size of a file, as :func:`device.bundle.file_digest` gives them, without importing
+    the bundle module: the probe child then needs neither it nor the manifest (it starts faster)."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
 _probed: set[str] = set()
 
 
@@ -216,19 +225,47 @@ def ensure_tflite_loadable(path: Path, runtime: str | None = None) -> None:
     """
     if os.environ.get(ISOLATED_ENV) == "1":
         return
-    digest, _ = file_digest(path)
+    runtime = _probe_runtime(runtime)
+    if not _was_probed(path, runtime):
+        _probe([path], runtime)
+
+
+def ensure_tflite_loadable_many(paths: list[Path], runtime: str | None = None) -> None:
+    """:func:`ensure_tflite_loadable` for several files at once: those not yet probed share one child process.
+
+    A file the child refuses or crashes on is not reported here: each file's own :func:`ensure_tflite_loadable`
+    (before it is loaded) probes it again alone, so the error names that file and spares the others.
+    """
+    if os.environ.get(ISOLATED_ENV) == "1":
+        return
+    runtime = _probe_runtime(runtime)
+    pending = [p for p in paths if not _was_probed(p, runtime)]
+    if len(pending) > 1:
+        with contextlib.suppress(ModelFileError):
+            _probe(pending, runtime)
+
+
+def _probe(paths: list[Path], runtime: str | None) -> None:
+    if runtime is None:  # the preferred runtime
+        probe_tflite_files(paths)
+    else:
+        probe_tflite_files(paths, runtime=runtime)
+
+
+def _probe_runtime(runtime: str | None) -> str | None:
+    """The runtime a probe of ``runtime`` loads with: the preferred one's name is ``None``."""
     if runtime in (None, "default", "litert", "ai-edge-litert"):
         _, preferred = tflite_interpreter_class()
-        if preferred == "tflite-runtime":  # no LiteRT here: the default probe uses tflite-runtime
-            runtime = "tflite-runtime"
-    key = _probe_key(digest, runtime)
+        return "tflite-runtime" if preferred == "tflite-runtime" else None  # no LiteRT here: tflite-runtime
+    return runtime
+
+
+def _was_probed(path: Path, runtime: str | None) -> bool:
+    key = _probe_key(file_digest(path)[0], runtime)
     if key in _probed or (_probe_cache_dir() / key).exists():
         _probed.add(key)
-        return
-    if runtime in (None, "default", "litert", "ai-edge-litert"):
-        probe_tflite_files([path])
-    else:
-        probe_tflite_files([path], runtime=runtime)
+        return True
+    return False
 
 
 def _probe_main(args: list[str]) -> None:
@@ -253,6 +290,8 @@ def _probe_main(args: list[str]) -> None:
 
 
 def _inspect_onnx(path: Path, sha256: str, size: int) -> ModelInfo:
+    from device.onnx_reader import read_onnx
+
     info = read_onnx(path.read_bytes(), source=str(path))
     missing = sorted(f for f in info.external_data if not (path.parent / f).is_file())
     if missing:
@@ -365,6 +404,8 @@ def tflite_quantization(detail: Mapping[str, Any]) -> Quantization | None:
         return None
     zero_points = tuple(int(z) for z in q.get("zero_points", ())) or (0,) * len(scales)
     axis = int(q.get("quantized_dimension", 0)) if len(scales) > 1 else None
+    from device.manifest import Quantization  # here: the probe child does not need the manifest module
+
     return Quantization(scale=scales, zero_point=zero_points, axis=axis)
 
 

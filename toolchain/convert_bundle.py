@@ -135,8 +135,11 @@ def bundle(c: Conversion, b: Basis, elapsed: float) -> tuple[Manifest, dict[str,
                         source_parity=b.source_parity,
                         calibration={**b.calib.summary(), "method": opts.quantization.calibration_method},
                         validation=b.val.summary(), metric=b.baseline.kind, max_drop=opts.quantization.max_drop)
-    report = report_mod.clean(build_report(facts, report_artifacts, c.rejected, c.failed, c.timings, elapsed,
-                                           c.notes))
+    report = build_report(facts, report_artifacts, c.rejected, c.failed, c.timings, elapsed, c.notes)
+    # Where the latency_us above were measured: a device of the same CPU family confirms the winner cheaply.
+    from device.runtime.autotune import RECORD_KEY, converter_record
+
+    report = report_mod.clean({**report, RECORD_KEY: converter_record()})
     contents = BundleContents(artifacts=tuple(artifacts), attachments=_attach(c.stage, report), golden=Golden(
         path="golden.npz", sha256=gsha, bytes=gsize, count=gold.count, tolerances=tolerances))
     notes = list(c.notes)

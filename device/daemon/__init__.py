@@ -15,14 +15,46 @@ One module per responsibility:
 
 from __future__ import annotations
 
-from device.daemon.check import check_config, probe_sensors
-from device.daemon.metrics import Metrics
-from device.daemon.model import ActiveModel, CanaryResult, ModelSlot, bundle_fingerprint, load_candidate, run_canary
-from device.daemon.router import OutItem, Output, Router, WindowJob
-from device.daemon.sampler import Sampler, SensorOpener, SensorState, describe_sensor, sensor_channels
-from device.daemon.seq import SeqCounter
-from device.daemon.service import Daemon, RunOptions
-from device.percentiles import Recent
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from device.daemon.check import check_config, probe_sensors
+    from device.daemon.metrics import Metrics
+    from device.daemon.model import (
+        ActiveModel,
+        CanaryResult,
+        ModelSlot,
+        bundle_fingerprint,
+        load_candidate,
+        run_canary,
+    )
+    from device.daemon.router import OutItem, Output, Router, WindowJob
+    from device.daemon.sampler import Sampler, SensorOpener, SensorState, describe_sensor, sensor_channels
+    from device.daemon.seq import SeqCounter
+    from device.daemon.service import Daemon, RunOptions
+    from device.percentiles import Recent
+
+# Imported on first use: ``device.daemon.logs`` (the CLI's first import) and ``spinal run`` without
+# ``--check`` need none of the others' imports.
+_WHERE = {
+    "check_config": "check", "probe_sensors": "check", "Metrics": "metrics", "ActiveModel": "model",
+    "CanaryResult": "model", "ModelSlot": "model", "bundle_fingerprint": "model", "load_candidate": "model",
+    "run_canary": "model", "OutItem": "router", "Output": "router", "Router": "router", "WindowJob": "router",
+    "Sampler": "sampler", "SensorOpener": "sampler", "SensorState": "sampler", "describe_sensor": "sampler",
+    "sensor_channels": "sampler", "SeqCounter": "seq", "Daemon": "service", "RunOptions": "service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Recent":
+        from device.percentiles import Recent
+
+        return Recent
+    if name not in _WHERE:
+        raise AttributeError(f"module 'device.daemon' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"device.daemon.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "ActiveModel", "CanaryResult", "Daemon", "Metrics", "ModelSlot", "OutItem", "Output", "Recent", "Router",

@@ -8,9 +8,10 @@ from typing import Any
 from device.bundle import Bundle
 from device.errors import BadInput, MissingDependency, SpinalError
 from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy, first_line, log
+from device.runtime.cpu import installed_runtimes
 from device.runtime.delegates import parse_delegate
+from device.runtime.loading import Target, open_model
 from device.runtime.parity import check_golden, random_inputs
-from device.runtime.select import Target, installed_runtimes, open_model
 
 
 def _check_runtime(runtime: str | None, installed: dict[str, str]) -> None:

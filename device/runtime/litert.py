@@ -7,7 +7,6 @@ LiteRT is the preferred TFLite runtime: it works with numpy 2, has aarch64 wheel
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 from device.errors import ModelFileError
 from device.manifest import Quantization
 from device.modelfile import _quiet_stderr, tflite_quantization
-from device.runtime.base import DelegateError, RawTensor, first_line
+from device.runtime.base import DelegateError, RawTensor, dist_version, first_line
 from device.runtime.delegates import DelegateSpec, load_tflite_delegate
 
 NAME = "litert"
@@ -24,6 +23,11 @@ NAME = "litert"
 
 def version() -> str:
     """The installed ai-edge-litert version."""
+    found = dist_version("ai-edge-litert")
+    if found is not None:
+        return found
+    from importlib import metadata  # an unusual install: ask the full implementation
+
     return metadata.version("ai-edge-litert")
 
 

@@ -10,14 +10,13 @@ graph) and reading why it refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from device.errors import ModelFileError
-from device.runtime.base import DelegateError, RawTensor, first_line, log
+from device.runtime.base import DelegateError, RawTensor, dist_version, first_line, log
 from device.runtime.delegates import CPU_PROVIDER, DelegateSpec, ort_provider_problem
 
 NAME = "onnxruntime"
@@ -30,7 +29,13 @@ _DTYPES = {
 
 def version() -> str:
     """The installed onnxruntime version (whichever wheel provides it)."""
-    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+    dists = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+    found = dist_version(*dists)
+    if found is not None:
+        return found
+    from importlib import metadata  # an unusual install: ask the full implementation
+
+    for dist in dists:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:

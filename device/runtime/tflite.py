@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import struct
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from device.errors import MissingDependency, ModelFileError
-from device.runtime.base import log
+from device.runtime.base import dist_version, log
 from device.runtime.delegates import DelegateSpec
 from device.runtime.litert import InterpreterSession, open_interpreter
 
@@ -33,6 +32,11 @@ _FULLY_INT8 = {"int8", "uint8"}
 
 def version() -> str:
     """The installed tflite-runtime version."""
+    found = dist_version("tflite-runtime")
+    if found is not None:
+        return found
+    from importlib import metadata  # an unusual install: ask the full implementation
+
     return metadata.version("tflite-runtime")
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib
 import typing
+from pathlib import Path
+
+import pytest
 
 from device.runtime import base
 from device.runtime.base import RUNTIMES, RuntimeRecord, runtimes_for
@@ -48,3 +51,17 @@ def test_the_copies_elsewhere_agree_with_the_registry() -> None:
 
     runtime = typing.get_type_hints(ModelConfig)["runtime"]
     assert set(typing.get_args(runtime)) == {"auto", *RUNTIMES}
+
+
+def test_dist_version_reads_what_importlib_metadata_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from device.runtime.base import dist_version
+
+    assert dist_version("numpy") == metadata.version("numpy")
+    assert dist_version("no-such-dist-here") is None
+    (tmp_path / "Ai_Edge_LiteRT-9.9.9rc1.dist-info").mkdir()  # normalised name, any case; first path entry wins
+    (tmp_path / "onnxruntime_gpu-1.0.dist-info").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert dist_version("ai-edge-litert") == "9.9.9rc1"
+    assert dist_version("onnxruntime-gpu") == "1.0" and dist_version("onnxruntime-gpux") is None

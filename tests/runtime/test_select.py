@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from device.errors import BadInput, MissingDependency
-from device.runtime import RuntimePolicy, load_model
+from device.runtime import RuntimePolicy, cpu, load_model
 from device.runtime import select as sel
 from device.runtime.select import Measurement, cpu_features, pick
 
@@ -179,7 +179,7 @@ def test_int8_dot_from_the_auxiliary_vector_without_proc_cpuinfo(monkeypatch: py
     # The systemd unit's ProcSubset=pid hides /proc/cpuinfo: a Pi 5 then looked like a CPU without asimddp.
     assert sel.arm_hwcap_flags(1 << 20, 0) == {"asimddp"} and sel.arm_hwcap_flags(0, 1 << 13) == {"i8mm"}
     assert sel.arm_hwcap_flags(0b11, 0) == set()
-    monkeypatch.setattr(sel, "_auxv_flags", lambda arch: sel.arm_hwcap_flags(1 << 20, 0) if arch == "aarch64"
+    monkeypatch.setattr(cpu, "_auxv_flags", lambda arch: sel.arm_hwcap_flags(1 << 20, 0) if arch == "aarch64"
                         else set())
     real_read = Path.read_text
 
@@ -196,8 +196,8 @@ def test_auxv_flags_reads_getauxval_here() -> None:
     import platform
 
     # The real call (libc's getauxval through ctypes) runs on any Linux; only aarch64 bits are interpreted.
-    assert sel._auxv_flags("x86_64") == set()
-    flags = sel._auxv_flags("aarch64")
+    assert cpu._auxv_flags("x86_64") == set()
+    flags = cpu._auxv_flags("aarch64")
     assert flags <= {"asimddp", "i8mm"}
     if platform.machine() == "aarch64":
         assert ("asimddp" in flags) == ("asimddp" in Path("/proc/cpuinfo").read_text())

@@ -1,0 +1,130 @@
+"""A fast first start: the converter's recorded winner confirmed cheaply, one probe child for all new TFLite files,
+and no probe child for the files of a bundle signed by a trusted key."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device import modelfile
+from device.bundle import open_bundle, read_manifest, write_manifest
+from device.runtime import RuntimePolicy, autotune, load_model
+from device.runtime import select as sel
+from device.runtime.autotune import RECORD_KEY, Measurement, measured_on
+from device.runtime.cpu import cpu_features
+
+LATENCY = {"model_fp32.tflite": 10.0, "model_fp16.tflite": 30.0, "model_int8.tflite": 20.0,
+           "model_int8io.tflite": 40.0, "model_fp32.onnx": 50.0, "model_int8.onnx": 60.0}
+
+
+def recorded(bundle_dir: Path, tmp_path: Path, **where: Any) -> Path:
+    """A copy of the bundle whose report carries the converter's latencies and where it measured them."""
+    root = tmp_path / "imu"
+    shutil.copytree(bundle_dir, root)
+    manifest = read_manifest(root)
+    record = {**measured_on(cpu_features(), 1, {"onnx": "onnxruntime", "tflite": "litert"}), **where}
+    report = {"artifacts": {a.path: {"latency_us": LATENCY[a.path]} for a in manifest.artifacts}, RECORD_KEY: record}
+    write_manifest(root, dataclasses.replace(manifest, report=report))
+    return root
+
+
+@pytest.fixture
+def timed(monkeypatch: pytest.MonkeyPatch) -> tuple[list[list[str]], dict[str, float]]:
+    """measure_all for real (load, parity, timing), then with the p50s set from a table: deterministic picks."""
+    calls: list[list[str]] = []
+    p50s: dict[str, float] = {}
+    real = autotune.measure_all
+
+    def measure(targets: list[Any], *args: Any) -> list[Measurement]:
+        calls.append([t.artifact.path for t in targets])
+        out = real(targets, *args)
+        for m in out:
+            m.p50_us = p50s.get(m.artifact, m.p50_us)
+        return out
+
+    monkeypatch.setattr(sel, "measure_all", measure)
+    return calls, p50s
+
+
+def test_the_recorded_winner_is_confirmed_against_one_alternative_then_cached(
+        bundle_dir: Path, tmp_path: Path, cache_dir: Path, timed: tuple[list[list[str]], dict[str, float]]) -> None:
+    calls, p50s = timed
+    root = recorded(bundle_dir, tmp_path)
+    p50s.update({"model_fp32.tflite": 10.0, "model_int8.tflite": 20.0})
+    policy = RuntimePolicy(threads=1, cache_dir=cache_dir)
+    model = load_model(root, policy)
+    # The record's winner (fp32 TFLite) against the fastest recorded of another precision (int8 TFLite), only.
+    assert calls == [["model_fp32.tflite", "model_int8.tflite"]]
+    assert model.selection.mode == "confirmed" and model.info.artifact == "model_fp32.tflite"
+    assert all(m.parity is True for m in model.selection.measurements)
+    model.close()
+    again = load_model(root, policy)
+    assert again.selection.mode == "cached" and again.info.artifact == "model_fp32.tflite" and len(calls) == 1
+    again.close()
+
+
+def test_a_winner_not_confirmed_here_means_measuring_everything(
+        bundle_dir: Path, tmp_path: Path, cache_dir: Path, timed: tuple[list[list[str]], dict[str, float]]) -> None:
+    calls, p50s = timed
+    p50s.update({name: 200.0 for name in LATENCY})
+    p50s.update({"model_fp32.tflite": 100.0, "model_int8.tflite": 5.0})
+    model = load_model(recorded(bundle_dir, tmp_path), RuntimePolicy(threads=1, cache_dir=cache_dir))
+    assert len(calls) == 2 and len(calls[0]) == 2 and len(calls[1]) == 6
+    assert model.selection.mode == "measured" and model.info.artifact == "model_int8.tflite"
+    model.close()
+
+
+@pytest.mark.parametrize(("where", "threads"), [({"cpu": "aarch64/Cortex-A72/no-int8dot"}, 1), ({}, 2),
+                                                ({"delegate": "gpu"}, 1), ({"runtimes": "litert"}, 1)])
+def test_a_record_from_elsewhere_is_not_used(bundle_dir: Path, tmp_path: Path, cache_dir: Path,
+                                             timed: tuple[list[list[str]], dict[str, float]],
+                                             where: dict[str, Any], threads: int) -> None:
+    calls, _ = timed
+    model = load_model(recorded(bundle_dir, tmp_path, **where), RuntimePolicy(threads=threads, cache_dir=cache_dir))
+    assert model.selection.mode == "measured" and [len(c) for c in calls] == [6]
+    model.close()
+
+
+@pytest.fixture
+def probes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]]:
+    """Every probe child's file names, on a device that has probed nothing yet."""
+    monkeypatch.setenv("SPINAL_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setattr(modelfile, "_probed", set())
+    seen: list[list[str]] = []
+    real = modelfile.probe_tflite_files
+
+    def probe(paths: list[Path], *args: Any, **kwargs: Any) -> Any:
+        seen.append(sorted(p.name for p in paths))
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(modelfile, "probe_tflite_files", probe)
+    return seen
+
+
+def test_new_tflite_files_share_one_probe_child(bundle_dir: Path, cache_dir: Path, probes: list[list[str]]) -> None:
+    model = load_model(bundle_dir, RuntimePolicy(runtime="litert", threads=1, cache_dir=cache_dir))
+    assert probes == [["model_fp16.tflite", "model_fp32.tflite", "model_int8.tflite", "model_int8io.tflite"]]
+    model.close()
+
+
+def test_a_bundle_signed_by_a_trusted_key_skips_the_probe_child_an_unsigned_one_does_not(
+        bundle_dir: Path, tmp_path: Path, cache_dir: Path, probes: list[list[str]]) -> None:
+    pytest.importorskip("cryptography")
+    from device.signing import generate_keypair, load_public_key, sign_directory
+
+    root = tmp_path / "signed"
+    shutil.copytree(bundle_dir, root)
+    key, pub = generate_keypair(tmp_path / "k")
+    sign_directory(root, key)
+    policy = RuntimePolicy(runtime="litert", artifact="fp32", threads=1, cache_dir=cache_dir)
+    with open_bundle(root, trusted_keys=[load_public_key(pub)]) as bundle:
+        assert bundle.signed_by is not None
+        load_model(bundle, policy).close()
+    assert probes == []
+    with open_bundle(root) as bundle:  # the same files, no trusted key given: unknown files
+        load_model(bundle, policy).close()
+    assert probes == [["model_fp32.tflite"]]
