@@ -315,7 +315,7 @@ def tflite_interpreter_class() -> tuple[Any, str]:
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+        from tflite_runtime.interpreter import Interpreter
 
         return Interpreter, "tflite-runtime"
     except ImportError:
@@ -333,7 +333,7 @@ def _interpreter_class_for(runtime: str | None) -> tuple[Any, str]:
 
             return Interpreter, "ai-edge-litert"
         if runtime == "tflite-runtime":
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+            from tflite_runtime.interpreter import Interpreter
 
             return Interpreter, "tflite-runtime"
     except ImportError as exc:

@@ -176,3 +176,26 @@ def test_fuzzed_values_only_raise_bundle_error(key: str, value: Any):
         parse(obj)
     except BundleError as exc:
         assert "\n" not in str(exc)
+
+
+def test_a_manifest_built_by_hand_validates_itself_naming_the_key():
+    """A converter builds the types directly (permissive constructors) and validates the whole at the end."""
+    import dataclasses
+
+    from device.manifest import Artifact
+    from device.schema import SchemaError
+
+    m = parse(valid())
+    m.validate()  # a parsed manifest is valid
+    bad_art = dataclasses.replace(m.artifacts[1], sha256="xyz")
+    with pytest.raises(SchemaError) as err:
+        dataclasses.replace(m, artifacts=(m.artifacts[0], bad_art)).validate()
+    assert err.value.path == ("artifacts", 1, "sha256") and "64 lowercase hex" in err.value.detail
+    spec = dataclasses.replace(m.inputs[0], layout="NT")
+    with pytest.raises(SchemaError) as err:
+        dataclasses.replace(m, inputs=(spec,)).validate()
+    assert err.value.path == ("inputs", 0, "layout")
+    with pytest.raises(SchemaError) as err:
+        dataclasses.replace(m, task=dataclasses.replace(m.task, output="nope")).validate()
+    assert err.value.path == ("task", "output")
+    assert isinstance(Artifact(path="x", format="?", precision="", sha256="", bytes=0), Artifact)  # no check here

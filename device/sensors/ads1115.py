@@ -8,10 +8,10 @@ big-endian on the wire. An SMBus *word* read is little-endian (low byte first), 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from device.sensors.base import BusError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, OptionError, Sensor, SensorError, check_option_fields
 from device.sensors.registers import Field, Register, RegisterMap
 
 # MUX[2:0] -> channel name (positive input minus negative input, or minus GND).
@@ -100,23 +100,19 @@ class ADS1115Options:
     only, the chip converts continuously and a read returns the newest result).
     """
 
-    channels: tuple[str, ...] = ("ain0",)
-    full_scale_v: float = 4.096
-    data_rate: int = 860
-    mode: str = "single"
+    channels: tuple[str, ...] = field(default=("ain0",), metadata={"choices": tuple(MUX_CODES)})
+    full_scale_v: float = field(default=4.096, metadata={"choices": tuple(PGA_CODES)})
+    data_rate: int = field(default=860, metadata={"choices": tuple(DATA_RATE_CODES)})
+    mode: str = field(default="single", metadata={"choices": ("single", "continuous")})
 
     def validate(self, where: str) -> None:
         if not self.channels:
-            raise SensorError(f"{where} option 'channels': list at least one of {', '.join(MUX_CODES)}")
-        for ch in self.channels:
-            check_choice(where, "channels", ch, MUX_CODES)
+            raise OptionError(where, "channels", f"list at least one of {', '.join(MUX_CODES)}")
+        check_option_fields(self, where)
         if len(set(self.channels)) != len(self.channels):
-            raise SensorError(f"{where} option 'channels': {list(self.channels)} lists a channel twice")
-        check_choice(where, "full_scale_v", self.full_scale_v, PGA_CODES)
-        check_choice(where, "data_rate", self.data_rate, DATA_RATE_CODES)
-        check_choice(where, "mode", self.mode, ("single", "continuous"))
+            raise OptionError(where, "channels", f"{list(self.channels)} lists a channel twice")
         if self.mode == "continuous" and len(self.channels) != 1:
-            raise SensorError(f"{where} option 'mode': continuous mode converts one channel; "
+            raise OptionError(where, "mode", f"continuous mode converts one channel; "
                               f"'channels' lists {len(self.channels)}")
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, TypeVar
 
 from device.errors import BadInput, SpinalError
+from device.schema import Reader, SchemaError, check_fields
 
 
 class SensorError(BadInput):
@@ -106,87 +106,50 @@ class Sensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Options: dicts from a config file or the command line -> typed dataclasses
+# Options: dicts from a config file or the command line -> typed dataclasses (device.schema)
 
 T = TypeVar("T")
 
 
-def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        errors = []
-        for arg in args:
-            try:
-                return _coerce(value, arg, key, where)
-            except SensorError as exc:
-                errors.append(str(exc))
-        raise SensorError(errors[0])
-    if hint is type(None):
-        if value is None:
-            return None
-        raise SensorError(f"{where} option {key!r}: expected nothing, got {value!r}")
-    if origin is typing.Literal:
-        if value in args:
-            return value
-        raise SensorError(f"{where} option {key!r}: must be one of {', '.join(map(repr, args))} (got {value!r})")
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise SensorError(f"{where} option {key!r}: expected a list, got {value!r}")
-        item = args[0] if args else str
-        return tuple(_coerce(v, item, key, where) for v in value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        raise SensorError(f"{where} option {key!r}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise SensorError(f"{where} option {key!r}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value, 0)
-            except ValueError:
-                pass
-        raise SensorError(f"{where} option {key!r}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise SensorError(f"{where} option {key!r}: expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise SensorError(f"{where} option {key!r}: expected a string, got {value!r}")
-    return value
+class OptionError(SensorError):
+    """A driver option is wrong: ``key`` is the option's name, ``detail`` what is wrong."""
+
+    def __init__(self, where: str, key: str, detail: str, *, unknown: bool = False) -> None:
+        super().__init__(f"{where} option {key!r} {detail}" if unknown else f"{where} option {key!r}: {detail}")
+        self.key = key
+        self.detail = detail
+
+
+_OPTION_READER = Reader(from_text=True)  # "-o rate=0x10" on the command line: strings are numbers too
 
 
 def parse_options(cls: type[T], options: dict[str, Any] | None, where: str) -> T:
-    """Build the options dataclass ``cls`` from a dict, naming the offending key in every error."""
+    """Build the options dataclass ``cls`` from a dict, naming the offending key in every error
+    (:class:`OptionError`)."""
     options = dict(options or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for key in options:
-        if key not in fields:
-            raise SensorError(f"{where} option {key!r} is unknown; known options: {', '.join(fields)}")
-    kwargs = {key: _coerce(value, hints[key], key, where) for key, value in options.items()}
-    return cls(**kwargs)
+        if key not in known:
+            raise OptionError(where, key, f"is unknown; known options: {', '.join(known)}", unknown=True)
+    try:
+        return _OPTION_READER.build(cls, options)
+    except SchemaError as exc:
+        key = str(exc.path[0]) if exc.path else "?"
+        raise OptionError(where, key, exc.detail) from None
+
+
+def check_option_fields(options: Any, where: str) -> None:
+    """Check options against their fields' metadata (``choices``...), as parsing does, for options made by
+    hand; raises :class:`OptionError` naming the key."""
+    try:
+        check_fields(options)
+    except SchemaError as exc:
+        raise OptionError(where, str(exc.path[0]), exc.detail) from None
 
 
 def check_choice(where: str, key: str, value: Any, choices: typing.Iterable[Any]) -> None:
-    """Raise :class:`SensorError` naming ``key`` unless ``value`` is one of ``choices``."""
+    """Raise :class:`OptionError` naming ``key`` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
     if value not in choices:
         shown = ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in choices)
-        raise SensorError(f"{where} option {key!r}: must be one of {shown} (got {value!r})")
+        raise OptionError(where, key, f"must be one of {shown} (got {value!r})")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from device.sensors.base import BusError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, OptionError, Sensor, SensorError, check_choice, check_option_fields
 from device.sensors.registers import Field, Register, RegisterMap
 
 RESET_WORD = 0xB6
@@ -341,6 +341,9 @@ def encode_humidity(rh: float, t_fine: int, cal: Calibration) -> int:
 Oversampling = Literal[0, 1, 2, 4, 8, 16]
 
 
+_OVERSAMPLING = {"choices": tuple(OVERSAMPLING_CODES)}
+
+
 @dataclass(frozen=True)
 class BME280Options:
     """Configuration of a BME280/BMP280.
@@ -351,26 +354,22 @@ class BME280Options:
     ``compensation``: "int" (datasheet fixed-point, 64-bit pressure) or "float" (double).
     """
 
-    temperature_oversampling: int = 1
-    pressure_oversampling: int = 1
-    humidity_oversampling: int = 1
-    iir_filter: int = 0
-    mode: str = "forced"
-    standby_ms: float = 0.5
-    compensation: str = "int"
+    temperature_oversampling: int = field(default=1, metadata=_OVERSAMPLING)
+    pressure_oversampling: int = field(default=1, metadata=_OVERSAMPLING)
+    humidity_oversampling: int = field(default=1, metadata=_OVERSAMPLING)
+    iir_filter: int = field(default=0, metadata={"choices": tuple(FILTER_CODES)})
+    mode: str = field(default="forced", metadata={"choices": ("forced", "normal")})
+    standby_ms: float = 0.5  # its choices depend on the chip: checked by validate()
+    compensation: str = field(default="int", metadata={"choices": ("int", "float")})
 
     def validate(self, chip: str) -> None:
         w = chip
-        for key in ("temperature_oversampling", "pressure_oversampling", "humidity_oversampling"):
-            check_choice(w, key, getattr(self, key), OVERSAMPLING_CODES)
+        check_option_fields(self, w)
         if self.temperature_oversampling == 0:
-            raise SensorError(f"{w} option 'temperature_oversampling': must not be 0, the pressure and humidity "
+            raise OptionError(w, "temperature_oversampling", "must not be 0, the pressure and humidity "
                               "compensation need the temperature")
-        check_choice(w, "iir_filter", self.iir_filter, FILTER_CODES)
-        check_choice(w, "mode", self.mode, ("forced", "normal"))
         check_choice(w, "standby_ms", self.standby_ms,
                      STANDBY_CODES_BMP280 if chip == "bmp280" else STANDBY_CODES_BME280)
-        check_choice(w, "compensation", self.compensation, ("int", "float"))
 
 
 class BME280(Sensor):

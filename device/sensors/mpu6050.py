@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from device.sensors.base import BusError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, OptionError, Sensor, SensorError, check_option_fields
 from device.sensors.registers import Field, Register, RegisterMap
 
 STANDARD_GRAVITY = 9.80665
@@ -134,19 +134,16 @@ class MPU6050Options:
     1 kHz / (1 + div) with the DLPF on, 8 kHz / (1 + div) with it off); ``gyro_unit``: "rad/s" or "deg/s".
     """
 
-    accel_range_g: int = 2
-    gyro_range_dps: int = 250
-    dlpf: int = 3
+    accel_range_g: int = field(default=2, metadata={"choices": tuple(ACCEL_RANGE_CODES)})
+    gyro_range_dps: int = field(default=250, metadata={"choices": tuple(GYRO_RANGE_CODES)})
+    dlpf: int = field(default=3, metadata={"choices": tuple(DLPF_BANDWIDTH_HZ)})
     sample_rate_div: int = 0
-    gyro_unit: str = "rad/s"
+    gyro_unit: str = field(default="rad/s", metadata={"choices": ("rad/s", "deg/s")})
 
     def validate(self, where: str) -> None:
-        check_choice(where, "accel_range_g", self.accel_range_g, ACCEL_RANGE_CODES)
-        check_choice(where, "gyro_range_dps", self.gyro_range_dps, GYRO_RANGE_CODES)
-        check_choice(where, "dlpf", self.dlpf, DLPF_BANDWIDTH_HZ)
-        check_choice(where, "gyro_unit", self.gyro_unit, ("rad/s", "deg/s"))
+        check_option_fields(self, where)
         if not 0 <= self.sample_rate_div <= 255:
-            raise SensorError(f"{where} option 'sample_rate_div': must be 0..255 (got {self.sample_rate_div})")
+            raise OptionError(where, "sample_rate_div", f"must be 0..255 (got {self.sample_rate_div})")
 
 
 class MPU6050(Sensor):

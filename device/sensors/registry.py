@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from device.sensors.ads1115 import ADS1115, HI_THRESH_DEFAULT, LO_THRESH_DEFAULT, ADS1115Options
-from device.sensors.base import BusError, Sensor, SensorError
+from device.sensors.base import BusError, Sensor, SensorError, parse_options
 from device.sensors.bme280 import BME280, BMP280, BME280Options
 from device.sensors.bus import I2CBus, as_bus
 from device.sensors.mpu6050 import MPU6050, MPU6050Options
@@ -37,17 +37,29 @@ def driver_class(kind: str) -> type[Sensor]:
         raise SensorError(f"unknown sensor driver {kind!r}; known drivers: {', '.join(DRIVERS)}") from None
 
 
-def make_driver(kind: str, bus: Any, address: int | None = None, options: dict[str, Any] | None = None) -> Sensor:
+def parse_driver_options(kind: str, options: dict[str, Any] | None) -> Any:
+    """Driver ``kind``'s typed options (its ``Options`` dataclass) from a dict (TOML or the command line),
+    checked as the driver will use them; raises :class:`OptionError` naming the key."""
+    driver = driver_class(kind)
+    name = kind.lower()
+    opts: Any = parse_options(DRIVERS[name].options, options, name)
+    validate = getattr(opts, "validate", None)
+    if validate is not None:
+        validate(driver.name)
+    return opts
+
+
+def make_driver(kind: str, bus: Any, address: int | None = None, options: Any = None) -> Sensor:
     """Construct the driver ``kind`` on ``bus`` (``address`` None: the chip's default address).
 
-    ``options`` is a plain dict (from TOML or the command line); unknown keys and bad values
-    raise :class:`SensorError` naming the key. ``setup()`` is not called.
+    ``options`` is the driver's options dataclass (from :func:`parse_driver_options`, as a loaded config
+    holds it) or a plain dict, parsed here: unknown keys and bad values raise :class:`SensorError` naming
+    the key. ``setup()`` is not called.
     """
     cls = driver_class(kind)
-    from device.sensors.base import parse_options
-
-    opts: Any = parse_options(DRIVERS[kind.lower()].options, options or {}, kind.lower())
-    return cls(bus, address, opts)
+    if options is None or isinstance(options, dict):
+        options = parse_driver_options(kind, options)
+    return cls(bus, address, options)
 
 
 _SPEC_RE = re.compile(r"^(?P<kind>[a-z0-9]+)(?:@(?P<addr>0x[0-9a-f]{1,2}|\d{1,3}))?$", re.IGNORECASE)

@@ -9,10 +9,10 @@ by its status register and that register's CRC.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from device.sensors.base import BusError, DataError, Sensor, SensorError, check_choice
+from device.sensors.base import BusError, DataError, OptionError, Sensor, SensorError, check_option_fields
 from device.sensors.registers import Field, Register
 
 CMD_SINGLE_STRETCH = {"high": 0x2C06, "medium": 0x2C0D, "low": 0x2C10}
@@ -119,19 +119,17 @@ class SHT3xOptions:
     ``crc_retries``: measurements repeated after a CRC mismatch before giving up.
     """
 
-    mode: str = "single"
-    repeatability: str = "high"
-    periodic_mps: float = 1.0
+    mode: str = field(default="single", metadata={"choices": ("single", "periodic")})
+    repeatability: str = field(default="high", metadata={"choices": ("high", "medium", "low")})
+    periodic_mps: float = field(default=1.0, metadata={"choices": tuple(CMD_PERIODIC)})
     clock_stretching: bool = False
     heater: bool = False
     crc_retries: int = 2
 
     def validate(self, where: str) -> None:
-        check_choice(where, "mode", self.mode, ("single", "periodic"))
-        check_choice(where, "repeatability", self.repeatability, ("high", "medium", "low"))
-        check_choice(where, "periodic_mps", self.periodic_mps, CMD_PERIODIC)
+        check_option_fields(self, where)
         if not 0 <= self.crc_retries <= 10:
-            raise SensorError(f"{where} option 'crc_retries': must be 0..10 (got {self.crc_retries})")
+            raise OptionError(where, "crc_retries", f"must be 0..10 (got {self.crc_retries})")
 
 
 class SHT3x(Sensor):

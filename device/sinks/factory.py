@@ -10,10 +10,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from device.errors import BadInput, MissingDependency
 from device.sinks.base import Sink
+
+if TYPE_CHECKING:  # mqtt.py needs paho-mqtt at import: imported for the types only
+    from device.sinks.mqtt import MqttOptions
+    from device.sinks.spool import SpoolOptions
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,8 @@ SINK_TYPES: dict[str, SinkType] = {
 class MqttSinkOptions:
     """``[[sinks]] type = "mqtt"``: the MQTT options (device id from the config) and the spool's."""
 
-    mqtt: Any
-    spool: Any
+    mqtt: MqttOptions
+    spool: SpoolOptions
 
 
 def build_mqtt(options: MqttSinkOptions, ctx: SinkContext) -> Sink:
@@ -86,7 +90,7 @@ def sink_options_class(kind: str) -> type:
     if cls is None:
         raise MissingDependency(f"sink type {kind!r}: {SINK_TYPES[kind].module} has no "
                                 f"{SINK_TYPES[kind].options}; this build of spinal lacks that sink")
-    return cls
+    return cast(type, cls)
 
 
 def create_sink(kind: str, options: Any, ctx: SinkContext) -> Sink:
@@ -97,5 +101,5 @@ def create_sink(kind: str, options: Any, ctx: SinkContext) -> Sink:
     spec = SINK_TYPES[kind]
     build = getattr(module, spec.build, None)
     if build is not None:
-        return build(options, ctx)
+        return cast(Sink, build(options, ctx))
     raise MissingDependency(f"sink type {kind!r}: {spec.module} has no {spec.build}(); this build lacks that sink")

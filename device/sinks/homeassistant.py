@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from device import __version__
 from device.errors import BadInput
+from device.schema import invalid
 from device.sinks.base import VALUE_KINDS, Record, ValueKind
 
 if TYPE_CHECKING:
@@ -68,11 +69,12 @@ class HaEntity:
 
     def __post_init__(self) -> None:
         if self.kind not in VALUE_KINDS:
-            raise BadInput(f"homeassistant entity kind must be 'reading' or 'prediction', got {self.kind!r}")
+            raise invalid("kind", f"homeassistant entity kind must be 'reading' or 'prediction', got {self.kind!r}")
         if self.component not in COMPONENTS:
-            raise BadInput(f"homeassistant entity component must be sensor or binary_sensor, got {self.component!r}")
+            raise invalid("component", "homeassistant entity component must be sensor or binary_sensor, "
+                                       f"got {self.component!r}")
         if not self.source or not self.key:
-            raise BadInput("homeassistant entity needs a source and a key")
+            raise invalid("source" if not self.source else "key", "homeassistant entity needs a source and a key")
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,13 @@ class HomeAssistantOptions:
     def __post_init__(self) -> None:
         p = self.discovery_prefix
         if not p or any(c in p for c in "+#\x00") or p.startswith("/") or p.endswith("/"):
-            raise BadInput(f"mqtt.homeassistant.discovery_prefix {p!r} is not a valid topic prefix")
+            raise invalid("discovery_prefix", f"mqtt.homeassistant.discovery_prefix {p!r} is not a valid topic prefix")
         if not isinstance(self.model_role, str) or not _slug(self.model_role):
-            raise BadInput(f"mqtt.homeassistant.model_role {self.model_role!r} must be a name (letters, digits, _ -)")
+            raise invalid("model_role", f"mqtt.homeassistant.model_role {self.model_role!r} must be a name "
+                                        "(letters, digits, _ -)")
         if not 0 <= self.stale_after_s <= 86400:
-            raise BadInput(f"mqtt.homeassistant.stale_after_s must be 0..86400, got {self.stale_after_s}")
+            raise invalid("stale_after_s", "mqtt.homeassistant.stale_after_s must be 0..86400, "
+                                           f"got {self.stale_after_s}")
         object.__setattr__(self, "entities", tuple(self.entities))
         object.__setattr__(self, "ignore_keys", tuple(self.ignore_keys))
 

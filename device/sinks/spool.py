@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from device.errors import BadInput, SpinalError
+from device.schema import invalid
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,11 @@ class SpoolOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
         if self.max_messages < 1:
-            raise BadInput(f"mqtt.spool.max_messages must be at least 1, got {self.max_messages}")
+            raise invalid("max_messages", f"mqtt.spool.max_messages must be at least 1, got {self.max_messages}")
         if self.max_bytes < 1024:
-            raise BadInput(f"mqtt.spool.max_bytes must be at least 1024, got {self.max_bytes}")
+            raise invalid("max_bytes", f"mqtt.spool.max_bytes must be at least 1024, got {self.max_bytes}")
         if self.synchronous not in get_args(Synchronous):
-            raise BadInput(f"mqtt.spool.synchronous must be 'full' or 'normal', got {self.synchronous!r}")
+            raise invalid("synchronous", f"mqtt.spool.synchronous must be 'full' or 'normal', got {self.synchronous!r}")
 
 
 @dataclass(frozen=True)

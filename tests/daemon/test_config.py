@@ -183,3 +183,22 @@ def test_check_reads_the_mqtt_secrets_and_tls_files_the_sink_reads_at_start(tmp_
     # The sink passes; what is left is the bundle, which this test does not install.
     with pytest.raises(BadInput, match=r"model\.bundle: .*model\.spinal does not exist"):
         check_config(cfg)
+
+
+def test_driver_options_and_the_sim_table_are_typed_once_at_load(tmp_path):
+    from device.sensors.mpu6050 import MPU6050Options
+    from device.sensors.sim import SimSpec
+
+    cfg = load_config(write(tmp_path, BASE + "[sensors.options]\naccel_range_g = 4\n[sensors.sim]\nseed = 3\n"))
+    (imu,) = cfg.sensors
+    assert imu.options == MPU6050Options(accel_range_g=4)
+    assert isinstance(imu.sim, SimSpec) and (imu.sim.kind, imu.sim.seed) == ("mpu6050", 3)
+
+
+def test_a_config_error_carries_its_key_path(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE + "[sensors.options]\ngyro_range_dps = 300\n"))
+    assert info.value.path == ("sensors", 0, "options", "gyro_range_dps")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE + "[sensors.sim]\nfrozn = true\n"))
+    assert info.value.path == ("sensors", 0, "sim", "frozn")

@@ -201,3 +201,19 @@ def test_jsonl_keeps_records_while_a_reopen_after_rotation_fails_and_writes_them
         seqs += [json.loads(line)["seq"] for line in f.read_text().splitlines()]
     assert seqs == list(range(60)), "every record, once, in order"
     assert sink.stats()["pending"] == 0 and sink.stats()["error"] is None
+
+
+def test_a_sink_option_its_dataclass_refuses_is_reported_at_its_key_line(tmp_path):
+    # The options dataclasses check themselves (device.schema.invalid): the error carries the key, no regex.
+    path = tmp_path / "c.toml"
+    path.write_text(MQTT.format(tmp=tmp_path, port=1883, extra='[sinks.homeassistant]\nauto_entities = true\n'
+                                                              'discovery_prefix = "ha/"\n'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.path == ("sinks", 0, "homeassistant", "discovery_prefix")
+    assert str(info.value).endswith("c.toml:18: sinks[0].homeassistant.discovery_prefix: "
+                                    "mqtt.homeassistant.discovery_prefix 'ha/' is not a valid topic prefix")
+    path.write_text(MQTT.format(tmp=tmp_path, port=1883, extra="[sinks.spool]\nmax_bytes = 10\n"))
+    with pytest.raises(ConfigError, match=r"c\.toml:17: sinks\[0\]\.spool\.max_bytes: mqtt\.spool\.max_bytes must "
+                                          r"be at least 1024, got 10"):
+        load_config(path)

@@ -58,7 +58,7 @@ def test_reading_carries_monotonic_time_and_units(sim_bus: SimBus) -> None:
     ("bme280", {"temperature_oversampling": 0}, "option 'temperature_oversampling': must not be 0"),
     ("bmp280", {"standby_ms": 10}, "bmp280 option 'standby_ms': must be one of 0.5, 62.5"),
     ("mpu6050", {"accel_range_g": 3}, "mpu6050 option 'accel_range_g': must be one of 2, 4, 8, 16 (got 3)"),
-    ("mpu6050", {"accel_range_g": "big"}, "mpu6050 option 'accel_range_g': expected an integer, got 'big'"),
+    ("mpu6050", {"accel_range_g": "big"}, "mpu6050 option 'accel_range_g': expected an integer, got a string 'big'"),
     ("mpu6050", {"sample_rate_div": 300}, "option 'sample_rate_div': must be 0..255"),
     ("sht3x", {"repeatability": "best"}, "sht3x option 'repeatability': must be one of high, medium, low"),
     ("sht3x", {"heater": "maybe"}, "sht3x option 'heater': expected true or false"),
@@ -597,3 +597,10 @@ def test_bme280_every_standby_time(standby) -> None:
     drv.setup()
     assert sim.regs[0xF5] >> 5 == STANDBY_CODES_BME280[float(standby)]
     assert 15 < drv.read()["temperature"] < 30
+
+
+def test_options_made_by_hand_are_checked_by_the_fields_choices() -> None:
+    from device.sensors.mpu6050 import MPU6050Options
+
+    with pytest.raises(SensorError, match=r"mpu6050 option 'accel_range_g': must be one of 2, 4, 8, 16 \(got 3\)"):
+        make_driver("mpu6050", SimBus(), None, MPU6050Options(accel_range_g=3))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.errors import BadInput
+from device.schema import KeyPath, SchemaError, build, path_text
 from device.sensors import ads1115 as ads
 from device.sensors import bme280 as bme
 from device.sensors import mpu6050 as mpu
@@ -30,12 +30,18 @@ from device.sensors.sim.sht3x import SimSHT3x
 from device.sensors.sim.signals import Recording
 
 
-class SimSpecError(BadInput):
-    """A simulated chip's description is wrong; ``key`` is the dotted path of the offending key."""
+class SimSpecError(SchemaError):
+    """A simulated chip's description is wrong: ``path`` is the offending key's path within the table
+    checked; the message names the table (``sim: unknown key 'x'``)."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
+    def __init__(self, where: str, path: KeyPath, message: str) -> None:
+        super().__init__(path, message, message)
+        self.where = where
+
+    @property
+    def key(self) -> str:
+        """The dotted key, table included (``sim.seed``)."""
+        return f"{self.where}.{path_text(self.path)}" if self.path else self.where
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +85,87 @@ SIM_CHIPS: dict[str, SimChip] = {
 Orientation = tuple[float, float, float] | str
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Field parsers (device.schema "parse" metadata): the raw TOML/JSON value -> the typed one, or a ValueError
+# saying what is wrong with it.
+
+def _flag(value: Any) -> bool:
+    """A true/false setting: TOML/JSON booleans only (``bool("no")`` is True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def _probability(value: Any) -> float:
+    """A probability 0..1 (a number, not a string or a bool)."""
+    if not _number(value):
+        raise ValueError(f"{value!r} is not a probability (0..1)")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{float(value)} is not a probability (0..1)")
+    return float(value)
+
+
+def _address(value: Any) -> int:
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError
+        address = int(value, 0) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not an I2C address (write it like 0x68)") from None
+    if not 0x03 <= address <= 0x77:
+        raise ValueError(f"{address:#04x} is outside 0x03..0x77")
+    return address
+
+
+def _integer(value: Any) -> int:
+    if not _number(value) or not float(value).is_integer():
+        raise ValueError(f"{value!r} is not a valid int")
+    return int(value)
+
+
+def _positive(value: Any) -> float:
+    if not _number(value):
+        raise ValueError(f"{value!r} is not a number")
+    if value <= 0:
+        raise ValueError(f"{value!r} is not a valid positive float")
+    return float(value)
+
+
+def _noise(value: Any) -> float:
+    if isinstance(value, bool):
+        value = float(value)
+    if not _number(value) or value < 0:
+        raise ValueError(f"{value!r} is not a valid float (a scale: 0 = none, 1 = the datasheet's)")
+    return float(value)
+
+
+def _advance(value: Any) -> str:
+    if value not in ("per_read", "time"):
+        raise ValueError(f"advance must be 'per_read' or 'time' (got {value!r})")
+    return str(value)
+
+
+def _file_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a file name")
+    return value
+
+
+def _orientation(value: Any) -> Orientation:
+    if isinstance(value, str):
+        if value == "random" or value in FACES:
+            return value
+        raise ValueError(f"{value!r} is not 'random' or one of {', '.join(FACES)} (or give roll, pitch, yaw in "
+                         "degrees)")
+    if isinstance(value, list | tuple) and len(value) == 3 and all(_number(v) for v in value):
+        return (float(value[0]), float(value[1]), float(value[2]))
+    raise ValueError(f"{value!r} is not roll, pitch, yaw in degrees (e.g. [0, 90, 0]), 'random' or one of "
+                     f"{', '.join(FACES)}")
+
+
 @dataclass(frozen=True)
 class SimSpec:
     """How one simulated chip behaves. Defaults are a realistic chip on a synthetic signal.
@@ -96,21 +183,21 @@ class SimSpec:
     """
 
     kind: str | None = None
-    address: int | None = None
-    replay: str | None = None
-    sample_rate_hz: float | None = None
-    advance: str = "per_read"
-    rate_hz: float | None = None
-    noise: float = 1.0
-    seed: int = 0
-    enforce_timing: bool | None = None
-    frozen: bool = False
-    corrupt_crc: float = 0.0
-    orientation: Orientation = "z_up"
-    gravity: bool = True
-    offsets: bool = True
-    nack_probability: float = 0.0
-    fault_seed: int = 0
+    address: int | None = field(default=None, metadata={"parse": _address})
+    replay: str | None = field(default=None, metadata={"parse": _file_name})
+    sample_rate_hz: float | None = field(default=None, metadata={"parse": _positive})
+    advance: str = field(default="per_read", metadata={"parse": _advance})
+    rate_hz: float | None = field(default=None, metadata={"parse": _positive})
+    noise: float = field(default=1.0, metadata={"parse": _noise})
+    seed: int = field(default=0, metadata={"parse": _integer})
+    enforce_timing: bool | None = field(default=None, metadata={"parse": _flag})
+    frozen: bool = field(default=False, metadata={"parse": _flag})
+    corrupt_crc: float = field(default=0.0, metadata={"parse": _probability})
+    orientation: Orientation = field(default="z_up", metadata={"parse": _orientation})
+    gravity: bool = field(default=True, metadata={"parse": _flag})
+    offsets: bool = field(default=True, metadata={"parse": _flag})
+    nack_probability: float = field(default=0.0, metadata={"parse": _probability})
+    fault_seed: int = field(default=0, metadata={"parse": _integer})
 
 
 CHIP_KEYS = ("kind", "address", "replay", "sample_rate_hz", "advance", "rate_hz", "noise", "seed", "enforce_timing",
@@ -119,116 +206,42 @@ BUS_KEYS = ("nack_probability", "fault_seed")
 
 
 def _err(where: str, key: str, message: str) -> SimSpecError:
-    return SimSpecError(f"{where}.{key}", f"{where}.{key}: {message}")
+    return SimSpecError(where, (key,), f"{where}.{key}: {message}")
 
 
-def _flag(value: Any, where: str, key: str) -> bool:
-    """A true/false setting: TOML/JSON booleans only (``bool("no")`` is True)."""
-    if not isinstance(value, bool):
-        raise _err(where, key, f"{value!r} is not true or false")
-    return value
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _probability(value: Any, where: str, key: str) -> float:
-    """A probability 0..1 (a number, not a string or a bool)."""
-    if not _number(value):
-        raise _err(where, key, f"{value!r} is not a probability (0..1)")
-    if not 0.0 <= value <= 1.0:
-        raise _err(where, key, f"{float(value)} is not a probability (0..1)")
-    return float(value)
-
-
-def _address(value: Any, where: str) -> int:
+def _value(parse: Callable[[Any], Any], value: Any, where: str, key: str) -> Any:
+    """One setting outside a :class:`SimSpec` (the ``faults`` table of a description)."""
     try:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise TypeError
-        address = int(value, 0) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise _err(where, "address", f"{value!r} is not an I2C address (write it like 0x68)") from None
-    if not 0x03 <= address <= 0x77:
-        raise _err(where, "address", f"{address:#04x} is outside 0x03..0x77")
-    return address
-
-
-def _integer(value: Any, where: str, key: str) -> int:
-    if not _number(value) or not float(value).is_integer():
-        raise _err(where, key, f"{value!r} is not a valid int")
-    return int(value)
-
-
-def _orientation(value: Any, where: str) -> Orientation:
-    if isinstance(value, str):
-        if value == "random" or value in FACES:
-            return value
-        raise _err(where, "orientation", f"{value!r} is not 'random' or one of {', '.join(FACES)} (or give roll, "
-                                         "pitch, yaw in degrees)")
-    if isinstance(value, list | tuple) and len(value) == 3 and all(_number(v) for v in value):
-        return (float(value[0]), float(value[1]), float(value[2]))
-    raise _err(where, "orientation", f"{value!r} is not roll, pitch, yaw in degrees (e.g. [0, 90, 0]), 'random' or "
-                                     f"one of {', '.join(FACES)}")
+        return parse(value)
+    except ValueError as exc:
+        raise _err(where, key, str(exc)) from None
 
 
 def parse_sim_spec(chip: str, table: dict[str, Any] | None, *, where: str = "sim",
                    bus_keys: bool = False) -> SimSpec:
-    """Check a description of the simulated ``chip`` (a driver name) and type it; no I/O (a replay file is
-    read when the chip is made). Raises :class:`SimSpecError` naming the key."""
+    """Check a description of the simulated ``chip`` (a driver name) and type it (:mod:`device.schema`, by the
+    parsers of :class:`SimSpec`'s fields); no I/O (a replay file is read when the chip is made). Raises
+    :class:`SimSpecError` naming the key."""
     if table is not None and not isinstance(table, dict):
-        raise SimSpecError(where, f"{where}: expected a table of settings, got {table!r}")
+        raise SimSpecError(where, (), f"{where}: expected a table of settings, got {table!r}")
     table = dict(table or {})
     known = CHIP_KEYS + (BUS_KEYS if bus_keys else ())
     for key in table:
         if key not in known:
-            raise SimSpecError(f"{where}.{key}", f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
+            raise SimSpecError(where, (key,), f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
     kind = str(table.get("kind", chip)).lower()
     if kind not in SIM_CHIPS:
-        raise SimSpecError(f"{where}.kind" if "kind" in table else where,
+        raise SimSpecError(where, ("kind",) if "kind" in table else (),
                            f"{where}: no simulated chip {kind!r}; simulated chips: {', '.join(SIM_CHIPS)}")
     record = SIM_CHIPS[kind]
     for key in table:
         if key in _TIMED | _IMU and key not in record.keys:
             what = "has no conversion time" if key in _TIMED else f"has no {key} (only the mpu6050 simulation has)"
             raise _err(where, key, f"the {kind} simulation {what}")
-    out: dict[str, Any] = {"kind": kind}
-    if "address" in table:
-        out["address"] = _address(table["address"], where)
-    if "replay" in table:
-        if not isinstance(table["replay"], str):
-            raise _err(where, "replay", f"{table['replay']!r} is not a file name")
-        out["replay"] = table["replay"]
-    for key in ("sample_rate_hz", "rate_hz"):
-        if key in table:
-            value = table[key]
-            if not _number(value) or value <= 0:
-                raise _err(where, key, f"{value!r} is not a number" if not _number(value)
-                           else f"{value!r} is not a valid positive float")
-            out[key] = float(value)
-    if "advance" in table:
-        if table["advance"] not in ("per_read", "time"):
-            raise _err(where, "advance", f"advance must be 'per_read' or 'time' (got {table['advance']!r})")
-        out["advance"] = table["advance"]
-    if "noise" in table:
-        value = table["noise"]
-        if isinstance(value, bool):
-            value = float(value)
-        if not _number(value) or value < 0:
-            raise _err(where, "noise", f"{value!r} is not a valid float (a scale: 0 = none, 1 = the datasheet's)")
-        out["noise"] = float(value)
-    for key in ("seed", "fault_seed"):
-        if key in table:
-            out[key] = _integer(table[key], where, key)
-    for key in ("enforce_timing", "frozen", "gravity", "offsets"):
-        if key in table:
-            out[key] = _flag(table[key], where, key)
-    for key in ("corrupt_crc", "nack_probability"):
-        if key in table:
-            out[key] = _probability(table[key], where, key)
-    if "orientation" in table:
-        out["orientation"] = _orientation(table["orientation"], where)
-    return SimSpec(**out)
+    try:
+        return build(SimSpec, {**table, "kind": kind})
+    except SchemaError as exc:
+        raise SimSpecError(where, exc.path, f"{where}.{path_text(exc.path)}: {exc.detail}") from None
 
 
 def check_sim_table(driver: str, table: dict[str, Any] | None, where: str = "sim") -> SimSpec:
@@ -293,16 +306,17 @@ def build_sim_bus(description: dict[str, Any] | None = None, *, bus: int = 1,
     for name, spec in description.items():
         if name == "faults":
             if not isinstance(spec, dict):
-                raise SimSpecError("sim.faults", f"sim.faults: expected a table (nack_probability, seed), got {spec!r}")
+                raise SimSpecError("sim", ("faults",),
+                                   f"sim.faults: expected a table (nack_probability, seed), got {spec!r}")
             for key in spec:
                 if key not in ("nack_probability", "seed"):
-                    raise SimSpecError(f"sim.faults.{key}",
+                    raise SimSpecError("sim", ("faults", key),
                                        f"sim.faults: unknown key {key!r}; known keys: nack_probability, seed")
-            p = _probability(spec.get("nack_probability", 0.0), "sim.faults", "nack_probability")
-            faults = BusFaults(p, _integer(spec.get("seed", 0), "sim.faults", "seed"))
+            p = _value(_probability, spec.get("nack_probability", 0.0), "sim.faults", "nack_probability")
+            faults = BusFaults(p, _value(_integer, spec.get("seed", 0), "sim.faults", "seed"))
             continue
         if not isinstance(spec, dict):
-            raise SimSpecError(f"sim.{name}", f"sim.{name}: expected a table of settings, got {spec!r}")
+            raise SimSpecError("sim", (name,), f"sim.{name}: expected a table of settings, got {spec!r}")
         address, device = make_sim_device(name, spec, where=f"sim.{name}", base_dir=base_dir)
         if address in devices:
             raise _err(f"sim.{name}", "address", f"{address:#04x} is already taken by another simulated chip")
@@ -321,15 +335,15 @@ def default_sim_bus(*, bus: int = 1, seed: int = 0) -> SimBus:
     return SimBus(devices, bus=bus)
 
 
-def sim_bus_for(driver: str, address: int | None = None, sim: dict[str, Any] | None = None,
+def sim_bus_for(driver: str, address: int | None = None, sim: SimSpec | dict[str, Any] | None = None,
                 rate_hz: float | None = None, *, bus_number: int = 1, base_dir: str | Path | None = None) -> SimBus:
     """A :class:`SimBus` holding the one simulated chip a configured sensor needs (``spinal run --sim``).
 
-    ``sim`` is the sensor's ``[sensors.sim]`` table (see :class:`SimSpec`), ``address`` the sensor's (``None``:
-    the driver's default address, where the simulated chip then answers too). ``rate_hz`` (the sampler's
-    rate) is the time base of a synthetic signal unless ``sim`` sets ``rate_hz``.
+    ``sim`` is the sensor's ``[sensors.sim]`` spec (a loaded config's, typed) or table (see :class:`SimSpec`),
+    ``address`` the sensor's (``None``: the driver's default address, where the simulated chip then answers
+    too). ``rate_hz`` (the sampler's rate) is the time base of a synthetic signal unless ``sim`` sets it.
     """
-    spec = check_sim_table(driver, sim)
+    spec = sim if isinstance(sim, SimSpec) else check_sim_table(driver, sim)
     assert spec.kind is not None
     addr = spec.address if spec.address is not None else address
     if addr is None:
