@@ -18,11 +18,8 @@ def _mqtt_options(reader: Reader, path: KeyPath, table: dict[str, Any], device_i
     from device.sinks.mqtt import MqttOptions
     from device.sinks.spool import SpoolOptions
 
-    try:
-        mqtt = reader.build(MqttOptions, table, path, skip=("type", "name", "kinds", "spool"),
-                            extra={"device_id": device_id})
-    except SchemaError as exc:
-        raise _at_mqtt_key(exc, path, table) from None
+    mqtt = reader.build(MqttOptions, table, path, skip=("type", "name", "kinds", "spool"),
+                        extra={"device_id": device_id})
     spool_table = table.get("spool", {})
     extra = {}
     if not isinstance(spool_table, dict) or "path" not in spool_table:
@@ -32,17 +29,6 @@ def _mqtt_options(reader: Reader, path: KeyPath, table: dict[str, Any], device_i
         extra = {"path": state_dir / "mqtt-spool.sqlite"}
     spool = reader.build(SpoolOptions, spool_table, (*path, "spool"), extra=extra)
     return MqttSinkOptions(mqtt=mqtt, spool=spool)
-
-
-def _at_mqtt_key(exc: SchemaError, path: KeyPath, table: dict[str, Any]) -> SchemaError:
-    """TRANSITIONAL: MqttOptions' own checks raise a plain BadInput ("mqtt.port must be ..."), reported at the
-    table; point at the key its message starts with. Delete once device/sinks/mqtt.py raises
-    ``device.schema.invalid(key, ...)`` (it is then at the key already)."""
-    if exc.path == path:
-        for key in table:
-            if exc.detail.startswith(f"mqtt.{key} "):
-                return SchemaError((*path, key), exc.detail)
-    return exc
 
 
 def _sink_type(path: KeyPath, table: Any, types: Any) -> str:

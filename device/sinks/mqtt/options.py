@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from device.errors import BadInput
+from device.schema import invalid
 from device.sinks.homeassistant import HomeAssistantOptions
 from device.sinks.mqtt.const import AVAILABILITY, KIND_DIRS
 
@@ -56,31 +57,34 @@ class MqttOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
-            raise BadInput("mqtt.host must be a broker host name or address")
-        valid_topic_part(self.device_id, "mqtt.device_id", allow_slash=False)
-        valid_topic_part(self.topic_prefix, "mqtt.topic_prefix", allow_slash=True)
+            raise invalid("host", "mqtt.host must be a broker host name or address")
+        for key in ("device_id", "topic_prefix"):
+            try:
+                valid_topic_part(getattr(self, key), f"mqtt.{key}", allow_slash=key == "topic_prefix")
+            except BadInput as exc:
+                raise invalid(key, str(exc)) from None
         if self.protocol not in ("5", "3.1.1"):
-            raise BadInput(f"mqtt.protocol must be '5' or '3.1.1', got {self.protocol!r}")
+            raise invalid("protocol", f"mqtt.protocol must be '5' or '3.1.1', got {self.protocol!r}")
         port = self.port if self.port is not None else (8883 if self.tls else 1883)
         if not 0 < int(port) < 65536:
-            raise BadInput(f"mqtt.port must be 1..65535, got {self.port}")
+            raise invalid("port", f"mqtt.port must be 1..65535, got {self.port}")
         object.__setattr__(self, "port", int(port))
         if not 5 <= self.keepalive_s <= 65535:
-            raise BadInput(f"mqtt.keepalive_s must be 5..65535, got {self.keepalive_s}")
+            raise invalid("keepalive_s", f"mqtt.keepalive_s must be 5..65535, got {self.keepalive_s}")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
-            raise BadInput("mqtt.reconnect_min_s must be > 0 and <= mqtt.reconnect_max_s")
+            raise invalid("reconnect_min_s", "mqtt.reconnect_min_s must be > 0 and <= mqtt.reconnect_max_s")
         if not self.probe_interval_s > 0:
-            raise BadInput(f"mqtt.probe_interval_s must be > 0, got {self.probe_interval_s}")
+            raise invalid("probe_interval_s", f"mqtt.probe_interval_s must be > 0, got {self.probe_interval_s}")
         if not 1 <= self.max_inflight <= 1000:
-            raise BadInput(f"mqtt.max_inflight must be 1..1000, got {self.max_inflight}")
+            raise invalid("max_inflight", f"mqtt.max_inflight must be 1..1000, got {self.max_inflight}")
         if self.ca_file is not None:
             object.__setattr__(self, "ca_file", Path(self.ca_file))
             if not self.tls:
-                raise BadInput("mqtt.ca_file is set but mqtt.tls is false; set mqtt.tls = true")
+                raise invalid("ca_file", "mqtt.ca_file is set but mqtt.tls is false; set mqtt.tls = true")
         if self.secrets_file is not None:
             object.__setattr__(self, "secrets_file", Path(self.secrets_file))
         if self.client_id is not None and not self.client_id:
-            raise BadInput("mqtt.client_id must not be empty (leave it out for 'spinal-<device_id>')")
+            raise invalid("client_id", "mqtt.client_id must not be empty (leave it out for 'spinal-<device_id>')")
 
     @property
     def port_number(self) -> int:
