@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from device.dsp import Block, ChainError, chain_to_list, parse_chain
 from device.errors import BundleError
@@ -22,9 +22,9 @@ ArtifactFormat = Literal["onnx", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8-io"]
 TaskKind = Literal["classification", "regression", "anomaly", "score", "features"]
 
-ARTIFACT_FORMATS: tuple[str, ...] = ("onnx", "tflite")
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int8-io")
-TASK_KINDS: tuple[str, ...] = ("classification", "regression", "anomaly", "score", "features")
+ARTIFACT_FORMATS: tuple[ArtifactFormat, ...] = get_args(ArtifactFormat)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
 DTYPES: tuple[str, ...] = (
     "float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
 )
