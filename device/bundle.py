@@ -294,38 +294,8 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
     """
     try:
         with tarfile.open(archive, mode="r:*") as tar:
-            members: list[tarfile.TarInfo] = []
-            seen: set[str] = set()
-            for member in tar:
-                if member.isdir():
-                    continue
-                if len(members) >= MAX_MEMBERS:
-                    raise BundleError(f"{archive}: more than {MAX_MEMBERS} members; refusing the archive")
-                _check_member(member, archive, seen)
-                seen.add(member.name)
-                members.append(member)
-            if MANIFEST_NAME not in seen:
-                raise BundleError(f"{archive}: no {MANIFEST_NAME} inside (is this a bundle?)")
-            declared = sum(m.size for m in members)
-            if declared > MAX_TOTAL_BYTES:
-                raise BundleError(f"{archive}: members add up to {_human_bytes(declared)}, more than the "
-                                  f"{_human_bytes(MAX_TOTAL_BYTES)} a bundle may have; refusing the archive")
-            total = 0
-            for member in members:
-                target = dest / member.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                assert src is not None  # regular files always have a payload
-                with src, open(target, "xb") as out:
-                    written = 0
-                    while chunk := src.read(_CHUNK):
-                        written += len(chunk)
-                        total += len(chunk)
-                        if written > MAX_FILE_BYTES or total > MAX_TOTAL_BYTES:
-                            raise BundleError(f"{archive}: member {member.name!r} unpacks past the size "
-                                              "limit; refusing the archive")
-                        out.write(chunk)
-                os.chmod(target, 0o644)
+            members = _checked_members(tar, archive)
+            _extract(tar, members, archive, dest)
     except BundleError:
         raise
     except tarfile.ReadError:
@@ -341,6 +311,7 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
     except (tarfile.TarError, EOFError, ValueError) as exc:
         raise BundleError(f"{archive}: not a readable {ARCHIVE_SUFFIX} archive ({type(exc).__name__}: "
                           f"{exc})") from None
+    seen = {m.name for m in members}
     allowed = {MANIFEST_NAME, SIGNATURE_NAME}
     manifest = read_manifest(dest, archive)
     allowed |= {path for _, path, _, _ in manifest.files()}
@@ -349,6 +320,47 @@ def unpack_archive(archive: Path, dest: Path) -> list[str]:
         raise BundleError(f"{archive}: member {strays[0]!r} is not listed in {MANIFEST_NAME}; "
                           "refusing the archive")
     return sorted(seen)
+
+
+def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """Every file member's header checked (names, kinds, count, declared sizes) before anything is written."""
+    members: list[tarfile.TarInfo] = []
+    seen: set[str] = set()
+    for member in tar:
+        if member.isdir():
+            continue
+        if len(members) >= MAX_MEMBERS:
+            raise BundleError(f"{archive}: more than {MAX_MEMBERS} members; refusing the archive")
+        _check_member(member, archive, seen)
+        seen.add(member.name)
+        members.append(member)
+    if MANIFEST_NAME not in seen:
+        raise BundleError(f"{archive}: no {MANIFEST_NAME} inside (is this a bundle?)")
+    declared = sum(m.size for m in members)
+    if declared > MAX_TOTAL_BYTES:
+        raise BundleError(f"{archive}: members add up to {_human_bytes(declared)}, more than the "
+                          f"{_human_bytes(MAX_TOTAL_BYTES)} a bundle may have; refusing the archive")
+    return members
+
+
+def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], archive: Path, dest: Path) -> None:
+    """Write the checked members, counting the bytes actually decompressed against the size limits."""
+    total = 0
+    for member in members:
+        target = dest / member.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = tar.extractfile(member)
+        assert src is not None  # regular files always have a payload
+        with src, open(target, "xb") as out:
+            written = 0
+            while chunk := src.read(_CHUNK):
+                written += len(chunk)
+                total += len(chunk)
+                if written > MAX_FILE_BYTES or total > MAX_TOTAL_BYTES:
+                    raise BundleError(f"{archive}: member {member.name!r} unpacks past the size "
+                                      "limit; refusing the archive")
+                out.write(chunk)
+        os.chmod(target, 0o644)
 
 
 def pack_archive(root: Path, out: Path) -> Path:

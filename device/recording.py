@@ -189,6 +189,40 @@ def _read_npz(path: Path) -> Recording:
 
 
 def _read_csv(path: Path) -> Recording:
+    meta, header, rows = _csv_rows(path)
+    special = {name: header.index(name) for name in ("label", "segment") if name in header}
+    time_col = next((header.index(t) for t in TIME_COLUMNS if t in header), None)
+    value_cols = [i for i in range(len(header)) if i not in special.values() and i != time_col]
+    samples = np.empty((len(rows), len(value_cols)))
+    for r, (lineno, row) in enumerate(rows):
+        for k, c in enumerate(value_cols):
+            try:
+                samples[r, k] = float(row[c])
+            except ValueError:
+                raise BadInput(f"{path}:{lineno}: {header[c]} = {row[c]!r} is not a number") from None
+    times = None
+    if time_col is not None:
+        try:
+            times = np.array([float(row[time_col]) for _, row in rows])
+        except ValueError:
+            raise BadInput(f"{path}: the {header[time_col]} column is not numeric") from None
+    rate = _csv_rate(path, meta, times, header[time_col or 0])
+    segments = None
+    if "segment" in special:
+        try:
+            segments = np.array([int(row[special["segment"]]) for _, row in rows], dtype=np.int64)
+        except ValueError:
+            raise BadInput(f"{path}: the segment column must hold integers") from None
+    labels = (np.array([row[special["label"]].strip() for _, row in rows], dtype=object)
+              if "label" in special else None)
+    units = tuple(u.strip() for u in meta.get("units", "").split(",") if u.strip())
+    extra = {k: v for k, v in meta.items() if k not in ("sample_rate_hz", "rate_hz", "units")}
+    return Recording(samples, tuple(header[i] for i in value_cols), rate, units, labels, segments, times, str(path),
+                     extra)
+
+
+def _csv_rows(path: Path) -> tuple[dict[str, str], list[str], list[tuple[int, list[str]]]]:
+    """A recording CSV's ``# key=value`` lines, its header and its data rows (with line numbers)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -212,22 +246,11 @@ def _read_csv(path: Path) -> Recording:
         rows.append((lineno, row))
     if header is None or not rows:
         raise BadInput(f"{path}: needs a header line of channel names and at least one sample")
-    special = {name: header.index(name) for name in ("label", "segment") if name in header}
-    time_col = next((header.index(t) for t in TIME_COLUMNS if t in header), None)
-    value_cols = [i for i in range(len(header)) if i not in special.values() and i != time_col]
-    samples = np.empty((len(rows), len(value_cols)))
-    for r, (lineno, row) in enumerate(rows):
-        for k, c in enumerate(value_cols):
-            try:
-                samples[r, k] = float(row[c])
-            except ValueError:
-                raise BadInput(f"{path}:{lineno}: {header[c]} = {row[c]!r} is not a number") from None
-    times = None
-    if time_col is not None:
-        try:
-            times = np.array([float(row[time_col]) for _, row in rows])
-        except ValueError:
-            raise BadInput(f"{path}: the {header[time_col]} column is not numeric") from None
+    return meta, header, rows
+
+
+def _csv_rate(path: Path, meta: dict[str, str], times: np.ndarray[Any, Any] | None, time_name: str) -> float:
+    """The sample rate: a ``# sample_rate_hz=`` line, else the median step of the time column."""
     rate: float | None = None
     for key in ("sample_rate_hz", "rate_hz"):
         if key in meta:
@@ -238,22 +261,11 @@ def _read_csv(path: Path) -> Recording:
     if rate is None and times is not None and len(times) > 1:
         step = float(np.median(np.diff(times)))
         if step <= 0:
-            raise BadInput(f"{path}: the {header[time_col or 0]} column does not increase")
+            raise BadInput(f"{path}: the {time_name} column does not increase")
         rate = 1.0 / step
     if rate is None or not rate > 0:
         raise BadInput(f"{path}: no sample rate; add a '# sample_rate_hz=10' line or a time_s column")
-    segments = None
-    if "segment" in special:
-        try:
-            segments = np.array([int(row[special["segment"]]) for _, row in rows], dtype=np.int64)
-        except ValueError:
-            raise BadInput(f"{path}: the segment column must hold integers") from None
-    labels = (np.array([row[special["label"]].strip() for _, row in rows], dtype=object)
-              if "label" in special else None)
-    units = tuple(u.strip() for u in meta.get("units", "").split(",") if u.strip())
-    extra = {k: v for k, v in meta.items() if k not in ("sample_rate_hz", "rate_hz", "units")}
-    return Recording(samples, tuple(header[i] for i in value_cols), rate, units, labels, segments, times, str(path),
-                     extra)
+    return rate
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,20 @@ def percentiles(ns: list[int]) -> dict[str, float]:
             "max_us": values[-1] / 1000, "mean_us": sum(values) / len(values) / 1000}
 
 
+def _time_runs(run: Any, feed: Any, seconds: float) -> tuple[list[int], float]:
+    """Each inference's nanoseconds for about ``seconds`` (the clock read every 16 runs), and the time taken."""
+    times: list[int] = []
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        a = time.perf_counter_ns()
+        run(feed)
+        times.append(time.perf_counter_ns() - a)
+        if len(times) % 16 == 0 and time.perf_counter() >= end:
+            break
+    return times, time.perf_counter() - start
+
+
 def measure_cell(spec: dict[str, Any]) -> dict[str, Any]:
     """Load, infer once, check parity, then time inferences for ``seconds``."""
     from pathlib import Path
@@ -78,18 +92,7 @@ def measure_cell(spec: dict[str, Any]) -> dict[str, Any]:
             parity = None
     except SpinalError as exc:
         return {"error": str(exc)}
-    seconds = float(spec.get("seconds", 1.0))
-    times: list[int] = []
-    start = time.perf_counter()
-    end = start + seconds
-    run = model.run
-    while True:
-        a = time.perf_counter_ns()
-        run(feed)
-        times.append(time.perf_counter_ns() - a)
-        if len(times) % 16 == 0 and time.perf_counter() >= end:
-            break
-    elapsed = time.perf_counter() - start
+    times, elapsed = _time_runs(model.run, feed, float(spec.get("seconds", 1.0)))
     return {
         "t_first": t_first, "load_s": load_s, "rss_after_load_mb": rss, "rss_end_mb": rss_mb(),
         "runs": len(times), "throughput_per_s": len(times) / elapsed, **percentiles(times),
