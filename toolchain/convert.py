@@ -71,7 +71,7 @@ from toolchain.calibration import (
     synthetic,
 )
 from toolchain.failures import InternalFailure, describe, is_internal
-from toolchain.validate import Metrics, Runner, latency_us, onnx_io, run_all, score
+from toolchain.validate import Metrics, Runner, latency_us, onnx_io, parse_gate_measure, run_all, score
 
 FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
     "onnx-fp32": ("onnx", "fp32", "model.fp32.onnx"),
@@ -86,6 +86,7 @@ DROP_MEANING = {
     "accuracy": "top-1 accuracy points lost against fp32",
     "regression": "MAE increase in percent of fp32's MAE",
     "fidelity": "largest of 100 × (1 − cosine), 50 × relative RMS error² and % of decisions changed, against fp32",
+    "task": "100 − agreement with fp32 in percent on the task measure given by --gate-measure",
 }
 
 
@@ -118,6 +119,7 @@ class ConvertOptions:
     targets: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
     threshold: float | None = None
+    gate_measure: str | None = None  # map-iou:T | ctc[:BLANK]: the gate's drop is 100 - that agreement
     channels: tuple[str, ...] = ()
     channel_units: tuple[str, ...] = ()
     sample_rate_hz: float | None = None
@@ -179,6 +181,7 @@ def _check_options(opts: ConvertOptions) -> tuple[str, ...]:
         raise BadInput("--task anomaly needs --threshold")
     if opts.threshold is not None and opts.task in ("classification", "regression", "features"):
         raise BadInput(f"--threshold has no meaning for --task {opts.task} (it is for score and anomaly)")
+    parse_gate_measure(opts.gate_measure)
     if not (math.isfinite(opts.max_drop) and opts.max_drop >= 0):
         raise BadInput(f"--max-drop must be a number >= 0, got {opts.max_drop}")
     if opts.threshold is not None and not math.isfinite(opts.threshold):
@@ -306,7 +309,8 @@ class _Pipeline:
         self.calib, self.val = self._timed("read data", self._read_data)
         self.ref = self._timed("reference outputs", self._reference)
         self.task_output = self._task_output()
-        self.baseline = score(self.ref, self.ref, self.val, self.task_output, None)
+        self.baseline = score(self.ref, self.ref, self.val, self.task_output, None,
+                              measure=parse_gate_measure(self.opts.gate_measure))
         self.drop_kind = self.baseline.kind
         for key in self.wanted:
             self._timed(key, lambda key=key: self._make(key))
@@ -362,9 +366,11 @@ class _Pipeline:
         runner = Runner(made.path, fmt, made.art_inputs, made.art_outputs, self.inputs, self.outputs, self.layouts)
         self.ref = self._timed("reference outputs", lambda: run_all(runner, self.val, self.inputs))
         self.task_output = self._task_output()
-        self.baseline = score(self.ref, self.ref, self.val, self.task_output, None)
+        self.baseline = score(self.ref, self.ref, self.val, self.task_output, None,
+                              measure=parse_gate_measure(self.opts.gate_measure))
         self.drop_kind = self.baseline.kind
-        metrics = score(self.ref, self.ref, self.val, self.task_output, self.baseline)
+        metrics = score(self.ref, self.ref, self.val, self.task_output, self.baseline,
+                        measure=parse_gate_measure(self.opts.gate_measure))
         self._record(made.key, made.path, made.art_inputs, made.art_outputs, metrics, runner, {"as_is": True})
         return self._timed("bundle", lambda: self._bundle(time.perf_counter() - t_start))
 
@@ -540,7 +546,8 @@ class _Pipeline:
                   outs: tuple[ArtifactTensor, ...]) -> tuple[Metrics, Runner]:
         runner = Runner(path, fmt, ins, outs, self.inputs, self.outputs, self.layouts)
         outputs = run_all(runner, self.val, self.inputs)
-        return score(outputs, self.ref, self.val, self.task_output, self.baseline, self._decision()), runner
+        return score(outputs, self.ref, self.val, self.task_output, self.baseline, self._decision(),
+                     parse_gate_measure(self.opts.gate_measure)), runner
 
     def _decision(self) -> DecisionRule | None:
         """The decision the gate compares with fp32's: a threshold's side, or the top-1 class."""
