@@ -288,6 +288,9 @@ class _Pipeline:
                                  output_names=opts.output_names, opset=opts.opset)
         self.source = self._timed("import model", lambda: load_source(opts.model, self.work, src_opts))
         self.notes += self.source.notes
+        from toolchain.graph_fixes import fold_ifs
+
+        self.notes += fold_ifs(self.source.onnx_path)
         if self.source.tflite_blocked and not opts.formats:  # the default is every format that applies
             self.wanted = tuple(k for k in self.wanted if FORMATS[k][0] != "tflite")
         fp32 = self.source.onnx_path

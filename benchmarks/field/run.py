@@ -6,7 +6,7 @@
     python benchmarks/field/run.py table     # print the markdown table and the summary
 
 Each step appends JSON records to CACHE/results/*.json (a file already done is skipped unless --redo).
-spinal is run as `python -m device.cli.main`-equivalent: SPINAL (default: .venv/bin/spinal of this checkout).
+spinal is run as SPINAL (default: `.venv/bin/python benchmarks/field/spinal_cli.py`, the CLI plus --gate-measure).
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from spec import SPEC, shape_args
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("FIELD_CACHE", Path.home() / ".cache" / "spinal" / "field"))
-SPINAL = os.environ.get("SPINAL", str(ROOT / ".venv" / "bin" / "spinal"))
+# spinal_cli.py: the CLI plus --gate-measure (not yet a flag of device/cli.py)
+SPINAL = os.environ.get("SPINAL", f"{ROOT / '.venv' / 'bin' / 'python'} {Path(__file__).with_name('spinal_cli.py')}")
 CORPUS = Path(__file__).with_name("corpus.json")
 
 
@@ -37,7 +38,7 @@ def corpus() -> list[dict]:
 
 def spinal(args: list[str], timeout: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")
-    cmd = ["nice", "-n", "10", SPINAL, *args]
+    cmd = ["nice", "-n", "10", *SPINAL.split(), *args]
     t0 = time.monotonic()
     rc, out, peak = watched(cmd, env, timeout)
     short = [str(a).replace(str(Path.home()), "~") for a in args]
@@ -147,10 +148,12 @@ def step_convert(redo: bool, only: list[str], ungated: bool = False) -> None:
             if (data / "calib.npz").exists():
                 args += ["--calibration", str(data / "calib.npz"), "--validation", str(data / "val.npz")]
             if ungated:
-                args += ["--max-drop", "1000", "--no-remedies", "--formats", "onnx-int8,tflite-int8"]
-            for opt in ("task", "task_output", "threshold", "labels"):
+                args += ["--no-remedies", "--formats", "onnx-int8,tflite-int8"]
+            for opt in ("task", "task_output", "threshold", "labels", "gate_measure", "max_drop"):
                 if opt in spec:
                     args += [f"--{opt.replace('_', '-')}", str(spec[opt])]
+            if ungated:  # after the spec's own --max-drop, so that this one wins
+                args += ["--max-drop", "1000"]
         r = spinal(args, 900)
         full = r.pop("full")
         r["bundle"] = str(out) if out.exists() else None

@@ -1,0 +1,262 @@
+"""Rewrites of the fp32 ONNX graph that leave its function unchanged, so that quantization and TFLite export see
+plain graphs (issue 14).
+
+``If`` nodes: onnxruntime quantizes nothing inside a branch and onnx2tf fails on branches that read outer-scope
+tensors. A top-level ``If`` is inlined:
+
+- its condition is **static** (it depends on the graph's inputs only through ``Shape``/``Size``, so it is
+  fixed once the dynamic axes are): the taken branch replaces it;
+- otherwise, when both branches give plain tensors: both branches are inlined and ``Where(cond, then, else)``
+  selects (the branch not taken is computed too: the price of a graph without control flow).
+
+Branch names are prefixed with the ``If`` node's name, so they cannot clash; names a branch reads from the outer
+scope stay as they are. Every rewrite is checked: the new graph must run in onnxruntime and give the old graph's
+outputs on two random feeds, else that ``If`` is left as it was (and said so).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_SHAPE_READERS = {"Shape", "Size"}
+# ops whose output shape depends on the data they read: a Shape of them is not fixed by the input shapes
+_DATA_SHAPED = {"NonZero", "Unique", "Compress", "Loop", "If", "Scan", "NonMaxSuppression", "StringNormalizer"}
+# ops whose output shape depends on the values of their inputs after the first (a Shape of them is fixed when
+# those values are); ConstantOfShape and Range: on the values of every input
+_ARG_SHAPED = {"Reshape", "Expand", "Tile", "Slice", "Pad", "Resize", "Upsample", "Squeeze", "Unsqueeze", "Split",
+               "OneHot", "TopK", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd"}
+_ALL_ARGS_SHAPED = {"ConstantOfShape", "Range"}
+
+
+def fold_ifs(path: Path, max_rounds: int = 256) -> list[str]:
+    """Inline every top-level ``If`` of the ONNX file at ``path`` (rewritten in place); notes for the report."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if not any(n.op_type == "If" for n in model.graph.node):
+        return []
+    feeds = _random_feeds(model)
+    reference = _run(model, feeds)
+    inlined: list[str] = []
+    kept: dict[str, str] = {}
+    for _ in range(max_rounds):  # inlined branches may hold Ifs of their own
+        todo = [n for n in model.graph.node if n.op_type == "If" and (n.name or n.output[0]) not in kept]
+        if not todo:
+            break
+        node = todo[0]
+        label = node.name or node.output[0]
+        candidate, how = _inline_one(model, node, feeds)
+        error = "" if candidate is None else _same_function(candidate, feeds, reference)
+        if candidate is None or error:
+            kept[label] = how if candidate is None else f"inlining it {error}"
+            continue
+        model = candidate
+        inlined.append(label + f" ({how})")
+    if inlined:
+        onnx.save(model, str(path), save_as_external_data=False)
+    notes = []
+    if inlined:
+        notes.append(f"{len(inlined)} If node(s) inlined so that they can be quantized and exported to TFLite: "
+                     + "; ".join(inlined))
+    notes += [f"If {label!r} kept: {why}" for label, why in kept.items()]
+    return notes
+
+
+def _random_feeds(model: Any) -> list[dict[str, np.ndarray]]:
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+    feeds: list[dict[str, np.ndarray]] = [{}, {}]
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        tt = inp.type.tensor_type
+        shape = [d.dim_value if d.dim_value > 0 else 1 for d in tt.shape.dim]
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        for k, seed in enumerate((1, 2)):
+            rng = np.random.default_rng(seed)
+            if np.issubdtype(dtype, np.floating):
+                feeds[k][inp.name] = rng.standard_normal(shape).astype(dtype)
+            elif dtype == np.bool_:
+                feeds[k][inp.name] = rng.random(shape) > 0.5
+            else:
+                feeds[k][inp.name] = rng.integers(0, 3, shape).astype(dtype)
+    return feeds
+
+
+def _session(model: Any) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _run(model: Any, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]] | None:
+    try:
+        sess = _session(model)
+        return [sess.run(None, f) for f in feeds]
+    except Exception:  # a model with random inputs may legitimately refuse them (e.g. an index input)
+        return None
+
+
+def _same_function(model: Any, feeds: list[dict[str, np.ndarray]], reference: list[list[np.ndarray]] | None) -> str:
+    """'' when ``model`` runs and (when the old one ran) gives the old outputs; else why not."""
+    try:
+        sess = _session(model)
+        got = [sess.run(None, f) for f in feeds]
+    except Exception as exc:
+        return f"does not run in onnxruntime ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    if reference is None:
+        return ""
+    for old, new in zip(reference, got, strict=True):
+        for a, b in zip(old, new, strict=True):
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True):
+                return "changes the outputs"
+    return ""
+
+
+def _static(graph: Any, tensor: str) -> bool:
+    """Whether ``tensor`` depends on the graph inputs only through the shapes of shape-fixed tensors."""
+    producers = {o: n for n in graph.node for o in n.output}
+    inputs = {i.name for i in graph.input} - {i.name for i in graph.initializer}
+    seen: set[str] = set()
+
+    def walk(name: str, through_shape: bool) -> bool:
+        key = f"{name}|{through_shape}"
+        if not name or key in seen:
+            return True
+        seen.add(key)
+        if name in inputs:
+            return through_shape
+        node = producers.get(name)
+        if node is None:
+            return True  # an initializer
+        if node.op_type in _SHAPE_READERS:
+            return all(walk(i, True) for i in node.input)
+        if not through_shape:
+            return all(walk(i, False) for i in node.input)
+        if node.op_type in _DATA_SHAPED:
+            return False
+        if node.op_type in _ALL_ARGS_SHAPED:
+            return all(walk(i, False) for i in node.input)
+        by_value = node.op_type in _ARG_SHAPED
+        return all(walk(i, not (by_value and k > 0)) for k, i in enumerate(node.input))
+
+    return walk(tensor, False)
+
+
+def _condition_value(model: Any, cond: str, feed: dict[str, np.ndarray]) -> bool | None:
+    """The value of ``cond`` on one feed, from a copy of the model that outputs it; None if it cannot run."""
+    import onnx
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(cond))
+    keep = _ancestors(probe.graph, cond)
+    nodes = [n for n in probe.graph.node if n.output and any(o in keep for o in n.output)]
+    del probe.graph.node[:]
+    probe.graph.node.extend(nodes)
+    try:
+        (value,) = _session(probe).run(None, feed)
+    except Exception:
+        return None
+    return bool(np.asarray(value).reshape(-1)[0])
+
+
+def _ancestors(graph: Any, tensor: str) -> set[str]:
+    producers = {o: n for n in graph.node for o in n.output}
+    todo, seen = [tensor], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producers.get(name)
+        if node is not None:
+            todo.extend(i for i in node.input if i)
+    return seen
+
+
+def _inline_one(model: Any, node: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[Any | None, str]:
+    """A copy of ``model`` with ``node`` inlined, and how; or None and why not."""
+    import onnx
+
+    branches = {a.name: a.g for a in node.attribute if a.name in ("then_branch", "else_branch")}
+    cond = node.input[0]
+    prefix = re.sub(r"[^A-Za-z0-9_]", "_", node.name or node.output[0])
+    new_nodes: list[Any] = []
+    new_inits: list[Any] = []
+    if _static(model.graph, cond):
+        values = {_condition_value(model, cond, feed) for feed in feeds}
+        if None in values or len(values) != 1:
+            return None, "its condition, fixed by the input shapes, could not be computed"
+        value = values.pop()
+        taken = "then_branch" if value else "else_branch"
+        outs = _inline_branch(branches[taken], f"{prefix}_{taken[:4]}_", new_nodes, new_inits)
+        for branch_out, if_out in zip(outs, node.output, strict=True):
+            new_nodes.append(onnx.helper.make_node("Identity", [branch_out], [if_out], name=f"{prefix}_out_{if_out}"))
+        how = f"condition fixed by the input shapes: always {'then' if value else 'else'}"
+    else:
+        if any(o.type.WhichOneof("value") != "tensor_type" for g in branches.values() for o in g.output):
+            return None, "a branch gives a sequence or optional, not a tensor"
+        then_outs = _inline_branch(branches["then_branch"], f"{prefix}_then_", new_nodes, new_inits)
+        else_outs = _inline_branch(branches["else_branch"], f"{prefix}_else_", new_nodes, new_inits)
+        for t, e, if_out in zip(then_outs, else_outs, node.output, strict=True):
+            new_nodes.append(onnx.helper.make_node("Where", [cond, t, e], [if_out], name=f"{prefix}_where_{if_out}"))
+        how = "condition depends on the data: both branches computed, Where selects"
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    index = next(i for i, n in enumerate(model.graph.node) if n is node or n == node)
+    nodes = list(out.graph.node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes[:index] + new_nodes + nodes[index + 1:])
+    out.graph.initializer.extend(new_inits)
+    return out, how
+
+
+def _inline_branch(branch: Any, prefix: str, nodes: list[Any], inits: list[Any]) -> list[str]:
+    """Append ``branch``'s nodes (and initializers) renamed with ``prefix``; its output names, renamed."""
+    import onnx
+
+    defined = {i.name for i in branch.initializer} | {o for n in branch.node for o in n.output if o}
+    rename = {name: prefix + name for name in defined}
+    for init in branch.initializer:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(init)
+        copy.name = rename[init.name]
+        inits.append(copy)
+    for n in branch.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n)
+        copy.name = prefix + (n.name or n.output[0])
+        _rename_io(copy, rename)
+        nodes.append(copy)
+    return [rename.get(o.name, o.name) for o in branch.output]
+
+
+def _rename_io(node: Any, rename: dict[str, str]) -> None:
+    """Rename ``node``'s inputs and outputs, and the outer-scope reads of its subgraphs (nested If/Loop)."""
+    for i, name in enumerate(node.output):
+        node.output[i] = rename.get(name, name)
+    _rename_reads(node, rename)
+
+
+def _rename_reads(node: Any, rename: dict[str, str]) -> None:
+    for i, name in enumerate(node.input):
+        node.input[i] = rename.get(name, name)
+    for attr in node.attribute:
+        for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            local = ({i.name for i in g.initializer} | {i.name for i in g.input}
+                     | {o for n in g.node for o in n.output})
+            inner = {k: v for k, v in rename.items() if k not in local}
+            for sub in g.node:
+                _rename_reads(sub, inner)
+            for o in g.output:
+                o.name = inner.get(o.name, o.name)
