@@ -145,6 +145,9 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
                 # Unrolled recurrent layers become plain ops that the int8 quantizer handles; the
                 # while-loop form crashes TF's quantizer.
                 enable_rnn_unroll=bool(ops & {"LSTM", "GRU", "RNN"}),
+                # TF's converter cannot lower tf.math.erf to a TFLite op (MLIR "could not translate"): onnx2tf's
+                # pseudo Erf builds it from TFLite builtins (the accuracy gate judges its approximation).
+                replace_to_pseudo_operators=["erf"] if "Erf" in ops else [],
                 output_folder_path=str(out_dir),
                 keep_shape_absolutely_input_names=safe_in,
                 copy_onnx_input_output_names_to_tflite=True,
