@@ -933,6 +933,9 @@ class _Pipeline:
                 golden_arrays[f"output/{file_name}/{out_name}"] = np.stack([o[out_name] for o in outs])
             tolerances[file_name] = self._bound(file_name, fmt, precision, rec, feeds, outs)
             report_artifacts[file_name] = rec["entry"]
+        from toolchain.sizes import size_regressions
+
+        self.notes += size_regressions(report_artifacts)
         golden_path = self.stage / "golden.npz"
         np.savez_compressed(golden_path, **golden_arrays)
         gsha, gsize = file_digest(golden_path)
