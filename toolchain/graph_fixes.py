@@ -57,6 +57,9 @@ def fold_ifs(path: Path, max_rounds: int = 256) -> list[str]:
         model = candidate
         inlined.append(label + f" ({how})")
     if inlined:
+        error = _same_function(model, feeds, reference, optimize=True)
+        if error:
+            return [f"If nodes kept: inlining them {error} with onnxruntime's graph optimizations"]
         onnx.save(model, str(path), save_as_external_data=False)
     notes = []
     if inlined:
@@ -88,27 +91,32 @@ def _random_feeds(model: Any) -> list[dict[str, np.ndarray]]:
     return feeds
 
 
-def _session(model: Any) -> Any:
+def _session(model: Any, optimize: bool = False) -> Any:
+    """A CPU session; the graph optimizers off unless asked (onnxruntime 1.23's mis-resolve the outer-scope
+    reads of nested Ifs while an inlining is half done)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _run(model: Any, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]] | None:
     try:
-        sess = _session(model)
+        sess = _session(model, optimize=True)
         return [sess.run(None, f) for f in feeds]
     except Exception:  # a model with random inputs may legitimately refuse them (e.g. an index input)
         return None
 
 
-def _same_function(model: Any, feeds: list[dict[str, np.ndarray]], reference: list[list[np.ndarray]] | None) -> str:
+def _same_function(model: Any, feeds: list[dict[str, np.ndarray]], reference: list[list[np.ndarray]] | None,
+                   optimize: bool = False) -> str:
     """'' when ``model`` runs and (when the old one ran) gives the old outputs; else why not."""
     try:
-        sess = _session(model)
+        sess = _session(model, optimize)
         got = [sess.run(None, f) for f in feeds]
     except Exception as exc:
         return f"does not run in onnxruntime ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
@@ -222,11 +230,14 @@ def _inline_one(model: Any, node: Any, feeds: list[dict[str, np.ndarray]]) -> tu
 
 
 def _inline_branch(branch: Any, prefix: str, nodes: list[Any], inits: list[Any]) -> list[str]:
-    """Append ``branch``'s nodes (and initializers) renamed with ``prefix``; its output names, renamed."""
+    """Append ``branch``'s nodes (and initializers) renamed with ``prefix``; its output names, renamed.
+
+    Every name the branch defines, in its nested subgraphs too, gets the prefix (onnxruntime wants names unique
+    across the model, and the other branch defines the same ones); outer-scope reads keep their names.
+    """
     import onnx
 
-    defined = {i.name for i in branch.initializer} | {o for n in branch.node for o in n.output if o}
-    rename = {name: prefix + name for name in defined}
+    rename = {name: prefix + name for name in _defined(branch)}
     for init in branch.initializer:
         copy = onnx.TensorProto()
         copy.CopyFrom(init)
@@ -236,27 +247,35 @@ def _inline_branch(branch: Any, prefix: str, nodes: list[Any], inits: list[Any])
         copy = onnx.NodeProto()
         copy.CopyFrom(n)
         copy.name = prefix + (n.name or n.output[0])
-        _rename_io(copy, rename)
+        _rename_node(copy, rename, prefix)
         nodes.append(copy)
     return [rename.get(o.name, o.name) for o in branch.output]
 
 
-def _rename_io(node: Any, rename: dict[str, str]) -> None:
-    """Rename ``node``'s inputs and outputs, and the outer-scope reads of its subgraphs (nested If/Loop)."""
-    for i, name in enumerate(node.output):
-        node.output[i] = rename.get(name, name)
-    _rename_reads(node, rename)
+def _defined(graph: Any) -> set[str]:
+    """Every name ``graph`` defines (initializers, node outputs), and those of its subgraphs with their inputs."""
+    names = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output if o}
+    for n in graph.node:
+        for g in _subgraphs(n):
+            names |= {i.name for i in g.input} | _defined(g)
+    return names
 
 
-def _rename_reads(node: Any, rename: dict[str, str]) -> None:
+def _subgraphs(node: Any) -> list[Any]:
+    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else list(a.graphs))]
+
+
+def _rename_node(node: Any, rename: dict[str, str], prefix: str) -> None:
+    """Rename ``node``'s inputs, outputs and, recursively, everything in its subgraphs."""
     for i, name in enumerate(node.input):
         node.input[i] = rename.get(name, name)
-    for attr in node.attribute:
-        for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-            local = ({i.name for i in g.initializer} | {i.name for i in g.input}
-                     | {o for n in g.node for o in n.output})
-            inner = {k: v for k, v in rename.items() if k not in local}
-            for sub in g.node:
-                _rename_reads(sub, inner)
-            for o in g.output:
-                o.name = inner.get(o.name, o.name)
+    for i, name in enumerate(node.output):
+        node.output[i] = rename.get(name, name)
+    for g in _subgraphs(node):
+        for t in [*g.input, *g.output, *g.value_info]:
+            t.name = rename.get(t.name, t.name)
+        for init in g.initializer:
+            init.name = rename.get(init.name, init.name)
+        for sub in g.node:
+            sub.name = prefix + sub.name if sub.name else sub.name
+            _rename_node(sub, rename, prefix)
