@@ -279,3 +279,49 @@ def _rename_node(node: Any, rename: dict[str, str], prefix: str) -> None:
         for sub in g.node:
             sub.name = prefix + sub.name if sub.name else sub.name
             _rename_node(sub, rename, prefix)
+
+
+# Abramowitz & Stegun 7.1.26: |error| < 1.5e-7
+_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+_ERF_P = 0.3275911
+
+
+def replace_erf(model: Any) -> int:
+    """Rewrite every top-level ``Erf`` of ``model`` (in place) into TFLite builtins; how many were rewritten.
+
+    erf(x) = sign(x)·(1 − t·(a1 + t·(a2 + t·(a3 + t·(a4 + t·a5))))·exp(−x²)), t = 1/(1 + p·|x|). TensorFlow's
+    converter cannot lower ``tf.math.erf``; onnx2tf's own pseudo Erf divides x by |x| + 1e-11, which is NaN at
+    x = 0 once the constant is stored in fp16.
+    """
+    from onnx import helper, numpy_helper
+
+    count = 0
+    nodes: list[Any] = []
+    for node in model.graph.node:
+        if node.op_type != "Erf":
+            nodes.append(node)
+            continue
+        count += 1
+        x, out = node.input[0], node.output[0]
+        k = f"{re.sub(r'[^A-Za-z0-9_]', '_', node.name or out)}_erf{count}_"
+        consts = {"one": 1.0, "p": _ERF_P, **{f"a{i + 1}": a for i, a in enumerate(_ERF_A)}}
+        model.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), k + n)
+                                       for n, v in consts.items())
+
+        def op(kind: str, inputs: list[str], name: str, prefix: str = k) -> str:
+            nodes.append(helper.make_node(kind, inputs, [prefix + name], name=prefix + name))
+            return prefix + name
+
+        ax = op("Abs", [x], "abs")
+        t = op("Div", [k + "one", op("Add", [k + "one", op("Mul", [k + "p", ax], "pax")], "den")], "t")
+        poly = k + "a5"
+        for i in (4, 3, 2, 1):
+            poly = op("Add", [op("Mul", [poly, t], f"m{i}"), k + f"a{i}"], f"s{i}")
+        poly = op("Mul", [poly, t], "poly")
+        e = op("Exp", [op("Neg", [op("Mul", [ax, ax], "sq")], "neg")], "exp")
+        y = op("Sub", [k + "one", op("Mul", [poly, e], "tail")], "y")
+        nodes.append(helper.make_node("Mul", [op("Sign", [x], "sign"), y], [out], name=k + "out"))
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count

@@ -130,6 +130,10 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
 
     model = onnx.load(str(onnx_path))
     ops = {n.op_type for n in model.graph.node}
+    from toolchain.graph_fixes import replace_erf
+
+    # TF's converter cannot lower tf.math.erf (MLIR "could not translate"): Erf (GELU) is rewritten in builtins
+    replace_erf(model)
     # onnx2tf sanitizes some characters (':' → '__') before matching keep_shape_absolutely_input_names, and
     # TensorFlow rejects others ('@', quotes, braces) in op names: it gets a copy with safe names only.
     renames = safe_names(model)
@@ -145,9 +149,6 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
                 # Unrolled recurrent layers become plain ops that the int8 quantizer handles; the
                 # while-loop form crashes TF's quantizer.
                 enable_rnn_unroll=bool(ops & {"LSTM", "GRU", "RNN"}),
-                # TF's converter cannot lower tf.math.erf to a TFLite op (MLIR "could not translate"): onnx2tf's
-                # pseudo Erf builds it from TFLite builtins (the accuracy gate judges its approximation).
-                replace_to_pseudo_operators=["erf"] if "Erf" in ops else [],
                 output_folder_path=str(out_dir),
                 keep_shape_absolutely_input_names=safe_in,
                 copy_onnx_input_output_names_to_tflite=True,
