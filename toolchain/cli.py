@@ -168,6 +168,9 @@ def convert(
     no_remedies: Annotated[bool, typer.Option("--no-remedies", help="Do not retry a rejected int8 artifact "
                                                                      "with other settings.")] = False,
     keep_float: Annotated[str | None, typer.Option(help="Comma list of ONNX node names to keep in float.")] = None,
+    gate_measure: Annotated[str | None, typer.Option(help="Judge the gate on the task: map-iou:THRESHOLD "
+                                                          "(probability maps) or ctc[:BLANK] (CTC sequences); "
+                                                          "drop = 100 − agreement with fp32.")] = None,
     golden: Annotated[int, typer.Option(help="How many golden vectors the bundle carries.")] = 8,
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name, or the module of "
                                                   "'package.module:factory').")] = None,
@@ -220,7 +223,9 @@ def convert(
     console.print(table(result.report))
     for note in result.manifest.notes:
         console.print(f"note: {note}", soft_wrap=True)
-    console.print(f"bundle written: {result.out} ({result.report.get('conversion_seconds', 0):.1f} s)")
+    larger = [n for n, a in result.report.get("artifacts", {}).items() if a.get("size_regression")]
+    warn = f"; not smaller than float: {', '.join(larger)} (see the notes)" if larger else ""
+    console.print(f"bundle written: {result.out} ({result.report.get('conversion_seconds', 0):.1f} s){warn}")
 
 
 def convert_options(args: dict[str, Any]) -> Any:
@@ -235,7 +240,7 @@ def convert_options(args: dict[str, Any]) -> Any:
             formats=csv_list(a.formats), calibration=a.calibration, calibration_method=str(a.calibration_method),
             calibration_samples=a.calibration_samples, validation=a.validation, validation_samples=a.max_validation,
             max_drop=a.max_drop, per_channel=not a.per_tensor, remedies=not a.no_remedies,
-            keep_float=csv_list(a.keep_float)),
+            keep_float=csv_list(a.keep_float), gate_measure=a.gate_measure),
         meaning=Meaning(
             task=_value(a.task), task_output=a.task_output, labels=csv_list(a.labels),
             activation=_value(a.activation), targets=csv_list(a.targets), units=csv_list(a.units),

@@ -56,7 +56,7 @@ from toolchain.options import (
     Source,
     check_options,
 )
-from toolchain.validate import Runner, onnx_io, run_all, score
+from toolchain.validate import Runner, onnx_io, parse_gate_measure, run_all, score
 
 __all__ = ["DROP_MEANING", "FORMATS", "TASKS", "ConvertOptions", "ConvertResult", "Meaning", "Output", "Progress",
            "Quantization", "Source", "convert"]
@@ -132,6 +132,9 @@ def _load(c: Conversion) -> ModelIO:
                              output_names=src.output_names, opset=src.opset)
     source = c.timed("import model", lambda: load_source(src.model, c.work, src_opts))
     c.notes += source.notes
+    from toolchain.graph_fixes import fold_ifs
+
+    c.notes += fold_ifs(source.onnx_path)
     if source.tflite_blocked and not q.formats:  # the default is every format that applies
         c.wanted = tuple(k for k in c.wanted if FORMATS[k][0] != "tflite")
     fp32 = source.onnx_path
@@ -186,9 +189,10 @@ def _settle(c: Conversion, io: ModelIO, data: DataRead, ref: dict[str, np.ndarra
             parity: dict[str, Any] | None) -> Basis:
     """The basis every artifact is judged on: the task's output, fp32's score and decisions."""
     out = task_output(c.opts.meaning, io.outputs)
-    baseline = score(ref, ref, data.val, out, None)
+    measure = parse_gate_measure(c.opts.quantization.gate_measure)
+    baseline = score(ref, ref, data.val, out, None, measure=measure)
     return Basis(io=io, data=data, ref=ref, source_parity=parity, task_output=out, baseline=baseline,
-                 decision=decision(c.opts.meaning, io.outputs, out, data.val))
+                 decision=decision(c.opts.meaning, io.outputs, out, data.val), measure=measure)
 
 
 def _run_as_is(c: Conversion, t_start: float) -> ConvertResult:
@@ -233,7 +237,7 @@ def _bundle_as_is(c: Conversion, made: Any, t_start: float) -> ConvertResult:
     runner = Runner(made.path, fmt, made.art_inputs, made.art_outputs, io.inputs, io.outputs, io.layouts)
     ref = c.timed("reference outputs", lambda: run_all(runner, data.val, io.inputs))
     b = _settle(c, io, data, ref, None)
-    metrics = score(b.ref, b.ref, b.val, b.task_output, b.baseline)
+    metrics = score(b.ref, b.ref, b.val, b.task_output, b.baseline, measure=b.measure)
     record(c, b, made.key, Made("as is", made.path, made.art_inputs, made.art_outputs, metrics, runner),
            {"as_is": True})
     return _finish(c, b, t_start)

@@ -27,7 +27,7 @@ def evaluate(b: Basis, path: Path, fmt: str, ins: tuple[ArtifactTensor, ...],
     """Run one artifact file on the validation data and score it against fp32."""
     runner = Runner(path, fmt, ins, outs, b.inputs, b.outputs, b.io.layouts)
     outputs = run_all(runner, b.val, b.inputs)
-    return score(outputs, b.ref, b.val, b.task_output, b.baseline, b.decision), runner
+    return score(outputs, b.ref, b.val, b.task_output, b.baseline, b.decision, b.measure), runner
 
 
 def decision(m: Meaning, outputs: tuple[InputSpec, ...], task_output: str, val: DataSet) -> DecisionRule | None:

@@ -21,7 +21,7 @@ from device.runtime.parity import DecisionRule
 from toolchain.calibration import DataSet, InputSpec
 from toolchain.options import ConvertOptions
 from toolchain.sources import SourceModel
-from toolchain.validate import Metrics, Runner
+from toolchain.validate import Metrics, Runner, TaskMeasure
 
 T = TypeVar("T")
 Tensors = tuple[tuple[ArtifactTensor, ...], tuple[ArtifactTensor, ...]]
@@ -153,6 +153,7 @@ class Basis:
     task_output: str
     baseline: Metrics
     decision: DecisionRule | None  # what the gate compares with fp32's decisions
+    measure: TaskMeasure | None = None  # the task measure the gate judges on (--gate-measure), if given
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:

@@ -35,6 +35,7 @@ DROP_MEANING = {
     "accuracy": "top-1 accuracy points lost against fp32",
     "regression": "MAE increase in percent of fp32's MAE",
     "fidelity": "largest of 100 × (1 − cosine), 50 × relative RMS error² and % of decisions changed, against fp32",
+    "task": "100 − agreement with fp32 in percent on the task measure given by --gate-measure",
 }
 
 
@@ -63,6 +64,7 @@ class Quantization:
     per_channel: bool = True
     remedies: bool = True
     keep_float: tuple[str, ...] = ()
+    gate_measure: str | None = None  # map-iou:T | ctc[:BLANK]: the gate's drop is 100 - that agreement with fp32
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ def check_options(opts: ConvertOptions) -> tuple[str, ...]:
     if q.calibration_method not in ("minmax", "entropy", "percentile"):
         raise BadInput(f"--calibration-method {q.calibration_method!r}: choose minmax, entropy or percentile")
     _check_task(m, o)
+    from toolchain.validate import parse_gate_measure
+
+    parse_gate_measure(q.gate_measure)
     if not (math.isfinite(q.max_drop) and q.max_drop >= 0):
         raise BadInput(f"--max-drop must be a number >= 0, got {q.max_drop}")
     if m.threshold is not None and not math.isfinite(m.threshold):

@@ -23,6 +23,9 @@ from toolchain.failures import InternalFailure, describe, is_internal
 METHODS = ("minmax", "entropy", "percentile")
 # Histogram calibrators keep every activation of every sample: cap the samples they see.
 HISTOGRAM_SAMPLE_CAP = 128
+# The share of the available memory one calibration pass may hold as activations (the sessions, the model
+# copies and the caller's data need the rest).
+MEMORY_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class QuantResult:
     config: QuantConfig
     quantized_nodes: int
     float_nodes: list[str]
+    calibration_passes: int = 1  # histogram calibration in passes of bounded memory (see calibration_stride)
 
 
 class _Reader:
@@ -67,6 +71,13 @@ class _Reader:
 
     def rewind(self) -> None:
         self._iter = iter(range(self.data.count))
+
+    def __len__(self) -> int:
+        return self.data.count
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """The samples of one pass (onnxruntime's ``CalibStridedMinMax`` calls it for every stride)."""
+        self._iter = iter(range(start_index, min(end_index, self.data.count)))
 
     def __iter__(self) -> _Reader:
         return self
@@ -109,6 +120,13 @@ def quantize_onnx(fp32: Path, out: Path, inputs: tuple[InputSpec, ...], calib: D
     extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if config.method == "percentile":
         extra["CalibPercentile"] = 99.99
+    passes = 1
+    if config.method != "minmax":  # minmax reduces in the graph; histograms hold every activation of a pass
+        stride = calibration_stride(fp32, activation_bytes(fp32), data.count, available_bytes(),
+                                    f"{config.method} calibration",
+                                    "use --calibration-method minmax (or smaller --input-shape sizes)")
+        extra["CalibStridedMinMax"] = stride  # despite the name, every calibrator collects pass by pass
+        passes = data.count // stride
     # No chdir: onnxruntime writes its augmented model into a temporary directory of its own, and a
     # chdir made every relative path of the caller's (a relative --out) point somewhere else.
     try:
@@ -128,7 +146,55 @@ def quantize_onnx(fp32: Path, out: Path, inputs: tuple[InputSpec, ...], calib: D
     quantized = sum(1 for n in model.graph.node if n.op_type == "DequantizeLinear")
     ops = {"Conv", "MatMul", "Gemm", "ConvTranspose", "LSTM", "GRU", "Attention", "MatMulInteger"}
     float_nodes = _float_compute_nodes(model, ops)
-    return QuantResult(path=out, config=config, quantized_nodes=quantized, float_nodes=float_nodes)
+    return QuantResult(path=out, config=config, quantized_nodes=quantized, float_nodes=float_nodes,
+                       calibration_passes=passes)
+
+
+def activation_bytes(fp32: Path) -> int:
+    """Bytes of every intermediate and output tensor of one inference (shapes inferred; unknown sizes left out)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
+    total = 0
+    for info in [*model.graph.value_info, *model.graph.output]:
+        tt = info.type.tensor_type
+        dims = [d.dim_value for d in tt.shape.dim]
+        if not tt.HasField("shape") or any(d <= 0 for d in dims):
+            continue
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize if tt.elem_type else 4
+        total += int(np.prod(dims, dtype=np.int64)) * itemsize
+    return total
+
+
+def available_bytes() -> int:
+    """Memory this process may still use: MemAvailable, or less under an address-space limit (prlimit --as)."""
+    import resource
+
+    available = 8 << 30
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+            available = min(available, max(soft - used, 0))
+    return available
+
+
+def calibration_stride(fp32: Path, per_sample: int, count: int, available: int, what: str, fix: str) -> int:
+    """Samples per calibration pass: the most (dividing ``count``) whose activations fit in the memory share.
+
+    A model of which even one sample's activations do not fit is refused in one line (never an OOM kill).
+    """
+    budget = int(available * MEMORY_SHARE)
+    if per_sample > budget:
+        raise ModelFileError(f"{fp32.name}: {what} holds {per_sample / 2**30:.1f} GiB of activations for one "
+                             f"sample, more than the {budget / 2**30:.1f} GiB it may use here "
+                             f"({available / 2**30:.1f} GiB available); {fix}")
+    fits = max(1, budget // max(per_sample, 1))
+    return max(d for d in range(1, count + 1) if count % d == 0 and d <= fits)
 
 
 def _float_compute_nodes(model: Any, ops: set[str]) -> list[str]:
@@ -155,7 +221,11 @@ def sensitive_nodes(fp32: Path, qdq: Path, inputs: tuple[InputSpec, ...], calib:
         modify_model_output_intermediate_tensors,
     )
 
-    data = calib.take(min(calib.count, 32))
+    # every tensor of every sample, float and int8: as many samples as fit in the memory share (at most 32)
+    per_sample = 2 * activation_bytes(fp32)
+    fits = calibration_stride(fp32, per_sample, 32, available_bytes(), "the sensitivity probe (float and int8)",
+                              "use --no-remedies, or --keep-float with the nodes to keep")
+    data = calib.take(min(calib.count, fits))
     aug_f = workdir / "debug_float.onnx"
     aug_q = workdir / "debug_qdq.onnx"
     with _quiet():

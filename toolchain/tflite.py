@@ -86,14 +86,28 @@ def _sanitize(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
 
 
+_POSITIONAL = re.compile(r"(input|output)_(\d+)")
+
+
 def match_keys(logical: list[str], keys: list[str], what: str, label: str) -> dict[str, str]:
     """Map logical tensor names to signature keys: exact, then sanitized, then by position."""
     out: dict[str, str] = {}
     free = list(keys)
     for name in logical:
         hit = name if name in free else next((k for k in free if _sanitize(k) == _sanitize(name)), None)
-        if hit is None:
-            hit = next((k for k in free if _sanitize(k).startswith(_sanitize(name))), None)
+        if hit is not None:
+            out[name] = hit
+            free.remove(hit)
+    rest = [n for n in logical if n not in out]
+    numbered = [_POSITIONAL.fullmatch(k) for k in free]
+    if rest and len(rest) == len(free) and all(numbered):
+        # onnx2tf's own positional keys (output_0, output_1, ...): by their number, not by a prefix, which
+        # matched an ONNX output named "output" to output_2 (silero VAD)
+        ranked = sorted(free, key=lambda k: int(_POSITIONAL.fullmatch(k).group(2)))  # type: ignore[union-attr]
+        out.update(zip(rest, ranked, strict=True))
+        return out
+    for name in rest:
+        hit = next((k for k in free if _sanitize(k).startswith(_sanitize(name))), None)
         if hit is not None:
             out[name] = hit
             free.remove(hit)
@@ -153,6 +167,10 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
 
     model = onnx.load(str(onnx_path))
     ops = {n.op_type for n in model.graph.node}
+    from toolchain.graph_fixes import replace_erf
+
+    # TF's converter cannot lower tf.math.erf (MLIR "could not translate"): Erf (GELU) is rewritten in builtins
+    replace_erf(model)
     # onnx2tf sanitizes some characters (':' → '__') before matching keep_shape_absolutely_input_names, and
     # TensorFlow rejects others ('@', quotes, braces) in op names: it gets a copy with safe names only.
     renames = safe_names(model)

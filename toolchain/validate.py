@@ -12,6 +12,9 @@ Metrics, and what ``drop`` means for ``--max-drop`` (points):
 - neither → against fp32's outputs: drop = the largest of 100 × (1 − cosine), 50 × (RMS error / RMS of
   fp32's outputs)² (equal to the first for noise, but it also counts a scaled or offset output), and the
   percent of samples whose decision (top-1 class, side of the threshold) differs from fp32's.
+- a task measure (``--gate-measure``: ``map-iou:T`` for probability maps, ``ctc`` for CTC sequences) →
+  drop = 100 − agreement with fp32's outputs in percent (mean IoU of the maps thresholded at T; samples
+  whose decoded sequence is identical).
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ def latency_us(runner: Runner, feeds: dict[str, np.ndarray], runs: int = 50) -> 
 class Metrics:
     """How one artifact did on the validation data."""
 
-    kind: str  # accuracy | regression | fidelity
+    kind: str  # accuracy | regression | fidelity | task
     values: dict[str, float] = field(default_factory=dict)
     drop: float = 0.0
 
@@ -156,6 +159,8 @@ class Metrics:
             return f"top-1 {self.values['accuracy']:.2f}%"
         if self.kind == "regression":
             return f"MAE {self.values['mae']:.4g}"
+        if self.kind == "task":
+            return f"task agreement {self.values['task_agreement']:.2f}%, cos {self.values['cosine']:.5f}"
         return f"cos {self.values['cosine']:.5f}, rel. error {100 * self.values.get('rel_rms', 0.0):.2f}%"
 
 
@@ -205,6 +210,72 @@ def agreement(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], 
     return float(np.mean(np.all((a > threshold) == (b > threshold), axis=1)) * 100.0)
 
 
+GATE_MEASURES = ("map-iou:THRESHOLD", "ctc", "ctc:BLANK")
+
+
+@dataclass(frozen=True)
+class TaskMeasure:
+    """A task's own measure for the gate: ``map-iou`` (threshold) or ``ctc`` (blank class id)."""
+
+    kind: str
+    threshold: float = 0.5
+    blank: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "map-iou":
+            return f"mean IoU of the maps thresholded at {self.threshold:g}"
+        return f"CTC-decoded sequences identical (blank {self.blank})"
+
+
+def parse_gate_measure(text: str | None) -> TaskMeasure | None:
+    """``map-iou:0.3`` or ``ctc`` (``ctc:BLANK``) → a :class:`TaskMeasure`; one-line BadInput otherwise."""
+    if text is None:
+        return None
+    kind, _, arg = text.partition(":")
+    try:
+        if kind == "map-iou" and arg:
+            threshold = float(arg)
+            if np.isfinite(threshold):
+                return TaskMeasure("map-iou", threshold=threshold)
+        elif kind == "ctc":
+            return TaskMeasure("ctc", blank=int(arg) if arg else 0)
+    except ValueError:
+        pass
+    raise BadInput(f"--gate-measure {text!r}: give map-iou:THRESHOLD (probability maps, e.g. map-iou:0.3) or ctc "
+                   "(CTC sequences, blank class 0; ctc:BLANK for another)")
+
+
+def _ctc_decode(steps: np.ndarray, blank: int) -> tuple[int, ...]:
+    """Best-path CTC decoding of one sample's class ids per timestep: repeats collapsed, blanks dropped."""
+    out: list[int] = []
+    previous = -1
+    for k in steps.tolist():
+        if k != previous and k != blank:
+            out.append(int(k))
+        previous = k
+    return tuple(out)
+
+
+def task_agreement(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], output: str,
+                   measure: TaskMeasure) -> float:
+    """Agreement with the reference on the task's own measure, in percent (see :class:`TaskMeasure`)."""
+    a, b = outputs[output], reference[output]
+    if measure.kind == "map-iou":
+        ma = a.reshape(a.shape[0], -1) > measure.threshold
+        mb = b.reshape(b.shape[0], -1) > measure.threshold
+        union = np.sum(ma | mb, axis=1)
+        inter = np.sum(ma & mb, axis=1)
+        iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+        return float(np.mean(iou) * 100.0) if iou.size else 100.0
+    if a.ndim < 3:
+        raise BadInput(f"--gate-measure ctc: output {output!r} has shape {list(a.shape[1:])}; CTC needs "
+                       "(..., timesteps, classes) — pick the output with --task-output")
+    sa = np.argmax(a.reshape(a.shape[0], -1, a.shape[-1]), axis=-1)
+    sb = np.argmax(b.reshape(b.shape[0], -1, b.shape[-1]), axis=-1)
+    same = [_ctc_decode(x, measure.blank) == _ctc_decode(y, measure.blank) for x, y in zip(sa, sb, strict=True)]
+    return float(np.mean(same) * 100.0) if same else 100.0
+
+
 def fidelity_drop(values: dict[str, float]) -> float:
     """The gate's figure without labels or targets, in points (see DROP_MEANING in convert)."""
     drop = max(100.0 * (1.0 - values["cosine"]), 50.0 * values["rel_rms"] ** 2)
@@ -214,11 +285,12 @@ def fidelity_drop(values: dict[str, float]) -> float:
 
 
 def score(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: DataSet, task_output: str,
-          baseline: Metrics | None, rule: DecisionRule | None = None) -> Metrics:
+          baseline: Metrics | None, rule: DecisionRule | None = None, measure: TaskMeasure | None = None) -> Metrics:
     """Metrics of one artifact's outputs; ``baseline`` (fp32's metrics) turns them into a drop.
 
     ``rule`` is the task's decision (top-1, threshold): the percent of samples deciding as fp32 does
-    is reported, and without labels or targets it bounds the drop too.
+    is reported, and without labels or targets it bounds the drop too. ``measure`` (the user's
+    ``--gate-measure``), without labels or targets, makes the drop 100 − its agreement.
     """
     fid = fidelity(outputs, reference)
     if rule is not None:
@@ -246,6 +318,11 @@ def score(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data
         if baseline is not None:
             base = baseline.values["mae"]
             m.drop = 100.0 * (m.values["mae"] - base) / max(base, 1e-12)
+        return m
+    if measure is not None:
+        fid["task_agreement"] = task_agreement(outputs, reference, task_output, measure)
+        m = Metrics("task", fid)
+        m.drop = 100.0 - fid["task_agreement"]
         return m
     m = Metrics("fidelity", fid)
     m.drop = fidelity_drop(fid)

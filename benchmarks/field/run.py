@@ -37,7 +37,7 @@ def corpus() -> list[dict]:
 
 def spinal(args: list[str], timeout: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")
-    cmd = ["nice", "-n", "10", SPINAL, *args]
+    cmd = ["nice", "-n", "10", *SPINAL.split(), *args]
     t0 = time.monotonic()
     rc, out, peak = watched(cmd, env, timeout)
     short = [str(a).replace(str(Path.home()), "~") for a in args]
@@ -147,10 +147,12 @@ def step_convert(redo: bool, only: list[str], ungated: bool = False) -> None:
             if (data / "calib.npz").exists():
                 args += ["--calibration", str(data / "calib.npz"), "--validation", str(data / "val.npz")]
             if ungated:
-                args += ["--max-drop", "1000", "--no-remedies", "--formats", "onnx-int8,tflite-int8"]
-            for opt in ("task", "task_output", "threshold", "labels"):
+                args += ["--no-remedies", "--formats", "onnx-int8,tflite-int8"]
+            for opt in ("task", "task_output", "threshold", "labels", "gate_measure", "max_drop"):
                 if opt in spec:
                     args += [f"--{opt.replace('_', '-')}", str(spec[opt])]
+            if ungated:  # after the spec's own --max-drop, so that this one wins
+                args += ["--max-drop", "1000"]
         r = spinal(args, 900)
         full = r.pop("full")
         r["bundle"] = str(out) if out.exists() else None

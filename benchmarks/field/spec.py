@@ -9,9 +9,12 @@ from __future__ import annotations
 # calib_samples: all 32 page images made `spinal convert` of PP-OCRv4 det grow to 24 GB (onnxruntime's calibrators
 # keep every activation of every sample; the entropy/percentile remedies) and the kernel killed it; PP-OCRv4 rec
 # with 32 line images passed 10 GB (killed by run.py). Capped here so that the rest of the pipeline is measured.
-OCR_DET = dict(shapes={"x": (1, 3, 320, 480)}, task="features", measure="det_iou", data="ocr_det", calib_samples=8)
+# gate_measure/max_drop: the gate judges the task (IoU of the maps thresholded at rapidocr's 0.3; CTC text equal),
+# with the tolerance of the "usable" criteria in RESULTS.md (IoU >= 0.90: drop <= 10; text >= 95 %: drop <= 5).
+OCR_DET = dict(shapes={"x": (1, 3, 320, 480)}, task="features", measure="det_iou", data="ocr_det", calib_samples=8,
+               gate_measure="map-iou:0.3", max_drop=10)
 OCR_REC = dict(shapes={"x": (1, 3, 48, 320)}, task="features", measure="ctc_agree", data="ocr_rec",
-               calib_samples=8)
+               calib_samples=8, gate_measure="ctc", max_drop=5)
 OCR_CLS = dict(shapes={"x": (1, 3, 48, 192)}, task="classification", measure="top1_agree", data="ocr_cls",
                labels="0,180")
 WAKE = dict(task="score", threshold=0.5, measure="wake_agree", data="oww_head")
