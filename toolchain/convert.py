@@ -84,8 +84,8 @@ def convert(opts: ConvertOptions, progress: Progress | None = None) -> ConvertRe
         c.stage.mkdir()
         return _run(c)
     finally:
-        if "toolchain.tflite" in sys.modules:
-            sys.modules["toolchain.tflite"].close_workers()
+        if "toolchain.tf_worker" in sys.modules:
+            sys.modules["toolchain.tf_worker"].close_workers()
         shutil.rmtree(work, ignore_errors=True)
 
 

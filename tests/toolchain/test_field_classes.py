@@ -403,7 +403,7 @@ def test_the_tensorflow_child_tells_internal_failures_apart(tmp_path: Path) -> N
                             ("error: ValueError: in user code:", ModelFileError)):
         answer = [sys.executable, "-c", f"import sys; sys.stdin.readline(); print({reply!r}, flush=True); "
                                         "sys.stdin.readline()"]
-        tfl._WORKERS[sm.path.parent.resolve()] = tfl._Worker(tmp_path, command=answer)
+        tfl.WORKERS[sm.path.parent.resolve()] = tfl.Worker(tmp_path, command=answer)
         try:
             with pytest.raises(expected):
                 tfl.convert_saved_model(sm, "fp32", inputs, data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from toolchain.tflite import _Worker
+from toolchain.tf_worker import Worker as _Worker
 
 
 def test_a_hung_worker_is_killed_after_the_timeout(tmp_path):
