@@ -101,10 +101,25 @@ def test_without_the_converter_convert_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_broken_entry_point_is_named_and_the_rest_works(monkeypatch, capsys):
+def test_a_broken_entry_point_is_named_when_used_and_the_rest_works(monkeypatch, capsys):
     app = root.build_app({"broken": "no_such_spinal_plugin:register"})
-    assert "entry point broken = 'no_such_spinal_plugin:register' does not load" in capsys.readouterr().err
+    assert capsys.readouterr().err == "", "a contributed command is imported only when it is used"
     assert _invoke(app, "--version").exit_code == 0
+    result = _invoke(app, "broken")
+    assert result.exit_code == 2
+    assert "entry point broken = 'no_such_spinal_plugin:register' does not load" in result.output
+    assert result.output.splitlines()[-1].startswith("error: the command 'broken'")
+
+
+def test_the_daemon_command_does_not_import_the_converter():
+    """`spinal run` (and every device command) leaves a contributed command's package unimported."""
+    script = ("import sys; sys.argv = ['spinal', 'run', '--check', '--sim', '-c', 'firmware/demo.toml']\n"
+              "from device.cli import main\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'toolchain'))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=ENV,
+                          check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-2000:]
 
 
 def test_help_imports_none_of_the_heavy_modules():

@@ -22,7 +22,7 @@ from typer.core import TyperCommand, TyperGroup
 
 @dataclass
 class _Entry:
-    help: str
+    describe: Callable[[], str]  # the help text (a contributed command's module is imported only when asked)
     build: Callable[[], Any]
 
 
@@ -33,15 +33,32 @@ def _entries(source: typer.Typer) -> dict[str, _Entry]:
         assert command.callback is not None, "a registered command has a callback"
         name = command.name or typer.main.get_command_name(command.callback.__name__)
         text = command.help or inspect.getdoc(command.callback) or ""
-        out[name] = _Entry(inspect.cleandoc(text), _command_builder(source, command, name))
+        out[name] = _Entry(_text(inspect.cleandoc(text)), _command_builder(source, command, name))
     for group in source.registered_groups:
         sub = group.typer_instance
         assert sub is not None, "add_typer registers a Typer app"
         group_name = group.name or sub.info.name
         assert isinstance(group_name, str), "a group added to spinal has a name"
-        out[group_name] = _Entry(inspect.cleandoc(str(group.help or sub.info.help or "")),
+        out[group_name] = _Entry(_text(inspect.cleandoc(str(group.help or sub.info.help or ""))),
                                  _group_builder(sub, group_name))
     return out
+
+
+def _text(text: str) -> Callable[[], str]:
+    return lambda: text
+
+
+def _contributed(name: str, load: Callable[[], typer.Typer]) -> _Entry:
+    """The entry of command ``name`` that another package contributes: ``load`` imports it and returns a Typer app
+    holding it, once, when the command runs or ``spinal --help`` lists it (``spinal run`` never imports it)."""
+    cache: dict[str, _Entry] = {}
+
+    def entry() -> _Entry:
+        if not cache:
+            cache["entry"] = _entries(load())[name]
+        return cache["entry"]
+
+    return _Entry(lambda: entry().describe(), lambda: entry().build())
 
 
 def _command_builder(source: typer.Typer, command: Any, name: str) -> Callable[[], Any]:
@@ -79,7 +96,7 @@ class LazyCommands(MutableMapping[str, Any]):
 
     def __setitem__(self, name: str, command: Any) -> None:
         self._built[name] = command
-        self.entries.setdefault(name, _Entry(command.help or "", lambda: command))
+        self.entries.setdefault(name, _Entry(_text(command.help or ""), lambda: command))
 
     def __delitem__(self, name: str) -> None:
         del self.entries[name]
@@ -107,13 +124,16 @@ class BadValue(typer.BadParameter):
 
 
 class LazyGroup(TyperGroup):
-    """The root group: its sub-commands come from :attr:`source` (set by :func:`lazy_group`)."""
+    """The root group: its sub-commands come from :attr:`source` and :attr:`contributed` (see :func:`lazy_group`)."""
 
     source: ClassVar[typer.Typer]
+    contributed: ClassVar[dict[str, Callable[[], typer.Typer]]]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.commands = LazyCommands(_entries(self.source))
+        entries = _entries(self.source)
+        entries.update({name: _contributed(name, load) for name, load in self.contributed.items()})
+        self.commands = LazyCommands(entries)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -130,12 +150,14 @@ class LazyGroup(TyperGroup):
         if not commands.entries:
             return
         limit = formatter.width - 6 - max(len(name) for name in commands.entries)
-        rows = [(name, TyperCommand(name=name, help=entry.help).get_short_help_str(limit))
+        rows = [(name, TyperCommand(name=name, help=entry.describe()).get_short_help_str(limit))
                 for name, entry in commands.entries.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
 
-def lazy_group(source: typer.Typer) -> type[LazyGroup]:
-    """A :class:`LazyGroup` class serving ``source``'s commands (pass it as ``typer.Typer(cls=...)``)."""
-    return type("SpinalGroup", (LazyGroup,), {"source": source})
+def lazy_group(source: typer.Typer,
+               contributed: dict[str, Callable[[], typer.Typer]] | None = None) -> type[LazyGroup]:
+    """A :class:`LazyGroup` class serving ``source``'s commands, and each command of ``contributed`` (name → a
+    function returning a Typer app that holds it, called on first use) (pass it as ``typer.Typer(cls=...)``)."""
+    return type("SpinalGroup", (LazyGroup,), {"source": source, "contributed": dict(contributed or {})})

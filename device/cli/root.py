@@ -11,6 +11,7 @@ it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -48,8 +49,9 @@ def _convert_missing() -> None:
 
 
 def build_app(found: dict[str, str] | None = None) -> typer.Typer:
-    """The root app: the device's commands and those of ``found`` (default: :func:`plugins.contributors`), each
-    built when it runs (:mod:`device.cli.lazy`)."""
+    """The root app: the device's commands and those of ``found`` (default: :func:`plugins.contributors`; an
+    entry point's name is the command's), each built when it runs (:mod:`device.cli.lazy`). A contributed
+    command's package is imported only when that command runs or ``spinal --help`` lists it."""
     source = typer.Typer(rich_markup_mode=None, add_completion=False)
     source.command(name="inspect")(bundles.inspect)
     source.command(name="verify")(bundles.verify)
@@ -59,17 +61,45 @@ def build_app(found: dict[str, str] | None = None) -> typer.Typer:
     source.command(name="record")(record.record)
     source.command(name="keygen")(signing.keygen)
     source.command(name="sign")(signing.sign)
-    for name, value in (plugins.contributors() if found is None else found).items():
-        register = plugins.load(name, value)
-        if register is not None:
-            register(source)
-    if not any(c.name == "convert" for c in source.registered_commands):
+    contributed = {name: _loader(name, value)
+                   for name, value in (plugins.contributors() if found is None else found).items()}
+    if "convert" not in contributed:
         source.command(name="convert", add_help_option=False,
                        context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_convert_missing)
-    app = typer.Typer(cls=lazy_group(source), name="spinal", help=HELP, no_args_is_help=True,
+    app = typer.Typer(cls=lazy_group(source, contributed), name="spinal", help=HELP, no_args_is_help=True,
                       pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
     app.callback()(_root)
     return app
+
+
+def _loader(name: str, value: str) -> Callable[[], typer.Typer]:
+    """Import the entry point ``value`` and return a Typer app holding what it registers; where it does not load
+    (or registers no command ``name``), ``spinal convert`` says how to install the converter, another command
+    that it could not be loaded."""
+
+    def load() -> typer.Typer:
+        holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+        register = plugins.load(name, value)
+        if register is not None:
+            register(holder)
+        if not any(c.name == name for c in holder.registered_commands) and \
+                not any(g.name == name for g in holder.registered_groups):
+            missing = _convert_missing if name == "convert" else _unloadable(name, value)
+            holder.command(name=name, add_help_option=False,
+                           context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(missing)
+        return holder
+
+    return load
+
+
+def _unloadable(name: str, value: str) -> Callable[[], None]:
+    @reports_errors
+    def unloadable() -> None:
+        """(could not be loaded; see the warning)"""
+        raise MissingDependency(f"the command {name!r} ({plugins.COMMAND_GROUP} entry point {value!r}) could not be "
+                                "loaded; reinstall or remove the package that declares it")
+
+    return unloadable
 
 
 app = build_app()
