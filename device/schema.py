@@ -325,11 +325,12 @@ def _check_meta(value: Any, meta: Mapping[str, Any], path: KeyPath, shown: Any, 
         for i, item in enumerate(value):
             _check_meta(item, bounds, (*path, i), item, json)
         meta = {k: v for k, v in meta.items() if k not in bounds}
-    if "min" in meta and value < meta["min"]:
+    # Written as "not in range" so that NaN (TOML and JSON can say nan) fails every bound instead of passing it.
+    if "min" in meta and not value >= meta["min"]:
         raise SchemaError(path, f"must be >= {meta['min']}, got {shown}")
-    if "max" in meta and value > meta["max"]:
+    if "max" in meta and not value <= meta["max"]:
         raise SchemaError(path, f"must be <= {meta['max']}, got {shown}")
-    if "gt" in meta and value <= meta["gt"]:
+    if "gt" in meta and not value > meta["gt"]:
         raise SchemaError(path, f"must be > {meta['gt']}, got {shown}")
     if "choices" in meta:
         choices = tuple(meta["choices"])

@@ -230,3 +230,12 @@ def test_check_tree_walks_nested_dataclasses_with_their_paths() -> None:
     with pytest.raises(SchemaError) as info:
         build(Holder, {"pairs": {"y": {"low": 2, "high": 1}}})  # build runs check() as well
     assert info.value.path == ("pairs", "y", "high")
+
+
+@pytest.mark.parametrize(("table", "path"), [({"rate_hz": float("nan")}, ("rate_hz",)),
+                                             ({"inner": {"name": "a", "level": float("nan")}}, ("inner", "level"))])
+def test_nan_fails_every_bound_instead_of_passing_it(table, path) -> None:
+    """TOML and JSON can say nan; `nan <= 0` is false, so a bound written that way let it through."""
+    with pytest.raises(SchemaError) as err:
+        build(Outer, table)
+    assert err.value.path == path

@@ -6,7 +6,9 @@
   window, layout, normalization and DSP chain);
 - :class:`Output`: where the bundle goes and what it carries besides the model (name, golden vectors).
 
-:func:`check_options` holds the rules an option breaks on its own, each error naming its flag.
+:func:`check_options` holds the rules an option breaks on its own, each error naming its flag. The rules of what
+the manifest will say (task, normalization, the input's rate and window) are the manifest types' own: the options
+build those parts and check them with :func:`device.schema.check_tree`, and a failing key is named as its flag.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import Any
 from device.bundle import ARCHIVE_SUFFIX
 from device.dsp import ChainError, parse_chain
 from device.errors import BadInput
-from device.manifest import _LAYOUT_RE, _NAME_RE  # the name and layout rules are the manifest's own
+from device.manifest import (  # the name and layout rules are the manifest's own
+    _LAYOUT_RE,
+    _NAME_RE,
+    TASK_KINDS,
+    Normalization,
+    Task,
+    TensorSpec,
+)
+from device.schema import KeyPath, SchemaError, check_tree
 
 FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
     "onnx-fp32": ("onnx", "fp32", "model.fp32.onnx"),
@@ -30,7 +40,7 @@ FORMATS: dict[str, tuple[str, str, str]] = {  # key -> (format, precision, file)
     "tflite-int8": ("tflite", "int8", "model.int8.tflite"),
     "tflite-int8-io": ("tflite", "int8-io", "model.int8-io.tflite"),
 }
-TASKS = ("classification", "regression", "anomaly", "score", "features")
+TASKS = TASK_KINDS  # the manifest's own task kinds
 DROP_MEANING = {
     "accuracy": "top-1 accuracy points lost against fp32",
     "regression": "MAE increase in percent of fp32's MAE",
@@ -157,8 +167,7 @@ def check_options(opts: ConvertOptions) -> tuple[str, ...]:
     if o.golden_count < 1:
         raise BadInput(f"--golden must be >= 1, got {o.golden_count}")
     for option, value in (("--calibration-samples", q.calibration_samples),
-                          ("--max-validation", q.validation_samples), ("--window", m.window),
-                          ("--hop", m.hop)):
+                          ("--max-validation", q.validation_samples)):
         if value is not None and value < 1:
             raise BadInput(f"{option} must be >= 1, got {value}")
     _check_channels(m)
@@ -166,37 +175,53 @@ def check_options(opts: ConvertOptions) -> tuple[str, ...]:
     return wanted_formats(opts)
 
 
+# The manifest keys the options fill in, and the flag that sets each (the longest prefix of a failing key wins).
+_FLAG_OF_KEY: dict[KeyPath, str] = {
+    ("task",): "--task", ("task", "kind"): "--task", ("task", "activation"): "--activation",
+    ("task", "threshold"): "--threshold", ("task", "labels"): "--labels",
+    ("normalization",): "--norm-mean/--norm-std", ("normalization", "mean"): "--norm-mean",
+    ("normalization", "std"): "--norm-std", ("sample_rate_hz",): "--sample-rate", ("window",): "--window",
+    ("hop",): "--hop", ("units",): "--channel-units", ("channels",): "--channels",
+}
+
+
+def _manifest_rules(m: Meaning) -> None:
+    """What the options say about the manifest, checked by the manifest types themselves before any model is read."""
+    parts: list[tuple[KeyPath, Any]] = []
+    if m.task is not None or m.activation is not None:
+        # class ids stand in for labels not given (the converter names them once it has read the model); an
+        # activation alone means a classifier's
+        parts.append((("task",), Task(kind=m.task or "classification", output="output", labels=m.labels or ("0",),
+                                      activation=m.activation, threshold=m.threshold)))
+    norm = Normalization(mean=m.norm_mean, std=m.norm_std) if m.norm_mean or m.norm_std else None
+    if norm is not None:
+        parts.append((("normalization",), norm))
+    parts.append(((), TensorSpec(name="input", shape=(1,), channels=m.channels, sample_rate_hz=m.sample_rate_hz,
+                                 window=m.window, hop=m.hop, normalization=norm, units=m.channel_units)))
+    for prefix, part in parts:
+        try:
+            check_tree(part, prefix)
+        except SchemaError as exc:
+            keys = tuple(k for k in exc.path if isinstance(k, str))
+            flag = next((_FLAG_OF_KEY[keys[:n]] for n in range(len(keys), 0, -1) if keys[:n] in _FLAG_OF_KEY),
+                        "the options")
+            raise BadInput(f"{flag}: {exc.detail}") from None
+
+
 def _check_task(m: Meaning, o: Output) -> None:
-    if m.task is not None and m.task not in TASKS:
-        raise BadInput(f"--task {m.task!r}: choose {', '.join(TASKS)}")
     if o.name and not _NAME_RE.match(o.name):
         raise BadInput(f"--name {o.name!r}: use 1-128 letters, digits, '.', '_' or '-' (starting with a letter "
                        "or digit)")
     if m.layout is not None and (not _LAYOUT_RE.match(m.layout) or len(set(m.layout)) != len(m.layout)):
         raise BadInput(f"--layout {m.layout!r}: give distinct capital letters such as NTC, NCT or NCHW")
-    if m.activation is not None and m.activation not in ("logits", "probabilities"):
-        raise BadInput(f"--activation {m.activation!r}: choose logits or probabilities")
-    if m.task == "anomaly" and m.threshold is None:
-        raise BadInput("--task anomaly needs --threshold")
     if m.threshold is not None and m.task in ("classification", "regression", "features"):
         raise BadInput(f"--threshold has no meaning for --task {m.task} (it is for score and anomaly)")
 
 
 def _check_channels(m: Meaning) -> None:
-    if m.sample_rate_hz is not None and not (math.isfinite(m.sample_rate_hz) and m.sample_rate_hz > 0):
-        raise BadInput(f"--sample-rate must be > 0 Hz, got {m.sample_rate_hz}")
     if m.channel_units and not m.channels:
         raise BadInput("--channel-units needs --channels (the units are the channels')")
-    if m.channel_units and len(m.channel_units) not in (1, len(m.channels)):
-        raise BadInput(f"--channel-units gives {len(m.channel_units)} units for {len(m.channels)} "
-                       f"--channels (give 1 or {len(m.channels)})")
-    if m.norm_mean and m.channels and len(m.norm_mean) not in (1, len(m.channels)):
-        raise BadInput(f"--norm-mean/--norm-std give {len(m.norm_mean)} values for {len(m.channels)} "
-                       f"--channels (give 1 or {len(m.channels)})")
-    if len(m.norm_mean) != len(m.norm_std):
-        raise BadInput(f"--norm-mean has {len(m.norm_mean)} values but --norm-std has {len(m.norm_std)}")
-    if any(s <= 0 for s in m.norm_std):
-        raise BadInput("--norm-std values must be > 0")
+    _manifest_rules(m)
     try:
         parse_chain(list(m.preprocess))
     except ChainError as exc:

@@ -242,8 +242,8 @@ def test_data_and_option_mismatches(matmul_onnx: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli(*base, "--task", "anomaly", "--threshold", "1"), "one score")
     assert_one_line_error(run_cli(*base, "--threshold", "nan", "--task", "anomaly"), "--threshold")
     assert_one_line_error(run_cli(*base, "--max-drop", "nan"), "--max-drop")
-    assert_one_line_error(run_cli(*base, "--window", "0"), "--window must be >= 1")
-    assert_one_line_error(run_cli(*base, "--hop", "0"), "--hop must be >= 1")
+    assert_one_line_error(run_cli(*base, "--window", "0"), "--window: must be >= 1")
+    assert_one_line_error(run_cli(*base, "--hop", "0"), "--hop: must be >= 1")
     assert_one_line_error(run_cli(*base, "--sample-rate", "-5"), "--sample-rate")
     assert_one_line_error(run_cli(*base, "--calibration-samples", "0"), "--calibration-samples")
     assert_one_line_error(run_cli(*base, "--channels", "a,b,c"), "--channels names 3")
@@ -276,6 +276,6 @@ def test_library_checks_activation_before_converting(matmul_onnx: Path, tmp_path
     from device.errors import BadInput
     from toolchain.convert import ConvertOptions, convert
 
-    with pytest.raises(BadInput, match="--activation 'softmax'"):
+    with pytest.raises(BadInput, match="--activation: must be one of logits, probabilities \\(got 'softmax'\\)"):
         convert(ConvertOptions.build(model=str(matmul_onnx), out=tmp_path / "o", activation="softmax"))
     assert not list(tmp_path.iterdir())

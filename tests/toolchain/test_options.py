@@ -29,10 +29,14 @@ def test_build_routes_flat_keywords_to_their_groups(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"formats": ("onnx-fp64",)}, "--formats: unknown 'onnx-fp64'"),
-    ({"task": "anomaly"}, "--task anomaly needs --threshold"),
+    ({"task": "anomaly"}, "--threshold: an anomaly task needs a threshold"),
     ({"golden_count": 0}, "--golden must be >= 1"),
     ({"channel_units": ("g",)}, "--channel-units needs --channels"),
-    ({"norm_mean": (1.0,), "norm_std": (0.0,)}, "--norm-std values must be > 0"),
+    ({"norm_mean": (1.0,), "norm_std": (0.0,)}, "--norm-std: must be > 0, got 0.0"),
+    ({"task": "bogus"}, "--task: must be one of classification, regression, anomaly, score, features"),
+    ({"activation": "softmax"}, "--activation: must be one of logits, probabilities"),
+    ({"sample_rate_hz": float("nan")}, "--sample-rate: must be > 0, got nan"),
+    ({"norm_mean": (1.0, 2.0), "norm_std": (1.0,)}, "--norm-mean/--norm-std: mean has 2 values but std has 1"),
 ])
 def test_check_options_names_the_flag(tmp_path: Path, options: dict[str, object], message: str) -> None:
     with pytest.raises(BadInput, match=message):
