@@ -19,13 +19,14 @@ MQTT sender fetches and deletes from another.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain
@@ -285,10 +286,8 @@ class Spool:
                 next_id += 1
             if before_write is not None and rows:
                 before_write(rows)
-            db = self._db
-            before = (self._count, self._bytes, self.dropped, self._dropped_total)
-            try:
-                db.execute("BEGIN IMMEDIATE")
+            with self._transaction(f"could not store {len(rows)} message(s)",
+                                   "nothing of this batch was kept") as db:
                 if rows:
                     _insert(db, rows)
                     self._count += len(rows)
@@ -296,14 +295,6 @@ class Spool:
                 dropped = self._drop_over_bounds(db) + oversize
                 if dropped:
                     self._add_dropped(db, dropped)
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._undo(db, before)
-                raise SpoolError(f"MQTT spool {self.path}: could not store {len(rows)} message(s): "
-                                 f"{_reason(exc)}; nothing of this batch was kept") from None
-            except BaseException:
-                self._undo(db, before)
-                raise
             self._next_id = next_id
         if oversize:
             log.warning("MQTT spool: %d message(s) larger than mqtt.spool.max_bytes (%d) dropped",
@@ -315,6 +306,25 @@ class Spool:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
         top = self._db.execute("SELECT MAX(id) FROM messages").fetchone()[0]
         return max(int(row[0]) if row else 0, int(top or 0)) + 1
+
+    @contextlib.contextmanager
+    def _transaction(self, failed: str, kept: str, first: str | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``first``, then BEGIN IMMEDIATE ... COMMIT). When anything fails it is undone
+        (:meth:`_undo`); a SQLite error becomes one :class:`SpoolError`: ``failed``, SQLite's reason, ``kept``."""
+        db = self._db
+        before = (self._count, self._bytes, self.dropped, self._dropped_total)
+        try:
+            if first is not None:
+                db.execute(first)
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._undo(db, before)
+            raise SpoolError(f"MQTT spool {self.path}: {failed}: {_reason(exc)}; {kept}") from None
+        except BaseException:
+            self._undo(db, before)
+            raise
 
     def _undo(self, db: sqlite3.Connection, before: tuple[int, int, int, int]) -> None:
         """After a failed write: roll back what SQLite has not already rolled back itself (after
@@ -417,20 +427,11 @@ class Spool:
             # A delete lost in a power cut only means a repeat (at-least-once), so it need not wait for
             # an fsync of its own; the next append's FULL commit syncs the WAL, these frames included.
             relaxed = self.options.synchronous == "full"
-            before = (self._count, self._bytes, self.dropped, self._dropped_total)
             try:
-                if relaxed:
-                    db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("BEGIN IMMEDIATE")
-                removed = self._delete_ids(db, ids)
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._undo(db, before)
-                raise SpoolError(f"MQTT spool {self.path}: could not remove {len(ids)} delivered message(s): "
-                                 f"{_reason(exc)}; they stay and will be sent again") from None
-            except BaseException:
-                self._undo(db, before)
-                raise
+                with self._transaction(f"could not remove {len(ids)} delivered message(s)",
+                                       "they stay and will be sent again",
+                                       first="PRAGMA synchronous=NORMAL" if relaxed else None):
+                    removed = self._delete_ids(db, ids)
             finally:
                 if relaxed:
                     try:
