@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -265,6 +266,19 @@ def test_verify_and_bench_take_the_size_of_dynamic_axes(dynamic_conv_onnx: Path)
     assert all("error" not in row for row in __import__("json").loads(bench.stdout)["rows"])
 
 
+def write_sparse_tflite(tf: Any, path: Path, rng: np.random.Generator) -> Path:
+    """A pruned Conv2D (90 % zero weights) converted with EXPERIMENTAL_SPARSITY: a TFLite file with a DENSIFY op."""
+    inp = tf.keras.Input((8, 8, 16), batch_size=1)
+    layer = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)
+    model = tf.keras.Model(inp, layer(inp))
+    w = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
+    layer.set_weights([w * (rng.random(w.shape) < 0.1)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    path.write_bytes(conv.convert())
+    return path
+
+
 @pytest.fixture(scope="module")
 def tf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """TFLite files TensorFlow makes here: one with a dynamic time axis (shape_signature [1, -1, 3]) and a
@@ -275,14 +289,7 @@ def tf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     inp = tf.keras.Input((None, 3), batch_size=1)
     dynamic = tf.keras.Model(inp, tf.keras.layers.Conv1D(4, 5)(inp))
     (out / "dynamic.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(dynamic).convert())
-    inp = tf.keras.Input((8, 8, 16), batch_size=1)
-    layer = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)
-    sparse = tf.keras.Model(inp, layer(inp))
-    w = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
-    layer.set_weights([w * (rng.random(w.shape) < 0.1)])
-    conv = tf.lite.TFLiteConverter.from_keras_model(sparse)
-    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    (out / "sparse.tflite").write_bytes(conv.convert())
+    write_sparse_tflite(tf, out / "sparse.tflite", rng)
     inp = tf.keras.Input((16,), batch_size=1)
     dense = tf.keras.Model(inp, tf.keras.layers.Dense(8)(inp))
     for precision in ("fp16", "int8"):

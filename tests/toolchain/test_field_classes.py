@@ -420,18 +420,9 @@ def test_a_bundled_sparse_file_crashing_one_runtime_fails_its_row_only(tmp_path:
     import subprocess
     import sys
 
-    from tests.runtime.test_inputs_and_files import CRASH_ON_DENSIFY
+    from tests.runtime.test_inputs_and_files import CRASH_ON_DENSIFY, write_sparse_tflite
 
-    rng = np.random.default_rng(11)
-    inp = tf.keras.Input((8, 8, 16), batch_size=1)
-    layer = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)
-    keras_model = tf.keras.Model(inp, layer(inp))
-    w = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
-    layer.set_weights([w * (rng.random(w.shape) < 0.1)])
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    sparse = tmp_path / "sparse.tflite"
-    sparse.write_bytes(conv.convert())
+    sparse = write_sparse_tflite(tf, tmp_path / "sparse.tflite", np.random.default_rng(11))
     result = run_cli("convert", sparse, "-o", tmp_path / "b")  # bundled as it is (LiteRT reads it)
     assert result.exit_code == 0, result.stdout + result.stderr
     hook = tmp_path / "hook"
