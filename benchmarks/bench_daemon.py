@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -210,8 +211,8 @@ def hand_table(rows: list[dict], hands: list[dict]) -> None:
               f"{h['hwm_mib']:.1f} "
               f"| {r['rss_mib'] / h['rss_mib']:.2f}x | {r['cpu_pct']:.1f} | {h['cpu_pct']:.1f} |")
     for kind in dict.fromkeys(r["runtime"] for r in rows):
-        ratios = sorted(r["rss_mib"] / h["rss_mib"] for r, h in zip(rows, hands, strict=True) if r["runtime"] == kind)
-        print(f"\nmedian RSS ratio {kind} / hand loop: {ratios[len(ratios) // 2]:.2f}x")
+        ratios = [r["rss_mib"] / h["rss_mib"] for r, h in zip(rows, hands, strict=True) if r["runtime"] == kind]
+        print(f"\nmedian RSS ratio {kind} / hand loop: {statistics.median(ratios):.2f}x")
 
 
 FAULT_CONFIG = """

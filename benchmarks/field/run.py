@@ -37,7 +37,7 @@ def corpus() -> list[dict]:
 
 def spinal(args: list[str], timeout: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")
-    cmd = ["nice", "-n", "10", *SPINAL.split(), *args]
+    cmd = ["nice", "-n", "10", SPINAL, *args]
     t0 = time.monotonic()
     rc, out, peak = watched(cmd, env, timeout)
     short = [str(a).replace(str(Path.home()), "~") for a in args]
