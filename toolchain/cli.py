@@ -169,7 +169,8 @@ def convert(
                                                                      "with other settings.")] = False,
     keep_float: Annotated[str | None, typer.Option(help="Comma list of ONNX node names to keep in float.")] = None,
     gate_measure: Annotated[str | None, typer.Option(help="Judge the gate on the task: map-iou:THRESHOLD "
-                                                          "(probability maps) or ctc[:BLANK] (CTC sequences); "
+                                                          "(probability maps), ctc[:BLANK] (CTC sequences) or "
+                                                          "detections[:THRESHOLD] (rare-event scores); "
                                                           "drop = 100 − agreement with fp32.")] = None,
     golden: Annotated[int, typer.Option(help="How many golden vectors the bundle carries.")] = 8,
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the model's file name, or the module of "

@@ -189,7 +189,7 @@ def _settle(c: Conversion, io: ModelIO, data: DataRead, ref: dict[str, np.ndarra
             parity: dict[str, Any] | None) -> Basis:
     """The basis every artifact is judged on: the task's output, fp32's score and decisions."""
     out = task_output(c.opts.meaning, io.outputs)
-    measure = parse_gate_measure(c.opts.quantization.gate_measure)
+    measure = parse_gate_measure(c.opts.quantization.gate_measure, c.opts.meaning.threshold)
     baseline = score(ref, ref, data.val, out, None, measure=measure)
     return Basis(io=io, data=data, ref=ref, source_parity=parity, task_output=out, baseline=baseline,
                  decision=decision(c.opts.meaning, io.outputs, out, data.val), measure=measure)

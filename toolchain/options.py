@@ -74,7 +74,7 @@ class Quantization:
     per_channel: bool = True
     remedies: bool = True
     keep_float: tuple[str, ...] = ()
-    gate_measure: str | None = None  # map-iou:T | ctc[:BLANK]: the gate's drop is 100 - that agreement with fp32
+    gate_measure: str | None = None  # map-iou:T | ctc[:BLANK] | detections[:T]: drop = 100 - that agreement
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def check_options(opts: ConvertOptions) -> tuple[str, ...]:
     _check_task(m, o)
     from toolchain.validate import parse_gate_measure
 
-    parse_gate_measure(q.gate_measure)
+    parse_gate_measure(q.gate_measure, m.threshold)
     if not (math.isfinite(q.max_drop) and q.max_drop >= 0):
         raise BadInput(f"--max-drop must be a number >= 0, got {q.max_drop}")
     if m.threshold is not None and not math.isfinite(m.threshold):

@@ -12,9 +12,10 @@ Metrics, and what ``drop`` means for ``--max-drop`` (points):
 - neither → against fp32's outputs: drop = the largest of 100 × (1 − cosine), 50 × (RMS error / RMS of
   fp32's outputs)² (equal to the first for noise, but it also counts a scaled or offset output), and the
   percent of samples whose decision (top-1 class, side of the threshold) differs from fp32's.
-- a task measure (``--gate-measure``: ``map-iou:T`` for probability maps, ``ctc`` for CTC sequences) →
-  drop = 100 − agreement with fp32's outputs in percent (mean IoU of the maps thresholded at T; samples
-  whose decoded sequence is identical).
+- a task measure (``--gate-measure``: ``map-iou:T`` for probability maps, ``ctc`` for CTC sequences,
+  ``detections[:T]`` for a score that fires on rare events) → drop = 100 − agreement with fp32's outputs in
+  percent (mean IoU of the maps thresholded at T; samples whose decoded sequence is identical; the lower of
+  the decisions equal and fp32's detections kept).
 """
 
 from __future__ import annotations
@@ -210,39 +211,46 @@ def agreement(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], 
     return float(np.mean(np.all((a > threshold) == (b > threshold), axis=1)) * 100.0)
 
 
-GATE_MEASURES = ("map-iou:THRESHOLD", "ctc", "ctc:BLANK")
+GATE_MEASURES = ("map-iou:THRESHOLD", "ctc", "ctc:BLANK", "detections", "detections:THRESHOLD")
 
 
 @dataclass(frozen=True)
 class TaskMeasure:
-    """A task's own measure for the gate: ``map-iou`` (threshold) or ``ctc`` (blank class id)."""
+    """A task's own measure for the gate: ``map-iou`` (threshold), ``ctc`` (blank class id) or
+    ``detections`` (threshold; ``None`` until the task's ``--threshold`` fills it in)."""
 
     kind: str
-    threshold: float = 0.5
+    threshold: float | None = 0.5
     blank: int = 0
 
     def describe(self) -> str:
         if self.kind == "map-iou":
             return f"mean IoU of the maps thresholded at {self.threshold:g}"
+        if self.kind == "detections":
+            return f"the lower of decisions equal and fp32's detections kept, at {self.threshold:g}"
         return f"CTC-decoded sequences identical (blank {self.blank})"
 
 
-def parse_gate_measure(text: str | None) -> TaskMeasure | None:
-    """``map-iou:0.3`` or ``ctc`` (``ctc:BLANK``) → a :class:`TaskMeasure`; one-line BadInput otherwise."""
+def parse_gate_measure(text: str | None, task_threshold: float | None = None) -> TaskMeasure | None:
+    """``map-iou:0.3``, ``ctc`` (``ctc:BLANK``) or ``detections`` (``detections:T``; T defaults to the task's
+    ``--threshold``) → a :class:`TaskMeasure`; one-line BadInput otherwise."""
     if text is None:
         return None
     kind, _, arg = text.partition(":")
     try:
-        if kind == "map-iou" and arg:
-            threshold = float(arg)
-            if np.isfinite(threshold):
-                return TaskMeasure("map-iou", threshold=threshold)
+        if (kind == "map-iou" and arg) or (kind == "detections" and (arg or task_threshold is not None)):
+            threshold = float(arg) if arg else task_threshold
+            if threshold is not None and np.isfinite(threshold):
+                return TaskMeasure(kind, threshold=threshold)
         elif kind == "ctc":
             return TaskMeasure("ctc", blank=int(arg) if arg else 0)
     except ValueError:
         pass
-    raise BadInput(f"--gate-measure {text!r}: give map-iou:THRESHOLD (probability maps, e.g. map-iou:0.3) or ctc "
-                   "(CTC sequences, blank class 0; ctc:BLANK for another)")
+    if kind == "detections" and not arg:
+        raise BadInput("--gate-measure detections: give the score's --threshold, or detections:THRESHOLD")
+    raise BadInput(f"--gate-measure {text!r}: give map-iou:THRESHOLD (probability maps, e.g. map-iou:0.3), ctc "
+                   "(CTC sequences, blank class 0; ctc:BLANK for another) or detections[:THRESHOLD] (a score "
+                   "that fires on rare events)")
 
 
 def _ctc_decode(steps: np.ndarray, blank: int) -> tuple[int, ...]:
@@ -260,6 +268,8 @@ def task_agreement(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarr
                    measure: TaskMeasure) -> float:
     """Agreement with the reference on the task's own measure, in percent (see :class:`TaskMeasure`)."""
     a, b = outputs[output], reference[output]
+    if measure.kind == "detections":
+        return _detections_kept(a, b, output, float(measure.threshold or 0.0))
     if measure.kind == "map-iou":
         ma = a.reshape(a.shape[0], -1) > measure.threshold
         mb = b.reshape(b.shape[0], -1) > measure.threshold
@@ -274,6 +284,21 @@ def task_agreement(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarr
     sb = np.argmax(b.reshape(b.shape[0], -1, b.shape[-1]), axis=-1)
     same = [_ctc_decode(x, measure.blank) == _ctc_decode(y, measure.blank) for x, y in zip(sa, sb, strict=True)]
     return float(np.mean(same) * 100.0) if same else 100.0
+
+
+def _detections_kept(a: np.ndarray, b: np.ndarray, output: str, threshold: float) -> float:
+    """The lower of: decisions (each score's side of ``threshold``) equal to the reference's, and the
+    reference's detections the artifact keeps. A rare-event score (a wake word fires on 3 % of windows)
+    could drop every detection and still agree on 97 % of decisions; recall keeps that file out."""
+    da, db = a.reshape(-1) > threshold, b.reshape(-1) > threshold
+    positives = int(np.sum(db))
+    if positives == 0:
+        raise BadInput(f"--gate-measure detections: fp32 scores no validation sample above {threshold:g} on "
+                       f"output {output!r}; the validation data needs examples of the event (or a lower "
+                       "threshold)")
+    agree = float(np.mean(da == db) * 100.0)
+    kept = float(np.sum(da & db) / positives * 100.0)
+    return min(agree, kept)
 
 
 def fidelity_drop(values: dict[str, float]) -> float:

@@ -75,7 +75,7 @@ def test_ctc_needs_timesteps_and_classes() -> None:
         task_agreement({"y": np.zeros((2, 3))}, {"y": np.zeros((2, 3))}, "y", TaskMeasure("ctc"))
 
 
-@pytest.mark.parametrize("text", ["map-iou", "map-iou:x", "iou:0.3", "ctc:b", "map-iou:nan"])
+@pytest.mark.parametrize("text", ["map-iou", "map-iou:x", "iou:0.3", "ctc:b", "map-iou:nan", "detections:x"])
 def test_bad_gate_measure_is_one_line(text: str) -> None:
     with pytest.raises(BadInput, match=r"--gate-measure .*map-iou:THRESHOLD") as err:
         parse_gate_measure(text)
@@ -108,3 +108,63 @@ def test_convert_gates_a_probability_map_on_iou(tmp_path: Path) -> None:
     entry = res.report["artifacts"]["model.int8.onnx"]
     assert entry["drop"] == pytest.approx(100.0 - entry["task_agreement"])
     assert 50.0 < entry["task_agreement"] <= 100.0
+
+
+def _wake_scores(count: int, events: tuple[int, ...]) -> np.ndarray:
+    """A wake-word head's scores: near 0 on most windows, high on the few with the phrase."""
+    scores = np.random.default_rng(1).uniform(0.0, 0.05, (count, 1)).astype(np.float32)
+    scores[list(events), 0] = (0.95, 0.8, 0.7)[:len(events)]
+    return scores
+
+
+def test_detections_keeps_a_file_whose_scores_move_but_fire_alike() -> None:
+    """hey_mycroft's int8 TFLite: every detection kept, its scores lower: the default gate refused it."""
+    ref = {"score": _wake_scores(128, (10, 50, 90))}
+    moved = {"score": (ref["score"] * 0.75 + 0.01).astype(np.float32)}  # 0.7 → 0.535: still above 0.5
+    measure = parse_gate_measure("detections", task_threshold=0.5)
+    base = score(ref, ref, _data(128), "score", None, measure=measure)
+    m = score(moved, ref, _data(128), "score", base, measure=measure)
+    assert m.kind == "task" and m.drop == pytest.approx(0.0)
+    from toolchain.validate import fidelity_drop
+
+    assert fidelity_drop(m.values) > 1.0  # the default gate (max drop 1) would refuse the same file
+
+
+def test_detections_refuses_a_deaf_file_that_agrees_on_most_windows() -> None:
+    """Missing all 3 events of 128 windows is 97.7 % decisions equal, but 0 % of the detections kept."""
+    ref = {"score": _wake_scores(128, (10, 50, 90))}
+    deaf = {"score": np.minimum(ref["score"], 0.4)}
+    got = task_agreement(deaf, ref, "score", parse_gate_measure("detections:0.5"))
+    assert got == pytest.approx(0.0)
+    one_missed = {"score": ref["score"].copy()}
+    one_missed["score"][90, 0] = 0.3
+    assert task_agreement(one_missed, ref, "score", TaskMeasure("detections", threshold=0.5)) == \
+        pytest.approx(200 / 3)
+    false_alarms = {"score": ref["score"].copy()}
+    false_alarms["score"][:8, 0] = 0.9  # 8 of 128 windows fire where fp32 does not
+    assert task_agreement(false_alarms, ref, "score", TaskMeasure("detections", threshold=0.5)) == \
+        pytest.approx(100 * 120 / 128)
+
+
+def test_detections_needs_events_in_the_validation_data() -> None:
+    quiet = {"score": _wake_scores(16, ())}
+    with pytest.raises(BadInput, match=r"fp32 scores no validation sample above 0\.5 on output 'score'") as err:
+        task_agreement(quiet, quiet, "score", TaskMeasure("detections", threshold=0.5))
+    assert "\n" not in str(err.value)
+
+
+def test_detections_threshold_comes_from_the_task_or_the_measure() -> None:
+    assert parse_gate_measure("detections", task_threshold=0.7) == TaskMeasure("detections", threshold=0.7)
+    assert parse_gate_measure("detections:0.3", task_threshold=0.7) == TaskMeasure("detections", threshold=0.3)
+    with pytest.raises(BadInput, match="--gate-measure detections: give the score's --threshold"):
+        parse_gate_measure("detections")
+
+
+def test_convert_refuses_detections_without_a_threshold(tmp_path: Path) -> None:
+    from toolchain.convert import ConvertOptions
+    from toolchain.options import check_options
+
+    opts = ConvertOptions.build(model=str(tmp_path / "m.onnx"), out=tmp_path / "b", task="score",
+                                gate_measure="detections")
+    with pytest.raises(BadInput, match="--threshold"):
+        check_options(opts)
