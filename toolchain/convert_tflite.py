@@ -116,7 +116,7 @@ def _int8_search(c: Conversion, b: Basis, key: str, tries: _Attempts) -> None:
         items.append((TfliteOptions(per_channel=not base.per_channel),
                       "per-tensor" if base.per_channel else "per-channel"))
 
-    def sensitive() -> list[Attempt]:
+    def sensitive(_best: str) -> list[Attempt]:
         if c.tflite.ranked is None:  # one debugger run serves int8 and int8-io
             c.tflite.ranked = list(dict.fromkeys(sensitive_tf_nodes(tries.sm, b.inputs, b.calib)))
         ranked = c.tflite.ranked

@@ -23,6 +23,8 @@ from toolchain.failures import InternalFailure, describe, is_internal
 METHODS = ("minmax", "entropy", "percentile")
 # Histogram calibrators keep every activation of every sample: cap the samples they see.
 HISTOGRAM_SAMPLE_CAP = 128
+# The operators that carry weights: where int8 saves memory and time.
+WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 # The share of the available memory one calibration pass may hold as activations (the sessions, the model
 # copies and the caller's data need the rest).
 MEMORY_SHARE = 0.4
@@ -35,9 +37,14 @@ class QuantConfig:
     per_channel: bool = True
     method: str = "minmax"
     keep_float: tuple[str, ...] = ()
+    # Only the ops with weights (WEIGHT_OPS) quantized; element-wise maths (residual adds, hard-swish,
+    # layer-norm pieces, softmax) stays float between them.
+    weight_ops_only: bool = False
 
     def label(self) -> str:
         text = f"{'per-channel' if self.per_channel else 'per-tensor'}, {self.method}"
+        if self.weight_ops_only:
+            text += ", weight ops only"
         if self.keep_float:
             text += f", {len(self.keep_float)} node(s) kept in float ({', '.join(self.keep_float)})"
         return text
@@ -135,6 +142,7 @@ def quantize_onnx(fp32: Path, out: Path, inputs: tuple[InputSpec, ...], calib: D
                 str(Path(fp32).resolve()), str(Path(out).resolve()), _Reader(data, inputs),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 per_channel=config.per_channel, calibrate_method=method, nodes_to_exclude=list(config.keep_float),
+                op_types_to_quantize=list(WEIGHT_OPS) if config.weight_ops_only else None,
                 extra_options=extra, reduce_range=REDUCE_RANGE,
             )
     except Exception as exc:
