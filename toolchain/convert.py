@@ -41,7 +41,7 @@ from device.manifest import Manifest
 from toolchain.calibration import read_raw
 from toolchain.convert_artifacts import decision, evaluate, make_onnx_int8, record, unknown_ops
 from toolchain.convert_bundle import bundle, publish
-from toolchain.convert_data import logical_layouts, read_data, recorded, reference, task_output
+from toolchain.convert_data import calibration_events, logical_layouts, read_data, recorded, reference, task_output
 from toolchain.convert_records import Basis, Conversion, DataRead, Made, ModelIO, Progress
 from toolchain.convert_tflite import make_tflite
 from toolchain.failures import InternalFailure, describe
@@ -157,7 +157,9 @@ def _basis(c: Conversion, io: ModelIO) -> Basis:
     """Read the data and run the fp32 ONNX file on it for reference."""
     data, io = c.timed("read data", lambda: read_data(c, io))
     ref, parity = c.timed("reference outputs", lambda: reference(c, io, data.val))
-    return _settle(c, io, data, ref, parity)
+    b = _settle(c, io, data, ref, parity)
+    calibration_events(c, b)
+    return b
 
 
 def make(c: Conversion, b: Basis, key: str) -> None:

@@ -27,8 +27,8 @@ from toolchain.calibration import (
     read_recording_windows,
     synthetic,
 )
-from toolchain.convert_records import Conversion, DataRead, ModelIO
-from toolchain.options import ConvertOptions, Meaning
+from toolchain.convert_records import Basis, Conversion, DataRead, ModelIO
+from toolchain.options import FORMATS, ConvertOptions, Meaning
 from toolchain.sources import Reference
 from toolchain.validate import Runner, run_all
 
@@ -185,6 +185,31 @@ def reference(c: Conversion, io: ModelIO, val: DataSet) -> tuple[dict[str, np.nd
     if io.source.reference is None:
         return ref, None
     return ref, _source_parity(c, io, io.source.reference, val, ref)
+
+
+CALIBRATION_SCAN = 512  # calibration samples scanned for events (the fp32 model run once each)
+
+
+def calibration_events(c: Conversion, b: Basis) -> None:
+    """A note when fp32 never scores above the task's threshold on the calibration data.
+
+    int8 ranges are fitted to the calibration data: without one event in it, the score's tensors get a range
+    below the threshold and every detection saturates under it (a wake word calibrated on speech that never
+    says it: the int8 files missed all of fp32's detections)."""
+    rule = b.decision
+    if rule is None or rule.kind != "threshold" or rule.threshold is None or b.calib.count == 0:
+        return
+    if not any(FORMATS[k][1].startswith("int8") for k in c.wanted):
+        return
+    ins, outs = b.io.onnx_tensors()
+    runner = Runner(b.io.source.onnx_path, "onnx", ins, outs, b.inputs, b.outputs, b.io.layouts)
+    sub = b.calib.take(min(b.calib.count, CALIBRATION_SCAN))
+    scores = run_all(runner, sub, b.inputs)[rule.output]
+    events = int(np.sum(scores > rule.threshold))
+    if events == 0:
+        c.notes.append(f"calibration data: fp32 scores no sample above the threshold {rule.threshold:g} on output "
+                       f"{rule.output!r} (highest {float(np.max(scores)):.3g} in {sub.count} samples): int8 ranges "
+                       "fitted to it cannot hold a detection; add examples of the event to --calibration")
 
 
 def _source_parity(c: Conversion, io: ModelIO, source_ref: Reference, val: DataSet,
