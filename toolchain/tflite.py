@@ -141,8 +141,26 @@ def sensitive_tf_nodes(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: Dat
     return list(json.loads(out.read_text()))
 
 
+def _debugger_without_xnnpack() -> None:
+    """The quantization debugger builds its interpreters with XNNPack, which refuses to prepare some graphs
+    the converter made (silero VAD: "XNNPack delegate failed to reshape"), so the search lost its remedies.
+    The debugger measures errors, not speed: its interpreters run the builtin kernels."""
+    import functools
+    import types
+
+    from tensorflow.lite.python import interpreter as tfl_interpreter  # type: ignore[import-untyped]
+    from tensorflow.lite.tools.optimize.debugging.python import debugger  # type: ignore[import-untyped]
+
+    if isinstance(debugger._interpreter, types.SimpleNamespace):
+        return
+    builtin = tfl_interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    debugger._interpreter = types.SimpleNamespace(  # the module's only use of it is .Interpreter(...)
+        Interpreter=functools.partial(tfl_interpreter.Interpreter, experimental_op_resolver_type=builtin))
+
+
 def sensitive_here(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, limit: int) -> list[str]:
     tf = import_tf()
+    _debugger_without_xnnpack()
     conv = tf.lite.TFLiteConverter.from_saved_model(str(sm.path))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative(sm, inputs, calib.take(min(calib.count, 64)))

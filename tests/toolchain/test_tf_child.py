@@ -61,3 +61,32 @@ def test_a_model_onnx2tf_refuses_fails_in_one_line_naming_the_file(tmp_path):
     result = _run(_matmul(tmp_path / "odd name.onnx", op="Frobnicate"), tmp_path / "work")
     assert result["tensorflow_here"] is False
     assert "odd name.onnx" in result["error"] and "\n" not in result["error"]
+
+
+DEBUG_SCRIPT = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from toolchain.calibration import DataSet, InputSpec
+from toolchain.tflite import close_workers, onnx_to_saved_model, sensitive_tf_nodes
+work = Path(sys.argv[2])
+inputs = (InputSpec("x", (1, 4)),)
+try:
+    sm = onnx_to_saved_model(Path(sys.argv[1]), work, inputs, (InputSpec("y", (1, 3)),))
+    calib = DataSet({"x": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)}, "cal")
+    print(json.dumps({"ranked": sensitive_tf_nodes(sm, inputs, calib)}))
+finally:
+    close_workers()
+"""
+
+
+def test_the_quantization_debugger_ranks_nodes_with_the_builtin_kernels(tmp_path):
+    """The debugger's interpreters run without XNNPack (which refused to prepare silero VAD's graph, so the
+    TFLite int8 search lost its sensitive-node remedies): it still ranks the model's nodes."""
+    work = tmp_path / "work"
+    work.mkdir()
+    out = subprocess.run([sys.executable, "-c", DEBUG_SCRIPT, str(_matmul(tmp_path / "m.onnx")), str(work)],
+                         capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    ranked = json.loads(out.stdout.strip().splitlines()[-1])["ranked"]
+    assert ranked and all(isinstance(name, str) and name for name in ranked)
