@@ -142,3 +142,46 @@ def test_a_signed_bundle_is_probed_like_any_other_and_files_that_passed_are_not_
         assert model.selection.mode == "cached"
         model.close()
     assert probes == [every], "files that passed a probe on this device are not probed again"
+
+
+def scripted_rounds(monkeypatch: pytest.MonkeyPatch, table: dict[int, list[float]]) -> dict[int, int]:
+    """time_rounds with each model's per-round median taken from ``table`` (model i is the int ``i``): how many
+    rounds each model was timed."""
+    timed: dict[int, int] = {}
+
+    def one_round(model: int, feed: Any, seconds: float) -> float:
+        timed[model] = timed.get(model, 0) + 1
+        return table[model][timed[model] - 1]
+
+    monkeypatch.setattr(autotune, "_one_round", one_round)
+    return timed
+
+
+def fastest(p50s: dict[int, float]) -> int:
+    return min(p50s, key=p50s.__getitem__)
+
+
+def test_a_candidate_that_cannot_be_picked_is_not_timed_again_and_a_steady_pick_stops_timing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 (30 µs) is beyond 1.25 * 1.25 of 0's slowest round after two rounds; 0 is each round's pick.
+    timed = scripted_rounds(monkeypatch, {0: [10.0] * 5, 1: [11.0, 12.0, 12.0, 9.0, 9.0], 2: [30.0] * 5})
+    live: list[Any] = [(i, {}) for i in range(3)]
+    p50s = autotune.time_rounds(live, 0.01, 5, 0.25, fastest)
+    assert timed == {0: 3, 1: 3, 2: 2}, "2 dropped after two rounds; three rounds picked 0 alone: stop"
+    assert p50s == [10.0, 12.0, 30.0]
+
+
+def test_without_a_steady_pick_every_round_is_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed = scripted_rounds(monkeypatch, {0: [10.0, 12.0, 10.0, 12.0, 10.0], 1: [11.0, 11.0, 11.0, 11.0, 11.0]})
+    p50s = autotune.time_rounds([(0, {}), (1, {})], 0.01, 5, 0.25, fastest)  # type: ignore[list-item]
+    assert timed == {0: 5, 1: 5} and p50s == [10.0, 11.0]
+    timed.clear()
+    autotune.time_rounds([(0, {}), (1, {})], 0.01, 5, 0.25)  # type: ignore[list-item]
+    assert timed == {0: 5, 1: 5}, "no chooser: all rounds"
+
+
+def test_one_slow_round_does_not_drop_a_candidate() -> None:
+    assert autotune.still_in([[10.0], [40.0]], [0, 1], 0.25) == [0, 1], "one round is not enough"
+    assert autotune.still_in([[10.0, 10.0], [40.0, 15.0]], [0, 1], 0.25) == [0, 1], "its fastest round is close"
+    assert autotune.still_in([[10.0, 10.0], [40.0, 16.0]], [0, 1], 0.25) == [0]
+    assert autotune.still_in([[10.0, 10.0], [40.0, 14.0]], [0, 1], 0.10) == [0], "a smaller margin drops sooner"
