@@ -38,6 +38,7 @@ from device.bundle import open_bundle, pack_archive, write_manifest  # noqa: E40
 from device.runtime.autotune import RECORD_KEY, converter_record  # noqa: E402
 
 SOURCE = ROOT / "models" / "imu-activity" / "imu-activity.spinal"
+RECORD_CASE = "spinal, converter's record (confirm)"
 
 SPINAL = """
 import sys, time
@@ -98,13 +99,15 @@ def main() -> None:
         for r in range(args.rounds):
             cases = [("raw LiteRT script", RAW, [str(model_file)], ROOT),
                      ("spinal, no record (micro-benchmark)", SPINAL, [str(plain)], ROOT),
-                     ("spinal, converter's record (confirm)", SPINAL, [str(recorded)], ROOT),
+                     (RECORD_CASE, SPINAL, [str(recorded)], ROOT),
                      ("spinal, second start (cached)", SPINAL, [str(recorded)], ROOT)]
             if base:
                 cases.insert(1, ("before: spinal, no record", SPINAL, [str(plain)], Path(base)))
             for i, (name, code, argv, tree) in enumerate(cases):
                 # the second start reuses the cache of the record case (the same bundle); the others start empty
-                cache = tmp / f"cache-{r}-{i - 2 if name.startswith('spinal, second') else i}"
+                cache = tmp / f"cache-{r}-{i}"
+                if name.startswith("spinal, second"):
+                    cache = tmp / f"cache-{r}-{[c[0] for c in cases].index(RECORD_CASE)}"
                 seconds, what = timed(code, [*argv, str(cache)] if code is SPINAL else argv, cache, tree)
                 times.setdefault(name, []).append(seconds)
                 said[name] = what

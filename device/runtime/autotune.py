@@ -111,9 +111,9 @@ def bundle_hash(manifest: Manifest) -> str:
     return hashlib.sha256(manifest.to_json().encode()).hexdigest()
 
 
-def _open_candidate(target: Target, strict: RuntimePolicy, spec: DelegateSpec,
-                    results: list[Measurement]) -> tuple[Model, dict[str, Any]] | None:
-    """Load one candidate, note its parity and warm it up; ``None`` (with the error noted) when it cannot run."""
+def _open_candidate(target: Target, strict: RuntimePolicy,
+                    spec: DelegateSpec) -> tuple[Measurement, tuple[Model, dict[str, Any]] | None]:
+    """Load one candidate, note its parity and warm it up; without a model (the error noted) when it cannot run."""
     from device.runtime.parity import check_golden, golden_inputs, random_inputs
 
     art = target.artifact
@@ -123,12 +123,11 @@ def _open_candidate(target: Target, strict: RuntimePolicy, spec: DelegateSpec,
     except SpinalError as exc:  # this candidate cannot run here (e.g. a file tflite-runtime cannot load)
         if not isinstance(exc, DelegateError | BadInput):
             log.warning("auto: %s on %s cannot be used: %s", art.path, target.runtime, exc)
-        results.append(Measurement(target.runtime, art.path, art.precision, None, None, error=str(exc)))
-        return None
-    results.append(Measurement(target.runtime, art.path, art.precision, None, None))
+        return Measurement(target.runtime, art.path, art.precision, None, None, error=str(exc)), None
+    measured = Measurement(target.runtime, art.path, art.precision, None, None)
     try:
         if target.golden is not None and target.manifest is not None:
-            results[-1].parity = check_golden(model, target.manifest, target.golden, art).ok
+            measured.parity = check_golden(model, target.manifest, target.golden, art).ok
         feed = (golden_inputs(target.golden, model.inputs, 1)[0] if target.golden is not None
                 else random_inputs(model.inputs, 1)[0])
         for _ in range(3):
@@ -136,7 +135,7 @@ def _open_candidate(target: Target, strict: RuntimePolicy, spec: DelegateSpec,
     except BaseException:
         model.close()
         raise
-    return model, feed
+    return measured, (model, feed)
 
 
 def pick(measured: list[Measurement], features: CpuFeatures) -> Measurement | None:
@@ -170,7 +169,7 @@ def _one_round(model: Model, feed: dict[str, Any], seconds: float) -> float:
 def still_in(rounds: list[list[float]], active: list[int], margin: float) -> list[int]:
     """The candidates that can still be picked: after two rounds, one whose fastest round is slower than
     another's slowest by more than ``(1 + margin) * OUT_BY`` cannot come within the margin of the fastest."""
-    if min(len(rounds[i]) for i in active) < 2:
+    if not active or min(len(rounds[i]) for i in active) < 2:
         return active
     bar = min(max(rounds[i]) for i in active) * (1 + margin) * OUT_BY
     return [i for i in active if min(rounds[i]) <= bar]
@@ -197,7 +196,7 @@ def time_rounds(live: list[tuple[Model, dict[str, Any]]], seconds: float = MEASU
             picks.append(choose({i: per_model[i][-1] for i in active}))
         active = still_in(per_model, active, margin)
         steady = picks[-STEADY_ROUNDS:]
-        if len(active) == 1 or (len(steady) == STEADY_ROUNDS and steady[0] is not None and len(set(steady)) == 1):
+        if len(active) <= 1 or (len(steady) == STEADY_ROUNDS and steady[0] is not None and len(set(steady)) == 1):
             break
     return [sorted(values)[len(values) // 2] for values in per_model]
 
@@ -217,15 +216,18 @@ def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec
 
     With ``features``, timing stops early once :func:`pick` is clear (see :func:`time_rounds`).
     """
-    results: list[Measurement] = []
+    results: dict[int, Measurement] = {}
     live: list[tuple[int, Model, dict[str, Any]]] = []
     strict = RuntimePolicy(runtime="auto", threads=policy.threads, delegate=policy.delegate, fail_closed=True)
-    probe_together(targets)
+    tflite = [RUNTIME_FORMAT[t.runtime] == "tflite" for t in targets]
     try:
-        for target in targets:
-            opened = _open_candidate(target, strict, spec, results)
+        # The others first: they need no probe child, and they load while it gets ready (started ahead).
+        for i in sorted(range(len(targets)), key=tflite.__getitem__):
+            if tflite[i] and not any(tflite[j] for j in results):
+                probe_together(targets)
+            results[i], opened = _open_candidate(targets[i], strict, spec)
             if opened is not None:  # from here on, the finally block closes it
-                live.append((len(results) - 1, *opened))
+                live.append((i, *opened))
 
         def choose(p50s: dict[int, float]) -> int | None:
             trial = {j: dataclasses.replace(results[live[j][0]], p50_us=p50) for j, p50 in p50s.items()}
@@ -240,7 +242,7 @@ def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec
     finally:
         for _, model, _ in live:
             model.close()
-    return results
+    return [results[i] for i in range(len(targets))]
 
 
 def cpu_family(features: CpuFeatures) -> str:

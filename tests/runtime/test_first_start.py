@@ -185,3 +185,55 @@ def test_one_slow_round_does_not_drop_a_candidate() -> None:
     assert autotune.still_in([[10.0, 10.0], [40.0, 15.0]], [0, 1], 0.25) == [0, 1], "its fastest round is close"
     assert autotune.still_in([[10.0, 10.0], [40.0, 16.0]], [0, 1], 0.25) == [0]
     assert autotune.still_in([[10.0, 10.0], [40.0, 14.0]], [0, 1], 0.10) == [0], "a smaller margin drops sooner"
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[list[str], Any]]:
+    """Every probe child started (its file arguments: none for one started ahead), on a device that has probed
+    nothing yet."""
+    monkeypatch.setenv("SPINAL_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setattr(modelfile, "_probed", set())
+    seen: list[tuple[list[str], Any]] = []
+    real = modelfile._spawn_probe
+
+    def spawn(args: list[str], runtime: str | None) -> Any:
+        proc = real(args, runtime)
+        seen.append(([Path(a).name for a in args], proc))
+        return proc
+
+    monkeypatch.setattr(modelfile, "_spawn_probe", spawn)
+    return seen
+
+
+def test_the_probe_child_starts_ahead_and_gets_every_new_file(bundle_dir: Path, tmp_path: Path, cache_dir: Path,
+                                                               spawned: list[tuple[list[str], Any]]) -> None:
+    from device.bundle import pack_archive
+
+    archive = pack_archive(bundle_dir, tmp_path / "imu.spinal")
+    model = load_model(archive, RuntimePolicy(threads=1, cache_dir=cache_dir))
+    assert model.selection.mode == "measured"
+    assert [args for args, _ in spawned] == [[]], "one child, started before the bundle was unpacked"
+    assert not modelfile._warm
+    model.close()
+    again = load_model(archive, RuntimePolicy(threads=1, cache_dir=tmp_path / "other-cache"))
+    assert again.selection.mode == "measured" and len(spawned) == 1, "every file passed here: no child at all"
+    again.close()
+
+
+def test_a_probe_child_started_ahead_and_not_needed_is_stopped(bundle_dir: Path, tmp_path: Path, cache_dir: Path,
+                                                               spawned: list[tuple[list[str], Any]]) -> None:
+    from device.errors import BundleError
+
+    root = tmp_path / "broken"
+    shutil.copytree(bundle_dir, root)
+    (root / "model_fp32.onnx").write_bytes(b"changed after the bundle was made")
+    with pytest.raises(BundleError, match=r"sha256|size"):
+        load_model(root, RuntimePolicy(threads=1, cache_dir=cache_dir))
+    assert [args for args, _ in spawned] == [[]]
+    assert spawned[0][1].returncode is not None and not modelfile._warm, "stopped and reaped"
+
+
+def test_no_probe_child_ahead_for_a_policy_without_tflite(bundle_dir: Path, cache_dir: Path,
+                                                          spawned: list[tuple[list[str], Any]]) -> None:
+    load_model(bundle_dir, RuntimePolicy(runtime="onnxruntime", threads=1, cache_dir=cache_dir)).close()
+    assert spawned == []
