@@ -13,6 +13,7 @@ interleave the cases; the table gives each case's median over the rounds.
 - second start: the record case again with its cache.
 
 ``SPINAL_BASE=/path/to/other/checkout`` adds that tree's "no record" case (e.g. the code before a change).
+Both trees' ``device/`` are byte-compiled first (``compileall``), as a pip install on a device leaves them.
 
     python benchmarks/bench_first_start.py [--rounds 5]
 """
@@ -90,6 +91,10 @@ def main() -> None:
     base = os.environ.get("SPINAL_BASE")
     times: dict[str, list[float]] = {}
     said: dict[str, str] = {}
+    for tree in filter(None, [ROOT, base and Path(base)]):
+        # bytecode, as pip writes it when it installs spinal on a device (PYTHONDONTWRITEBYTECODE would
+        # otherwise leave every start compiling Spinal's modules while numpy and LiteRT have theirs)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "device")], check=True)
     with tempfile.TemporaryDirectory(prefix="spinal-first-") as d:
         tmp = Path(d)
         plain, recorded = bundles(tmp)
