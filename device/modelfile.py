@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device.digests import file_digest, known_digest
 from device.errors import MissingDependency, ModelFileError
 
 if TYPE_CHECKING:
@@ -225,13 +226,6 @@ _PROBE_INFO = "spinal-probe-info "  # marks the child's JSON lines (the lines be
 _PROBE_CODE = "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])"
 
 
-def file_digest(path: Path) -> tuple[str, int]:
-    """The sha256 (hex) and size of a file, as :func:`device.bundle.file_digest` gives them, without importing
-    the bundle module: the probe child then needs neither it nor the manifest (it starts faster)."""
-    import hashlib
-
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
 _probed: set[str] = set()
 
 
@@ -305,7 +299,7 @@ def _probe_runtime(runtime: str | None) -> str | None:
 
 
 def _was_probed(path: Path, runtime: str | None) -> bool:
-    return digest_probed(file_digest(path)[0], runtime)
+    return digest_probed(known_digest(path), runtime)
 
 
 def digest_probed(digest: str, runtime: str | None = None) -> bool:

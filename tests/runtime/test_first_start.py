@@ -237,3 +237,19 @@ def test_no_probe_child_ahead_for_a_policy_without_tflite(bundle_dir: Path, cach
                                                           spawned: list[tuple[list[str], Any]]) -> None:
     load_model(bundle_dir, RuntimePolicy(runtime="onnxruntime", threads=1, cache_dir=cache_dir)).close()
     assert spawned == []
+
+
+def test_the_files_open_bundle_verified_are_not_read_again_to_check_the_probe_markers(
+        bundle_dir: Path, cache_dir: Path, spawned: list[tuple[list[str], Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from device import digests
+
+    read: list[str] = []
+    real = digests.file_digest
+    with open_bundle(bundle_dir) as bundle:  # hashes every file once, to verify it
+        monkeypatch.setattr(digests, "file_digest", lambda path: read.append(Path(path).name) or real(path))
+        load_model(bundle, RuntimePolicy(runtime="litert", threads=1, cache_dir=cache_dir)).close()
+        assert read == [], "the markers were checked with the digests open_bundle read"
+        (bundle.root / "model_int8.tflite").write_bytes((bundle.root / "model_int8.tflite").read_bytes() + b"\0")
+        assert digests.known_digest(bundle.root / "model_int8.tflite") != bundle.manifest.artifact(
+            "model_int8.tflite").sha256 and read == ["model_int8.tflite"], "a changed file is read again"
