@@ -13,6 +13,7 @@ interleave the cases; the table gives each case's median over the rounds.
 - second start: the record case again with its cache.
 
 ``SPINAL_BASE=/path/to/other/checkout`` adds that tree's "no record" case (e.g. the code before a change).
+Both trees' ``device/`` are byte-compiled first (``compileall``), as a pip install on a device leaves them.
 
     python benchmarks/bench_first_start.py [--rounds 5]
 """
@@ -38,6 +39,7 @@ from device.bundle import open_bundle, pack_archive, write_manifest  # noqa: E40
 from device.runtime.autotune import RECORD_KEY, converter_record  # noqa: E402
 
 SOURCE = ROOT / "models" / "imu-activity" / "imu-activity.spinal"
+RECORD_CASE = "spinal, converter's record (confirm)"
 
 SPINAL = """
 import sys, time
@@ -89,6 +91,10 @@ def main() -> None:
     base = os.environ.get("SPINAL_BASE")
     times: dict[str, list[float]] = {}
     said: dict[str, str] = {}
+    for tree in filter(None, [ROOT, base and Path(base)]):
+        # bytecode, as pip writes it when it installs spinal on a device (PYTHONDONTWRITEBYTECODE would
+        # otherwise leave every start compiling Spinal's modules while numpy and LiteRT have theirs)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "device")], check=True)
     with tempfile.TemporaryDirectory(prefix="spinal-first-") as d:
         tmp = Path(d)
         plain, recorded = bundles(tmp)
@@ -98,13 +104,15 @@ def main() -> None:
         for r in range(args.rounds):
             cases = [("raw LiteRT script", RAW, [str(model_file)], ROOT),
                      ("spinal, no record (micro-benchmark)", SPINAL, [str(plain)], ROOT),
-                     ("spinal, converter's record (confirm)", SPINAL, [str(recorded)], ROOT),
+                     (RECORD_CASE, SPINAL, [str(recorded)], ROOT),
                      ("spinal, second start (cached)", SPINAL, [str(recorded)], ROOT)]
             if base:
                 cases.insert(1, ("before: spinal, no record", SPINAL, [str(plain)], Path(base)))
             for i, (name, code, argv, tree) in enumerate(cases):
                 # the second start reuses the cache of the record case (the same bundle); the others start empty
-                cache = tmp / f"cache-{r}-{i - 2 if name.startswith('spinal, second') else i}"
+                cache = tmp / f"cache-{r}-{i}"
+                if name.startswith("spinal, second"):
+                    cache = tmp / f"cache-{r}-{[c[0] for c in cases].index(RECORD_CASE)}"
                 seconds, what = timed(code, [*argv, str(cache)] if code is SPINAL else argv, cache, tree)
                 times.setdefault(name, []).append(seconds)
                 said[name] = what

@@ -10,7 +10,6 @@ here, once.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import shutil
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from device.digests import file_digest as file_digest  # the bundle format's digest (toolchain, tests)
 from device.errors import BundleError, OutOfSpace
 from device.manifest import MANIFEST_NAME, Manifest, parse_manifest, unsafe_path_reason
 from device.signing import SIGNATURE_NAME, PublicKey, verify_signature
@@ -35,17 +35,6 @@ MAX_FILE_BYTES = 1 << 30  # 1 GiB per member
 MAX_TOTAL_BYTES = 2 << 30  # 2 GiB unpacked in all
 MAX_MEMBERS = 1000
 _CHUNK = 1 << 20
-
-
-def file_digest(path: Path) -> tuple[str, int]:
-    """The sha256 (hex) and size in bytes of a file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 @dataclass

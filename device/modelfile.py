@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device.digests import file_digest, known_digest
 from device.errors import MissingDependency, ModelFileError
 
 if TYPE_CHECKING:
@@ -140,39 +141,83 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0, runtime: str
 
     Used before a TFLite file is loaded into a long-lived process (the daemon, ``verify``). ``runtime``
     (``litert`` or ``tflite-runtime``) is the runtime the child loads it with (default: the preferred
-    one): each runtime crashes on different files, so each gets its own first contact in a child.
+    one): each runtime crashes on different files, so each gets its own first contact in a child. A child
+    started ahead (:func:`probe_child_ahead`) for that runtime is handed the files instead of a new one.
     """
     import json
     import signal
     import subprocess
-    import sys
 
     if not paths:
         return []
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    warm = _warm.pop(_warm_key(runtime), None)
+    proc = warm or _spawn_probe([str(p) for p in paths], runtime)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _PROBE_CODE, *map(str, paths)], capture_output=True, text=True, timeout=timeout_s,
-            env={**env, _PROBE_RUNTIME_ENV: runtime or "default"})
+        out, err = proc.communicate(json.dumps([str(p) for p in paths]) if warm else None, timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise ModelFileError(f"{paths[0]}: the TFLite runtime took more than {timeout_s:.0f} s to read it") from None
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
-        crashed = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else str(paths[0])
+        crashed = out.strip().splitlines()[-1] if out.strip() else str(paths[0])
         who = f"TFLite runtime {runtime}" if runtime not in (None, "default") else "TFLite runtime"
         raise ModelFileError(f"{crashed}: the {who} crashed reading it ({name}); the file is corrupt or "
                              "not a model this runtime can run")
     if proc.returncode == _PROBE_REFUSED:
-        raise ModelFileError(proc.stderr.strip().splitlines()[-1])
+        raise ModelFileError(err.strip().splitlines()[-1])
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (err.strip().splitlines() or ["no output"])[-1]
         raise ModelFileError(f"{paths[0]}: reading it in a child process failed (exit {proc.returncode}: {last})")
-    infos = [json.loads(line[len(_PROBE_INFO):]) for line in proc.stdout.splitlines() if line.startswith(_PROBE_INFO)]
+    infos = [json.loads(line[len(_PROBE_INFO):]) for line in out.splitlines() if line.startswith(_PROBE_INFO)]
     for info in infos:
         _remember(_probe_key(info["sha256"], runtime))
     return [ModelInfo(**{**info, "inputs": [TensorInfo(**t) for t in info["inputs"]],
                          "outputs": [TensorInfo(**t) for t in info["outputs"]]}) for info in infos]
+
+
+def _spawn_probe(args: list[str], runtime: str | None) -> Any:
+    """The probe child (a ``subprocess.Popen``): with ``args`` it reads those files, without it imports the
+    runtime and then waits for a JSON list of paths on stdin."""
+    import subprocess
+    import sys
+
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+           _PROBE_RUNTIME_ENV: runtime or "default"}
+    return subprocess.Popen([sys.executable, "-c", _PROBE_CODE, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+_warm: dict[str | None, Any] = {}  # probe children started ahead, by runtime (None: the preferred one)
+
+
+def _warm_key(runtime: str | None) -> str | None:
+    return None if runtime in (None, "default", "litert", "ai-edge-litert") else runtime
+
+
+def probe_child_started(runtime: str | None = None) -> bool:
+    """Whether a probe child for ``runtime`` was started ahead and waits for files."""
+    return _warm_key(runtime) in _warm
+
+
+@contextlib.contextmanager
+def probe_child_ahead(runtime: str | None = None) -> Iterator[None]:
+    """Start the probe child for ``runtime`` now, before the files are known, so that its Python start-up and
+    runtime import overlap with this process's own work; the first probe of that runtime inside the block hands
+    it the files. On leaving the block a child nothing used is killed."""
+    key = _warm_key(runtime)
+    mine: Any = None
+    if os.environ.get(ISOLATED_ENV) != "1" and key not in _warm:
+        with contextlib.suppress(OSError):
+            mine = _warm[key] = _spawn_probe([], key)
+    try:
+        yield
+    finally:
+        if _warm.get(key) is mine and mine is not None:
+            del _warm[key]
+            mine.kill()
+            mine.communicate()
 
 
 _PROBE_REFUSED = 3
@@ -181,13 +226,6 @@ _PROBE_INFO = "spinal-probe-info "  # marks the child's JSON lines (the lines be
 _PROBE_CODE = "import sys; from device.modelfile import _probe_main; _probe_main(sys.argv[1:])"
 
 
-def file_digest(path: Path) -> tuple[str, int]:
-    """The sha256 (hex) and size of a file, as :func:`device.bundle.file_digest` gives them, without importing
-    the bundle module: the probe child then needs neither it nor the manifest (it starts faster)."""
-    import hashlib
-
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
 _probed: set[str] = set()
 
 
@@ -261,7 +299,12 @@ def _probe_runtime(runtime: str | None) -> str | None:
 
 
 def _was_probed(path: Path, runtime: str | None) -> bool:
-    key = _probe_key(file_digest(path)[0], runtime)
+    return digest_probed(known_digest(path), runtime)
+
+
+def digest_probed(digest: str, runtime: str | None = None) -> bool:
+    """Whether a TFLite content (sha256) passed a probe of ``runtime`` (None: the preferred one) on this device."""
+    key = _probe_key(digest, runtime)
     if key in _probed or (_probe_cache_dir() / key).exists():
         _probed.add(key)
         return True
@@ -277,6 +320,13 @@ def _probe_main(args: list[str]) -> None:
     from device.errors import SpinalError
 
     runtime = os.environ.get(_PROBE_RUNTIME_ENV) or None
+    if not args:  # started ahead: import the runtime now, then wait for the files
+        try:
+            _interpreter_class_for(runtime)
+        except SpinalError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(_PROBE_REFUSED)
+        args = json.loads(sys.stdin.read() or "[]")
     for arg in args:
         path = Path(arg)
         print(path, flush=True)  # so that a crash can be pinned on this file
@@ -349,8 +399,8 @@ def _inspect_tflite(path: Path, sha256: str, size: int, runtime: str | None = No
         tflite_backend.check_model(path)
 
     def tensor(d: dict[str, Any]) -> TensorInfo:
-        q = tflite_quantization(d)
-        quant = None if q is None else {"scale": list(q.scale), "zero_point": list(q.zero_point), "axis": q.axis}
+        q = _decode_quantization(d)
+        quant = None if q is None else {"scale": list(q[0]), "zero_point": list(q[1]), "axis": q[2]}
         return TensorInfo(d["name"], [int(x) for x in d["shape"]], _np_name(d["dtype"]), quant)
 
     try:
@@ -398,15 +448,23 @@ def tflite_quantization(detail: Mapping[str, Any]) -> Quantization | None:
 
     The one decoder: inspection and the runtimes' raw tensors read it here. Missing zero
     points are 0; ``axis`` is set only for per-channel quantization (more than one scale)."""
+    decoded = _decode_quantization(detail)
+    if decoded is None:
+        return None
+    from device.manifest import Quantization  # here: the probe child does not need the manifest module
+
+    return Quantization(*decoded)
+
+
+def _decode_quantization(detail: Mapping[str, Any]) -> tuple[tuple[float, ...], tuple[int, ...], int | None] | None:
+    """``(scale, zero_point, axis)`` of :func:`tflite_quantization`, as plain values (no manifest import)."""
     q = detail.get("quantization_parameters") or {}
     scales = tuple(float(s) for s in q.get("scales", ()))
     if not scales:
         return None
     zero_points = tuple(int(z) for z in q.get("zero_points", ())) or (0,) * len(scales)
     axis = int(q.get("quantized_dimension", 0)) if len(scales) > 1 else None
-    from device.manifest import Quantization  # here: the probe child does not need the manifest module
-
-    return Quantization(scale=scales, zero_point=zero_points, axis=axis)
+    return scales, zero_points, axis
 
 
 def _np_name(dtype: Any) -> str:

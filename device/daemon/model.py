@@ -7,6 +7,7 @@ model and says why.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import shutil
@@ -36,6 +37,7 @@ from device.systemd import Notifier
 from device.units import same_unit
 
 if TYPE_CHECKING:
+    from device.runtime.base import RuntimePolicy
     from device.runtime.model import Model
 
 log = logging.getLogger("spinal.daemon")
@@ -225,8 +227,29 @@ def _bind(config: Config, bundle: Bundle, channels: dict[str, tuple[str, ...]]) 
     return plan, sources
 
 
+def _policy(config: Config) -> RuntimePolicy:
+    from device.runtime import RuntimePolicy
+
+    mc = config.model
+    return RuntimePolicy(
+        runtime=mc.runtime, artifact=None if mc.artifact == "auto" else mc.artifact, threads=mc.threads,
+        delegate=None if mc.delegate == "auto" else mc.delegate, fail_closed=mc.fail_closed,
+        cache_dir=config.state_dir / "cache" if config.state_dir else None)
+
+
+def _probe_ahead(config: Config) -> contextlib.AbstractContextManager[None]:
+    """The probe child the bundle's TFLite files new to this device will need, started before the bundle is
+    unpacked (:mod:`device.runtime.ahead`); nothing when the policy is refused (``_load`` says why)."""
+    from device.runtime.ahead import probe_ahead
+
+    try:
+        return probe_ahead(config.model.bundle, _policy(config))
+    except SpinalError:
+        return contextlib.nullcontext()
+
+
 def _load(config: Config, bundle: Bundle) -> Model:
-    from device.runtime import RuntimePolicy, load_model
+    from device.runtime import load_model
 
     mc = config.model
     known = [a.path for a in bundle.manifest.artifacts]
@@ -234,12 +257,8 @@ def _load(config: Config, bundle: Bundle) -> Model:
     if mc.artifact not in choices:
         raise BadInput(f"{locate(config, 'model', 'artifact')}: {mc.artifact!r} is neither an artifact of "
                        f"{bundle.source} nor one of its precisions (artifacts: {', '.join(known)}; or \"auto\")")
-    policy = RuntimePolicy(
-        runtime=mc.runtime, artifact=None if mc.artifact == "auto" else mc.artifact, threads=mc.threads,
-        delegate=None if mc.delegate == "auto" else mc.delegate, fail_closed=mc.fail_closed,
-        cache_dir=config.state_dir / "cache" if config.state_dir else None)
     try:
-        return load_model(bundle, policy)
+        return load_model(bundle, _policy(config))
     except BundleError:
         raise
     except BadInput as exc:  # no artifact for this runtime/delegate, a runtime not installed: the [model] keys
@@ -251,6 +270,12 @@ def _load(config: Config, bundle: Bundle) -> Model:
 def load_candidate(config: Config, channels: dict[str, tuple[str, ...]], generation: int) -> ActiveModel:
     """Open and verify the configured bundle, bind it to the sensors, load it and canary-check it."""
     fingerprint = bundle_fingerprint(config.model.bundle)
+    with _probe_ahead(config):
+        return _load_candidate(config, channels, generation, fingerprint)
+
+
+def _load_candidate(config: Config, channels: dict[str, tuple[str, ...]], generation: int,
+                    fingerprint: Fingerprint | None) -> ActiveModel:
     bundle = _open_configured_bundle(config)
     try:
         plan, sources = _bind(config, bundle, channels)

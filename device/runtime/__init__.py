@@ -15,12 +15,30 @@ from typing import TYPE_CHECKING, Any
 from device.runtime.base import DelegateError, InputError, RuntimeInfo, RuntimePolicy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from device.bundle import Bundle
     from device.runtime.cpu import installed_runtimes
     from device.runtime.model import LogicalTensor, Model
-    from device.runtime.select import load_model
 
 # Imported on first use: the policy and error types alone (the config, the daemon's imports) need no more.
-_WHERE = {"LogicalTensor": "model", "Model": "model", "installed_runtimes": "cpu", "load_model": "select"}
+_WHERE = {"LogicalTensor": "model", "Model": "model", "installed_runtimes": "cpu"}
+
+
+def load_model(source: Bundle | Path | str, policy: RuntimePolicy | None = None) -> Model:
+    """Load a bundle (open or by path) or a plain model file according to ``policy``
+    (:func:`device.runtime.select.load_model`).
+
+    The probe child that the bundle's TFLite files new to this device need is started first
+    (:mod:`device.runtime.ahead`): it gets ready while the selection code is imported and the bundle unpacked.
+    """
+    from device.runtime.ahead import probe_ahead
+
+    policy = policy or RuntimePolicy()
+    with probe_ahead(source, policy):
+        from device.runtime.select import load_model as select_and_load
+
+        return select_and_load(source, policy)
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,12 @@ from device.runtime.model import Model
 
 CACHE_NAME = "autotune.json"
 CACHE_ENTRIES = 64
-MEASURE_SECONDS = 0.3  # all candidates together
-MEASURE_ROUNDS = 5
-MEASURE_RUNS = 200  # per candidate and round, at most
+MEASURE_SECONDS = 0.3  # all candidates together, at most
+MEASURE_ROUNDS = 5  # at most
+MEASURE_RUNS = 40  # per candidate and round, at most
+STEADY_ROUNDS = 3  # timing stops once this many rounds in a row, each alone, chose the same candidate
+OUT_BY = 1.25  # a candidate drops out when its fastest round is this much beyond the margin of another's slowest
+PRECISION_RANK = {"fp32": 0, "fp16": 1, "int8": 2, "int8-io": 3}
 CONFIRM_SECONDS = 0.04  # the recorded winner against one alternative
 CONFIRM_ROUNDS = 3
 RECORD_KEY = "latency_measured_on"  # in the manifest's report: where the converter's latency_us were measured
@@ -107,9 +111,9 @@ def bundle_hash(manifest: Manifest) -> str:
     return hashlib.sha256(manifest.to_json().encode()).hexdigest()
 
 
-def _open_candidate(target: Target, strict: RuntimePolicy, spec: DelegateSpec,
-                    results: list[Measurement]) -> tuple[Model, dict[str, Any]] | None:
-    """Load one candidate, note its parity and warm it up; ``None`` (with the error noted) when it cannot run."""
+def _open_candidate(target: Target, strict: RuntimePolicy,
+                    spec: DelegateSpec) -> tuple[Measurement, tuple[Model, dict[str, Any]] | None]:
+    """Load one candidate, note its parity and warm it up; without a model (the error noted) when it cannot run."""
     from device.runtime.parity import check_golden, golden_inputs, random_inputs
 
     art = target.artifact
@@ -119,12 +123,11 @@ def _open_candidate(target: Target, strict: RuntimePolicy, spec: DelegateSpec,
     except SpinalError as exc:  # this candidate cannot run here (e.g. a file tflite-runtime cannot load)
         if not isinstance(exc, DelegateError | BadInput):
             log.warning("auto: %s on %s cannot be used: %s", art.path, target.runtime, exc)
-        results.append(Measurement(target.runtime, art.path, art.precision, None, None, error=str(exc)))
-        return None
-    results.append(Measurement(target.runtime, art.path, art.precision, None, None))
+        return Measurement(target.runtime, art.path, art.precision, None, None, error=str(exc)), None
+    measured = Measurement(target.runtime, art.path, art.precision, None, None)
     try:
         if target.golden is not None and target.manifest is not None:
-            results[-1].parity = check_golden(model, target.manifest, target.golden, art).ok
+            measured.parity = check_golden(model, target.manifest, target.golden, art).ok
         feed = (golden_inputs(target.golden, model.inputs, 1)[0] if target.golden is not None
                 else random_inputs(model.inputs, 1)[0])
         for _ in range(3):
@@ -132,27 +135,69 @@ def _open_candidate(target: Target, strict: RuntimePolicy, spec: DelegateSpec,
     except BaseException:
         model.close()
         raise
-    return model, feed
+    return measured, (model, feed)
+
+
+def pick(measured: list[Measurement], features: CpuFeatures) -> Measurement | None:
+    """The fastest candidate that passed parity, or a more accurate one within the CPU's margin of it."""
+    usable = [m for m in measured if m.parity is not False and m.p50_us is not None and m.error is None]
+    if not usable:
+        return None
+    fastest = min(m.p50_us for m in usable)  # type: ignore[type-var]
+    margin = margin_of(features)
+    close = [m for m in usable if m.p50_us <= fastest * (1 + margin)]  # type: ignore[operator]
+    return min(close, key=lambda m: (PRECISION_RANK.get(m.precision, 9), m.p50_us, RUNTIME_RANK[m.runtime]))
+
+
+def margin_of(features: CpuFeatures) -> float:
+    """How much slower a more accurate candidate may be and still be picked: 10% with int8 dot products, else 25%."""
+    return 0.10 if features.int8_dot else 0.25
+
+
+def _one_round(model: Model, feed: dict[str, Any], seconds: float) -> float:
+    """The median µs of one candidate's runs in one round: up to ``seconds`` (at least 5, at most MEASURE_RUNS)."""
+    times: list[int] = []
+    end = time.perf_counter() + seconds
+    while len(times) < MEASURE_RUNS and (len(times) < 5 or time.perf_counter() < end):
+        t0 = time.perf_counter_ns()
+        model.run(feed)
+        times.append(time.perf_counter_ns() - t0)
+    times.sort()
+    return times[len(times) // 2] / 1000
+
+
+def still_in(rounds: list[list[float]], active: list[int], margin: float) -> list[int]:
+    """The candidates that can still be picked: after two rounds, one whose fastest round is slower than
+    another's slowest by more than ``(1 + margin) * OUT_BY`` cannot come within the margin of the fastest."""
+    if not active or min(len(rounds[i]) for i in active) < 2:
+        return active
+    bar = min(max(rounds[i]) for i in active) * (1 + margin) * OUT_BY
+    return [i for i in active if min(rounds[i]) <= bar]
 
 
 def time_rounds(live: list[tuple[Model, dict[str, Any]]], seconds: float = MEASURE_SECONDS,
-                rounds: int = MEASURE_ROUNDS) -> list[float]:
-    """Each model's p50 in µs: the median of its per-round medians over ``rounds`` interleaved rounds.
+                rounds: int = MEASURE_ROUNDS, margin: float = 0.25,
+                choose: Callable[[dict[int, float]], int | None] | None = None) -> list[float]:
+    """Each model's p50 in µs: the median of its per-round medians over at most ``rounds`` interleaved rounds.
 
-    Rounds alternate between the models so that a burst of other load on the CPU hits them all alike.
+    Rounds alternate between the models so that a burst of other load on the CPU hits them all alike. A model
+    that cannot be picked any more (:func:`still_in`) is not timed again; timing stops when one is left, or when
+    ``choose`` (given each model's p50 by index, the index of the pick or ``None``) made the same pick from each of the
+    last :data:`STEADY_ROUNDS` rounds alone.
     """
     per_model: list[list[float]] = [[] for _ in live]
-    per_round = seconds / rounds / max(1, len(live))
+    active = list(range(len(live)))
+    picks: list[int | None] = []
     for _ in range(rounds):
-        for i, (model, feed) in enumerate(live):
-            times: list[int] = []
-            end = time.perf_counter() + per_round
-            while len(times) < MEASURE_RUNS and (len(times) < 5 or time.perf_counter() < end):
-                t0 = time.perf_counter_ns()
-                model.run(feed)
-                times.append(time.perf_counter_ns() - t0)
-            times.sort()
-            per_model[i].append(times[len(times) // 2] / 1000)
+        per_round = seconds / rounds / max(1, len(active))
+        for i in active:
+            per_model[i].append(_one_round(*live[i], per_round))
+        if choose is not None:
+            picks.append(choose({i: per_model[i][-1] for i in active}))
+        active = still_in(per_model, active, margin)
+        steady = picks[-STEADY_ROUNDS:]
+        if len(active) <= 1 or (len(steady) == STEADY_ROUNDS and steady[0] is not None and len(set(steady)) == 1):
+            break
     return [sorted(values)[len(values) // 2] for values in per_model]
 
 
@@ -165,24 +210,39 @@ def probe_together(targets: list[Target]) -> None:
 
 
 def measure_all(targets: list[Target], policy: RuntimePolicy, spec: DelegateSpec,
-                seconds: float = MEASURE_SECONDS, rounds: int = MEASURE_ROUNDS) -> list[Measurement]:
-    """``auto``'s micro-benchmark: load every candidate, check its parity, then time them in interleaved rounds."""
-    results: list[Measurement] = []
+                seconds: float = MEASURE_SECONDS, rounds: int = MEASURE_ROUNDS,
+                features: CpuFeatures | None = None) -> list[Measurement]:
+    """``auto``'s micro-benchmark: load every candidate, check its parity, then time them in interleaved rounds.
+
+    With ``features``, timing stops early once :func:`pick` is clear (see :func:`time_rounds`).
+    """
+    results: dict[int, Measurement] = {}
     live: list[tuple[int, Model, dict[str, Any]]] = []
     strict = RuntimePolicy(runtime="auto", threads=policy.threads, delegate=policy.delegate, fail_closed=True)
-    probe_together(targets)
+    tflite = [RUNTIME_FORMAT[t.runtime] == "tflite" for t in targets]
     try:
-        for target in targets:
-            opened = _open_candidate(target, strict, spec, results)
+        # The others first: they need no probe child, and they load while it gets ready (started ahead).
+        for i in sorted(range(len(targets)), key=tflite.__getitem__):
+            if tflite[i] and not any(tflite[j] for j in results):
+                probe_together(targets)
+            results[i], opened = _open_candidate(targets[i], strict, spec)
             if opened is not None:  # from here on, the finally block closes it
-                live.append((len(results) - 1, *opened))
-        p50s = time_rounds([(model, feed) for _, model, feed in live], seconds, rounds)
+                live.append((i, *opened))
+
+        def choose(p50s: dict[int, float]) -> int | None:
+            trial = {j: dataclasses.replace(results[live[j][0]], p50_us=p50) for j, p50 in p50s.items()}
+            best = pick(list(trial.values()), features) if features is not None else None
+            return next((j for j, m in trial.items() if m is best), None)
+
+        margin = margin_of(features) if features is not None else 0.25
+        p50s = time_rounds([(model, feed) for _, model, feed in live], seconds, rounds, margin,
+                           choose if features is not None else None)
         for (i, _, _), p50 in zip(live, p50s, strict=True):
             results[i].p50_us = p50
     finally:
         for _, model, _ in live:
             model.close()
-    return results
+    return [results[i] for i in range(len(targets))]
 
 
 def cpu_family(features: CpuFeatures) -> str:

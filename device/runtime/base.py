@@ -11,12 +11,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from device.errors import BadInput, CheckFailed
-from device.manifest import Quantization
+
+if TYPE_CHECKING:
+    from device.manifest import Quantization
 
 log = logging.getLogger("spinal.runtime")
 

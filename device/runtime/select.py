@@ -34,11 +34,15 @@ from device.runtime.autotune import (
     CACHE_ENTRIES,
     CONFIRM_ROUNDS,
     CONFIRM_SECONDS,
+    MEASURE_ROUNDS,
+    MEASURE_SECONDS,
+    PRECISION_RANK,
     Measurement,
     bundle_hash,
     cache_path,
     cached_measurements,
     measure_all,
+    pick,
     read_cache,
     recorded_ranking,
     write_cache,
@@ -62,9 +66,6 @@ __all__ = [
     "arm_hwcap_flags", "candidates", "cpu_features", "device_key", "installed_runtimes", "load_model",
     "open_model", "open_session", "pick", "prior_order", "validate",
 ]
-
-PRECISION_RANK = {"fp32": 0, "fp16": 1, "int8": 2, "int8-io": 3}
-
 
 # --------------------------------------------------------------------------------------------
 # Candidates and the pick
@@ -119,17 +120,6 @@ def _no_candidates(manifest: Manifest, policy: RuntimePolicy, installed: dict[st
                                  f"install: {hints}")
     return BadInput(f"no artifact matches runtime={policy.runtime} artifact={policy.artifact} delegate={spec.name} "
                     f"(artifacts: {', '.join(f'{a.path} ({a.format})' for a in manifest.artifacts)})")
-
-
-def pick(measured: list[Measurement], features: CpuFeatures) -> Measurement | None:
-    """The fastest candidate that passed parity, or a more accurate one within the CPU's margin of it."""
-    usable = [m for m in measured if m.parity is not False and m.p50_us is not None and m.error is None]
-    if not usable:
-        return None
-    fastest = min(m.p50_us for m in usable)  # type: ignore[type-var]
-    margin = 0.10 if features.int8_dot else 0.25
-    close = [m for m in usable if m.p50_us <= fastest * (1 + margin)]  # type: ignore[operator]
-    return min(close, key=lambda m: (PRECISION_RANK.get(m.precision, 9), m.p50_us, RUNTIME_RANK[m.runtime]))
 
 
 def prior_order(cands: list[tuple[str, Artifact]], features: CpuFeatures) -> list[tuple[str, Artifact]]:
@@ -235,7 +225,8 @@ def _auto(cands: list[tuple[str, Artifact]], policy: RuntimePolicy, spec: Delega
     if not measured and policy.autotune:
         measured, mode = _confirm_recorded(cands, policy, spec, features, manifest, target), "confirmed"
         if not measured:
-            measured, mode = measure_all([target(rt, a) for rt, a in cands], policy, spec), "measured"
+            measured, mode = measure_all([target(rt, a) for rt, a in cands], policy, spec, MEASURE_SECONDS,
+                                          MEASURE_ROUNDS, features), "measured"
         entry = {"time": time.time(), "candidates": [vars(m) for m in measured]}
         write_cache(path, key, {**entry, "confirmed": True} if mode == "confirmed" else entry)
     if not measured:
@@ -273,7 +264,7 @@ def _confirm_recorded(cands: list[tuple[str, Artifact]], policy: RuntimePolicy, 
     pair = [winner, others[0]]
     by_key = {(rt, a.path): a for rt, a in cands}
     measured = measure_all([target(m.runtime, by_key[(m.runtime, m.artifact)]) for m in pair], policy, spec,
-                           CONFIRM_SECONDS, CONFIRM_ROUNDS)
+                           CONFIRM_SECONDS, CONFIRM_ROUNDS, features)
     best = pick(measured, features)
     if best is None or (best.runtime, best.artifact) != (winner.runtime, winner.artifact):
         log.info("auto: the converter's pick %s is not confirmed here; measuring every candidate", winner.artifact)

@@ -142,3 +142,114 @@ def test_a_signed_bundle_is_probed_like_any_other_and_files_that_passed_are_not_
         assert model.selection.mode == "cached"
         model.close()
     assert probes == [every], "files that passed a probe on this device are not probed again"
+
+
+def scripted_rounds(monkeypatch: pytest.MonkeyPatch, table: dict[int, list[float]]) -> dict[int, int]:
+    """time_rounds with each model's per-round median taken from ``table`` (model i is the int ``i``): how many
+    rounds each model was timed."""
+    timed: dict[int, int] = {}
+
+    def one_round(model: int, feed: Any, seconds: float) -> float:
+        timed[model] = timed.get(model, 0) + 1
+        return table[model][timed[model] - 1]
+
+    monkeypatch.setattr(autotune, "_one_round", one_round)
+    return timed
+
+
+def fastest(p50s: dict[int, float]) -> int:
+    return min(p50s, key=p50s.__getitem__)
+
+
+def test_a_candidate_that_cannot_be_picked_is_not_timed_again_and_a_steady_pick_stops_timing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 (30 µs) is beyond 1.25 * 1.25 of 0's slowest round after two rounds; 0 is each round's pick.
+    timed = scripted_rounds(monkeypatch, {0: [10.0] * 5, 1: [11.0, 12.0, 12.0, 9.0, 9.0], 2: [30.0] * 5})
+    live: list[Any] = [(i, {}) for i in range(3)]
+    p50s = autotune.time_rounds(live, 0.01, 5, 0.25, fastest)
+    assert timed == {0: 3, 1: 3, 2: 2}, "2 dropped after two rounds; three rounds picked 0 alone: stop"
+    assert p50s == [10.0, 12.0, 30.0]
+
+
+def test_without_a_steady_pick_every_round_is_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed = scripted_rounds(monkeypatch, {0: [10.0, 12.0, 10.0, 12.0, 10.0], 1: [11.0, 11.0, 11.0, 11.0, 11.0]})
+    p50s = autotune.time_rounds([(0, {}), (1, {})], 0.01, 5, 0.25, fastest)  # type: ignore[list-item]
+    assert timed == {0: 5, 1: 5} and p50s == [10.0, 11.0]
+    timed.clear()
+    autotune.time_rounds([(0, {}), (1, {})], 0.01, 5, 0.25)  # type: ignore[list-item]
+    assert timed == {0: 5, 1: 5}, "no chooser: all rounds"
+
+
+def test_one_slow_round_does_not_drop_a_candidate() -> None:
+    assert autotune.still_in([[10.0], [40.0]], [0, 1], 0.25) == [0, 1], "one round is not enough"
+    assert autotune.still_in([[10.0, 10.0], [40.0, 15.0]], [0, 1], 0.25) == [0, 1], "its fastest round is close"
+    assert autotune.still_in([[10.0, 10.0], [40.0, 16.0]], [0, 1], 0.25) == [0]
+    assert autotune.still_in([[10.0, 10.0], [40.0, 14.0]], [0, 1], 0.10) == [0], "a smaller margin drops sooner"
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[list[str], Any]]:
+    """Every probe child started (its file arguments: none for one started ahead), on a device that has probed
+    nothing yet."""
+    monkeypatch.setenv("SPINAL_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setattr(modelfile, "_probed", set())
+    seen: list[tuple[list[str], Any]] = []
+    real = modelfile._spawn_probe
+
+    def spawn(args: list[str], runtime: str | None) -> Any:
+        proc = real(args, runtime)
+        seen.append(([Path(a).name for a in args], proc))
+        return proc
+
+    monkeypatch.setattr(modelfile, "_spawn_probe", spawn)
+    return seen
+
+
+def test_the_probe_child_starts_ahead_and_gets_every_new_file(bundle_dir: Path, tmp_path: Path, cache_dir: Path,
+                                                               spawned: list[tuple[list[str], Any]]) -> None:
+    from device.bundle import pack_archive
+
+    archive = pack_archive(bundle_dir, tmp_path / "imu.spinal")
+    model = load_model(archive, RuntimePolicy(threads=1, cache_dir=cache_dir))
+    assert model.selection.mode == "measured"
+    assert [args for args, _ in spawned] == [[]], "one child, started before the bundle was unpacked"
+    assert not modelfile._warm
+    model.close()
+    again = load_model(archive, RuntimePolicy(threads=1, cache_dir=tmp_path / "other-cache"))
+    assert again.selection.mode == "measured" and len(spawned) == 1, "every file passed here: no child at all"
+    again.close()
+
+
+def test_a_probe_child_started_ahead_and_not_needed_is_stopped(bundle_dir: Path, tmp_path: Path, cache_dir: Path,
+                                                               spawned: list[tuple[list[str], Any]]) -> None:
+    from device.errors import BundleError
+
+    root = tmp_path / "broken"
+    shutil.copytree(bundle_dir, root)
+    (root / "model_fp32.onnx").write_bytes(b"changed after the bundle was made")
+    with pytest.raises(BundleError, match=r"sha256|size"):
+        load_model(root, RuntimePolicy(threads=1, cache_dir=cache_dir))
+    assert [args for args, _ in spawned] == [[]]
+    assert spawned[0][1].returncode is not None and not modelfile._warm, "stopped and reaped"
+
+
+def test_no_probe_child_ahead_for_a_policy_without_tflite(bundle_dir: Path, cache_dir: Path,
+                                                          spawned: list[tuple[list[str], Any]]) -> None:
+    load_model(bundle_dir, RuntimePolicy(runtime="onnxruntime", threads=1, cache_dir=cache_dir)).close()
+    assert spawned == []
+
+
+def test_the_files_open_bundle_verified_are_not_read_again_to_check_the_probe_markers(
+        bundle_dir: Path, cache_dir: Path, spawned: list[tuple[list[str], Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from device import digests
+
+    read: list[str] = []
+    real = digests.file_digest
+    with open_bundle(bundle_dir) as bundle:  # hashes every file once, to verify it
+        monkeypatch.setattr(digests, "file_digest", lambda path: read.append(Path(path).name) or real(path))
+        load_model(bundle, RuntimePolicy(runtime="litert", threads=1, cache_dir=cache_dir)).close()
+        assert read == [], "the markers were checked with the digests open_bundle read"
+        (bundle.root / "model_int8.tflite").write_bytes((bundle.root / "model_int8.tflite").read_bytes() + b"\0")
+        assert digests.known_digest(bundle.root / "model_int8.tflite") != bundle.manifest.artifact(
+            "model_int8.tflite").sha256 and read == ["model_int8.tflite"], "a changed file is read again"
