@@ -104,11 +104,8 @@ def convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], 
         if options.denylist:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             debug_options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(options.denylist))
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=conv, debug_dataset=representative(sm, inputs, calib, as_list=True),
-                debug_options=debug_options)
             with quiet_native():
-                return bytes(debugger.get_nondebug_quantized_model())
+                return bytes(_debugger(tf, conv, sm, inputs, calib, debug_options).get_nondebug_quantized_model())
     elif precision != "fp32":
         raise ValueError(f"unknown TFLite precision {precision!r}")
     try:
@@ -120,15 +117,14 @@ def convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], 
         raise ModelFileError(f"TFLite {precision} conversion failed ({describe(exc)})") from None
 
 
-def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, as_list: bool = False) -> Any:
-    """A representative-dataset generator keyed by signature input name (or a list, for the debugger)."""
+def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet) -> Any:
+    """A representative-dataset generator keyed by signature input name."""
 
-    def gen() -> Iterator[Any]:
+    def gen() -> Iterator[dict[str, Any]]:
         for i in range(calib.count):
             sample = calib.sample(i, inputs)
-            feeds = {sm.input_keys[name]: value.astype(np.float32) if value.dtype.kind == "f" else value
-                     for name, value in sample.items()}
-            yield list(feeds.values()) if as_list else feeds
+            yield {sm.input_keys[name]: value.astype(np.float32) if value.dtype.kind == "f" else value
+                   for name, value in sample.items()}
 
     return gen
 
@@ -141,32 +137,38 @@ def sensitive_tf_nodes(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: Dat
     return list(json.loads(out.read_text()))
 
 
-def _debugger_without_xnnpack() -> None:
-    """The quantization debugger builds its interpreters with XNNPack, which refuses to prepare some graphs
-    the converter made (silero VAD: "XNNPack delegate failed to reshape"), so the search lost its remedies.
-    The debugger measures errors, not speed: its interpreters run the builtin kernels."""
-    import functools
-    import types
+def _debugger(tf: Any, conv: Any, sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet,
+              debug_options: Any = None) -> Any:
+    """TF's quantization debugger over ``conv``, fed ``calib`` in the order of its interpreter's inputs (it sets
+    them by position)."""
+    order: list[str] = []
 
-    from tensorflow.lite.python import interpreter as tfl_interpreter  # type: ignore[import-untyped]
-    from tensorflow.lite.tools.optimize.debugging.python import debugger  # type: ignore[import-untyped]
+    def in_order() -> Iterator[list[Any]]:
+        for feeds in representative(sm, inputs, calib)():
+            yield [feeds[key] for key in order]
 
-    if isinstance(debugger._interpreter, types.SimpleNamespace):
-        return
-    builtin = tfl_interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    debugger._interpreter = types.SimpleNamespace(  # the module's only use of it is .Interpreter(...)
-        Interpreter=functools.partial(tfl_interpreter.Interpreter, experimental_op_resolver_type=builtin))
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=in_order,
+                                                         debug_options=debug_options)
+    order += _input_order(debugger._quant_interpreter)
+    return debugger
+
+
+def _input_order(interpreter: Any) -> list[str]:
+    """The signature keys of ``interpreter``'s inputs in its own input order. TensorFlow sorts a signature's
+    inputs by key, so a model whose ONNX inputs are not in that order (silero VAD: input, sr, h, c) was fed
+    the wrong tensors and the sensitive-node search failed."""
+    by_index = {index: key for key, index in
+                interpreter._get_full_signature_list()["serving_default"]["inputs"].items()}
+    return [by_index[d["index"]] for d in interpreter.get_input_details()]
 
 
 def sensitive_here(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, limit: int) -> list[str]:
     tf = import_tf()
-    _debugger_without_xnnpack()
     conv = tf.lite.TFLiteConverter.from_saved_model(str(sm.path))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative(sm, inputs, calib.take(min(calib.count, 64)))
     with quiet_native():
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=representative(sm, inputs, calib.take(min(calib.count, 32)), as_list=True))
+        debugger = _debugger(tf, conv, sm, inputs, calib.take(min(calib.count, 32)))
         debugger.run()
         buf = io.StringIO()
         debugger.layer_statistics_dump(buf)

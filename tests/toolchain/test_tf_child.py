@@ -63,30 +63,49 @@ def test_a_model_onnx2tf_refuses_fails_in_one_line_naming_the_file(tmp_path):
     assert "odd name.onnx" in result["error"] and "\n" not in result["error"]
 
 
+
 DEBUG_SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np
 from toolchain.calibration import DataSet, InputSpec
-from toolchain.tflite import close_workers, onnx_to_saved_model, sensitive_tf_nodes
+from toolchain.tflite import TfliteOptions, close_workers, convert_saved_model, onnx_to_saved_model
+from toolchain.tflite import sensitive_tf_nodes
 work = Path(sys.argv[2])
-inputs = (InputSpec("x", (1, 4)),)
+inputs = (InputSpec("x", (1, 4)), InputSpec("a", (1, 3)))
 try:
     sm = onnx_to_saved_model(Path(sys.argv[1]), work, inputs, (InputSpec("y", (1, 3)),))
-    calib = DataSet({"x": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)}, "cal")
-    print(json.dumps({"ranked": sensitive_tf_nodes(sm, inputs, calib)}))
+    rng = np.random.default_rng(0)
+    calib = DataSet({"x": rng.standard_normal((8, 4)).astype(np.float32),
+                     "a": rng.standard_normal((8, 3)).astype(np.float32)}, "cal")
+    ranked = sensitive_tf_nodes(sm, inputs, calib)
+    kept = convert_saved_model(sm, "int8", inputs, calib, TfliteOptions(denylist=tuple(ranked[:1])))
+    print(json.dumps({"ranked": ranked, "bytes": len(kept)}))
 finally:
     close_workers()
 """
 
 
-def test_the_quantization_debugger_ranks_nodes_with_the_builtin_kernels(tmp_path):
-    """The debugger's interpreters run without XNNPack (which refused to prepare silero VAD's graph, so the
-    TFLite int8 search lost its sensitive-node remedies): it still ranks the model's nodes."""
+def _two_inputs(path: Path) -> Path:
+    """y = x·w + a: inputs x then a, which TensorFlow's signature sorts as a, x."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, (4, 3), np.arange(12, dtype=np.float32).tolist())
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "a"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 4)),
+                                           helper.make_tensor_value_info("a", TensorProto.FLOAT, (1, 3))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 3))], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_the_quantization_debugger_feeds_inputs_in_its_interpreters_order(tmp_path):
+    """TensorFlow sorts a signature's inputs by name; the debugger sets them by position. silero VAD (inputs
+    input, sr, h, c) got its state where its audio belonged and the TFLite int8 search lost its sensitive-node
+    remedies. Fed in the interpreter's order, the debugger ranks nodes and a denylisted int8 file is made."""
     work = tmp_path / "work"
     work.mkdir()
-    out = subprocess.run([sys.executable, "-c", DEBUG_SCRIPT, str(_matmul(tmp_path / "m.onnx")), str(work)],
+    out = subprocess.run([sys.executable, "-c", DEBUG_SCRIPT, str(_two_inputs(tmp_path / "m.onnx")), str(work)],
                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
-    ranked = json.loads(out.stdout.strip().splitlines()[-1])["ranked"]
-    assert ranked and all(isinstance(name, str) and name for name in ranked)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["ranked"] and all(isinstance(name, str) and name for name in result["ranked"])
+    assert result["bytes"] > 0
