@@ -244,7 +244,7 @@ enabled = false
 
 def _counter(metrics: object, name: str) -> float:
     metric = getattr(metrics, name, None)  # spinal_sensor_probes does not exist before the change
-    return metric.labels("imu")._value.get() if metric is not None else float("nan")
+    return metric.labels("imu").get() if metric is not None else float("nan")
 
 
 def fault_run(kind: str, fault_s: float) -> dict:
