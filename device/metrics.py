@@ -18,7 +18,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INF = float("inf")
@@ -29,18 +29,19 @@ Rendered = tuple[str, str, str, list[Sample]]
 Names = set[str]
 
 
-class Family(Protocol):
-    """What the registry renders: one metric family's name, type, help and samples."""
+class Family:
+    """What the registry renders (a metric, or a collector of several families): its name, its families'
+    ``(name, type, help, samples)`` and the series names it may expose."""
 
-    name: str
+    name = ""
 
     def collect(self) -> Iterable[Rendered]:
         """``(name, type, help, samples)`` of each family to expose, in order."""
-        ...
+        raise NotImplementedError
 
     def exposed_names(self) -> Names:
         """Every sample name this family can expose (for the registry's duplicate check)."""
-        ...
+        raise NotImplementedError
 
 
 class Registry:
@@ -199,7 +200,7 @@ class HistogramSeries(_Series):
         return cumulative, total
 
 
-class _Metric:
+class _Metric(Family):
     """A metric family: a name, a help text, label names and one series per set of label values."""
 
     kind = ""
@@ -217,14 +218,6 @@ class _Metric:
             registry.register(self)
 
     def _new_series(self) -> Any:
-        raise NotImplementedError
-
-    def exposed_names(self) -> Names:
-        """Every sample name the metric can expose."""
-        raise NotImplementedError
-
-    def collect(self) -> Iterable[Rendered]:
-        """Its families, as :meth:`Registry.collect` returns them."""
         raise NotImplementedError
 
     def labels(self, *values: str, **named: str) -> Any:
@@ -372,7 +365,7 @@ class Histogram(_Metric):
             yield self._created(items)
 
 
-class ProcessCollector:
+class ProcessCollector(Family):
     """The process's own metrics, from ``/proc/self`` (none where it does not exist) and ``python_info``:
     the names and help texts of prometheus-client's process and platform collectors."""
 
