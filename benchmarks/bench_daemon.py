@@ -142,8 +142,8 @@ def run_one(runtime: str, seconds: float, warmup: float, chain: bool = True, ent
         cfg = tmp / "spinal.toml"
         cfg.write_text(CONFIG.format(tmp=tmp, bundle=bundle, runtime=runtime, canary=str(chain).lower()))
         log = open(tmp / "daemon.log", "w+")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-c", ENTRY[entry], "run", "--config", str(cfg), "--sim"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-c", ENTRY[entry], "run", "--config", str(cfg), "--sim"], cwd=CODE,
+                                stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONPATH": str(CODE)})
         try:
             port = None
             deadline = time.monotonic() + 60
@@ -244,7 +244,7 @@ enabled = false
 
 def _counter(metrics: object, name: str) -> float:
     metric = getattr(metrics, name, None)  # spinal_sensor_probes does not exist before the change
-    return metric.labels("imu")._value.get() if metric is not None else float("nan")
+    return metric.labels("imu").get() if metric is not None else float("nan")
 
 
 def fault_run(kind: str, fault_s: float) -> dict:

@@ -1,6 +1,7 @@
 """The project's exception types.
 
-Libraries raise these; only ``device/cli/`` turns them into messages and exit codes
+Libraries raise these; only ``device/cli/`` (and ``spinal run``'s serving process, :mod:`device.daemon.entry`)
+turn them into messages and exit codes, with :func:`report_line`
 (0 ok, 1 a check failed, 2 bad input or usage, 3 the device ran out of disk space). Every message is
 one line that names the file, key or device concerned and, where there is one, the fix.
 """
@@ -45,3 +46,16 @@ class OutOfSpace(SpinalError):
     restart on (``RestartPreventExitStatus=3``): restarting cannot help until space is freed."""
 
     exit_code = 3
+
+
+def report_line(exc: BaseException) -> tuple[str, int] | None:
+    """What a command reports for ``exc``: the one line after ``error:`` and the exit code. A
+    :class:`SpinalError` gives its message and code; an ``OSError`` (no such file, permission denied, disk
+    full...: the environment, not a bug) its file and reason, code 2; anything else ``None`` (a bug: let its
+    traceback show)."""
+    if isinstance(exc, SpinalError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", 2
+    return None

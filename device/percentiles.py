@@ -6,7 +6,7 @@ the benchmarks, so that a p99 means the same thing wherever it is printed.
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from collections.abc import Iterable, Sequence
 
 
@@ -19,21 +19,33 @@ def quantile(ordered: Sequence[float], q: float) -> float:
 
 
 class Recent:
-    """The last ``n`` values of a measurement, for exact percentiles in /healthz, sinks and benchmarks."""
+    """The last ``n`` values of a measurement, for exact percentiles in /healthz, sinks and benchmarks.
+
+    Held as 8-byte doubles in a ring (32 KiB for 4096 values; a deque of float objects took 128 KiB).
+    One thread adds; any thread may read (a reader sees the values of one moment)."""
 
     def __init__(self, n: int = 4096) -> None:
-        self._values: deque[float] = deque(maxlen=n)
+        if n < 1:
+            raise ValueError("a window of at least one value")
+        self._n = n
+        self._values = array("d")
+        self._next = 0  # where the next value goes once the ring is full
 
     def __len__(self) -> int:
         return len(self._values)
 
     def add(self, value: float) -> None:
         """Remember one value (the oldest falls out once ``n`` are held)."""
-        self._values.append(value)
+        if len(self._values) < self._n:
+            self._values.append(value)
+            return
+        self._values[self._next] = value
+        self._next = (self._next + 1) % self._n
 
     def extend(self, values: Iterable[float]) -> None:
         """Remember several values at once."""
-        self._values.extend(values)
+        for value in values:
+            self.add(value)
 
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of the held values (:func:`quantile`); ``None`` when empty."""

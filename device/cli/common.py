@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
 
-from device.errors import MissingDependency, SpinalError
+from device.errors import MissingDependency, SpinalError, report_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -86,11 +86,9 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except SpinalError as exc:
-            raise fail(_escape(str(exc)), exc.exit_code) from None
-        except OSError as exc:  # no such file, permission denied, disk full...: the environment, not a bug
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise fail(_escape(f"{where}{exc.strerror or exc}"), 2) from None
+        except (SpinalError, OSError) as exc:  # OSError: no such file, disk full...: the environment, not a bug
+            message, code = report_line(exc) or (str(exc), 2)
+            raise fail(_escape(message), code) from None
 
     return wrapper
 

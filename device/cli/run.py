@@ -33,21 +33,16 @@ def run(
 
     SIGTERM stops it cleanly (exit 0); SIGHUP or a new bundle file reloads the model after a canary.
     """
-    from device.config import load_config
-
-    cfg = load_config(config, sim=sim)
-    _setup_logging(cfg.daemon.log_level)
     if check or probe:
+        from device.config import load_config
         from device.daemon import check_config, probe_sensors
 
+        cfg = load_config(config, sim=sim)
+        _setup_logging(cfg.daemon.log_level)
         lines = probe_sensors(cfg, sim=sim) if probe else []
         for line in [*check_config(cfg, sim=sim), *lines]:
             console.print(line, soft_wrap=True, highlight=False, markup=False)
         return
-    from device.daemon import Daemon, RunOptions
+    from device.daemon.entry import exec_daemon
 
-    daemon = Daemon(cfg, RunOptions(duration_s=duration, sim=sim))
-    daemon.install_signal_handlers()
-    code = daemon.run()
-    if code:
-        raise typer.Exit(code)
+    exec_daemon(config, duration, sim)  # the same process, without typer, click and rich: device/daemon/entry.py

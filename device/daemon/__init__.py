@@ -10,7 +10,8 @@ One module per responsibility:
 - :mod:`~device.daemon.metrics` the Prometheus metrics;
 - :mod:`~device.daemon.seq` sequence numbers that survive restarts;
 - :mod:`~device.daemon.check` ``spinal run --check`` and ``--probe``;
-- :mod:`~device.daemon.logs` the loggers' set-up (time, level, ``log_level``).
+- :mod:`~device.daemon.logs` the loggers' set-up (time, level, ``log_level``);
+- :mod:`~device.daemon.entry` ``spinal run``'s serving process (the CLI hands over to it, same PID).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""The daemon's Prometheus metrics (the exact recent-value windows behind /healthz: ``device.percentiles``)."""
+"""The daemon's Prometheus metrics (:mod:`device.metrics`; the exact recent-value windows behind /healthz:
+``device.percentiles``)."""
 
 from __future__ import annotations
+
+from device.metrics import Counter, Gauge, Histogram, ProcessCollector, Registry
 
 FINE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -9,18 +12,13 @@ class Metrics:
     """The daemon's Prometheus metrics, in a private registry (served by ``device.http``)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-
-        r = self.registry = CollectorRegistry()
-        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes ...
-        PlatformCollector(registry=r)
+        r = self.registry = Registry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes ..., python_info
         self._sensor_metrics()
         self._pipeline_metrics()
         self._sink_metrics()
 
     def _sensor_metrics(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
         r = self.registry
         self.samples = Counter("spinal_samples", "Samples read, per sensor", ["sensor"], registry=r)
         self.read_errors = Counter("spinal_sensor_read_errors", "Failed sensor reads (after bus retries)",
@@ -41,8 +39,6 @@ class Metrics:
                                          ["sensor"], buckets=FINE_BUCKETS, registry=r)
 
     def _pipeline_metrics(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
         r = self.registry
         self.windows = Counter("spinal_windows", "Complete windows handed to the model", registry=r)
         self.windows_dropped = Counter("spinal_windows_dropped", "Windows not run: reason=behind (inference "
@@ -61,8 +57,6 @@ class Metrics:
                                     registry=r)
 
     def _sink_metrics(self) -> None:
-        from prometheus_client import Counter, Gauge
-
         r = self.registry
         self.records = Counter("spinal_records", "Records written, per sink", ["sink", "kind"], registry=r)
         self.sink_errors = Counter("spinal_sink_errors", "Sink writes that raised", ["sink"], registry=r)

@@ -32,7 +32,8 @@ class RuntimeRecord:
       name (probed with ``importlib.util.find_spec``, never imported to find out).
     - ``install_hint``: what to run when it is missing.
     - ``rank``: preference when several runtimes could run the same artifact equally well (lower first).
-    - ``backend``: the ``device.runtime`` module with its ``open_session`` and ``version``.
+    - ``backend``: the ``device.runtime`` module with its ``open_session``.
+    - ``dists``: every distribution that may provide it (the first installed gives :meth:`version`).
     """
 
     name: str
@@ -42,6 +43,25 @@ class RuntimeRecord:
     install_hint: str
     rank: int
     backend: str
+    dists: tuple[str, ...] = ()
+
+    def version(self) -> str:
+        """The installed version, from the name of its ``*.dist-info`` (:func:`dist_version`: neither the runtime
+        nor its backend module is imported); for an unusual install ``importlib.metadata``, then the module's
+        ``__version__`` (``unknown`` without one). ``ImportError`` if it is not installed."""
+        dists = self.dists or (self.package,)
+        found = dist_version(*dists)
+        if found is not None:
+            return found
+        import importlib
+        from importlib import metadata
+
+        for dist in dists:
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        return str(getattr(importlib.import_module(self.module), "__version__", "unknown"))
 
     def load_backend(self) -> Any:
         """The backend module (imported now: the runtime itself is imported by its ``open_session``)."""
@@ -58,7 +78,8 @@ RUNTIMES: dict[str, RuntimeRecord] = {r.name: r for r in (
                   "pip install tflite-runtime (Python <= 3.12, numpy < 2; prefer ai-edge-litert)", rank=2,
                   backend="device.runtime.tflite"),
     RuntimeRecord("onnxruntime", "onnx", "onnxruntime", "onnxruntime",
-                  "pip install 'spinal[onnx-runtime]' (onnxruntime)", rank=1, backend="device.runtime.onnx"),
+                  "pip install 'spinal[onnx-runtime]' (onnxruntime)", rank=1, backend="device.runtime.onnx",
+                  dists=("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")),
 )}
 
 # The per-field views the code used before the registry (derived from it, kept so callers need not change).

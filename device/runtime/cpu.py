@@ -22,7 +22,7 @@ def installed_runtimes() -> dict[str, str]:
         if importlib.util.find_spec(record.module) is None:
             continue
         try:
-            found[name] = str(record.load_backend().version())
+            found[name] = record.version()
         except ImportError:  # importlib.metadata.PackageNotFoundError, without importing it here
             found[name] = "unknown"
     return found

@@ -18,7 +18,6 @@ on the device node.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +201,8 @@ def ort_provider_problem(provider: str, available: list[str], version: str) -> s
 
 def present_delegates(available_ort: list[str] | None = None) -> list[str]:
     """Accelerators this machine appears to offer, as delegate specs (for the bench matrix)."""
+    import ctypes.util  # here: it imports subprocess (and locale), which the daemon needs nowhere else
+
     found = []
     if ctypes.util.find_library("edgetpu") or Path("/usr/lib/aarch64-linux-gnu/libedgetpu.so.1").exists():
         found.append("edgetpu")

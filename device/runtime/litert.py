@@ -15,7 +15,7 @@ import numpy as np
 from device.errors import ModelFileError
 from device.manifest import Quantization
 from device.modelfile import _quiet_stderr, tflite_quantization
-from device.runtime.base import DelegateError, RawTensor, dist_version, first_line
+from device.runtime.base import RUNTIMES, DelegateError, RawTensor, first_line
 from device.runtime.delegates import DelegateSpec, load_tflite_delegate
 
 NAME = "litert"
@@ -23,12 +23,7 @@ NAME = "litert"
 
 def version() -> str:
     """The installed ai-edge-litert version."""
-    found = dist_version("ai-edge-litert")
-    if found is not None:
-        return found
-    from importlib import metadata  # an unusual install: ask the full implementation
-
-    return metadata.version("ai-edge-litert")
+    return RUNTIMES[NAME].version()
 
 
 def open_session(path: Path, threads: int | None, delegate: DelegateSpec) -> InterpreterSession:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from device.errors import ModelFileError
-from device.runtime.base import DelegateError, RawTensor, dist_version, first_line, log
+from device.runtime.base import RUNTIMES, DelegateError, RawTensor, first_line, log
 from device.runtime.delegates import CPU_PROVIDER, DelegateSpec, ort_provider_problem
 
 NAME = "onnxruntime"
@@ -29,20 +29,7 @@ _DTYPES = {
 
 def version() -> str:
     """The installed onnxruntime version (whichever wheel provides it)."""
-    dists = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
-    found = dist_version(*dists)
-    if found is not None:
-        return found
-    from importlib import metadata  # an unusual install: ask the full implementation
-
-    for dist in dists:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    import onnxruntime
-
-    return str(onnxruntime.__version__)
+    return RUNTIMES[NAME].version()
 
 
 def available_providers() -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import MissingDependency, ModelFileError
-from device.runtime.base import dist_version, log
+from device.runtime.base import RUNTIMES, log
 from device.runtime.delegates import DelegateSpec
 from device.runtime.litert import InterpreterSession, open_interpreter
 
@@ -32,12 +32,7 @@ _FULLY_INT8 = {"int8", "uint8"}
 
 def version() -> str:
     """The installed tflite-runtime version."""
-    found = dist_version("tflite-runtime")
-    if found is not None:
-        return found
-    from importlib import metadata  # an unusual install: ask the full implementation
-
-    return metadata.version("tflite-runtime")
+    return RUNTIMES[NAME].version()
 
 
 def preflight(numpy_version: str | None = None, python: tuple[int, int] | None = None) -> None:

@@ -28,10 +28,10 @@ def test_a_sensor_whose_data_freezes_is_stale_degraded_and_in_the_metrics(tmp_pa
         health = daemon.health()
         assert health["status"] == "degraded" and health["sensors"]["imu"]["repeats"] >= 4
         assert "stale" in health["sensors"]["imu"]["last_error"]
-        assert daemon.metrics.sensor_stale.labels("imu")._value.get() == 1
+        assert daemon.metrics.sensor_stale.labels("imu").get() == 1
         daemon.samplers[0].open_driver.bus.raw.devices[0x68].faults.frozen = False
         wait_for(lambda: daemon.sensor_states["imu"].state == "ok", timeout=10, what="fresh again")
-        assert daemon.metrics.sensor_stale.labels("imu")._value.get() == 0
+        assert daemon.metrics.sensor_stale.labels("imu").get() == 0
     finally:
         daemon.request_stop("test over")
         runner.join(timeout=30)
@@ -48,8 +48,8 @@ def test_a_long_unplug_recovers_within_2_s_of_the_replug_without_hammering_set_u
     try:
         wait_for(lambda: daemon.sensor_states["imu"].state == "ok", what="ok")
         simbus = daemon.samplers[0].open_driver.bus.raw
-        setups = daemon.metrics.retries.labels("imu")._value.get()
-        probes = daemon.metrics.probes.labels("imu")._value.get()
+        setups = daemon.metrics.retries.labels("imu").get()
+        probes = daemon.metrics.probes.labels("imu").get()
         simbus.unplug(0x68)
         wait_for(lambda: daemon.sensor_states["imu"].state == "degraded", what="degraded")
         time.sleep(8.0)
@@ -59,8 +59,8 @@ def test_a_long_unplug_recovers_within_2_s_of_the_replug_without_hammering_set_u
         recovery = time.monotonic() - t
         # Before: set-ups backed off to 0.5, 1, 2, 4, 8 s: back 7.5 s after the replug.
         assert recovery < 2.0, recovery
-        assert daemon.metrics.retries.labels("imu")._value.get() - setups <= 2, "no set-up while nothing answers"
-        assert daemon.metrics.probes.labels("imu")._value.get() - probes >= 20, "a cheap probe every 0.2 s"
+        assert daemon.metrics.retries.labels("imu").get() - setups <= 2, "no set-up while nothing answers"
+        assert daemon.metrics.probes.labels("imu").get() - probes >= 20, "a cheap probe every 0.2 s"
     finally:
         daemon.request_stop("test over")
         runner.join(timeout=30)

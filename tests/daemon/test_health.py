@@ -98,7 +98,7 @@ def test_sequence_numbers_that_cannot_be_saved_make_health_degraded(tmp_path, bu
     daemon.sensor_states["imu"].state = "ok"
     monkeypatch.setattr(SeqCounter, "_write", lambda self, body: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     daemon.event("test", {})
-    assert daemon.metrics.records_unnumbered._value.get() == 1
+    assert daemon.metrics.records_unnumbered.get() == 1
     assert daemon.health()["status"] == "degraded" and daemon.health()["seq"]["error"]
 
 

@@ -7,9 +7,8 @@ import socket
 import time
 import urllib.request
 
-from prometheus_client import CollectorRegistry
-
 from device.http import HealthServer
+from device.metrics import Registry
 
 
 def open_fds() -> int:
@@ -17,7 +16,7 @@ def open_fds() -> int:
 
 
 def test_idle_connections_cannot_use_up_file_descriptors_and_time_out():
-    server = HealthServer("127.0.0.1", 0, lambda: {"status": "ok"}, CollectorRegistry(), max_connections=4,
+    server = HealthServer("127.0.0.1", 0, lambda: {"status": "ok"}, Registry(), max_connections=4,
                           timeout_s=0.5)
     server.start()
     host, port = server.address

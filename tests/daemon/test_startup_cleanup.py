@@ -43,9 +43,9 @@ path = "{tmp_path / "a-file" / "out.jsonl"}"
 
 
 def test_closing_a_health_server_that_never_started_returns():
-    from prometheus_client import CollectorRegistry
+    from device.metrics import Registry
 
-    server = HealthServer("127.0.0.1", 0, dict, CollectorRegistry())
+    server = HealthServer("127.0.0.1", 0, dict, Registry())
     closer = threading.Thread(target=server.close, daemon=True)
     closer.start()
     closer.join(timeout=5)

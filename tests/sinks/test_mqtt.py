@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from device.errors import BadInput
+from device.metrics import Registry
 from device.sinks.base import Record, Sink
 from device.sinks.mqtt import MqttOptions, encode_record, load_secrets
 from device.sinks.spool import SpoolOptions
@@ -77,7 +77,7 @@ def test_payload_is_strict_json_even_with_nan_and_numpy():
 
 
 def test_spool_full_drops_oldest_counts_and_delivers_the_rest(broker, subscriber, make_sink, tmp_path):
-    registry = CollectorRegistry()
+    registry = Registry()
     broker.kill()  # the broker is down while the spool fills
     sink = make_sink(broker.port, spool=SpoolOptions(tmp_path / "small.db", max_messages=50))
     sink.register_metrics(registry)

@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry
 
+from device.metrics import Registry
 from tests.sinks.conftest import DEVICE, prediction, reading, wait_until
 from tests.sinks.mosquitto_broker import first_arrivals
 
@@ -56,7 +56,7 @@ class Publisher(threading.Thread):
 
 
 def run_outage(broker, subscriber, make_sink, outage_s: float, batch: int = 1) -> None:
-    registry = CollectorRegistry()
+    registry = Registry()
     sink = make_sink(broker.port)
     sink.register_metrics(registry)
     assert wait_until(lambda: sink.connected, 10)

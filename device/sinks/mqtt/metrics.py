@@ -1,11 +1,11 @@
-"""The sink's telemetry: prometheus-client metrics for /metrics (recent percentiles: device.percentiles)."""
+"""The sink's telemetry: Prometheus metrics (:mod:`device.metrics`) for /metrics (recent percentiles:
+device.percentiles)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from device.errors import MissingDependency
+from device.metrics import Counter, Gauge, Histogram, Registry
 
 _GAUGE_DOCS = {
     "spool_depth": "Messages in the MQTT spool (not yet acknowledged by the broker)",
@@ -18,16 +18,12 @@ _GAUGE_DOCS = {
 
 
 class SinkMetrics:
-    """prometheus-client objects on a caller's registry (the daemon serves /metrics).
+    """Metrics on a caller's registry (the daemon serves /metrics).
 
     ``gauges`` maps each gauge's name to a function giving its value when /metrics is read:
     spool_depth, spool_bytes, spool_oldest_unsent_age_seconds, spool_dropped_persistent, connected, inflight."""
 
-    def __init__(self, registry: Any, namespace: str, gauges: dict[str, Callable[[], float]]) -> None:
-        try:
-            from prometheus_client import Counter, Gauge, Histogram
-        except ImportError:
-            raise MissingDependency("prometheus-client is not installed; pip install 'spinal[device]'") from None
+    def __init__(self, registry: Registry, namespace: str, gauges: dict[str, Callable[[], float]]) -> None:
         n = namespace
         self.gauges = {}
         for name, doc in _GAUGE_DOCS.items():

@@ -265,7 +265,7 @@ class MqttSink:
         }
 
     def register_metrics(self, registry: Any, namespace: str = "spinal_mqtt") -> None:
-        """Create the prometheus-client metrics on ``registry`` (once per sink)."""
+        """Create the sink's metrics on ``registry`` (:mod:`device.metrics`; once per sink)."""
         if self._metrics is not None:
             return
         spool = self.spool
