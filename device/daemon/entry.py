@@ -40,7 +40,9 @@ def command(config: Path, duration_s: float | None, sim: bool) -> tuple[list[str
     request = json.dumps({"config": str(config), "duration_s": duration_s, "sim": sim})
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    return [sys.executable, "-c", CODE, request], env
+    # the command as the user typed it, after the request (main() ignores it): `ps` and `pgrep -f "spinal run"`
+    # still find the daemon
+    return [sys.executable, "-c", CODE, request, "spinal", *sys.argv[1:]], env
 
 
 def exec_daemon(config: Path, duration_s: float | None = None, sim: bool = False) -> NoReturn:

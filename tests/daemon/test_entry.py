@@ -34,6 +34,7 @@ def test_the_serving_process_is_the_same_pid_without_typer_click_or_rich(tmp_pat
              what="a prediction")
     cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
     assert b"device.daemon.entry" in cmdline[2], cmdline
+    assert cmdline[4:7] == [b"spinal", b"run", b"--config"], cmdline  # what `pgrep -f "spinal run"` matches
     proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc)
     assert code == 0, err
