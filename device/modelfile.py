@@ -182,9 +182,9 @@ def _spawn_probe(args: list[str], runtime: str | None) -> Any:
     import subprocess
     import sys
 
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-           _PROBE_RUNTIME_ENV: runtime or "default"}
+    from device.children import child_env
+
+    env = child_env(**{_PROBE_RUNTIME_ENV: runtime or "default"})
     return subprocess.Popen([sys.executable, "-c", _PROBE_CODE, *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

@@ -121,28 +121,44 @@ def _max_abs(outs: list[dict[str, np.ndarray]], ref: list[dict[str, np.ndarray]]
     return worst
 
 
+def measure_one(kernel: KernelPath, make_model: Callable[[Any], Model], feeds: list[dict[str, np.ndarray]],
+                golden: list[dict[str, np.ndarray]]) -> dict[str, float] | str:
+    """One kernel path's ``{output: max |err| against golden}``, or why it could not run here."""
+    try:
+        session = kernel.open()
+    except Exception as exc:  # a runtime that cannot load this file here is not a kernel path for it
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    model = make_model(session)
+    try:
+        return _max_abs([model.run(f) for f in feeds], golden)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        model.close()
+
+
 def measure_spread(path: Path, fmt: str, like: Model, feeds: list[dict[str, np.ndarray]],
                    golden: list[dict[str, np.ndarray]]) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """``({path label: {output: max |err| against golden}}, {path label: why it could not run})``.
 
     ``like`` is the converter's model of the artifact: its logical tensors are reused so every
-    kernel path is fed and read exactly as a device feeds and reads it.
+    kernel path is fed and read exactly as a device feeds and reads it. TFLite paths run in a child
+    process (toolchain.spread_child): some of them abort or crash the process on files the others run.
     """
+    if fmt == "tflite":
+        from toolchain.spread_child import SpreadRequest, measure_in_children
+
+        return measure_in_children(SpreadRequest(path, fmt, (like.inputs, like.outputs, like.artifact,
+                                                             like.info.precision), feeds, golden))
     spread: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
     for kernel in kernel_paths(path, fmt):
-        try:
-            session = kernel.open()
-        except Exception as exc:  # a runtime that cannot load this file here is not a kernel path for it
-            skipped[kernel.label] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            continue
-        model = Model(session, like.inputs, like.outputs, like.artifact, like.info.precision, path.name)
-        try:
-            spread[kernel.label] = _max_abs([model.run(f) for f in feeds], golden)
-        except Exception as exc:
-            skipped[kernel.label] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        finally:
-            model.close()
+        value = measure_one(kernel, lambda session: Model(session, like.inputs, like.outputs, like.artifact,
+                                                          like.info.precision, path.name), feeds, golden)
+        if isinstance(value, dict):
+            spread[kernel.label] = value
+        else:
+            skipped[kernel.label] = value
     return spread, skipped
 
 

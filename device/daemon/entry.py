@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from device.children import child_env
 from device.errors import report_line
 
 # What the new interpreter runs: this module's main() on the JSON request.
@@ -38,8 +39,7 @@ def command(config: Path, duration_s: float | None, sim: bool) -> tuple[list[str
     """The command line and environment that run :func:`serve` on these options in a fresh interpreter (this
     package first on its path, as the project's other child interpreters get it)."""
     request = json.dumps({"config": str(config), "duration_s": duration_s, "sim": sim})
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    env = child_env()
     # the command as the user typed it, after the request (main() ignores it): `ps` and `pgrep -f "spinal run"`
     # still find the daemon
     return [sys.executable, "-c", CODE, request, "spinal", *sys.argv[1:]], env

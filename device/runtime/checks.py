@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from device.bundle import Bundle
+from device.children import child_env
 from device.errors import BadInput, MissingDependency, SpinalError
 from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy, first_line, log
 from device.runtime.cpu import installed_runtimes
@@ -220,7 +221,6 @@ def _smoke_in_child(path: Path, rt: str, delegate: str | None, threads: int | No
     belongs in a child. The child does not probe again (``ISOLATED_ENV``).
     """
     import json
-    import os
     import signal
     import subprocess
     import sys
@@ -230,9 +230,7 @@ def _smoke_in_child(path: Path, rt: str, delegate: str | None, threads: int | No
     label = f"runs on {rt}"
     request = json.dumps({"path": str(path), "runtime": rt, "delegate": delegate, "threads": threads,
                           "shapes": {k: list(v) for k, v in shapes.items()}})
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, ISOLATED_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    env = child_env(**{ISOLATED_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
     code = "import sys; from device.runtime.checks import _smoke_main; _smoke_main(sys.argv[1])"
     try:
         proc = subprocess.run([sys.executable, "-c", code, request], capture_output=True, text=True,
