@@ -33,8 +33,9 @@ def test_the_serving_process_is_the_same_pid_without_typer_click_or_rich(tmp_pat
     wait_for(lambda: (tmp_path / "out.jsonl").exists() and '"prediction"' in (tmp_path / "out.jsonl").read_text(),
              what="a prediction")
     cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
-    assert b"device.daemon.entry" in cmdline[2], cmdline
-    assert cmdline[4:7] == [b"spinal", b"run", b"--config"], cmdline  # what `pgrep -f "spinal run"` matches
+    at = cmdline.index(b"-c")
+    assert b"device.daemon.entry" in cmdline[at + 1], cmdline
+    assert cmdline[at + 3:at + 6] == [b"spinal", b"run", b"--config"], cmdline  # what `pgrep -f "spinal run"` matches
     proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc)
     assert code == 0, err
@@ -61,3 +62,30 @@ def test_errors_after_the_hand_over_are_reported_in_one_line_with_their_code(tmp
                                         "'watch_interval_s'? (allowed: artifact, bundle, canary, delegate, "
                                         "fail_closed, input, latency_budget_ms, require_signature, runtime, threads, "
                                         "trusted_keys, watch, watch_interval_s)"]
+
+
+def test_optimized_bytecode_only_where_it_can_be_kept(tmp_path, monkeypatch):
+    """-OO (docstrings and asserts stripped) when each marker's opt-2 cache exists or can be written; a
+    read-only install without it would recompile every module on every start, so there it is plain."""
+    import importlib.util
+    import sys
+
+    from device.daemon.entry import optimize_flags
+
+    src = tmp_path / "pkg" / "mod.py"
+    src.parent.mkdir()
+    src.write_text("x = 1\n")
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert optimize_flags((str(src),)) == ["-OO"]  # writable: the first start writes the cache
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert optimize_flags((str(src),)) == []  # nothing written, nothing there: plain
+    cache = Path(importlib.util.cache_from_source(str(src), optimization=2))
+    cache.parent.mkdir()
+    cache.write_bytes(b"")
+    assert optimize_flags((str(src),)) == ["-OO"]  # compiled beforehand (e.g. compileall -o 2)
+    if os.geteuid() != 0:  # root writes anywhere
+        cache.unlink()
+        cache.parent.chmod(0o555)
+        src.parent.chmod(0o555)
+        monkeypatch.setattr(sys, "dont_write_bytecode", False)
+        assert optimize_flags((str(src),)) == []
