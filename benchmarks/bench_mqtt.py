@@ -113,7 +113,7 @@ def through_sink(port: int, n: int, sync: str, workdir: Path, batch: int = 1,
     elapsed = time.monotonic() - t_start
     if sink.acked < n:
         raise RuntimeError(f"not all acknowledged: {sink.stats()}")
-    lat = list(sink.delivery_latency._d)
+    lat = sink.delivery_latency.values()
     sink.close()
     return n / elapsed, lat
 

@@ -47,6 +47,10 @@ class Recent:
         for value in values:
             self.add(value)
 
+    def values(self) -> list[float]:
+        """The held values (a copy, not in arrival order once the ring has wrapped)."""
+        return self._values.tolist()
+
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of the held values (:func:`quantile`); ``None`` when empty."""
         return quantile(sorted(self._values), q) if self._values else None

@@ -25,4 +25,5 @@ def test_recent_holds_the_last_n_values() -> None:
         window.add(v)
     assert len(window) == 4
     assert window.quantile(1.0) == 4.0
+    assert sorted(window.values()) == [1.0, 2.0, 3.0, 4.0]
     assert window.summary(scale=1000.0) == {"n": 4, "p50": 3000.0, "p90": 4000.0, "p99": 4000.0, "max": 4000.0}
