@@ -32,6 +32,7 @@ import numpy as np
 
 from device.manifest import Tolerance
 from device.runtime.model import Model
+from toolchain.spread_child import SpreadRequest, max_abs, measure_in_children, measure_one
 
 ROUNDING_TRIALS = 16
 # Kernels that requantize differently disagree only where a value lies near a rounding edge: on the host,
@@ -112,31 +113,6 @@ def kernel_paths(path: Path, fmt: str) -> list[KernelPath]:
     return _onnx_paths(path) if fmt == "onnx" else _tflite_paths(path)
 
 
-def _max_abs(outs: list[dict[str, np.ndarray]], ref: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    worst: dict[str, float] = {}
-    for got, want in zip(outs, ref, strict=True):
-        for name, value in want.items():
-            diff = np.abs(np.asarray(got[name], np.float64) - np.asarray(value, np.float64))
-            worst[name] = max(worst.get(name, 0.0), float(diff.max(initial=0.0)))
-    return worst
-
-
-def measure_one(kernel: KernelPath, make_model: Callable[[Any], Model], feeds: list[dict[str, np.ndarray]],
-                golden: list[dict[str, np.ndarray]]) -> dict[str, float] | str:
-    """One kernel path's ``{output: max |err| against golden}``, or why it could not run here."""
-    try:
-        session = kernel.open()
-    except Exception as exc:  # a runtime that cannot load this file here is not a kernel path for it
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    model = make_model(session)
-    try:
-        return _max_abs([model.run(f) for f in feeds], golden)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    finally:
-        model.close()
-
-
 def measure_spread(path: Path, fmt: str, like: Model, feeds: list[dict[str, np.ndarray]],
                    golden: list[dict[str, np.ndarray]]) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """``({path label: {output: max |err| against golden}}, {path label: why it could not run})``.
@@ -146,8 +122,6 @@ def measure_spread(path: Path, fmt: str, like: Model, feeds: list[dict[str, np.n
     process (toolchain.spread_child): some of them abort or crash the process on files the others run.
     """
     if fmt == "tflite":
-        from toolchain.spread_child import SpreadRequest, measure_in_children
-
         return measure_in_children(SpreadRequest(path, fmt, (like.inputs, like.outputs, like.artifact,
                                                              like.info.precision), feeds, golden))
     spread: dict[str, dict[str, float]] = {}
@@ -223,7 +197,7 @@ def rounding_movement(qdq_path: Path, like: Model, feeds: list[dict[str, np.ndar
     worst: dict[str, float] = {}
     with model_of(noisy) as noisy_model:
         for _ in range(trials):
-            for name, value in _max_abs([noisy_model.run(f) for f in feeds], clean).items():
+            for name, value in max_abs([noisy_model.run(f) for f in feeds], clean).items():
                 worst[name] = max(worst.get(name, 0.0), value)
     return worst, points
 

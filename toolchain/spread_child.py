@@ -13,14 +13,18 @@ import pickle
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from device.children import child_env
+
+if TYPE_CHECKING:
+    from device.runtime.model import Model
 
 CODE = "from toolchain.spread_child import serve; serve()"
 Feeds = list[dict[str, np.ndarray]]
@@ -37,6 +41,33 @@ class SpreadRequest:
     golden: Feeds
     paths: str = "toolchain.bounds:kernel_paths"  # module:function giving the KernelPath list
     start: int = 0
+
+
+def max_abs(outs: list[dict[str, np.ndarray]], ref: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """``{output: the largest |difference|}`` of ``outs`` against ``ref``, sample by sample."""
+    worst: dict[str, float] = {}
+    for got, want in zip(outs, ref, strict=True):
+        for name, value in want.items():
+            diff = np.abs(np.asarray(got[name], np.float64) - np.asarray(value, np.float64))
+            worst[name] = max(worst.get(name, 0.0), float(diff.max(initial=0.0)))
+    return worst
+
+
+def measure_one(kernel: Any, make_model: Callable[[Any], Model], feeds: list[dict[str, np.ndarray]],
+                golden: list[dict[str, np.ndarray]]) -> dict[str, float] | str:
+    """One kernel path's (a ``toolchain.bounds.KernelPath``) ``{output: max |err| against golden}``, or why it
+    could not run here."""
+    try:
+        session = kernel.open()
+    except Exception as exc:  # a runtime that cannot load this file here is not a kernel path for it
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    model = make_model(session)
+    try:
+        return max_abs([model.run(f) for f in feeds], golden)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        model.close()
 
 
 def _kernel_paths(request: SpreadRequest) -> list[Any]:
@@ -85,7 +116,6 @@ def _exit_name(code: int) -> str:
 def serve() -> None:
     """The child: measure the kernel paths from ``request.start`` on, one JSON line each, flushed."""
     from device.runtime.model import Model
-    from toolchain.bounds import measure_one
 
     request: SpreadRequest = pickle.loads(sys.stdin.buffer.read())
     inputs, outputs, artifact, precision = request.like
