@@ -152,8 +152,8 @@ def make_onnx_int8(c: Conversion, b: Basis) -> None:
 def onnx_remedies(base: QuantConfig) -> list[QuantConfig]:
     """The configurations an int8 ONNX artifact is tried in, in order: the user's, the other weight granularity,
     the other calibration methods, then each method with only the weight ops quantized (element-wise maths
-    such as residual adds, hard-swish and layer-norm pieces kept float: a text recognizer kept 56 % of its
-    lines with every op quantized and 95 % with only its convolutions and matmuls)."""
+    such as residual adds, hard-swish and layer-norm pieces kept float: PP-OCRv4's recognizer read 56 % of its
+    lines as fp32 does with every op quantized and 84 % with only its convolutions and matmuls)."""
     methods = [base.method] + [m for m in ("minmax", "entropy", "percentile") if m != base.method]
     out = [base, base.with_(per_channel=not base.per_channel)]
     out += [base.with_(method=m) for m in methods[1:]]
