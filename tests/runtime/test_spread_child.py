@@ -52,13 +52,25 @@ def test_a_kernel_path_that_aborts_is_skipped_and_the_rest_measured(bundle_dir: 
         assert all(value < 1.0 for value in errors.values())  # golden outputs, up to kernel differences
 
 
-def test_measure_spread_of_a_tflite_file_runs_in_children(bundle_dir: Path) -> None:
-    """The converter's own call: every kernel path accounted for, measured or skipped with its reason."""
-    from toolchain.bounds import kernel_paths
-    from toolchain.spread_child import measure_in_children
+def test_measure_spread_of_a_tflite_file_runs_in_children(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The converter's own call (``toolchain.bounds.measure_spread``) goes through the children: every kernel
+    path accounted for, measured or skipped with its reason."""
+    from toolchain import bounds
 
+    calls: list[object] = []
+    through = bounds.measure_in_children
+
+    def spy(request):  # type: ignore[no-untyped-def]
+        calls.append(request)
+        return through(request)
+
+    monkeypatch.setattr(bounds, "measure_in_children", spy)
     with _request(bundle_dir, "toolchain.bounds:kernel_paths") as request:
-        spread, skipped = measure_in_children(request)
-        labels = {k.label for k in kernel_paths(request.path, "tflite")}
+        inputs, outputs, artifact, precision = request.like
+        like = type("Like", (), {"inputs": inputs, "outputs": outputs, "artifact": artifact,
+                                 "info": type("Info", (), {"precision": precision})})()
+        spread, skipped = bounds.measure_spread(request.path, "tflite", like, request.feeds, request.golden)
+        labels = {k.label for k in bounds.kernel_paths(request.path, "tflite")}
+    assert len(calls) == 1
     assert set(spread) | set(skipped) == labels
     assert "litert xnnpack 1 thread" in spread
