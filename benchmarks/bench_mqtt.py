@@ -88,12 +88,15 @@ def plain_paho(port: int, n: int, rate: float | None = None) -> tuple[float, lis
 
 
 def through_sink(port: int, n: int, sync: str, workdir: Path, batch: int = 1,
-                 rate: float | None = None) -> tuple[float, list[float]]:
-    """Write n records through MqttSink; returns (messages/s, per-message write() → PUBACK seconds)."""
+                 rate: float | None = None, direct: bool = True) -> tuple[float, list[float]]:
+    """Write n records through MqttSink; returns (messages/s, per-message write() → PUBACK seconds).
+    ``direct=False``: every packet goes through paho's network thread (the sink before DirectWrite)."""
     spool_path = workdir / f"spool-{sync}-{time.monotonic_ns()}.db"
     opts = MqttOptions(host="127.0.0.1", port=port, device_id=DEVICE, max_inflight=WINDOW, close_timeout_s=0)
     sink = MqttSink(opts, SpoolOptions(spool_path, synchronous=sync))  # type: ignore[arg-type]
     sink.publisher.delivery_latency = Recent(n)
+    if not direct and sink.publisher.direct is not None:
+        sink.publisher.direct.enabled = False
     deadline = time.monotonic() + 10
     while not sink.connected and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -135,6 +138,8 @@ def main() -> int:
         "paho_100hz": lambda p, w: plain_paho(p, n_lat, rate=100),
         "full_100hz": lambda p, w: through_sink(p, n_lat, "full", w, rate=100),
         "normal_100hz": lambda p, w: through_sink(p, n_lat, "normal", w, rate=100),
+        "threaded_100hz": lambda p, w: through_sink(p, n_lat, "full", w, rate=100, direct=False),
+        "threaded_b100": lambda p, w: through_sink(p, n, "full", w, batch=100, direct=False),
     }
     if a.cases:
         cases = {k: v for k, v in cases.items() if k in a.cases.split(",")}
@@ -171,6 +176,8 @@ def main() -> int:
         "paho_100hz": ("plain paho at 100 msgs/s", "paho_100hz"),
         "full_100hz": ("MqttSink FULL, write() each at 100 msgs/s", "paho_100hz"),
         "normal_100hz": ("MqttSink NORMAL, write() each at 100 msgs/s", "paho_100hz"),
+        "threaded_100hz": ("MqttSink FULL at 100 msgs/s, paho's thread writes", "paho_100hz"),
+        "threaded_b100": ("MqttSink FULL, write_many(100), paho's thread writes", "paho"),
     }
     for key, (label, ref) in labels.items():
         if key not in cases or ref not in cases:

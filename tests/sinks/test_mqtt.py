@@ -311,6 +311,7 @@ def test_tls_with_username_and_password(tls_broker, tls_material, make_sink, tmp
     try:
         secrets = write_secrets(tmp_path / "mqtt.secrets", f'username = "pi-user"\npassword = "{PASSWORD}"\n')
         sink = make_sink(tls_broker.tls_port, tls=True, ca_file=tls_material["ca.crt"], secrets_file=secrets)
+        assert sink.publisher.direct is not None and not sink.publisher.direct.enabled  # OpenSSL: one thread
         for i in range(20):
             sink.write(reading(i))
         assert sink.wait_drained(15), sink.stats()

@@ -26,6 +26,7 @@ from device.sinks.mqtt.const import (
     TRANSIENT,
     log,
 )
+from device.sinks.mqtt.direct import DirectWrite
 from device.sinks.mqtt.metrics import SinkMetrics
 from device.sinks.spool import Spool, SpoolRow
 
@@ -44,6 +45,7 @@ class Publisher:
         self._max_inflight = max_inflight
         self._connected, self._wake, self._stop = connected, wake, stop
         self.client: Any = None  # paho's client and the spool, given by bind()
+        self.direct: DirectWrite | None = None
         self.spool: Spool
         self.acks: deque[tuple[int, Any, float]] = deque()  # PUBACKs as paho reports them
         self.lock = threading.Lock()
@@ -77,9 +79,11 @@ class Publisher:
         self.publish_latency = Recent()
         self.delivery_latency = Recent()
 
-    def bind(self, client: Any, spool: Spool) -> None:
-        """Start from the head of ``spool``, publishing through ``client``."""
+    def bind(self, client: Any, spool: Spool, tls: bool = False) -> None:
+        """Start from the head of ``spool``, publishing through ``client`` (``tls``: whether its connection
+        is TLS, which keeps every socket write on paho's thread)."""
         self.client = client
+        self.direct = DirectWrite(client, tls)
         self.spool = spool
         self.cursor = spool.head_cursor()
 
@@ -245,6 +249,8 @@ class Publisher:
                 self._log_rejected(topic, rc)
                 continue
             outstanding[info.mid] = (spool_id, t_handed, row[4] + offset if t_written is None else t_written, topic)
+        if self.direct is not None:
+            self.direct.flush()
         n = len(rows) - len(rejected)
         self.published += n
         if self.metrics:

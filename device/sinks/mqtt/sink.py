@@ -72,7 +72,7 @@ class MqttSink:
         self._on_connect = self.connection.on_connect
         self.spool = Spool(spool)  # last: it holds the state directory's lock until close()
         self.connection.spool_depth = lambda: self.spool.depth
-        self.publisher.bind(self._client, self.spool)
+        self.publisher.bind(self._client, self.spool, tls=options.tls)
         tick = self.homeassistant.tick if self.homeassistant is not None else None
         self._sender = threading.Thread(target=self.publisher.run, args=(tick,), name="spinal-mqtt-sender",
                                         daemon=True)
