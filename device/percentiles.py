@@ -43,9 +43,19 @@ class Recent:
         self._next = (self._next + 1) % self._n
 
     def extend(self, values: Iterable[float]) -> None:
-        """Remember several values at once."""
-        for value in values:
-            self.add(value)
+        """Remember several values at once (in slices, not one call per value: the MQTT sender adds two
+        per acknowledged message)."""
+        todo = array("d", values)
+        held = self._values
+        room = self._n - len(held)
+        if room > 0:
+            held.extend(todo[:room])
+            todo = todo[room:]
+        while todo:
+            k = min(len(todo), self._n - self._next)
+            held[self._next:self._next + k] = todo[:k]
+            self._next = (self._next + k) % self._n
+            todo = todo[k:]
 
     def values(self) -> list[float]:
         """The held values (a copy, not in arrival order once the ring has wrapped)."""

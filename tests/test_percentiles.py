@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from device.percentiles import Recent, quantile
@@ -27,3 +29,15 @@ def test_recent_holds_the_last_n_values() -> None:
     assert window.quantile(1.0) == 4.0
     assert sorted(window.values()) == [1.0, 2.0, 3.0, 4.0]
     assert window.summary(scale=1000.0) == {"n": 4, "p50": 3000.0, "p90": 4000.0, "p99": 4000.0, "max": 4000.0}
+
+
+def test_extend_keeps_the_same_values_as_adding_one_at_a_time() -> None:
+    rng = random.Random(7)
+    for n in (1, 3, 8):
+        one, many = Recent(n=n), Recent(n=n)
+        for _ in range(20):
+            chunk = [rng.random() for _ in range(rng.randrange(0, 12))]
+            for v in chunk:
+                one.add(v)
+            many.extend(iter(chunk))  # any iterable, not only lists
+            assert many.values() == one.values(), n

@@ -40,16 +40,23 @@ class FakeClient:
             self.release.wait(5)
 
 
-def test_flush_writes_the_queue_from_the_calling_thread() -> None:
+def test_held_the_packets_leave_from_the_publishing_thread_and_pahos_waits() -> None:
     client = FakeClient()
     direct = DirectWrite(client, tls=False)
     assert direct.enabled
-    client._out_packet.extend([b"a", b"b"])
-    direct.flush()
-    assert client.sent == [(threading.current_thread().name, b"a"), (threading.current_thread().name, b"b")]
+    assert direct.hold()
+    client._out_packet.extend([b"a", b"b"])  # what publish() queues
+    paho_thread = threading.Thread(target=client._packet_write, name="paho")  # woken by the publish
+    paho_thread.start()
+    paho_thread.join(0.2)
+    assert paho_thread.is_alive() and client.sent == []  # it waits for the lock
+    direct.release()
+    paho_thread.join(5)
+    me = threading.current_thread().name
+    assert client.sent == [(me, b"a"), (me, b"b")]  # all written here, none interleaved by paho's thread
 
 
-def test_flush_never_waits_for_pahos_thread_writing_or_reconnecting() -> None:
+def test_hold_never_waits_for_pahos_thread_writing_or_reconnecting() -> None:
     for busy in ("_packet_write", "reconnect"):
         client = FakeClient()
         direct = DirectWrite(client, tls=False)
@@ -58,26 +65,21 @@ def test_flush_never_waits_for_pahos_thread_writing_or_reconnecting() -> None:
         paho_thread.start()
         assert client.inside.wait(5)
         client.hold.clear()
-        client._out_packet.append(b"mine")
         t0 = time.monotonic()
-        direct.flush()  # the lock is paho's: leave the packet to paho's thread
+        assert not direct.hold(), busy  # the lock is paho's: the packet is left to paho's thread
         assert time.monotonic() - t0 < 1.0, busy
-        assert [p for _, p in client.sent] == [], busy
         client.release.set()
         paho_thread.join(5)
-        direct.flush()  # free again: written now
-        assert b"mine" in [p for _, p in client.sent], busy
+        assert direct.hold(), busy  # free again
+        direct.release()
 
 
 def test_tls_keeps_every_write_on_pahos_thread() -> None:
     client = FakeClient()
     original = client._packet_write
     direct = DirectWrite(client, tls=True)
-    assert not direct.enabled
+    assert not direct.enabled and not direct.hold()
     assert client._packet_write == original  # not wrapped
-    client._out_packet.append(b"x")
-    direct.flush()
-    assert client.sent == []
 
 
 def test_a_paho_without_the_packet_writer_is_left_alone() -> None:
@@ -86,8 +88,7 @@ def test_a_paho_without_the_packet_writer_is_left_alone() -> None:
             self._out_packet = deque([b"x"])
 
     direct = DirectWrite(Other(), tls=False)
-    assert not direct.enabled
-    direct.flush()
+    assert not direct.enabled and not direct.hold()
 
 
 def test_the_installed_paho_lets_the_writer_send_and_nothing_is_lost(broker, subscriber, make_sink) -> None:

@@ -56,14 +56,17 @@ class DirectWrite:
         client.reconnect = locked_reconnect
         self._write = writer
 
-    def flush(self) -> None:
-        """Write what paho has queued, from this thread, unless paho's thread is writing or reconnecting
-        (then it writes them). Socket errors are left to paho's thread, which sees the same socket fail
-        and reconnects; the packets stay queued meanwhile."""
-        if not self.enabled or not self._client._out_packet:
-            return
-        if self._lock.acquire(blocking=False):
-            try:
+    def hold(self) -> bool:
+        """Before a publish(): take the writer's lock if it is free, so that paho's thread, woken by the
+        publish, waits for this thread to write the packet instead of racing it for the GIL and the
+        packet. True when held: then call :meth:`release`. False while paho's thread writes or
+        reconnects (or when off): it writes the packet then."""
+        return self.enabled and self._lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        """After the publish(): write what is queued, then let paho's thread go on."""
+        try:
+            if self._client._out_packet:
                 self._write()
-            finally:
-                self._lock.release()
+        finally:
+            self._lock.release()

@@ -236,21 +236,24 @@ class Publisher:
         ok = self._ok
         rejected: list[int] = []
         t_handed = time.monotonic()
+        direct = self.direct
         for row in rows:
             spool_id, topic, payload, retain = row[0], row[1], row[2], row[3]
+            held = direct is not None and direct.hold()  # on the wire from this thread (see DirectWrite)
             try:
                 info = publish(topic, payload, 1, bool(retain), props)
                 rc = info.rc
             except ValueError as exc:
                 info, rc = None, str(exc)
+            finally:
+                if held:
+                    direct.release()  # type: ignore[union-attr]
             self.cursor = spool_id
             if info is None or rc not in ok:
                 rejected.append(spool_id)
                 self._log_rejected(topic, rc)
                 continue
             outstanding[info.mid] = (spool_id, t_handed, row[4] + offset if t_written is None else t_written, topic)
-        if self.direct is not None:
-            self.direct.flush()
         n = len(rows) - len(rejected)
         self.published += n
         if self.metrics:
