@@ -237,9 +237,12 @@ class Publisher:
         rejected: list[int] = []
         t_handed = time.monotonic()
         direct = self.direct
+        window = self.window
         for row in rows:
             spool_id, topic, payload, retain = row[0], row[1], row[2], row[3]
-            held = direct is not None and direct.hold()  # on the wire from this thread (see DirectWrite)
+            # On the wire from this thread (see DirectWrite) when paho sends it at once, that is while
+            # its in-flight window has room; beyond it, paho only queues it and its own thread sends it.
+            held = direct is not None and len(outstanding) < window and direct.hold()
             try:
                 info = publish(topic, payload, 1, bool(retain), props)
                 rc = info.rc
