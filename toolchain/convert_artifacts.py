@@ -109,7 +109,7 @@ def _check_keep_float(fp32: Path, keep_float: tuple[str, ...]) -> None:
 
 
 def make_onnx_int8(c: Conversion, b: Basis) -> None:
-    from toolchain.quantize import QuantConfig, quantize_onnx, sensitive_nodes
+    from toolchain.quantize import RANGE_LABEL, QuantConfig, quantize_onnx, sensitive_nodes
 
     q = c.opts.quantization
     fp32 = b.io.source.onnx_path
@@ -135,7 +135,8 @@ def make_onnx_int8(c: Conversion, b: Basis) -> None:
             return out, *tensors
         return cfg.label(), making
 
-    remedies = onnx_remedies(base, _range_paths(fp32)) if q.remedies else [base]
+    paths = _range_paths(fp32) if q.remedies else ()
+    remedies = onnx_remedies(base, paths) if q.remedies else [base]
     by_label = {cfg.label(): cfg for cfg in remedies}
 
     def sensitive(best: str) -> list[Attempt]:
@@ -147,6 +148,11 @@ def make_onnx_int8(c: Conversion, b: Basis) -> None:
                 for k in (1, 2, 4, 8) if k <= len(ranked)]
 
     gate(c, b, "onnx-int8", [attempt(cfg) for cfg in remedies], sensitive)
+    name = FORMATS["onnx-int8"][2]
+    chosen = c.shipped["onnx-int8"].entry if "onnx-int8" in c.shipped else c.rejected.get(name, {})
+    if paths and RANGE_LABEL in chosen.get("quantization", ""):
+        c.notes.append(f"{name}: kept float, the paths into range-sensitive ops (one int8 scale "
+                       f"cannot hold their inputs' range): {', '.join(paths[:8])}{' ...' if len(paths) > 8 else ''}")
 
 
 def onnx_remedies(base: QuantConfig, range_float: tuple[str, ...] = ()) -> list[QuantConfig]:

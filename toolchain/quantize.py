@@ -28,6 +28,8 @@ WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 # The share of the available memory one calibration pass may hold as activations (the sessions, the model
 # copies and the caller's data need the rest).
 MEMORY_SHARE = 0.4
+# How a configuration with the paths into range-sensitive ops kept float is labelled (toolchain.range_paths).
+RANGE_LABEL = "paths into range-sensitive ops float"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class QuantConfig:
         if self.weight_ops_only:
             text += ", weight ops only"
         if self.range_float:
-            text += f", paths into range-sensitive ops float ({len(self.range_float)} nodes)"
+            text += f", {RANGE_LABEL} ({len(self.range_float)} nodes)"
         if self.keep_float:
             text += f", {len(self.keep_float)} node(s) kept in float ({', '.join(self.keep_float)})"
         return text

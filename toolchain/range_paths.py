@@ -39,7 +39,9 @@ def range_sensitive_paths(model: Any) -> tuple[str, ...]:
 
     ``model`` is an ``onnx.ModelProto``. Walks back from each range-sensitive node through the producers of
     its computed inputs, stopping at weight operators (included) and at graph inputs. Unnamed nodes cannot
-    be excluded from quantization by name and are left out. Empty when the model has no such node.
+    be excluded from quantization by name and are left out. Empty when the model has no such node, and when
+    the paths hold every weight operator: an "int8" file with no int8 weight op left is a float file (the
+    mel-spectrogram front end of openwakeword, STFT convolutions and mel matmul all on its path to the log).
     """
     constants = _constants(model)
     producer = {out: node for node in model.graph.node for out in node.output}
@@ -56,6 +58,8 @@ def range_sensitive_paths(model: Any) -> tuple[str, ...]:
             src = producer.get(name)
             if src is not None and name not in constants and src.op_type != "Constant":
                 stack.append(src)
+    if all(id(n) in found for n in model.graph.node if n.op_type in WEIGHT_OPS):
+        return ()
     order = {id(node): i for i, node in enumerate(model.graph.node)}
     nodes = sorted(found.values(), key=lambda n: order[id(n)])
     return tuple(n.name for n in nodes if n.name)

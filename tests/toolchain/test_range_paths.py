@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from toolchain.quantize import QuantConfig
+from toolchain.quantize import RANGE_LABEL, QuantConfig
 
 pytestmark = pytest.mark.host
 FRONT_END = ("stft", "real", "imag", "re_sq", "im_sq", "power", "floor", "log")
-RANGE_LABEL = "paths into range-sensitive ops float"
 
 
 def _log_power_model(path: Path) -> None:
@@ -84,11 +83,24 @@ def test_div_counts_only_by_a_computed_divisor() -> None:
     nodes = [helper.make_node("MatMul", ["x", "w"], ["a"], name="mm"),
              helper.make_node("Div", ["a", "six"], ["b"], name="by_const"),
              helper.make_node("Relu", ["b"], ["r"], name="relu"),
-             helper.make_node("Div", ["b", "r"], ["y"], name="by_tensor")]
+             helper.make_node("Div", ["b", "r"], ["q"], name="by_tensor"),
+             helper.make_node("MatMul", ["q", "w"], ["y"], name="head")]
     vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("x", "y")]
     model = helper.make_model(helper.make_graph(nodes, "div", vi[:1], vi[1:], [w, six]))
     assert range_sensitive_paths(model) == ("mm", "by_const", "relu", "by_tensor")
-    model.graph.node.pop()  # without the Div by a tensor, a Div by a constant (hard-swish's /6) is no reason
+    del model.graph.node[3:]  # without the Div by a tensor, a Div by a constant (hard-swish's /6) is no reason
+    assert range_sensitive_paths(model) == ()
+
+
+def test_no_paths_when_they_hold_every_weight_op(log_power: tuple[Path, Any]) -> None:
+    import onnx
+
+    from toolchain.range_paths import range_sensitive_paths
+
+    model = onnx.load(str(log_power[0]))
+    model.graph.node[-1].op_type = "Identity"  # the head conv gone: only the STFT conv, on the path, has weights
+    del model.graph.node[-1].input[1:]
+    del model.graph.node[-1].attribute[:]
     assert range_sensitive_paths(model) == ()
 
 
@@ -98,6 +110,7 @@ def test_log_power_front_end_ships_with_its_paths_float(log_power: tuple[Path, A
     assert entry["drop"] <= 1.0
     earlier = [t["drop"] for t in entry["attempts"] if RANGE_LABEL not in t["config"]]
     assert len(earlier) == 7 and min(earlier) > 10.0  # every other remedy loses the quiet inputs
+    assert any("range-sensitive" in n and "stft" in n and "head" not in n for n in log_power[1].report["notes"])
 
 
 def test_range_remedies_come_last_one_per_method() -> None:
