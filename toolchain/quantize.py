@@ -28,6 +28,8 @@ WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 # The share of the available memory one calibration pass may hold as activations (the sessions, the model
 # copies and the caller's data need the rest).
 MEMORY_SHARE = 0.4
+# How a configuration with the paths into range-sensitive ops kept float is labelled (toolchain.range_paths).
+RANGE_LABEL = "paths into range-sensitive ops float"
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,15 @@ class QuantConfig:
     # Only the ops with weights (WEIGHT_OPS) quantized; element-wise maths (residual adds, hard-swish,
     # layer-norm pieces, softmax) stays float between them.
     weight_ops_only: bool = False
+    # The nodes on the paths into range-sensitive ops (Log, Sqrt, Pow, ...) kept float: see toolchain.range_paths.
+    range_float: tuple[str, ...] = ()
 
     def label(self) -> str:
         text = f"{'per-channel' if self.per_channel else 'per-tensor'}, {self.method}"
         if self.weight_ops_only:
             text += ", weight ops only"
+        if self.range_float:
+            text += f", {RANGE_LABEL} ({len(self.range_float)} nodes)"
         if self.keep_float:
             text += f", {len(self.keep_float)} node(s) kept in float ({', '.join(self.keep_float)})"
         return text
@@ -134,6 +140,7 @@ def quantize_onnx(fp32: Path, out: Path, inputs: tuple[InputSpec, ...], calib: D
                                     "use --calibration-method minmax (or smaller --input-shape sizes)")
         extra["CalibStridedMinMax"] = stride  # despite the name, every calibrator collects pass by pass
         passes = data.count // stride
+    excluded = list(dict.fromkeys(config.keep_float + config.range_float))
     # No chdir: onnxruntime writes its augmented model into a temporary directory of its own, and a
     # chdir made every relative path of the caller's (a relative --out) point somewhere else.
     try:
@@ -141,7 +148,7 @@ def quantize_onnx(fp32: Path, out: Path, inputs: tuple[InputSpec, ...], calib: D
             quantize_static(
                 str(Path(fp32).resolve()), str(Path(out).resolve()), _Reader(data, inputs),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                per_channel=config.per_channel, calibrate_method=method, nodes_to_exclude=list(config.keep_float),
+                per_channel=config.per_channel, calibrate_method=method, nodes_to_exclude=excluded,
                 op_types_to_quantize=list(WEIGHT_OPS) if config.weight_ops_only else None,
                 extra_options=extra, reduce_range=REDUCE_RANGE,
             )
