@@ -145,8 +145,9 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0, runtime: str
     started ahead (:func:`probe_child_ahead`) for that runtime is handed the files instead of a new one.
     """
     import json
-    import signal
     import subprocess
+
+    from device.children import exit_name
 
     if not paths:
         return []
@@ -159,7 +160,7 @@ def probe_tflite_files(paths: list[Path], timeout_s: float = 120.0, runtime: str
         proc.communicate()
         raise ModelFileError(f"{paths[0]}: the TFLite runtime took more than {timeout_s:.0f} s to read it") from None
     if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
+        name = exit_name(proc.returncode)
         crashed = out.strip().splitlines()[-1] if out.strip() else str(paths[0])
         who = f"TFLite runtime {runtime}" if runtime not in (None, "default") else "TFLite runtime"
         raise ModelFileError(f"{crashed}: the {who} crashed reading it ({name}); the file is corrupt or "

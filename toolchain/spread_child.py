@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from device.children import child_env
+from device.children import child_env, exit_name
 
 if TYPE_CHECKING:
     from device.runtime.model import Model
@@ -87,7 +86,7 @@ def measure_in_children(request: SpreadRequest) -> tuple[dict[str, dict[str, flo
             (spread if isinstance(value, dict) else skipped)[label] = value
         start += len(results)
         if start < len(labels):  # the child died on labels[start]
-            skipped[labels[start]] = f"crashed the process ({_exit_name(code)}){f': {last}' if last else ''}"
+            skipped[labels[start]] = f"crashed the process ({exit_name(code)}){f': {last}' if last else ''}"
             start += 1
     return spread, skipped
 
@@ -102,15 +101,6 @@ def _run_child(request: SpreadRequest) -> tuple[list[tuple[str, Any]], int, str]
             results.append((item["label"], item["spread"] if "spread" in item else item["skipped"]))
     errors = [x for x in proc.stderr.decode(errors="replace").splitlines() if x.strip()]
     return results, proc.returncode, errors[-1][:200] if errors else ""
-
-
-def _exit_name(code: int) -> str:
-    if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit {code}"
 
 
 def serve() -> None:

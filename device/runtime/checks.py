@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from device.bundle import Bundle
-from device.children import child_env
+from device.children import child_env, exit_name
 from device.errors import BadInput, MissingDependency, SpinalError
 from device.runtime.base import INSTALL_HINT, RUNTIME_FORMAT, RUNTIMES, RuntimePolicy, first_line, log
 from device.runtime.cpu import installed_runtimes
@@ -221,7 +221,6 @@ def _smoke_in_child(path: Path, rt: str, delegate: str | None, threads: int | No
     belongs in a child. The child does not probe again (``ISOLATED_ENV``).
     """
     import json
-    import signal
     import subprocess
     import sys
 
@@ -241,7 +240,7 @@ def _smoke_in_child(path: Path, rt: str, delegate: str | None, threads: int | No
     if rows:
         return json.loads(rows[-1])  # type: ignore[no-any-return]
     if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
+        name = exit_name(proc.returncode)
         hints = [ln[len(_SMOKE_HINT):] for ln in proc.stdout.splitlines() if ln.startswith(_SMOKE_HINT)]
         if hints:
             return _row(label, False, f"{path}: {rt} crashed running one inference on random inputs ({name})"
