@@ -128,9 +128,9 @@ def bundle(c: Conversion, b: Basis, elapsed: float) -> tuple[Manifest, dict[str,
     gold = b.val.take(min(opts.output.golden_count, b.val.count))
     feeds, golden_arrays = golden_feeds(gold, b.inputs, specs[0])
     artifacts, tolerances, report_artifacts = _artifacts(c, b, feeds, golden_arrays)
-    from toolchain.sizes import size_regressions
+    from toolchain.sizes import size_regressions, speed_regressions
 
-    c.notes += size_regressions(report_artifacts)
+    c.notes += size_regressions(report_artifacts) + speed_regressions(report_artifacts)
     golden_path = c.stage / "golden.npz"
     np.savez_compressed(golden_path, **golden_arrays)
     gsha, gsize = file_digest(golden_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.sizes import size_regressions
+from toolchain.sizes import size_regressions, speed_regressions
 
 pytestmark = pytest.mark.host
 
@@ -34,6 +34,21 @@ def test_a_tflite_int8_without_fp32_tflite_is_compared_with_the_fp32_onnx() -> N
     arts = {"model.fp32.onnx": _entry("onnx", "fp32", 100), "model.int8.tflite": _entry("tflite", "int8", 150)}
     assert "1.50x the size of model.fp32.onnx" in size_regressions(arts)[0]
     assert arts["model.int8.tflite"]["size_regression"] == 1.5
+
+
+def test_int8_files_measurably_slower_than_their_float_file_are_marked() -> None:
+    arts = {"model.fp32.onnx": {"format": "onnx", "precision": "fp32", "latency_us": 250.0},
+            "model.int8.onnx": {"format": "onnx", "precision": "int8", "latency_us": 396.0},
+            "model.fp32.tflite": {"format": "tflite", "precision": "fp32", "latency_us": 100.0},
+            "model.int8.tflite": {"format": "tflite", "precision": "int8", "latency_us": 105.0},  # within spread
+            "model.int8-io.tflite": {"format": "tflite", "precision": "int8-io", "latency_us": 60.0},
+            "model.fp16.tflite": {"format": "tflite", "precision": "fp16", "latency_us": 400.0}}  # not int8
+    notes = speed_regressions(arts)
+    assert arts["model.int8.onnx"]["speed_regression"] == 1.58
+    assert all("speed_regression" not in arts[n] for n in arts if n != "model.int8.onnx")
+    assert notes == ["speed regression: model.int8.onnx ran 1.58x slower than model.fp32.onnx on this host (396 vs "
+                     "250 µs); measure on the device (`spinal bench`); `spinal run` with runtime auto keeps the "
+                     "faster there"]
 
 
 def test_convert_reports_a_tiny_model_whose_int8_file_grew(tmp_path: Path) -> None:
