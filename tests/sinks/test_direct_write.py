@@ -23,6 +23,12 @@ class FakeClient:
         self.hold = threading.Event()  # set: the writer/reconnect blocks until release is set
         self.release = threading.Event()
         self.inside = threading.Event()
+        self.message_lock = threading.RLock()
+
+    def publish(self, packet: bytes) -> None:
+        """As paho's: under its message lock, queue the packet."""
+        with self.message_lock:
+            self._out_packet.append(packet)
 
     def _packet_write(self) -> int:
         self._block()
@@ -40,23 +46,18 @@ class FakeClient:
             self.release.wait(5)
 
 
-def test_held_the_packets_leave_from_the_publishing_thread_and_pahos_waits() -> None:
+def test_flush_writes_the_queue_from_the_publishing_thread() -> None:
     client = FakeClient()
     direct = DirectWrite(client, tls=False)
     assert direct.enabled
-    assert direct.hold()
-    client._out_packet.extend([b"a", b"b"])  # what publish() queues
-    paho_thread = threading.Thread(target=client._packet_write, name="paho")  # woken by the publish
-    paho_thread.start()
-    paho_thread.join(0.2)
-    assert paho_thread.is_alive() and client.sent == []  # it waits for the lock
-    direct.release()
-    paho_thread.join(5)
+    client.publish(b"a")
+    client.publish(b"b")
+    direct.flush()
     me = threading.current_thread().name
-    assert client.sent == [(me, b"a"), (me, b"b")]  # all written here, none interleaved by paho's thread
+    assert client.sent == [(me, b"a"), (me, b"b")]
 
 
-def test_hold_never_waits_for_pahos_thread_writing_or_reconnecting() -> None:
+def test_flush_never_waits_for_pahos_thread_writing_or_reconnecting() -> None:
     for busy in ("_packet_write", "reconnect"):
         client = FakeClient()
         direct = DirectWrite(client, tls=False)
@@ -65,21 +66,56 @@ def test_hold_never_waits_for_pahos_thread_writing_or_reconnecting() -> None:
         paho_thread.start()
         assert client.inside.wait(5)
         client.hold.clear()
+        client.publish(b"mine")
         t0 = time.monotonic()
-        assert not direct.hold(), busy  # the lock is paho's: the packet is left to paho's thread
+        direct.flush()  # the lock is paho's: the packet is left to paho's thread
         assert time.monotonic() - t0 < 1.0, busy
+        assert client.sent == [], busy
         client.release.set()
         paho_thread.join(5)
-        assert direct.hold(), busy  # free again
-        direct.release()
+        direct.flush()  # free again: written now
+        assert [p for _, p in client.sent] == [b"mine"], busy
+
+
+def test_no_deadlock_with_pahos_thread_writing_under_its_message_lock() -> None:
+    """paho's thread writes the messages it resends after a CONNACK while holding its message lock, which
+    publish() takes too. The publishing thread must not hold the writer's lock across publish() (the first
+    version did: the sink hung when a broker came back while the sender handed messages over)."""
+    client = FakeClient()
+    direct = DirectWrite(client, tls=False)
+    resending = threading.Event()
+
+    def paho_after_connack() -> None:
+        with client.message_lock:
+            client._out_packet.append(b"resent")
+            resending.set()
+            time.sleep(0.2)  # the publishing thread is now waiting for the message lock
+            client._packet_write()
+
+    def publishing() -> None:
+        assert resending.wait(5)
+        client.publish(b"new")
+        direct.flush()
+
+    threads = [threading.Thread(target=paho_after_connack, name="paho"),
+               threading.Thread(target=publishing, name="writer")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert sorted(p for _, p in client.sent) == [b"new", b"resent"]
 
 
 def test_tls_keeps_every_write_on_pahos_thread() -> None:
     client = FakeClient()
     original = client._packet_write
     direct = DirectWrite(client, tls=True)
-    assert not direct.enabled and not direct.hold()
+    assert not direct.enabled
     assert client._packet_write == original  # not wrapped
+    client.publish(b"x")
+    direct.flush()
+    assert client.sent == []
 
 
 def test_a_paho_without_the_packet_writer_is_left_alone() -> None:
@@ -88,7 +124,8 @@ def test_a_paho_without_the_packet_writer_is_left_alone() -> None:
             self._out_packet = deque([b"x"])
 
     direct = DirectWrite(Other(), tls=False)
-    assert not direct.enabled and not direct.hold()
+    assert not direct.enabled
+    direct.flush()
 
 
 def test_the_installed_paho_lets_the_writer_send_and_nothing_is_lost(broker, subscriber, make_sink) -> None:

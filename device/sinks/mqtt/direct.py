@@ -10,8 +10,10 @@ Safety, in paho's terms:
   publishing thread, so a packet sent in part is never interleaved with another.
 - The same lock around ``reconnect``: paho clears its packet queue and swaps the socket there, and a
   packet taken from the old queue must not be written to the new socket before CONNECT.
-- The publishing thread only *tries* the lock: while paho's thread writes or reconnects, it leaves the
-  packet to paho's thread, which publish() has woken anyway. A writer never waits on the network.
+- The publishing thread only *tries* the lock, after publish() has returned: while paho's thread writes
+  or reconnects, it leaves the packet to paho's thread, which publish() has woken anyway. A writer never
+  waits on the network, and never holds this lock while paho's own locks are taken (paho's thread holds
+  its message lock when it writes the messages it resends after a CONNACK).
 - Only plain TCP: an OpenSSL connection must not write in one thread while another reads, so with TLS
   every packet still goes through paho's thread.
 paho's packet writer is internal API (paho-mqtt 2.x); where it is missing, nothing changes and packets go
@@ -56,17 +58,18 @@ class DirectWrite:
         client.reconnect = locked_reconnect
         self._write = writer
 
-    def hold(self) -> bool:
-        """Before a publish(): take the writer's lock if it is free, so that paho's thread, woken by the
-        publish, waits for this thread to write the packet instead of racing it for the GIL and the
-        packet. True when held: then call :meth:`release`. False while paho's thread writes or
-        reconnects (or when off): it writes the packet then."""
-        return self.enabled and self._lock.acquire(blocking=False)
+    def flush(self) -> None:
+        """After a publish(): write what paho has queued, from this thread, unless paho's thread is writing
+        or reconnecting (then it writes them: publish() has woken it). Socket errors are left to paho's
+        thread, which sees the same socket fail and reconnects; the packets stay queued meanwhile.
 
-    def release(self) -> None:
-        """After the publish(): write what is queued, then let paho's thread go on."""
-        try:
-            if self._client._out_packet:
+        The lock is never held while calling into paho's other code: paho's thread takes its message lock
+        and then this one (it writes the messages it resends after CONNACK), so a thread holding this lock
+        across publish(), which takes the message lock, would deadlock with it."""
+        if not self.enabled or not self._client._out_packet:
+            return
+        if self._lock.acquire(blocking=False):
+            try:
                 self._write()
-        finally:
-            self._lock.release()
+            finally:
+                self._lock.release()

@@ -236,27 +236,24 @@ class Publisher:
         ok = self._ok
         rejected: list[int] = []
         t_handed = time.monotonic()
-        direct = self.direct
-        window = self.window
+        # Whether paho sends any of these at once (its in-flight window has room): then this thread puts
+        # them on the wire after the loop (DirectWrite); beyond the window paho queues and sends them itself.
+        sends_now = self.direct is not None and len(outstanding) < self.window
         for row in rows:
             spool_id, topic, payload, retain = row[0], row[1], row[2], row[3]
-            # On the wire from this thread (see DirectWrite) when paho sends it at once, that is while
-            # its in-flight window has room; beyond it, paho only queues it and its own thread sends it.
-            held = direct is not None and len(outstanding) < window and direct.hold()
             try:
                 info = publish(topic, payload, 1, bool(retain), props)
                 rc = info.rc
             except ValueError as exc:
                 info, rc = None, str(exc)
-            finally:
-                if held:
-                    direct.release()  # type: ignore[union-attr]
             self.cursor = spool_id
             if info is None or rc not in ok:
                 rejected.append(spool_id)
                 self._log_rejected(topic, rc)
                 continue
             outstanding[info.mid] = (spool_id, t_handed, row[4] + offset if t_written is None else t_written, topic)
+        if sends_now:
+            self.direct.flush()  # type: ignore[union-attr]
         n = len(rows) - len(rejected)
         self.published += n
         if self.metrics:
