@@ -5,8 +5,8 @@ tensor kept: ONNX through onnxruntime with every node output made a graph output
 ``experimental_preserve_all_tensors``. onnx2tf renames and re-lays out tensors (NCHW → NHWC), fuses some nodes
 (Conv + Add + Relu) and splits others, so tensors are matched by value, not by name: an ONNX tensor is *found*
 when some TFLite tensor of the same size holds the same multiset of values (sorted values close; a transpose
-leaves them unchanged). The first node (in graph order) whose output is not found and has no found descendant
-is where the file diverges: everything downstream of it is lost, everything it fed from was still right.
+leaves them unchanged). The first node (in graph order) whose output is not found, and no tensor a few nodes below it either
+(a node folded into its consumers has one), is where the file diverges.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 FP16_MAX = 65504.0
 FP16_TINY = 2.0**-24  # smallest float16 subnormal: smaller magnitudes round to 0
 _POINTS = 257  # quantiles compared per tensor
+_HOPS = 4  # a node not found is taken as fused away when a tensor this near below it is found
 _NEAR = 16  # lost nodes searched for an fp16 cause
 _TOLERANCE = 0.05  # relative RMS of the sorted values for "the same values"
 
@@ -104,7 +105,7 @@ def tflite_intermediates(path: Path, feed: list[np.ndarray]) -> list[np.ndarray]
 
 def first_divergence(model: Any, onnx_values: dict[str, np.ndarray], tflite_values: Iterable[np.ndarray],
                      ) -> Divergence | None:
-    """The first node of ``model`` whose output is not among ``tflite_values`` and has no descendant that is."""
+    """The first node of ``model`` whose output is not among ``tflite_values``, nor any tensor just below it."""
     by_size: dict[int, list[np.ndarray]] = {}
     for value in tflite_values:
         by_size.setdefault(value.size, []).append(_signature(value))
@@ -115,12 +116,21 @@ def first_divergence(model: Any, onnx_values: dict[str, np.ndarray], tflite_valu
         if mine is not None and any(_same(mine, s) for s in candidates):
             found.add(name)
     nodes = list(model.graph.node)
-    downstream_found: set[str] = set()  # tensors with a found tensor at or below them
-    for node in reversed(nodes):
-        if any(o in found or o in downstream_found for o in node.output):
-            downstream_found.update(i for i in node.input if i)
-    lost = [n for n in nodes if any(o in onnx_values and o not in found and o not in downstream_found
-                                    for o in n.output)]
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def fused(node: Any) -> bool:
+        """Whether a tensor at most ``_HOPS`` nodes below ``node`` is found (``node`` was folded into it)."""
+        frontier = [node]
+        for _ in range(_HOPS):
+            frontier = [c for n in frontier for o in n.output for c in consumers.get(o, [])]
+            if any(o in found for n in frontier for o in n.output):
+                return True
+        return False
+
+    lost = [n for n in nodes if any(o in onnx_values and o not in found for o in n.output) and not fused(n)]
     if not lost:
         return None
     first = lost[0]
