@@ -5,8 +5,8 @@ tensor kept: ONNX through onnxruntime with every node output made a graph output
 ``experimental_preserve_all_tensors``. onnx2tf renames and re-lays out tensors (NCHW → NHWC), fuses some nodes
 (Conv + Add + Relu) and splits others, so tensors are matched by value, not by name: an ONNX tensor is *found*
 when some TFLite tensor of the same size holds the same multiset of values (sorted values close; a transpose
-leaves them unchanged). The first node (in graph order) whose output is not found, and no tensor a few nodes below it either
-(a node folded into its consumers has one), is where the file diverges.
+leaves them unchanged). The first node (in graph order) whose output is not found, and no tensor a few nodes
+below it either (a node folded into its consumers has one), is where the file diverges.
 """
 
 from __future__ import annotations
