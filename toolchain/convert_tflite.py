@@ -91,6 +91,8 @@ def make_tflite(c: Conversion, b: Basis, key: str, precision: str) -> None:
         path, ins, outs = making()
         metrics, runner = evaluate(b, path, "tflite", ins, outs)
         record(c, b, key, Made(label, path, ins, outs, metrics, runner), {})
+        if FORMATS[key][2] in c.rejected:  # refused: say where it first answers unlike ONNX (paid only here)
+            _explain(c.rejected[FORMATS[key][2]], b, path, runner, precision)
         return
     chosen = c.tflite.int8_choice
     if precision == "int8-io" and chosen is not None:  # the same kernels as int8: its search decided already
@@ -102,6 +104,25 @@ def make_tflite(c: Conversion, b: Basis, key: str, precision: str) -> None:
     quantization = entry.get("quantization")
     if precision == "int8" and quantization in tries.by_label:
         c.tflite.int8_choice = (tries.by_label[quantization], quantization)
+
+
+def _explain(entry: dict[str, Any], b: Basis, path: Path, runner: Any, precision: str) -> None:
+    """Add to a refused float TFLite artifact's reason the first ONNX node it diverges at (and the cause when
+    known); the details go to its report entry. A failure to locate is reported, never raised."""
+    from toolchain.locate import locate
+
+    sample = b.val.sample(0, b.inputs)
+    try:
+        found = locate(b.io.source.onnx_path, path, sample, runner.prepare(sample), precision)
+    except Exception as exc:  # the search is a diagnosis: it never fails the conversion
+        entry["divergence"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return
+    if found is None:
+        entry["divergence"] = {"node": None, "note": "every ONNX node output was found in the file on sample 0"}
+        return
+    entry["reason"] += f"; {found.line()}"
+    entry["divergence"] = {"node": found.node, "op_type": found.op_type, "output": found.output,
+                           "cause": found.cause, "sample": 0, **found.details}
 
 
 def _int8_search(c: Conversion, b: Basis, key: str, tries: _Attempts) -> None:

@@ -325,3 +325,25 @@ def replace_erf(model: Any) -> int:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
     return count
+
+
+_COMMUTATIVE = frozenset({"Add", "Mul", "Max", "Min", "Sum"})
+
+
+def constants_last(model: Any) -> int:
+    """Put the constant operand of every top-level two-input commutative op (Add, Mul, Max, Min, Sum) of ``model``
+    second, in place; how many were swapped.
+
+    onnx2tf 1.29 mis-converts some ``Add(constant, tensor)`` on channels-last tensors: in ``1 / (1 + p·|x|)`` (the
+    Erf rewrite in PP-OCRv6 det and rec) the fp32 TFLite file's quotient held other values than ONNX's (every
+    tensor after it lost; cosine 0.35 at the output), while ``Add(tensor, constant)`` converts right.
+    """
+    constant = {t.name for t in model.graph.initializer}
+    constant |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type in _COMMUTATIVE and len(node.input) == 2 and node.input[0] in constant \
+                and node.input[1] not in constant:
+            node.input[0], node.input[1] = node.input[1], node.input[0]
+            count += 1
+    return count

@@ -104,10 +104,11 @@ def _onnx_to_saved_model(onnx_path: Path, workdir: Path, inputs: tuple[InputSpec
 
     model = onnx.load(str(onnx_path))
     ops = {n.op_type for n in model.graph.node}
-    from toolchain.graph_fixes import replace_erf
+    from toolchain.graph_fixes import constants_last, replace_erf
 
     # TF's converter cannot lower tf.math.erf (MLIR "could not translate"): Erf (GELU) is rewritten in builtins
     replace_erf(model)
+    constants_last(model)  # onnx2tf mis-converts some Add(constant, tensor) on channels-last tensors
     # onnx2tf sanitizes some characters (':' → '__') before matching keep_shape_absolutely_input_names, and
     # TensorFlow rejects others ('@', quotes, braces) in op names: it gets a copy with safe names only.
     renames = safe_names(model)
