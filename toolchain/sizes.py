@@ -7,6 +7,7 @@ than fp32; one with float paths between its int8 kernels (a remedy's) can be slo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 # format -> the float file an int8 artifact of that format is compared with (first one present)
@@ -17,12 +18,19 @@ _BASELINES = {"onnx": ("model.fp32.onnx",), "tflite": ("model.fp32.tflite", "mod
 SLOWER = 1.1
 
 
-def _baseline(name: str, entry: dict[str, Any], artifacts: dict[str, dict[str, Any]], key: str) -> str | None:
-    """The float file an int8 artifact is compared with on ``key`` (None when not an int8 file, or none has it)."""
-    if not str(entry.get("precision", "")).startswith("int8"):
-        return None
-    base = next((b for b in _BASELINES.get(entry.get("format", ""), ()) if b in artifacts), None)
-    return base if base is not None and artifacts[base].get(key) and entry.get(key) else None
+def _regressed(artifacts: dict[str, dict[str, Any]], key: str, at_least: float,
+               ) -> Iterator[tuple[str, dict[str, Any], str, float]]:
+    """``(name, entry, float file, ratio)`` for every int8 artifact whose ``key`` is at least ``at_least`` times
+    its float file's (the first of ``_BASELINES`` present with that key)."""
+    for name, entry in artifacts.items():
+        if not str(entry.get("precision", "")).startswith("int8") or not entry.get(key):
+            continue
+        base = next((b for b in _BASELINES.get(entry.get("format", ""), ()) if b in artifacts), None)
+        if base is None or not artifacts[base].get(key):
+            continue
+        ratio = entry[key] / artifacts[base][key]
+        if ratio >= at_least:
+            yield name, entry, base, ratio
 
 
 def size_regressions(artifacts: dict[str, dict[str, Any]]) -> list[str]:
@@ -31,13 +39,7 @@ def size_regressions(artifacts: dict[str, dict[str, Any]]) -> list[str]:
     ``artifacts`` maps file name → report entry (``format``, ``precision``, ``bytes``); entries are updated in place.
     """
     notes = []
-    for name, entry in artifacts.items():
-        base = _baseline(name, entry, artifacts, "bytes")
-        if base is None:
-            continue
-        ratio = entry["bytes"] / artifacts[base]["bytes"]
-        if ratio < 1.0:
-            continue
+    for name, entry, base, ratio in _regressed(artifacts, "bytes", 1.0):
         entry["size_regression"] = round(ratio, 3)
         notes.append(f"size regression: {name} is {ratio:.2f}x the size of {base} ({entry['bytes']:,} vs "
                      f"{artifacts[base]['bytes']:,} bytes; float kernels kept, or quantize/dequantize pairs): "
@@ -50,13 +52,7 @@ def speed_regressions(artifacts: dict[str, dict[str, Any]]) -> list[str]:
     float file on this host (``latency_us``); one note each. The host is not the device: the note says so,
     and ``spinal run``'s ``auto`` measures the bundle's files where it runs and keeps the fastest."""
     notes = []
-    for name, entry in artifacts.items():
-        base = _baseline(name, entry, artifacts, "latency_us")
-        if base is None:
-            continue
-        ratio = entry["latency_us"] / artifacts[base]["latency_us"]
-        if ratio < SLOWER:
-            continue
+    for name, entry, base, ratio in _regressed(artifacts, "latency_us", SLOWER):
         entry["speed_regression"] = round(ratio, 2)
         notes.append(f"speed regression: {name} ran {ratio:.2f}x slower than {base} on this host "
                      f"({entry['latency_us']:.0f} vs {artifacts[base]['latency_us']:.0f} µs); measure on the "

@@ -238,7 +238,7 @@ class Publisher:
         t_handed = time.monotonic()
         # Whether paho sends any of these at once (its in-flight window has room): then this thread puts
         # them on the wire after the loop (DirectWrite); beyond the window paho queues and sends them itself.
-        sends_now = self.direct is not None and len(outstanding) < self.window
+        direct = self.direct if len(outstanding) < self.window else None
         for row in rows:
             spool_id, topic, payload, retain = row[0], row[1], row[2], row[3]
             try:
@@ -252,8 +252,8 @@ class Publisher:
                 self._log_rejected(topic, rc)
                 continue
             outstanding[info.mid] = (spool_id, t_handed, row[4] + offset if t_written is None else t_written, topic)
-        if sends_now:
-            self.direct.flush()  # type: ignore[union-attr]
+        if direct is not None:
+            direct.flush()
         n = len(rows) - len(rejected)
         self.published += n
         if self.metrics:
