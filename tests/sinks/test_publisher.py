@@ -71,7 +71,7 @@ def test_older_rows_come_from_the_file_first_then_memory(tmp_path, monkeypatch) 
     pub, client, spool, reads = make(tmp_path, monkeypatch)
     pub._connected.clear()  # an outage: the writer hands nothing over; memory is not trusted after it
     pub.append(batch(0, 5), 0.0)
-    pub._pending.clear()  # what the sender does while disconnected
+    pub.drop_pending()  # what the sender does while disconnected
     pub._connected.set()
     with pub.lock:
         pub.append(batch(5, 4), 0.0)
@@ -110,4 +110,35 @@ def test_after_a_drop_oldest_the_sender_reads_the_file(tmp_path, monkeypatch) ->
         pub.append(batch(4, 4), 0.0)  # drops m0-m2: what memory holds is stale
     pub.hand_over()
     assert client.published == [f"m{i}".encode() for i in range(3, 8)]
+    spool.close()
+
+
+def test_memory_holds_a_backlog_up_to_pending_bytes_then_the_oldest_come_from_the_file(tmp_path,
+                                                                                      monkeypatch) -> None:
+    import device.sinks.mqtt.publisher as publisher
+
+    pub, client, spool, reads = make(tmp_path, monkeypatch)
+    # 100 batches of 10 (a burst, as when the network lags the writer) fit in memory: no read-back
+    with pub.lock:
+        for first in range(0, 1000, 10):
+            pub.append(batch(first, 10), 0.0)
+    while len(client.published) < 1000:
+        pub.hand_over()
+        pub.outstanding.clear()  # their PUBACKs
+    assert reads == []
+    assert client.published == [f"m{i}".encode() for i in range(1000)]
+    # With room for about 3 batches, the memory keeps the newest; the oldest are read back, in order.
+    size = spool.fetch_rows(0, 1)[0][5] if spool.depth else 0
+    assert size > 0
+    monkeypatch.setattr(publisher, "PENDING_BYTES", 3 * 10 * size)
+    with pub.lock:
+        for first in range(1000, 1200, 10):
+            pub.append(batch(first, 10), 0.0)
+    while len(client.published) < 1200:
+        pub.hand_over()
+        pub.outstanding.clear()
+    assert reads  # the oldest of this backlog came from the file
+    assert client.published == [f"m{i}".encode() for i in range(1200)]
+    pub.hand_over()  # the sender's next turn lets go of what the file read handed over
+    assert pub._pending_in - pub._pending_out == 0 and not pub._pending
     spool.close()

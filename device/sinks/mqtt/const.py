@@ -16,8 +16,9 @@ TRANSIENT = frozenset({0x97, 0x89})
 HANDOVER = 1024
 # Rows the sender hands over per turn (from memory or read from the spool).
 FETCH_ROWS = 256
-# Committed batches a writer could not hand over, kept in memory for the sender (older ones: read back).
-PENDING_BATCHES = 64
+# Bytes of committed messages a writer could not hand over, kept in memory for the sender (beyond: read
+# back from the file). A burst of 20,000 records read half of them back with 64 batches kept (~7 % more CPU).
+PENDING_BYTES = 8 * 2**20
 # The sender takes PUBACKs every ACK_TICK_S while messages are out, at once when ACK_WAKE are waiting,
 # and deletes what was delivered once DELETE_BATCH are done or the oldest has waited DELETE_DELAY_S.
 ACK_TICK_S = 0.01

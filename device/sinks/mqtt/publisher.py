@@ -22,7 +22,7 @@ from device.sinks.mqtt.const import (
     DELETE_DELAY_S,
     FETCH_ROWS,
     HANDOVER,
-    PENDING_BATCHES,
+    PENDING_BYTES,
     TRANSIENT,
     log,
 )
@@ -67,9 +67,12 @@ class Publisher:
         self._batch_handed = 0
         self._batch_rejected: list[int] = []
         self._batch_rows: list[SpoolRow] = []
-        # Committed rows their writer could not hand over, with the batch's write time: the sender hands
-        # them over from here instead of reading them back (writers append, only the sender pops).
-        self._pending: deque[tuple[list[SpoolRow], float]] = deque()
+        # Committed rows their writer could not hand over, with the batch's write time and size: the sender
+        # hands them over from here instead of reading them back (writers append, only the sender pops).
+        # Their bytes are the bytes writers added minus those the sender took (each counter has one writer).
+        self._pending: deque[tuple[list[SpoolRow], float, int]] = deque()
+        self._pending_in = 0
+        self._pending_out = 0
         self._pending_stale = False
         self.metrics: SinkMetrics | None = None
         self.published = 0
@@ -130,7 +133,7 @@ class Publisher:
                     if tick is not None:
                         tick(time.monotonic())
                 else:
-                    self._pending.clear()  # all in the file; read back after the reconnect
+                    self.drop_pending()  # all in the file; read back after the reconnect
             except Exception:  # never let the sender die: the spool keeps everything meanwhile
                 log.exception("MQTT sender: unexpected error; retrying in 1 s")
                 self._stop.wait(1.0)
@@ -185,25 +188,26 @@ class Publisher:
         pending = self._pending
         if self._pending_stale:
             self._pending_stale = False
-            pending.clear()
-        while len(pending) > PENDING_BATCHES:
-            pending.popleft()
+            self.drop_pending()
+        while pending and self._pending_in - self._pending_out > PENDING_BYTES:
+            self._pending_out += pending.popleft()[2]
         cursor = self.cursor
         while pending and pending[0][0][-1][0] <= cursor:  # handed over meanwhile (writer or file)
-            pending.popleft()
+            self._pending_out += pending.popleft()[2]
         if (not pending or pending[0][0][0][0] > cursor + 1 or self.resync or self.retry_from is not None
                 or not self._connected.is_set()):
             return None, []
         handed = 0
         rejected: list[int] = []
         while pending and handed < room:
-            rows, t_written = pending[0]
+            rows, t_written, size = pending[0]
             start = self.cursor + 1 - rows[0][0]
             if start < 0:  # a gap (rows of a batch that failed to commit are never kept): read the file
                 break
             chunk = rows[start:start + room - handed]
             if start + len(chunk) == len(rows):
                 pending.popleft()
+                self._pending_out += size
             rejected += self._publish_rows(chunk, t_written)
             handed += len(chunk)
         return handed, rejected
@@ -287,7 +291,10 @@ class Publisher:
             # drop-oldest may have removed rows kept in memory: the sender reads the file instead.
             self._pending_stale = True
         elif handed < len(rows):  # committed: the sender may hand these over
-            self._pending.append((rows[handed:] if handed else rows, t_write))
+            kept = rows[handed:] if handed else rows
+            size = sum(r[5] for r in kept)
+            self._pending.append((kept, t_write, size))
+            self._pending_in += size  # after the append: the sender may take it at once (never before)
         self._batch_rows = []
         return handed, self._batch_rejected
 
@@ -313,6 +320,12 @@ class Publisher:
             self._batch_handed = len(rows)
         finally:
             self.lock.release()
+
+    def drop_pending(self) -> None:
+        """Forget the rows kept in memory (sender thread only): the sender reads them from the file."""
+        pending = self._pending
+        while pending:
+            self._pending_out += pending.popleft()[2]
 
     def _forget_batch(self, first_id: int) -> None:
         """A batch handed over before its commit failed: its ids will be used again, so its PUBACKs must
