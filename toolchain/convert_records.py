@@ -79,7 +79,9 @@ class TfliteMemo:
     saved_model: Any = None
     error: Exception | None = None
     int8_choice: tuple[Any, str] | None = None
-    ranked: list[str] | None = None
+    ranked: list[Any] | None = None  # the debugger's ranking (toolchain.tflite.TfNoise), noisiest first
+    start: str | None = None  # the int8 attempt the sensitive-node tries started from
+    kept: dict[str, tuple[str, ...]] = field(default_factory=dict)  # attempt label -> the TF nodes it kept float
 
 
 @dataclass
