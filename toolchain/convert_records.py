@@ -82,6 +82,7 @@ class TfliteMemo:
     ranked: list[Any] | None = None  # the debugger's ranking (toolchain.tflite.TfNoise), noisiest first
     start: str | None = None  # the int8 attempt the sensitive-node tries started from
     kept: dict[str, tuple[str, ...]] = field(default_factory=dict)  # attempt label -> the TF nodes it kept float
+    matched: tuple[dict[str, tuple[str, str]], str] | None = None  # TF tensor -> ONNX node (name, op); why none
 
 
 @dataclass

@@ -126,7 +126,9 @@ def _int8_diagnosis(c: Conversion, b: Basis, entry: dict[str, Any], sm: Any) -> 
         memo.ranked = sensitive_tf_nodes(sm, b.inputs, b.calib)
     int8 = c.rejected.get(FORMATS["tflite-int8"][2], {})
     attempts = entry.get("attempts") or int8.get("attempts") or []
-    matched, error = _onnx_nodes(c, b, sm, [r.tensor for r in memo.ranked])
+    if memo.matched is None:  # int8-io's diagnosis reuses int8's
+        memo.matched = _onnx_nodes(c, b, sm, [r.tensor for r in memo.ranked])
+    matched, error = memo.matched
     suspects = tuple(Suspect(r.tensor, ";".join(p.rsplit("/", 1)[-1] for p in r.tensor.split(";")),
                              r.rmse_per_step, tflite=True, onnx_node=matched.get(r.tensor)) for r in memo.ranked)
     return Diagnosis(suspects=suspects, trials=trials(attempts, memo.kept), start_drop=drop_of(attempts, memo.start),

@@ -113,11 +113,14 @@ _MOVES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten",
 
 
 def _named(tensors: dict[str, np.ndarray], name: str) -> np.ndarray | None:
-    """The tensor called ``name``, or the one tensor whose name shares a fused part (``a;b``) with it."""
-    if name in tensors:
-        return tensors[name]
-    parts = set(name.split(";"))
-    near = [v for n, v in tensors.items() if parts & set(n.split(";"))]
+    """The tensor called ``name``; else the one called as its first fused part (``a;b``: the converter names a
+    fused op's output after the op that makes it first, and the fp32 file may fuse less than the int8 one); else
+    the one tensor whose name shares a fused part with it."""
+    parts = name.split(";")
+    for candidate in (name, parts[0]):
+        if candidate in tensors:
+            return tensors[candidate]
+    near = [v for n, v in tensors.items() if set(parts) & set(n.split(";"))]
     return near[0] if len(near) == 1 else None
 
 

@@ -146,3 +146,46 @@ def test_tflite_layer_norm_pieces_on_top_are_the_range_class() -> None:
                            "(rmse 40.00 int8 steps, ONNX node 'p2o.Div.3' (Div)); Div, Sqrt among the worst"), line
     assert line.endswith("keeping the 2 noisiest float still drops 98.4: their inputs stay int8"), line
     assert found.verdict() == "range"
+
+
+def _layer_norm(path: Path) -> Path:
+    """x[1,16] → MatMul → layer norm as PP-OCR's recognizer writes it (ReduceMean, Sub, Mul, ReduceMean, Add,
+    Sqrt, Div) → MatMul → y[1,4]."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((16, 32)) / 4).astype(np.float32), "W1"),
+             numpy_helper.from_array((rng.standard_normal((32, 4)) / 4).astype(np.float32), "W2"),
+             numpy_helper.from_array(np.array(1e-5, np.float32), "eps")]
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"], name="first_matmul"),
+             helper.make_node("ReduceMean", ["h"], ["mu"], name="mean", axes=[-1]),
+             helper.make_node("Sub", ["h", "mu"], ["c"], name="centre"),
+             helper.make_node("Mul", ["c", "c"], ["c2"], name="square"),
+             helper.make_node("ReduceMean", ["c2"], ["var"], name="variance", axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"], name="floor"),
+             helper.make_node("Sqrt", ["ve"], ["sd"], name="root"),
+             helper.make_node("Div", ["c", "sd"], ["n"], name="normalize"),
+             helper.make_node("MatMul", ["n", "W2"], ["y"], name="last_matmul")]
+    graph = helper.make_graph(nodes, "layernorm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_refused_tflite_int8_names_the_worst_tensor_and_its_onnx_node(tmp_path: Path) -> None:
+    """A refused int8 TFLite file (--max-drop 0) names the debugger's worst TF tensor and the ONNX node whose output
+    holds its values in the fp32 file; int8-io, refused with int8's configuration, says the same."""
+    pytest.importorskip("onnx2tf")
+    model = _layer_norm(tmp_path / "ln.onnx")
+    x = np.random.default_rng(1).standard_normal((48, 16)).astype(np.float32)
+    res = _convert(tmp_path, model, x, max_drop=0.0, remedies=False,
+                   formats=("onnx-fp32", "tflite-fp32", "tflite-int8", "tflite-int8-io"))
+    names = {n.name for n in onnx.load(str(model)).graph.node}
+    entry = res.report["rejected"]["model.int8.tflite"]
+    ranked = entry["diagnosis"]["ranked"]
+    assert ranked and entry["reason"].count("; worst TF tensor ") == 1, entry
+    assert f"worst TF tensor {ranked[0]['tensor']!r} (rmse " in entry["reason"]
+    assert [r["rmse_int8_steps"] for r in ranked] == sorted((r["rmse_int8_steps"] for r in ranked), reverse=True)
+    matched = [r for r in ranked if "onnx_node" in r]
+    assert matched and all(r["onnx_node"] in names for r in matched), ranked
+    assert entry["reason"].endswith("keeping it float not tried (--no-remedies)"), entry["reason"]
+    io = res.report["rejected"]["model.int8-io.tflite"]
+    assert io["diagnosis"]["ranked"] == ranked and "; worst TF tensor " in io["reason"]
