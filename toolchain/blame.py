@@ -88,9 +88,13 @@ class Diagnosis:
         best = self._best()
         if best is None:
             return "untried"
+        return "recovered" if self._recovered(best) else "spread"
+
+    def _recovered(self, best: Trial) -> bool:
+        """Whether keeping ``best.kept`` float recovered most of the excess drop."""
         start = best.drop if self.start_drop is None else self.start_drop
         recovered = start - best.drop
-        return "recovered" if recovered > 0 and recovered >= RECOVERED_SHARE * (start - self.max_drop) else "spread"
+        return recovered > 0 and recovered >= RECOVERED_SHARE * (start - self.max_drop)
 
     def line(self) -> str:
         """One line for the artifact's reason."""
@@ -125,7 +129,7 @@ class Diagnosis:
                 return "keeping it float was not tried" if not self.trials else "keeping it float made no file"
             fix = "" if self.suspects[0].tflite else f"; --keep-float {self.suspects[0].name} tries it"
             return f"keeping it float not tried (--no-remedies{fix})"
-        if self.verdict() == "recovered" and not range_class:
+        if self._recovered(best):
             kept = ", ".join(repr(n) for n in best.kept[:4]) + (f" and {len(best.kept) - 4} more"
                                                                  if len(best.kept) > 4 else "")
             return f"keeping {kept} float brings it to {best.drop:.1f} (max {self.max_drop})"

@@ -189,3 +189,31 @@ def test_refused_tflite_int8_names_the_worst_tensor_and_its_onnx_node(tmp_path: 
     assert entry["reason"].endswith("keeping it float not tried (--no-remedies)"), entry["reason"]
     io = res.report["rejected"]["model.int8-io.tflite"]
     assert io["diagnosis"]["ranked"] == ranked and "; worst TF tensor " in io["reason"]
+
+
+def test_tflite_range_class_still_credits_tries_that_recovered() -> None:
+    """Sqrt/Div on top of the debugger's list, but keeping them float brought the drop most of the way down: the
+    line says so rather than that their inputs stay int8."""
+    worst = Suspect("m/tf.math.divide/truediv;m/tf.math.sqrt/Sqrt", "truediv;Sqrt", 9.0, tflite=True)
+    found = Diagnosis(suspects=(worst,), trials=(Trial((worst.name,), 6.0),), start_drop=40.0, max_drop=5.0)
+    assert found.verdict() == "range"
+    assert found.line().endswith(f"keeping {worst.name!r} float brings it to 6.0 (max 5.0)"), found.line()
+
+
+def test_a_failed_diagnosis_is_reported_but_our_own_errors_are_raised() -> None:
+    from device.errors import ModelFileError
+    from toolchain.blame import explain
+
+    def fails() -> Diagnosis:
+        raise ModelFileError("the quantization debugger failed (ValueError: bad graph)")
+
+    entry = {"reason": "drop 9.000 > max 5.0 (…)"}
+    assert explain(entry, fails) is None
+    assert entry == {"reason": "drop 9.000 > max 5.0 (…)",
+                     "diagnosis": {"error": "ModelFileError: the quantization debugger failed (ValueError: bad graph)"}}
+
+    def ours() -> Diagnosis:
+        raise FileNotFoundError("no such file: int8-probe.onnx")
+
+    with pytest.raises(FileNotFoundError):
+        explain({"reason": "drop"}, ours)
