@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from device.errors import BadInput, ModelFileError
 from device.manifest import ArtifactTensor
 from device.runtime.parity import DecisionRule
+from toolchain.blame import Diagnosis, Suspect, drop_of, explain, trials
 from toolchain.calibration import DataSet, InputSpec
 from toolchain.convert_records import Attempt, Basis, Conversion, Made, Shipped, Tensors
 from toolchain.failures import is_internal
@@ -22,7 +24,7 @@ from toolchain.options import DROP_MEANING, FORMATS, Meaning
 from toolchain.validate import Metrics, Runner, latency_us, run_all, score
 
 if TYPE_CHECKING:
-    from toolchain.quantize import QuantConfig
+    from toolchain.quantize import NodeNoise, QuantConfig
 
 
 def evaluate(b: Basis, path: Path, fmt: str, ins: tuple[ArtifactTensor, ...],
@@ -138,21 +140,64 @@ def make_onnx_int8(c: Conversion, b: Basis) -> None:
     paths = _range_paths(fp32) if q.remedies else ()
     remedies = onnx_remedies(base, paths) if q.remedies else [base]
     by_label = {cfg.label(): cfg for cfg in remedies}
+    search = _Search()
+
+    def rank(config: QuantConfig) -> list[NodeNoise]:
+        probe = c.work / "int8-probe.onnx"
+        quantize_onnx(fp32, probe, b.inputs, b.calib, config, c.work)
+        return sensitive_nodes(fp32, probe, b.inputs, b.calib, c.work)
 
     def sensitive(best: str) -> list[Attempt]:
         start = by_label[best]  # the most sensitive nodes of the best configuration so far kept in float
-        probe = c.work / "int8-probe.onnx"
-        quantize_onnx(fp32, probe, b.inputs, b.calib, start, c.work)
-        ranked = sensitive_nodes(fp32, probe, b.inputs, b.calib, c.work)
-        return [attempt(start.with_(keep_float=tuple(dict.fromkeys(start.keep_float + tuple(ranked[:k])))))
-                for k in (1, 2, 4, 8) if k <= len(ranked)]
+        search.start = best
+        search.ranked = rank(start)
+        names = tuple(r.node for r in search.ranked)
+        out = []
+        for k in (1, 2, 4, 8):
+            if k <= len(names):
+                label, making = attempt(start.with_(keep_float=tuple(dict.fromkeys(start.keep_float + names[:k]))))
+                search.kept[label] = names[:k]
+                out.append((label, making))
+        return out
 
     gate(c, b, "onnx-int8", [attempt(cfg) for cfg in remedies], sensitive)
     name = FORMATS["onnx-int8"][2]
+    if name in c.rejected:  # refused: say which node(s) and why (paid only here)
+        entry = c.rejected[name]
+        explain(entry, lambda: _onnx_diagnosis(c, fp32, entry, search,
+                                               lambda: rank(by_label.get(entry["quantization"], base))))
     chosen = c.shipped["onnx-int8"].entry if "onnx-int8" in c.shipped else c.rejected.get(name, {})
     if paths and RANGE_LABEL in chosen.get("quantization", ""):
         c.notes.append(f"{name}: kept float, the paths into range-sensitive ops (one int8 scale "
                        f"cannot hold their inputs' range): {', '.join(paths[:8])}{' ...' if len(paths) > 8 else ''}")
+
+
+@dataclass
+class _Search:
+    """What the int8 ONNX search's sensitive-node step measured: its start, the ranking, the nodes each try kept."""
+
+    start: str | None = None
+    ranked: list[NodeNoise] | None = None
+    kept: dict[str, tuple[str, ...]] = field(default_factory=dict)  # attempt label -> the nodes it kept float
+
+
+def _onnx_diagnosis(c: Conversion, fp32: Path, entry: dict[str, Any], search: _Search,
+                    rank: Callable[[], list[NodeNoise]]) -> Diagnosis:
+    """The diagnosis of a refused int8 ONNX file: the search's ranking and trials, or (remedies off, or the search
+    never ran) a ranking of the refused configuration's nodes made now; and range-sensitive nodes every weight op
+    feeds."""
+    import onnx
+
+    from toolchain.range_paths import unremediable
+
+    if search.start is not None and search.ranked is None:
+        raise ModelFileError("the sensitivity analysis failed (see the notes)")
+    ranked = search.ranked if search.ranked is not None else rank()
+    attempts = entry.get("attempts") or []
+    return Diagnosis(suspects=tuple(Suspect(r.node, r.op_type, r.sqnr_db) for r in ranked),
+                     trials=trials(attempts, search.kept), start_drop=drop_of(attempts, search.start),
+                     max_drop=c.opts.quantization.max_drop, unremediable=unremediable(onnx.load(str(fp32))),
+                     remedies=c.opts.quantization.remedies)
 
 
 def onnx_remedies(base: QuantConfig, range_float: tuple[str, ...] = ()) -> list[QuantConfig]:

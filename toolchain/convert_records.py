@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from toolchain.calibration import DataSet, InputSpec
 from toolchain.options import ConvertOptions
 from toolchain.sources import SourceModel
 from toolchain.validate import Metrics, Runner, TaskMeasure
+
+if TYPE_CHECKING:
+    from toolchain.tflite import TfNoise
 
 T = TypeVar("T")
 Tensors = tuple[tuple[ArtifactTensor, ...], tuple[ArtifactTensor, ...]]
@@ -79,7 +82,10 @@ class TfliteMemo:
     saved_model: Any = None
     error: Exception | None = None
     int8_choice: tuple[Any, str] | None = None
-    ranked: list[str] | None = None
+    ranked: list[TfNoise] | None = None  # the debugger's ranking, noisiest first
+    start: str | None = None  # the int8 attempt the sensitive-node tries started from
+    kept: dict[str, tuple[str, ...]] = field(default_factory=dict)  # attempt label -> the TF nodes it kept float
+    matched: tuple[dict[str, tuple[str, str]], str] | None = None  # TF tensor -> ONNX node (name, op); why none
 
 
 @dataclass

@@ -13,8 +13,10 @@ from typing import Any
 
 from device.errors import ModelFileError
 from device.manifest import ArtifactTensor
+from toolchain.blame import Diagnosis, Suspect, drop_of, explain, trials
 from toolchain.convert_artifacts import evaluate, gate, record
 from toolchain.convert_records import Attempt, Basis, Conversion, Made
+from toolchain.failures import describe, is_internal
 from toolchain.options import FORMATS
 
 
@@ -98,12 +100,65 @@ def make_tflite(c: Conversion, b: Basis, key: str, precision: str) -> None:
     if precision == "int8-io" and chosen is not None:  # the same kernels as int8: its search decided already
         options, int8_label = chosen
         gate(c, b, key, [tries.attempt(options, f"{int8_label} (chosen for model.int8.tflite)")], None)
-        return
-    _int8_search(c, b, key, tries)
+    else:
+        _int8_search(c, b, key, tries)
     entry = c.shipped[key].entry if key in c.shipped else c.rejected.get(FORMATS[key][2], {})
     quantization = entry.get("quantization")
     if precision == "int8" and quantization in tries.by_label:
         c.tflite.int8_choice = (tries.by_label[quantization], quantization)
+    if key not in c.shipped and entry:  # refused: say which node(s) and why (paid only here)
+        explain(entry, lambda: _int8_diagnosis(c, b, entry, tries.sm))
+
+
+def _int8_diagnosis(c: Conversion, b: Basis, entry: dict[str, Any], sm: Any) -> Diagnosis:
+    """The diagnosis of a refused int8 TFLite file: the debugger's ranking (run now when the search did not run
+    it), each tensor's ONNX node when one matches, the sensitive-node tries (int8-io: int8's, when int8 was refused
+    too) and range-sensitive ONNX nodes every weight op feeds."""
+    import onnx
+
+    from toolchain.range_paths import unremediable
+    from toolchain.tflite import sensitive_tf_nodes
+
+    memo = c.tflite
+    if memo.start is not None and memo.ranked is None:
+        raise ModelFileError("the quantization debugger failed (see the notes)")
+    if memo.ranked is None:
+        memo.ranked = sensitive_tf_nodes(sm, b.inputs, b.calib)
+    int8 = c.rejected.get(FORMATS["tflite-int8"][2], {})
+    attempts = entry.get("attempts") or int8.get("attempts") or []
+    if memo.matched is None:  # int8-io's diagnosis reuses int8's
+        memo.matched = _onnx_nodes(c, b, sm, [r.tensor for r in memo.ranked])
+    matched, error = memo.matched
+    suspects = tuple(Suspect(r.tensor, ";".join(p.rsplit("/", 1)[-1] for p in r.tensor.split(";")),
+                             r.rmse_per_step, tflite=True, onnx_node=matched.get(r.tensor)) for r in memo.ranked)
+    return Diagnosis(suspects=suspects, trials=trials(attempts, memo.kept), start_drop=drop_of(attempts, memo.start),
+                     max_drop=c.opts.quantization.max_drop, fallback=FORMATS["tflite-fp32"][2],
+                     unremediable=unremediable(onnx.load(str(b.io.source.onnx_path))),
+                     remedies=c.opts.quantization.remedies,
+                     notes=(f"no ONNX node matched: {error}",) if error else ())
+
+
+def _onnx_nodes(c: Conversion, b: Basis, sm: Any, names: list[str]) -> tuple[dict[str, tuple[str, str]], str]:
+    """The ONNX node of each TF tensor in ``names`` (matched by value in the fp32 TFLite file, which has the int8
+    file's tensor names), and why none could be matched when that failed (best effort)."""
+    from toolchain.locate import matching_nodes
+    from toolchain.tflite import TfliteOptions
+    from toolchain.validate import Runner
+
+    try:
+        shipped = c.shipped.get("tflite-fp32")
+        if shipped is not None:
+            path, runner = c.stage / FORMATS["tflite-fp32"][2], shipped.runner
+        else:
+            _, making = _Attempts(c, b, "tflite-fp32-probe", "fp32", sm).attempt(TfliteOptions(), "fp32")
+            path, ins, outs = making()
+            runner = Runner(path, "tflite", ins, outs, b.inputs, b.outputs, b.io.layouts)
+        sample = b.val.sample(0, b.inputs)
+        return matching_nodes(b.io.source.onnx_path, path, sample, runner.prepare(sample), names), ""
+    except Exception as exc:  # the match only adds the ONNX names
+        if is_internal(exc):
+            raise
+        return {}, describe(exc)
 
 
 def _explain(entry: dict[str, Any], b: Basis, path: Path, runner: Any, precision: str) -> None:
@@ -137,12 +192,18 @@ def _int8_search(c: Conversion, b: Basis, key: str, tries: _Attempts) -> None:
         items.append((TfliteOptions(per_channel=not base.per_channel),
                       "per-tensor" if base.per_channel else "per-channel"))
 
-    def sensitive(_best: str) -> list[Attempt]:
-        if c.tflite.ranked is None:  # one debugger run serves int8 and int8-io
-            c.tflite.ranked = list(dict.fromkeys(sensitive_tf_nodes(tries.sm, b.inputs, b.calib)))
-        ranked = c.tflite.ranked
-        return tries.unique([(TfliteOptions(per_channel=base.per_channel, denylist=tuple(ranked[:k])),
-                              f"{granularity}, {k} node(s) kept in float ({', '.join(ranked[:k])})")
-                             for k in (1, 2, 4) if k <= len(ranked)])
+    def sensitive(best: str) -> list[Attempt]:
+        memo = c.tflite
+        memo.start = best
+        if memo.ranked is None:  # one debugger run serves int8 and int8-io
+            memo.ranked = sensitive_tf_nodes(tries.sm, b.inputs, b.calib)
+        ranked = tuple(dict.fromkeys(r.tensor for r in memo.ranked))
+        items = []
+        for k in (1, 2, 4):
+            if k <= len(ranked):
+                label = f"{granularity}, {k} node(s) kept in float ({', '.join(ranked[:k])})"
+                memo.kept[label] = ranked[:k]
+                items.append((TfliteOptions(per_channel=base.per_channel, denylist=ranked[:k]), label))
+        return tries.unique(items)
 
     gate(c, b, key, tries.unique(items), sensitive)

@@ -81,9 +81,9 @@ def onnx_intermediates(model: Any, feed: dict[str, np.ndarray]) -> dict[str, np.
             if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size}
 
 
-def tflite_intermediates(path: Path, feed: list[np.ndarray]) -> list[np.ndarray]:
+def tflite_tensors(path: Path, feed: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Every float tensor of the TFLite file at ``path`` after one run on ``feed`` (the file's inputs in its own
-    order, layout and dtype)."""
+    order, layout and dtype), by tensor name."""
     from device.modelfile import tflite_interpreter_class
 
     cls, _ = tflite_interpreter_class()
@@ -92,14 +92,58 @@ def tflite_intermediates(path: Path, feed: list[np.ndarray]) -> list[np.ndarray]
     for detail, value in zip(interp.get_input_details(), feed, strict=True):
         interp.set_tensor(detail["index"], np.asarray(value, detail["dtype"]).reshape(detail["shape"]))
     interp.invoke()
-    out = []
+    out = {}
     for detail in interp.get_tensor_details():
         try:
             value = interp.get_tensor(detail["index"])
         except ValueError:
             continue
         if value.dtype.kind == "f" and value.size:
-            out.append(np.asarray(value))
+            out[str(detail["name"]) or f"#{detail['index']}"] = np.asarray(value)
+    return out
+
+
+def tflite_intermediates(path: Path, feed: list[np.ndarray]) -> list[np.ndarray]:
+    """Every float tensor of the TFLite file at ``path`` after one run on ``feed``."""
+    return list(tflite_tensors(path, feed).values())
+
+
+# Nodes that only move values around: a match on one of them after the node that made the values is no ambiguity.
+_MOVES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Expand", "Cast")
+
+
+def _named(tensors: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    """The tensor called ``name``; else the one called as its first fused part (``a;b``: the converter names a
+    fused op's output after the op that makes it first, and the fp32 file may fuse less than the int8 one); else
+    the one tensor whose name shares a fused part with it."""
+    parts = name.split(";")
+    for candidate in (name, parts[0]):
+        if candidate in tensors:
+            return tensors[candidate]
+    near = [v for n, v in tensors.items() if set(parts) & set(n.split(";"))]
+    return near[0] if len(near) == 1 else None
+
+
+def matching_nodes(onnx_path: Path, tflite_path: Path, onnx_feed: dict[str, np.ndarray],
+                   tflite_feed: list[np.ndarray], names: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """For each TFLite tensor name in ``names``, the ONNX node (name, op type) whose output holds the same values
+    on one sample (matched as :func:`first_divergence` matches, by value). Names the file lacks, constant tensors
+    and tensors that several computing nodes reproduce are left out."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    onnx_values = onnx_intermediates(model, onnx_feed)
+    tensors = tflite_tensors(tflite_path, tflite_feed)
+    out: dict[str, tuple[str, str]] = {}
+    for name in names:
+        value = _named(tensors, name)
+        if value is None or float(np.ptp(value)) == 0.0:
+            continue
+        mine = _signature(value)
+        hits = [n for n in model.graph.node if any(o in onnx_values and onnx_values[o].size == value.size
+                                                   and _same(_signature(onnx_values[o]), mine) for o in n.output)]
+        if hits and all(n.op_type in _MOVES for n in hits[1:]):
+            out[name] = (hits[0].name or hits[0].output[0], hits[0].op_type)
     return out
 
 

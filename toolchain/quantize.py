@@ -225,8 +225,18 @@ def _float_compute_nodes(model: Any, ops: set[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class NodeNoise:
+    """One node of the fp32 model and the noise its int8 output carries: the SQNR (dB) of its output tensor
+    before and after the tensor's own QuantizeLinear/DequantizeLinear pair (lower is noisier)."""
+
+    node: str
+    op_type: str
+    sqnr_db: float
+
+
 def sensitive_nodes(fp32: Path, qdq: Path, inputs: tuple[InputSpec, ...], calib: DataSet, workdir: Path,
-                    limit: int = 8) -> list[str]:
+                    limit: int = 8) -> list[NodeNoise]:
     """Nodes of ``fp32`` ranked most sensitive first: lowest SQNR of their quantized output (ORT qdq_loss_debug)."""
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
@@ -251,8 +261,8 @@ def sensitive_nodes(fp32: Path, qdq: Path, inputs: tuple[InputSpec, ...], calib:
         matched = create_activation_matching(qdq_acts, float_acts)
         errors = compute_activation_error(matched)
     model = onnx.load(str(fp32))
-    producer = {o: n.name for n in model.graph.node for o in n.output if n.name}
-    ranked: list[tuple[float, str]] = []
+    producer = {o: n for n in model.graph.node for o in n.output if n.name}
+    ranked: list[tuple[float, str, str]] = []
     for tensor, err in errors.items():
         node = producer.get(tensor)
         value = err.get("qdq_err")
@@ -260,12 +270,12 @@ def sensitive_nodes(fp32: Path, qdq: Path, inputs: tuple[InputSpec, ...], calib:
             continue
         sqnr = float(np.mean(value)) if np.ndim(value) else float(value)
         if np.isfinite(sqnr):
-            ranked.append((sqnr, node))
+            ranked.append((sqnr, node.name, node.op_type))
     ranked.sort()
-    seen: list[str] = []
-    for _, node in ranked:
-        if node not in seen:
-            seen.append(node)
+    seen: dict[str, NodeNoise] = {}
+    for sqnr, name, op_type in ranked:
+        if name not in seen:
+            seen[name] = NodeNoise(name, op_type, sqnr)
         if len(seen) >= limit:
             break
-    return seen
+    return list(seen.values())

@@ -34,18 +34,13 @@ def _is_sensitive(node: Any, constants: set[str]) -> bool:
     return node.op_type != "Div" or (len(node.input) > 1 and node.input[1] not in constants)
 
 
-def range_sensitive_paths(model: Any) -> tuple[str, ...]:
-    """Names of the nodes on every path into a range-sensitive node, from the nearest weight operator on.
-
-    ``model`` is an ``onnx.ModelProto``. Walks back from each range-sensitive node through the producers of
-    its computed inputs, stopping at weight operators (included) and at graph inputs. Unnamed nodes cannot
-    be excluded from quantization by name and are left out. Empty when the model has no such node, and when
-    the paths hold every weight operator: an "int8" file with no int8 weight op left is a float file (the
-    mel-spectrogram front end of openwakeword, STFT convolutions and mel matmul all on its path to the log).
-    """
+def _walk(model: Any) -> tuple[list[Any], dict[int, Any]]:
+    """The range-sensitive nodes of ``model`` and every node on the paths into them (by ``id``), from the
+    nearest weight operator on."""
     constants = _constants(model)
     producer = {out: node for node in model.graph.node for out in node.output}
-    stack = [node for node in model.graph.node if _is_sensitive(node, constants)]
+    sensitive = [node for node in model.graph.node if _is_sensitive(node, constants)]
+    stack = list(sensitive)
     found: dict[int, Any] = {}
     while stack:
         node = stack.pop()
@@ -58,9 +53,30 @@ def range_sensitive_paths(model: Any) -> tuple[str, ...]:
             src = producer.get(name)
             if src is not None and name not in constants and src.op_type != "Constant":
                 stack.append(src)
+    return sensitive, found
+
+
+def range_sensitive_paths(model: Any) -> tuple[str, ...]:
+    """Names of the nodes on every path into a range-sensitive node, from the nearest weight operator on.
+
+    ``model`` is an ``onnx.ModelProto``. Walks back from each range-sensitive node through the producers of
+    its computed inputs, stopping at weight operators (included) and at graph inputs. Unnamed nodes cannot
+    be excluded from quantization by name and are left out. Empty when the model has no such node, and when
+    the paths hold every weight operator: an "int8" file with no int8 weight op left is a float file (the
+    mel-spectrogram front end of openwakeword, STFT convolutions and mel matmul all on its path to the log).
+    """
+    _, found = _walk(model)
     if all(id(n) in found for n in model.graph.node if n.op_type in WEIGHT_OPS):
         return ()
     order = {id(node): i for i, node in enumerate(model.graph.node)}
     nodes = sorted(found.values(), key=lambda n: order[id(n)])
     return tuple(n.name for n in nodes if n.name)
 
+
+def unremediable(model: Any) -> tuple[tuple[str, str], ...]:
+    """The range-sensitive nodes (name, op type) of ``model`` when the paths into them hold every weight
+    operator, so that keeping those paths float leaves no int8 work (the remedy is not offered); else empty."""
+    sensitive, found = _walk(model)
+    if not sensitive or not all(id(n) in found for n in model.graph.node if n.op_type in WEIGHT_OPS):
+        return ()
+    return tuple((n.name or n.output[0], n.op_type) for n in sensitive)

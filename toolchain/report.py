@@ -25,13 +25,18 @@ def clean(value: Any) -> Any:
     return value
 
 
+def _num(value: Any, spec: str) -> str:
+    """``value`` formatted by ``spec``; ``nan`` for a value the JSON-safe copy made None (NaN or infinite)."""
+    return "nan" if value is None else format(value, spec)
+
+
 def _metric(entry: dict[str, Any]) -> str:
     if "accuracy" in entry:
-        return f"top-1 {entry['accuracy']:.2f}%"
+        return f"top-1 {_num(entry['accuracy'], '.2f')}%"
     if "mae" in entry:
-        return f"MAE {entry['mae']:.4g} RMSE {entry['rmse']:.4g}"
+        return f"MAE {_num(entry['mae'], '.4g')} RMSE {_num(entry['rmse'], '.4g')}"
     if "cosine" in entry:
-        return f"cos {entry['cosine']:.6f} max|Δ| {entry.get('max_abs', 0):.3g}"
+        return f"cos {_num(entry['cosine'], '.6f')} max|Δ| {_num(entry.get('max_abs', 0), '.3g')}"
     return "-"
 
 

@@ -33,6 +33,7 @@ from toolchain.tf_worker import WORKERS, Worker, close_workers, submit
 __all__ = [
     "WORKERS",
     "SavedModel",
+    "TfNoise",
     "TfliteOptions",
     "Worker",
     "close_workers",
@@ -129,12 +130,23 @@ def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet
     return gen
 
 
-def sensitive_tf_nodes(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, limit: int = 4) -> list[str]:
-    """TF node names whose int8 version adds the most error, per the TFLite quantization debugger."""
+@dataclass(frozen=True)
+class TfNoise:
+    """One tensor of the int8 TFLite file and the error its int8 version adds (the quantization debugger's
+    root-mean-square error in units of the tensor's int8 step, higher is noisier). ``tensor`` is the TF name
+    (fused ops joined by ``;``), which is also the node name the converter's denylist takes."""
+
+    tensor: str
+    rmse_per_step: float
+
+
+def sensitive_tf_nodes(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet,
+                       limit: int = 4) -> list[TfNoise]:
+    """TF tensors whose int8 version adds the most error, noisiest first, per the TFLite quantization debugger."""
     import json
 
     out = _run_worker(sm, inputs, calib, {"kind": "debug", "limit": limit}, "quantization debugger")
-    return list(json.loads(out.read_text()))
+    return [TfNoise(str(name), float(value)) for name, value in json.loads(out.read_text())]
 
 
 def _debugger(tf: Any, conv: Any, sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet,
@@ -162,7 +174,8 @@ def _input_order(interpreter: Any) -> list[str]:
     return [by_index[d["index"]] for d in interpreter.get_input_details()]
 
 
-def sensitive_here(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet, limit: int) -> list[str]:
+def sensitive_here(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet,
+                   limit: int) -> list[tuple[str, float]]:
     tf = import_tf()
     conv = tf.lite.TFLiteConverter.from_saved_model(str(sm.path))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -184,7 +197,7 @@ def sensitive_here(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet
         if scale > 0 and np.isfinite(rmse):
             scored.append((rmse / scale, row.get("tensor_name", "")))
     scored.sort(reverse=True)
-    return [name for _, name in scored[:limit] if name]
+    return [(name, value) for value, name in scored if name][:limit]
 
 
 def describe_tflite(content: bytes, sm: SavedModel, inputs: tuple[InputSpec, ...], outputs: tuple[InputSpec, ...],

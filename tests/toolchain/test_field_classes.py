@@ -259,9 +259,10 @@ def test_no_attempt_is_repeated_and_int8_io_reuses_int8s_choice(tmp_path: Path,
 
     calls = []
 
-    def ranked(*args: object, **kwargs: object) -> list[str]:
+    def ranked(*args: object, **kwargs: object) -> list[tfl.TfNoise]:
         calls.append(1)
-        return ["no_such_node", "no_such_node", "nor_this_one"]  # a denylist that changes nothing
+        # a denylist that changes nothing
+        return [tfl.TfNoise("no_such_node", 3.0), tfl.TfNoise("no_such_node", 2.0), tfl.TfNoise("nor_this_one", 1.0)]
 
     monkeypatch.setattr(tfl, "sensitive_tf_nodes", ranked)
     model = mlp_onnx(tmp_path / "mlp.onnx")

@@ -102,4 +102,6 @@ def test_calibration_methods_and_keep_float(tmp_path: Path) -> None:
     kept = quantize_onnx(path, tmp_path / "kept.onnx", spec, data, QuantConfig(keep_float=(conv_name,)), tmp_path)
     assert any(conv_name in n for n in kept.float_nodes)
     ranked = sensitive_nodes(path, tmp_path / "minmax.onnx", spec, data, tmp_path)
-    assert ranked and all(isinstance(n, str) for n in ranked)
+    ops = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ranked and all(ops[r.node] == r.op_type for r in ranked)  # named nodes of the model, with their ops
+    assert [r.sqnr_db for r in ranked] == sorted(r.sqnr_db for r in ranked)  # noisiest (lowest SQNR) first

@@ -79,8 +79,8 @@ try:
     calib = DataSet({"x": rng.standard_normal((8, 4)).astype(np.float32),
                      "a": rng.standard_normal((8, 3)).astype(np.float32)}, "cal")
     ranked = sensitive_tf_nodes(sm, inputs, calib)
-    kept = convert_saved_model(sm, "int8", inputs, calib, TfliteOptions(denylist=tuple(ranked[:1])))
-    print(json.dumps({"ranked": ranked, "bytes": len(kept)}))
+    kept = convert_saved_model(sm, "int8", inputs, calib, TfliteOptions(denylist=(ranked[0].tensor,)))
+    print(json.dumps({"ranked": [[r.tensor, r.rmse_per_step] for r in ranked], "bytes": len(kept)}))
 finally:
     close_workers()
 """
@@ -107,5 +107,7 @@ def test_the_quantization_debugger_feeds_inputs_in_its_interpreters_order(tmp_pa
                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["ranked"] and all(isinstance(name, str) and name for name in result["ranked"])
+    ranked = result["ranked"]
+    assert ranked and all(isinstance(name, str) and name and value >= 0 for name, value in ranked)
+    assert [v for _, v in ranked] == sorted((v for _, v in ranked), reverse=True)  # noisiest first
     assert result["bytes"] > 0
