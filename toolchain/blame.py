@@ -77,6 +77,7 @@ class Diagnosis:
     fallback: str = "model.fp32.onnx"  # the artifact to use instead
     remedies: bool = True
     notes: tuple[str, ...] = ()  # what the diagnosis could not find out, and why
+    range_trial: Trial | None = None  # TFLite: the try with the paths into range-sensitive ops float (TF tensors)
 
     def verdict(self) -> str:
         """``range`` (range-sensitive ops), ``recovered`` (the nodes kept float are the ones to blame), ``spread``
@@ -122,11 +123,20 @@ class Diagnosis:
         done = [t for t in self.trials if math.isfinite(t.drop)]
         return min(done, key=lambda t: (t.drop, len(t.kept))) if done else None
 
+    def _range_text(self) -> str:
+        """What keeping the paths into range-sensitive ops float measured (TFLite), or empty when not tried."""
+        t = self.range_trial
+        if t is None:
+            return ""
+        drop = f"drops {t.drop:.1f}" if math.isfinite(t.drop) else "made no file"
+        return f"keeping the paths into range-sensitive ops float ({len(t.kept)} TF tensors) {drop}"
+
     def _trials_text(self, range_class: bool) -> str:
-        best = self._best()
+        best, paths = self._best(), self._range_text()
         if best is None:
             if self.remedies:
-                return "keeping it float was not tried" if not self.trials else "keeping it float made no file"
+                text = "keeping it float was not tried" if not self.trials else "keeping it float made no file"
+                return f"{text}; {paths}" if paths else text
             fix = "" if self.suspects[0].tflite else f"; --keep-float {self.suspects[0].name} tries it"
             return f"keeping it float not tried (--no-remedies{fix})"
         if self._recovered(best):
@@ -134,8 +144,12 @@ class Diagnosis:
                                                                  if len(best.kept) > 4 else "")
             return f"keeping {kept} float brings it to {best.drop:.1f} (max {self.max_drop})"
         last = max((t for t in self.trials if math.isfinite(t.drop)), key=lambda t: len(t.kept))
-        why = "their inputs stay int8" if range_class else "the loss is spread over many nodes, not one"
-        return f"keeping the {len(last.kept)} noisiest float still drops {last.drop:.1f}: {why}"
+        if range_class:  # with their paths kept float and still refused, int8 inputs are not the whole story
+            why = "the loss is not on those paths alone" if paths else "their inputs stay int8"
+        else:
+            why = "the loss is spread over many nodes, not one"
+        also = f", {paths}" if paths else ""
+        return f"keeping the {len(last.kept)} noisiest float still drops {last.drop:.1f}{also}: {why}"
 
     def details(self) -> dict[str, Any]:
         """The report entry's ``diagnosis``."""
@@ -146,6 +160,8 @@ class Diagnosis:
         return {"verdict": self.verdict(), "ranked": ranked, "start_drop": self.start_drop, "max_drop": self.max_drop,
                 "kept_float": [{"nodes": list(t.kept), "drop": t.drop} for t in self.trials],
                 "range_sensitive": [{"node": n, "op_type": op} for n, op in self.unremediable],
+                **({"range_paths_float": {"tensors": list(self.range_trial.kept), "drop": self.range_trial.drop}}
+                   if self.range_trial else {}),
                 **({"notes": list(self.notes)} if self.notes else {})}
 
 

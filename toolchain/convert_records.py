@@ -86,6 +86,9 @@ class TfliteMemo:
     start: str | None = None  # the int8 attempt the sensitive-node tries started from
     kept: dict[str, tuple[str, ...]] = field(default_factory=dict)  # attempt label -> the TF nodes it kept float
     matched: tuple[dict[str, tuple[str, str]], str] | None = None  # TF tensor -> ONNX node (name, op); why none
+    range_float: tuple[str, ...] | None = None  # TF tensors holding the paths into range-sensitive ops (matched)
+    range_label: str | None = None  # the int8 attempt that kept them float
+    fp32_probe: tuple[Path, Runner] | None = None  # fp32 file made to match tensors (none shipped)
 
 
 @dataclass

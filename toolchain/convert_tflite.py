@@ -1,6 +1,8 @@
 """The TFLite artifacts of one conversion: one SavedModel, then fp32/fp16 files, or int8 files through the gate.
 
-int8 tries per-channel and per-tensor, then the debugger's most sensitive nodes kept in float; int8-io reuses
+int8 tries per-channel and per-tensor, then the paths into range-sensitive ops kept float (the ONNX remedy of
+:mod:`toolchain.range_paths`, its nodes matched to TF tensors by value), then the debugger's most sensitive nodes
+kept in float (after the range paths when that try came closest); int8-io reuses
 the configuration int8 chose (the same kernels), and a file identical to one already judged is not judged twice.
 """
 
@@ -13,11 +15,12 @@ from typing import Any
 
 from device.errors import ModelFileError
 from device.manifest import ArtifactTensor
-from toolchain.blame import Diagnosis, Suspect, drop_of, explain, trials
+from toolchain.blame import Diagnosis, Suspect, Trial, drop_of, explain, trials
 from toolchain.convert_artifacts import evaluate, gate, record
 from toolchain.convert_records import Attempt, Basis, Conversion, Made
 from toolchain.failures import describe, is_internal
 from toolchain.options import FORMATS
+from toolchain.validate import Runner
 
 
 def saved_model(c: Conversion, b: Basis) -> Any:
@@ -106,6 +109,11 @@ def make_tflite(c: Conversion, b: Basis, key: str, precision: str) -> None:
     quantization = entry.get("quantization")
     if precision == "int8" and quantization in tries.by_label:
         c.tflite.int8_choice = (tries.by_label[quantization], quantization)
+        held = c.tflite.range_float or ()
+        if held and set(held) <= set(tries.by_label[quantization].denylist):
+            c.notes.append(f"{FORMATS[key][2]}: kept float, the TF tensors on the paths into range-sensitive ops "
+                           f"(one int8 scale cannot hold their inputs' range): {', '.join(held[:6])}"
+                           f"{' ...' if len(held) > 6 else ''}")
     if key not in c.shipped and entry:  # refused: say which node(s) and why (paid only here)
         explain(entry, lambda: _int8_diagnosis(c, b, entry, tries.sm))
 
@@ -131,8 +139,10 @@ def _int8_diagnosis(c: Conversion, b: Basis, entry: dict[str, Any], sm: Any) -> 
     matched, error = memo.matched
     suspects = tuple(Suspect(r.tensor, ";".join(p.rsplit("/", 1)[-1] for p in r.tensor.split(";")),
                              r.rmse_per_step, tflite=True, onnx_node=matched.get(r.tensor)) for r in memo.ranked)
+    range_drop = drop_of(attempts, memo.range_label)
     return Diagnosis(suspects=suspects, trials=trials(attempts, memo.kept), start_drop=drop_of(attempts, memo.start),
                      max_drop=c.opts.quantization.max_drop, fallback=FORMATS["tflite-fp32"][2],
+                     range_trial=Trial(memo.range_float or (), range_drop) if range_drop is not None else None,
                      unremediable=unremediable(onnx.load(str(b.io.source.onnx_path))),
                      remedies=c.opts.quantization.remedies,
                      notes=(f"no ONNX node matched: {error}",) if error else ())
@@ -142,23 +152,62 @@ def _onnx_nodes(c: Conversion, b: Basis, sm: Any, names: list[str]) -> tuple[dic
     """The ONNX node of each TF tensor in ``names`` (matched by value in the fp32 TFLite file, which has the int8
     file's tensor names), and why none could be matched when that failed (best effort)."""
     from toolchain.locate import matching_nodes
-    from toolchain.tflite import TfliteOptions
-    from toolchain.validate import Runner
 
     try:
-        shipped = c.shipped.get("tflite-fp32")
-        if shipped is not None:
-            path, runner = c.stage / FORMATS["tflite-fp32"][2], shipped.runner
-        else:
-            _, making = _Attempts(c, b, "tflite-fp32-probe", "fp32", sm).attempt(TfliteOptions(), "fp32")
-            path, ins, outs = making()
-            runner = Runner(path, "tflite", ins, outs, b.inputs, b.outputs, b.io.layouts)
+        path, runner = _fp32_file(c, b, sm)
         sample = b.val.sample(0, b.inputs)
         return matching_nodes(b.io.source.onnx_path, path, sample, runner.prepare(sample), names), ""
     except Exception as exc:  # the match only adds the ONNX names
         if is_internal(exc):
             raise
         return {}, describe(exc)
+
+
+def _fp32_file(c: Conversion, b: Basis, sm: Any) -> tuple[Path, Runner]:
+    """The fp32 TFLite file (the shipped one, else a probe made now, once per conversion) and its runner."""
+    from toolchain.tflite import TfliteOptions
+
+    shipped = c.shipped.get("tflite-fp32")
+    if shipped is not None:
+        return c.stage / FORMATS["tflite-fp32"][2], shipped.runner
+    if c.tflite.fp32_probe is None:
+        _, making = _Attempts(c, b, "tflite-fp32-probe", "fp32", sm).attempt(TfliteOptions(), "fp32")
+        path, ins, outs = making()
+        c.tflite.fp32_probe = (path, Runner(path, "tflite", ins, outs, b.inputs, b.outputs, b.io.layouts))
+    return c.tflite.fp32_probe
+
+
+def _range_float(c: Conversion, b: Basis, sm: Any) -> tuple[str, ...]:
+    """The TF tensors that hold the values on the paths into range-sensitive ONNX ops (and the inputs they read),
+    matched by value in the fp32 TFLite file, which has the int8 file's tensor names; empty when the model has no
+    such path or keeping them float would leave no weight op int8. Matched once per conversion; a failure to match
+    is noted, never raised (unless it is our own)."""
+    import onnx
+
+    from toolchain.locate import holding_tensors
+    from toolchain.range_paths import range_path_tensors, range_sensitive_paths
+
+    memo = c.tflite
+    if memo.range_float is not None:
+        return memo.range_float
+    memo.range_float = ()
+    model = onnx.load(str(b.io.source.onnx_path))
+    paths = range_sensitive_paths(model)
+    if not paths:
+        return ()
+    try:
+        path, runner = _fp32_file(c, b, sm)
+        sample = b.val.sample(0, b.inputs)
+        held = holding_tensors(b.io.source.onnx_path, path, sample, runner.prepare(sample),
+                               range_path_tensors(model, paths))
+    except Exception as exc:  # a remedy not offered, never a failed conversion
+        if is_internal(exc):
+            raise
+        c.notes.append(f"{FORMATS['tflite-int8'][2]}: the paths into range-sensitive ops could not be matched to "
+                       f"TF tensors ({describe(exc)})")
+        return ()
+    memo.range_float = tuple(dict.fromkeys(t for names in held.values() for t in names))
+    return memo.range_float
 
 
 def _explain(entry: dict[str, Any], b: Basis, path: Path, runner: Any, precision: str) -> None:
@@ -188,22 +237,30 @@ def _int8_search(c: Conversion, b: Basis, key: str, tries: _Attempts) -> None:
     base = TfliteOptions(per_channel=q.per_channel)
     granularity = "per-channel" if base.per_channel else "per-tensor"
     items = [(base, granularity)]
+    memo = c.tflite
+    held: tuple[str, ...] = ()
     if q.remedies:
         items.append((TfliteOptions(per_channel=not base.per_channel),
                       "per-tensor" if base.per_channel else "per-channel"))
+        held = _range_float(c, b, tries.sm)
+    if held:
+        memo.range_label = f"{granularity}, paths into range-sensitive ops float ({len(held)} tensors)"
+        items.append((TfliteOptions(per_channel=base.per_channel, denylist=held), memo.range_label))
 
     def sensitive(best: str) -> list[Attempt]:
-        memo = c.tflite
         memo.start = best
         if memo.ranked is None:  # one debugger run serves int8 and int8-io
             memo.ranked = sensitive_tf_nodes(tries.sm, b.inputs, b.calib)
         ranked = tuple(dict.fromkeys(r.tensor for r in memo.ranked))
+        start = held if best == memo.range_label else ()  # the range paths stay float when they came closest
         items = []
         for k in (1, 2, 4):
             if k <= len(ranked):
                 label = f"{granularity}, {k} node(s) kept in float ({', '.join(ranked[:k])})"
+                label += ", with the range paths" if start else ""
                 memo.kept[label] = ranked[:k]
-                items.append((TfliteOptions(per_channel=base.per_channel, denylist=ranked[:k]), label))
+                denylist = tuple(dict.fromkeys(start + ranked[:k]))
+                items.append((TfliteOptions(per_channel=base.per_channel, denylist=denylist), label))
         return tries.unique(items)
 
     gate(c, b, key, tries.unique(items), sensitive)

@@ -103,6 +103,14 @@ def tflite_tensors(path: Path, feed: list[np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def tflite_input_names(path: Path) -> set[str]:
+    """The names of the TFLite file's input tensors (no operator makes them)."""
+    from device.modelfile import tflite_interpreter_class
+
+    cls, _ = tflite_interpreter_class()
+    return {str(d["name"]) for d in cls(model_path=str(path)).get_input_details()}
+
+
 def tflite_intermediates(path: Path, feed: list[np.ndarray]) -> list[np.ndarray]:
     """Every float tensor of the TFLite file at ``path`` after one run on ``feed``."""
     return list(tflite_tensors(path, feed).values())
@@ -140,10 +148,49 @@ def matching_nodes(onnx_path: Path, tflite_path: Path, onnx_feed: dict[str, np.n
         if value is None or float(np.ptp(value)) == 0.0:
             continue
         mine = _signature(value)
-        hits = [n for n in model.graph.node if any(o in onnx_values and onnx_values[o].size == value.size
-                                                   and _same(_signature(onnx_values[o]), mine) for o in n.output)]
+        hits = [n for n in model.graph.node if any(o in onnx_values and _holds(onnx_values[o], value, mine)
+                                                   for o in n.output)]
         if hits and all(n.op_type in _MOVES for n in hits[1:]):
             out[name] = (hits[0].name or hits[0].output[0], hits[0].op_type)
+    return out
+
+
+def _holds(onnx_value: np.ndarray, tflite_value: np.ndarray, signature: np.ndarray | None = None) -> bool:
+    """Whether a TFLite tensor holds the values of an ONNX one (same size, same sorted values; ``signature``:
+    the TFLite tensor's, when already computed)."""
+    if onnx_value.size != tflite_value.size:
+        return False
+    return _same(_signature(onnx_value), _signature(tflite_value) if signature is None else signature)
+
+
+def holding_tensors(onnx_path: Path, tflite_path: Path, onnx_feed: dict[str, np.ndarray],
+                    tflite_feed: list[np.ndarray], names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """For each ONNX tensor in ``names`` (a node output or a graph input), the TFLite tensors that hold its values
+    on one sample: the inverse of :func:`matching_nodes`, matched the same way, by value. A copy in another layout
+    (onnx2tf's transposes and reshapes) holds the same values and is listed too; the file's own inputs (made by
+    no operator) are not. Tensors constant on the sample (no values to tell apart) and those no TFLite tensor
+    holds are left out."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    values = {**onnx_intermediates(model, onnx_feed), **{k: np.asarray(v) for k, v in onnx_feed.items()}}
+    entry = tflite_input_names(tflite_path)
+    tensors = {n: v for n, v in tflite_tensors(tflite_path, tflite_feed).items()
+               if n not in entry and float(np.ptp(v)) > 0.0}
+    signatures: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        value = values.get(name)
+        if value is None or value.dtype.kind != "f" or float(np.ptp(value)) == 0.0:
+            continue
+        hits = []
+        for tf_name, tf_value in tensors.items():
+            if tf_value.size == value.size:
+                signature = signatures.setdefault(tf_name, _signature(tf_value))
+                if _holds(value, tf_value, signature):
+                    hits.append(tf_name)
+        if hits:
+            out[name] = tuple(hits)
     return out
 
 

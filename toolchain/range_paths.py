@@ -80,3 +80,37 @@ def unremediable(model: Any) -> tuple[tuple[str, str], ...]:
     if not sensitive or not all(id(n) in found for n in model.graph.node if n.op_type in WEIGHT_OPS):
         return ()
     return tuple((n.name or n.output[0], n.op_type) for n in sensitive)
+
+
+# Operators that only lay out or pad the values they read (onnx2tf adds its own between an input and a conv).
+_LAYOUT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Expand", "Cast", "Pad")
+
+
+def range_path_tensors(model: Any, paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The tensors a TFLite file must keep float for the nodes ``paths`` (from :func:`range_sensitive_paths`) to
+    compute in float: their outputs, and the graph inputs they read, with the layout and pad nodes between.
+
+    onnxruntime leaves a graph input float when only float nodes read it; TensorFlow's int8 converter quantizes
+    every input on entry, so a front end whose STFT convolution is kept float still read its quiet inputs
+    rounded to one int8 scale unless the input's copies are kept float too (the log-power model of the tests:
+    relative error 0.37 with only the paths' outputs float, 0.008 with the input's copies as well)."""
+    by_name = {n.name: n for n in model.graph.node if n.name}
+    nodes = [by_name[name] for name in paths if name in by_name]
+    made = {o for n in nodes for o in n.output}
+    graph_inputs = {i.name for i in model.graph.input}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    constants = _constants(model)
+
+    def back_to_input(name: str) -> list[str]:
+        """``name`` and the tensors before it back to a graph input through layout nodes; empty when none."""
+        if name in graph_inputs:
+            return [name]
+        src = producer.get(name)
+        if src is None or src.op_type not in _LAYOUT or not src.input or src.input[0] in constants:
+            return []
+        earlier = back_to_input(src.input[0])
+        return [name, *earlier] if earlier else []
+
+    entering = [t for n in nodes for i in n.input if i and i not in made and i not in constants
+                for t in back_to_input(i)]
+    return tuple(dict.fromkeys([o for n in nodes for o in n.output if o] + entering))
