@@ -106,7 +106,10 @@ def convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], 
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             debug_options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(options.denylist))
             with quiet_native():
-                return bytes(_debugger(tf, conv, sm, inputs, calib, debug_options).get_nondebug_quantized_model())
+                debugger = _debugger(tf, conv, sm, inputs, calib, debug_options)
+                if precision == "int8":
+                    return bytes(debugger.get_nondebug_quantized_model())
+                return _int8_io_quantized(tf, conv, debugger, debug_options)
     elif precision != "fp32":
         raise ValueError(f"unknown TFLite precision {precision!r}")
     try:
@@ -116,6 +119,17 @@ def convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], 
         if is_internal(exc):
             raise InternalFailure(f"TFLite {precision} conversion failed ({describe(exc)})") from None
         raise ModelFileError(f"TFLite {precision} conversion failed ({describe(exc)})") from None
+
+
+def _int8_io_quantized(tf: Any, conv: Any, debugger: Any, debug_options: Any) -> bytes:
+    """The debugger's quantization of its calibrated model with int8 input and output: its own
+    ``get_nondebug_quantized_model`` ignores ``inference_input_type`` and gave int8-io files float I/O."""
+    from tensorflow.lite.python import convert as tf_convert
+
+    return bytes(tf_convert.mlir_quantize(
+        debugger.calibrated_model, disable_per_channel=conv._experimental_disable_per_channel,
+        fully_quantize=debug_options.fully_quantize, input_data_type=tf.int8, output_data_type=tf.int8,
+        denylisted_ops=debug_options.denylisted_ops, denylisted_nodes=debug_options.denylisted_nodes))
 
 
 def representative(sm: SavedModel, inputs: tuple[InputSpec, ...], calib: DataSet) -> Any:

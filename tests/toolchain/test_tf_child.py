@@ -80,7 +80,12 @@ try:
                      "a": rng.standard_normal((8, 3)).astype(np.float32)}, "cal")
     ranked = sensitive_tf_nodes(sm, inputs, calib)
     kept = convert_saved_model(sm, "int8", inputs, calib, TfliteOptions(denylist=(ranked[0].tensor,)))
-    print(json.dumps({"ranked": [[r.tensor, r.rmse_per_step] for r in ranked], "bytes": len(kept)}))
+    io = convert_saved_model(sm, "int8-io", inputs, calib, TfliteOptions(denylist=(ranked[0].tensor,)))
+    from device.modelfile import tflite_interpreter_class
+    interp = tflite_interpreter_class()[0](model_content=io)
+    io_dtypes = sorted({np.dtype(d["dtype"]).name for d in interp.get_input_details() + interp.get_output_details()})
+    print(json.dumps({"ranked": [[r.tensor, r.rmse_per_step] for r in ranked], "bytes": len(kept),
+                      "io_dtypes": io_dtypes}))
 finally:
     close_workers()
 """
@@ -100,7 +105,8 @@ def _two_inputs(path: Path) -> Path:
 def test_the_quantization_debugger_feeds_inputs_in_its_interpreters_order(tmp_path):
     """TensorFlow sorts a signature's inputs by name; the debugger sets them by position. silero VAD (inputs
     input, sr, h, c) got its state where its audio belonged and the TFLite int8 search lost its sensitive-node
-    remedies. Fed in the interpreter's order, the debugger ranks nodes and a denylisted int8 file is made."""
+    remedies. Fed in the interpreter's order, the debugger ranks nodes and a denylisted int8 file is made; its int8-io
+    twin keeps int8 input and output."""
     work = tmp_path / "work"
     work.mkdir()
     out = subprocess.run([sys.executable, "-c", DEBUG_SCRIPT, str(_two_inputs(tmp_path / "m.onnx")), str(work)],
@@ -111,3 +117,5 @@ def test_the_quantization_debugger_feeds_inputs_in_its_interpreters_order(tmp_pa
     assert ranked and all(isinstance(name, str) and name and value >= 0 for name, value in ranked)
     assert [v for _, v in ranked] == sorted((v for _, v in ranked), reverse=True)  # noisiest first
     assert result["bytes"] > 0
+    # int8-io with nodes kept float still has int8 input and output (the debugger's own call gave float32 I/O)
+    assert result["io_dtypes"] == ["int8"], result["io_dtypes"]
