@@ -12,6 +12,7 @@ Precisions: ``fp32``; ``fp16`` (float16 weights); ``int8`` (full-integer kernels
 
 from __future__ import annotations
 
+import importlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,8 +125,7 @@ def convert_here(sm: SavedModel, precision: str, inputs: tuple[InputSpec, ...], 
 def _int8_io_quantized(tf: Any, conv: Any, debugger: Any, debug_options: Any) -> bytes:
     """The debugger's quantization of its calibrated model with int8 input and output: its own
     ``get_nondebug_quantized_model`` ignores ``inference_input_type`` and gave int8-io files float I/O."""
-    from tensorflow.lite.python import convert as tf_convert
-
+    tf_convert = importlib.import_module("tensorflow.lite.python.convert")  # TF internal, as the debugger uses it
     return bytes(tf_convert.mlir_quantize(
         debugger.calibrated_model, disable_per_channel=conv._experimental_disable_per_channel,
         fully_quantize=debug_options.fully_quantize, input_data_type=tf.int8, output_data_type=tf.int8,
