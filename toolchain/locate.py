@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.range_paths import LAYOUT_OPS
+
 FP16_MAX = 65504.0
 FP16_TINY = 2.0**-24  # smallest float16 subnormal: smaller magnitudes round to 0
 _POINTS = 257  # quantiles compared per tensor
@@ -116,8 +118,6 @@ def tflite_intermediates(path: Path, feed: list[np.ndarray]) -> list[np.ndarray]
     return list(tflite_tensors(path, feed).values())
 
 
-# Nodes that only move values around: a match on one of them after the node that made the values is no ambiguity.
-_MOVES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Expand", "Cast")
 
 
 def _named(tensors: dict[str, np.ndarray], name: str) -> np.ndarray | None:
@@ -150,7 +150,8 @@ def matching_nodes(onnx_path: Path, tflite_path: Path, onnx_feed: dict[str, np.n
         mine = _signature(value)
         hits = [n for n in model.graph.node if any(o in onnx_values and _holds(onnx_values[o], value, mine)
                                                    for o in n.output)]
-        if hits and all(n.op_type in _MOVES for n in hits[1:]):
+        # a match on a node that only moves the values of the one that made them is no ambiguity
+        if hits and all(n.op_type in LAYOUT_OPS for n in hits[1:]):
             out[name] = (hits[0].name or hits[0].output[0], hits[0].op_type)
     return out
 

@@ -82,8 +82,10 @@ def unremediable(model: Any) -> tuple[tuple[str, str], ...]:
     return tuple((n.name or n.output[0], n.op_type) for n in sensitive)
 
 
-# Operators that only lay out or pad the values they read (onnx2tf adds its own between an input and a conv).
-_LAYOUT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Expand", "Cast", "Pad")
+# Operators that only move the values they read (their output holds the same values in another layout).
+LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Expand", "Cast")
+# ... and Pad: onnx2tf adds its own between an input and a conv.
+_LAYOUT = (*LAYOUT_OPS, "Pad")
 
 
 def range_path_tensors(model: Any, paths: tuple[str, ...]) -> tuple[str, ...]:
